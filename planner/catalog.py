@@ -1,0 +1,635 @@
+"""Model, GPU and interconnect catalogs: YAML files loaded on demand into frozen dataclasses.
+
+Every entry is one YAML file (``models/*.yaml``, ``hardware/gpus/*.yaml``,
+``hardware/links/*.yaml``) shipped inside the wheel as ``planner.models`` and
+``planner.hardware``. Human units live in the YAML (``hbm_gb``, ``peak_tflops``, ``gb_per_s``)
+and are converted to SI here, once. Every number in a hardware entry has a ``sources`` line; the
+loader refuses an entry whose number has none.
+
+Users add or override entries with ``--catalog DIR`` (or ``PDPLAN_CATALOG``): a directory holding
+``models/``, ``gpus/`` and ``links/`` sub-folders (or YAML files directly, sorted by their ``kind``).
+A Hugging Face ``config.json`` is accepted wherever a model name is (``--model ./config.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from planner.errors import CatalogError, InvalidRequestError, did_you_mean
+
+# Bytes per stored element. FP4 is NVFP4 (E2M1 plus one FP8 scale per 16 values = 4.5 bits),
+# INT4 is group-wise (group 128 with an FP16 scale and zero = 4.25 bits); see docs/methodology.md.
+DTYPE_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5625, "int4": 0.53125}
+WEIGHT_DTYPES = ("bf16", "fp8", "fp4", "int4")
+KV_DTYPES = ("bf16", "fp8")
+KV_TRANSFER_DTYPES = ("bf16", "fp8", "int4")
+ACTIVATION_BYTES = 2.0  # activations and all-reduce messages travel in BF16
+
+
+# --------------------------------------------------------------------------------------------
+# Dataclasses
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the roofline needs to know about a transformer (decoder-only, pre-norm)."""
+
+    id: str
+    name: str
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int  # dense FFN width (SwiGLU: gate, up and down projections)
+    vocab_size: int
+    tie_word_embeddings: bool = False
+    # Mixture of experts (num_experts == 0 means dense).
+    num_experts: int = 0
+    experts_per_token: int = 0
+    moe_intermediate_size: int = 0
+    num_shared_experts: int = 0
+    first_dense_layers: int = 0  # leading layers that keep a dense FFN (DeepSeek-V3: 3)
+    # Multi-head latent attention (kv_lora_rank == 0 means ordinary GQA/MHA/MQA).
+    kv_lora_rank: int = 0
+    q_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    qk_nope_head_dim: int = 0
+    v_head_dim: int = 0
+    default_dtype: str = "bf16"
+    default_kv_dtype: str = "bf16"
+    published_params: float = 0.0  # total parameters as published (a cross-check, not used)
+    source: str = ""
+    path: str = ""
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def moe_layers(self) -> int:
+        return self.num_layers - self.first_dense_layers if self.is_moe else 0
+
+    @property
+    def dense_layers(self) -> int:
+        return self.num_layers - self.moe_layers
+
+    # ---- parameter counts (elements) -------------------------------------------------------
+    @property
+    def attn_params_per_layer(self) -> int:
+        h = self.hidden_size
+        if self.is_mla:
+            qk = self.qk_nope_head_dim + self.qk_rope_head_dim
+            q = (h * self.q_lora_rank + self.q_lora_rank * self.num_heads * qk
+                 if self.q_lora_rank else h * self.num_heads * qk)
+            kv_a = h * (self.kv_lora_rank + self.qk_rope_head_dim)
+            kv_b = self.kv_lora_rank * self.num_heads * (self.qk_nope_head_dim + self.v_head_dim)
+            o = self.num_heads * self.v_head_dim * h
+            return q + kv_a + kv_b + o
+        d = self.head_dim
+        return h * (self.num_heads + 2 * self.num_kv_heads) * d + self.num_heads * d * h
+
+    @property
+    def dense_ffn_params(self) -> int:
+        return 3 * self.hidden_size * self.intermediate_size
+
+    @property
+    def expert_params(self) -> int:
+        """Parameters of one routed expert (SwiGLU)."""
+        return 3 * self.hidden_size * self.moe_intermediate_size
+
+    @property
+    def embedding_params(self) -> int:
+        n = self.vocab_size * self.hidden_size
+        return n if self.tie_word_embeddings else 2 * n
+
+    @property
+    def total_params(self) -> int:
+        body = self.num_layers * self.attn_params_per_layer + self.dense_layers * self.dense_ffn_params
+        if self.is_moe:
+            per_moe_layer = (self.num_experts + self.num_shared_experts) * self.expert_params
+            per_moe_layer += self.hidden_size * self.num_experts  # router
+            body += self.moe_layers * per_moe_layer
+        return body + self.embedding_params
+
+    @property
+    def active_params(self) -> int:
+        """Parameters touched per token (routed experts: only the top-k)."""
+        body = self.num_layers * self.attn_params_per_layer + self.dense_layers * self.dense_ffn_params
+        if self.is_moe:
+            body += self.moe_layers * (self.experts_per_token + self.num_shared_experts) * self.expert_params
+        return body + self.embedding_params
+
+    # ---- KV cache --------------------------------------------------------------------------
+    @property
+    def kv_elements_per_token_per_layer(self) -> int:
+        """K and V elements a token leaves in one layer (MLA: the compressed latent + RoPE key)."""
+        if self.is_mla:
+            return self.kv_lora_rank + self.qk_rope_head_dim
+        return 2 * self.num_kv_heads * self.head_dim
+
+    def kv_bytes_per_token(self, kv_dtype: str) -> float:
+        """``2 * layers * kv_heads * head_dim * bytes`` (GQA/MHA/MQA) or ``(d_c + d_rope) * layers *
+        bytes`` (MLA). Llama-3.1-70B in BF16: 2 * 80 * 8 * 128 * 2 = 327,680 bytes."""
+        return self.num_layers * self.kv_elements_per_token_per_layer * DTYPE_BYTES[kv_dtype]
+
+    def valid_tp(self, tp: int) -> bool:
+        """TP must divide the query heads (and the KV heads, or be a multiple of them)."""
+        if tp < 1 or self.num_heads % tp:
+            return False
+        if self.is_mla:
+            return True
+        kv = self.num_kv_heads
+        return kv % tp == 0 or tp % kv == 0
+
+
+@dataclass(frozen=True)
+class GPUSpec:
+    """One accelerator: dense peaks, memory, links, power, price and default efficiencies."""
+
+    id: str
+    name: str
+    peak_flops: dict  # dtype -> dense FLOP/s (bf16 always; fp8 / fp4 where the hardware has them)
+    hbm_bytes: float
+    hbm_bytes_per_s: float
+    gpus_per_node: int
+    intra_node_link: str
+    inter_node_link: str
+    inter_node_bytes_per_s: float  # per GPU, per direction
+    tdp_w: float
+    price_per_hour: float  # USD per GPU-hour, indicative
+    price_date: str
+    # Efficiency defaults (fractions of peak), fitted on published measurements.
+    compute_efficiency: float
+    compute_half_tokens: float  # GEMM rows at which achieved compute reaches half the maximum
+    memory_efficiency: float
+    comm_efficiency: float
+    allreduce_hop_s: float  # per-hop latency of a ring all-reduce step
+    step_overhead_s: float  # fixed cost per iteration per layer (kernel launches, scheduling)
+    sources: dict = field(default_factory=dict, compare=False, hash=False)
+    path: str = ""
+
+    def flops_for(self, dtype: str) -> float:
+        """Peak dense FLOP/s for GEMMs whose weights are stored in ``dtype``.
+
+        FP8 and FP4 run at their own peak only where the hardware has it; otherwise weights are
+        dequantised and the GEMM runs at the next precision the GPU supports (weight-only
+        quantisation: fewer bytes, same compute). INT4 is weight-only everywhere (W4A16)."""
+        if dtype == "fp4" and "fp4" in self.peak_flops:
+            return self.peak_flops["fp4"]
+        if dtype in ("fp4", "fp8") and "fp8" in self.peak_flops:
+            return self.peak_flops["fp8"]
+        return self.peak_flops["bf16"]
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """A point-to-point interconnect used for KV transfer and collectives."""
+
+    id: str
+    name: str
+    bytes_per_s: float  # per direction
+    latency_s: float
+    sources: dict = field(default_factory=dict, compare=False, hash=False)
+    path: str = ""
+
+    def transfer_time(self, nbytes):
+        """``latency + bytes / bandwidth`` (one direction, one stream)."""
+        return self.latency_s + nbytes / self.bytes_per_s
+
+
+# --------------------------------------------------------------------------------------------
+# YAML helpers with precise errors
+# --------------------------------------------------------------------------------------------
+
+
+def _load_yaml(path: Path) -> dict:
+    import yaml
+
+    if path.is_dir():
+        raise CatalogError(f"{path}: is a directory, expected a YAML file")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if b"\x00" in raw:
+        raise CatalogError(f"{path}: is a binary file, expected YAML")
+    try:
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise CatalogError(f"{path}: is not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise CatalogError(f"{path}: malformed YAML{where}") from None
+    if data is None:
+        raise CatalogError(f"{path}: is empty")
+    if not isinstance(data, dict):
+        raise CatalogError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+class _Reader:
+    """Typed access to a YAML mapping; every complaint names the file and the key."""
+
+    def __init__(self, path: Path, data: dict, allowed: set[str]):
+        self.path, self.data = path, data
+        unknown = set(data) - allowed
+        if unknown:
+            key = sorted(unknown)[0]
+            raise CatalogError(f"{path}: {key}: unknown key{did_you_mean(key, allowed)}")
+
+    def _fail(self, key, what, got):
+        raise CatalogError(f"{self.path}: {key}: {what}, got {got!r}")
+
+    def number(self, key, *, positive=True, integer=False, default=None, container=None, ctx=None):
+        data = self.data if container is None else container
+        label = key if ctx is None else f"{ctx}.{key}"
+        if key not in data:
+            if default is not None:
+                return default
+            raise CatalogError(f"{self.path}: {label}: missing")
+        v = data[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            self._fail(label, "must be a number", v)
+        if not math.isfinite(v):
+            self._fail(label, "must be finite", v)
+        if integer and v != int(v):
+            self._fail(label, "must be a whole number", v)
+        if positive and v <= 0:
+            self._fail(label, "must be positive", v)
+        if not positive and v < 0:
+            self._fail(label, "must not be negative", v)
+        return int(v) if integer else float(v)
+
+    def text(self, key, default=None, choices=None):
+        if key not in self.data:
+            if default is not None:
+                return default
+            raise CatalogError(f"{self.path}: {key}: missing")
+        v = self.data[key]
+        if not isinstance(v, (str, int, float)) or isinstance(v, bool) or str(v).strip() == "":
+            self._fail(key, "must be a non-empty string", v)
+        v = str(v)
+        if choices is not None and v not in choices:
+            raise CatalogError(
+                f"{self.path}: {key}: {v!r} is not one of {', '.join(choices)}{did_you_mean(v, choices)}"
+            )
+        return v
+
+    def mapping(self, key, default=None):
+        if key not in self.data:
+            if default is not None:
+                return default
+            raise CatalogError(f"{self.path}: {key}: missing")
+        v = self.data[key]
+        if not isinstance(v, dict):
+            self._fail(key, "must be a mapping", v)
+        return v
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing entries
+# --------------------------------------------------------------------------------------------
+
+_MODEL_KEYS = {
+    "id", "name", "kind", "hf_id", "num_layers", "hidden_size", "num_heads", "num_kv_heads",
+    "head_dim", "intermediate_size", "vocab_size", "tie_word_embeddings", "moe", "mla",
+    "default_dtype", "default_kv_dtype", "published_params_b", "source", "sources", "notes",
+}
+_MOE_KEYS = {"num_experts", "experts_per_token", "moe_intermediate_size", "num_shared_experts",
+             "first_dense_layers"}
+_MLA_KEYS = {"kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim"}
+
+
+def parse_model(path: Path, data: dict) -> ModelSpec:
+    r = _Reader(path, data, _MODEL_KEYS)
+    kw = {
+        "id": r.text("id"),
+        "name": r.text("name", default=str(data.get("id", path.stem))),
+        "num_layers": r.number("num_layers", integer=True),
+        "hidden_size": r.number("hidden_size", integer=True),
+        "num_heads": r.number("num_heads", integer=True),
+        "num_kv_heads": r.number("num_kv_heads", integer=True),
+        "intermediate_size": r.number("intermediate_size", integer=True),
+        "vocab_size": r.number("vocab_size", integer=True),
+        "default_dtype": r.text("default_dtype", default="bf16", choices=WEIGHT_DTYPES),
+        "default_kv_dtype": r.text("default_kv_dtype", default="bf16", choices=KV_DTYPES),
+        "source": r.text("source"),
+        "path": str(path),
+    }
+    kw["head_dim"] = r.number("head_dim", integer=True,
+                              default=max(1, kw["hidden_size"] // kw["num_heads"]))
+    tie = data.get("tie_word_embeddings", False)
+    if not isinstance(tie, bool):
+        raise CatalogError(f"{path}: tie_word_embeddings: must be true or false, got {tie!r}")
+    kw["tie_word_embeddings"] = tie
+    if "published_params_b" in data:
+        kw["published_params"] = r.number("published_params_b") * 1e9
+    if kw["num_heads"] % kw["num_kv_heads"]:
+        raise CatalogError(
+            f"{path}: num_kv_heads: must divide num_heads ({kw['num_heads']}), got {kw['num_kv_heads']}"
+        )
+    if "moe" in data:
+        moe = r.mapping("moe")
+        bad = set(moe) - _MOE_KEYS
+        if bad:
+            k = sorted(bad)[0]
+            raise CatalogError(f"{path}: moe.{k}: unknown key{did_you_mean(k, _MOE_KEYS)}")
+        kw["num_experts"] = r.number("num_experts", integer=True, container=moe, ctx="moe")
+        kw["experts_per_token"] = r.number("experts_per_token", integer=True, container=moe, ctx="moe")
+        kw["moe_intermediate_size"] = r.number("moe_intermediate_size", integer=True,
+                                               container=moe, ctx="moe")
+        kw["num_shared_experts"] = r.number("num_shared_experts", integer=True, positive=False,
+                                            default=0, container=moe, ctx="moe")
+        kw["first_dense_layers"] = r.number("first_dense_layers", integer=True, positive=False,
+                                            default=0, container=moe, ctx="moe")
+        if kw["experts_per_token"] > kw["num_experts"]:
+            raise CatalogError(f"{path}: moe.experts_per_token: exceeds num_experts")
+        if kw["first_dense_layers"] >= kw["num_layers"]:
+            raise CatalogError(f"{path}: moe.first_dense_layers: must be below num_layers")
+    if "mla" in data:
+        mla = r.mapping("mla")
+        bad = set(mla) - _MLA_KEYS
+        if bad:
+            k = sorted(bad)[0]
+            raise CatalogError(f"{path}: mla.{k}: unknown key{did_you_mean(k, _MLA_KEYS)}")
+        for k in ("kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim"):
+            kw[k] = r.number(k, integer=True, container=mla, ctx="mla")
+        kw["q_lora_rank"] = r.number("q_lora_rank", integer=True, positive=False, default=0,
+                                     container=mla, ctx="mla")
+    return ModelSpec(**kw)
+
+
+_GPU_KEYS = {
+    "id", "name", "kind", "peak_tflops", "hbm_gb", "hbm_tb_per_s", "gpus_per_node",
+    "intra_node_link", "inter_node_link", "inter_node_gb_per_s", "tdp_w", "price_per_hour_usd",
+    "price_date", "efficiency", "sources", "notes",
+}
+_EFF_KEYS = {"compute", "compute_half_tokens", "memory", "comm", "allreduce_hop_us",
+             "step_overhead_us_per_layer"}
+
+
+def _require_sources(r: _Reader, keys) -> dict:
+    sources = r.mapping("sources")
+    for key in keys:
+        s = sources.get(key)
+        if not isinstance(s, str) or not s.strip():
+            raise CatalogError(f"{r.path}: sources.{key}: missing (every number needs its source)")
+    return {str(k): str(v) for k, v in sources.items()}
+
+
+def parse_gpu(path: Path, data: dict) -> GPUSpec:
+    r = _Reader(path, data, _GPU_KEYS)
+    peaks_raw = r.mapping("peak_tflops")
+    if "bf16" not in peaks_raw:
+        raise CatalogError(f"{path}: peak_tflops.bf16: missing")
+    peaks = {}
+    for k in peaks_raw:
+        if k not in ("bf16", "fp8", "fp4"):
+            raise CatalogError(f"{path}: peak_tflops.{k}: unknown dtype; valid: bf16, fp8, fp4")
+        peaks[k] = r.number(k, container=peaks_raw, ctx="peak_tflops") * 1e12
+    eff = r.mapping("efficiency")
+    bad = set(eff) - _EFF_KEYS
+    if bad:
+        k = sorted(bad)[0]
+        raise CatalogError(f"{path}: efficiency.{k}: unknown key{did_you_mean(k, _EFF_KEYS)}")
+
+    def frac(key):
+        v = r.number(key, container=eff, ctx="efficiency")
+        if v > 1:
+            raise CatalogError(f"{path}: efficiency.{key}: must be a fraction in (0, 1], got {v!r}")
+        return v
+
+    sources = _require_sources(
+        r, ["peak_tflops", "hbm_gb", "hbm_tb_per_s", "gpus_per_node", "inter_node_gb_per_s",
+            "tdp_w", "price_per_hour_usd", "efficiency"])
+    return GPUSpec(
+        id=r.text("id"),
+        name=r.text("name"),
+        peak_flops=peaks,
+        hbm_bytes=r.number("hbm_gb") * 1e9,
+        hbm_bytes_per_s=r.number("hbm_tb_per_s") * 1e12,
+        gpus_per_node=r.number("gpus_per_node", integer=True),
+        intra_node_link=r.text("intra_node_link"),
+        inter_node_link=r.text("inter_node_link"),
+        inter_node_bytes_per_s=r.number("inter_node_gb_per_s") * 1e9,
+        tdp_w=r.number("tdp_w"),
+        price_per_hour=r.number("price_per_hour_usd"),
+        price_date=r.text("price_date"),
+        compute_efficiency=frac("compute"),
+        compute_half_tokens=r.number("compute_half_tokens", container=eff, ctx="efficiency"),
+        memory_efficiency=frac("memory"),
+        comm_efficiency=frac("comm"),
+        allreduce_hop_s=r.number("allreduce_hop_us", container=eff, ctx="efficiency") * 1e-6,
+        step_overhead_s=r.number("step_overhead_us_per_layer", positive=False, container=eff,
+                                 ctx="efficiency") * 1e-6,
+        sources=sources,
+        path=str(path),
+    )
+
+
+_LINK_KEYS = {"id", "name", "kind", "gb_per_s", "latency_us", "sources", "notes"}
+
+
+def parse_link(path: Path, data: dict) -> LinkSpec:
+    r = _Reader(path, data, _LINK_KEYS)
+    sources = _require_sources(r, ["gb_per_s", "latency_us"])
+    return LinkSpec(
+        id=r.text("id"),
+        name=r.text("name"),
+        bytes_per_s=r.number("gb_per_s") * 1e9,
+        latency_s=r.number("latency_us") * 1e-6,
+        sources=sources,
+        path=str(path),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Hugging Face config.json import
+# --------------------------------------------------------------------------------------------
+
+
+def model_from_hf_config(path: Path) -> ModelSpec:
+    """Build a :class:`ModelSpec` from a Hugging Face ``config.json`` (Llama-, Mistral-, Qwen-,
+    Mixtral-, Qwen-MoE- and DeepSeek-style fields)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise InvalidRequestError(f"--model: {path} is a directory, expected a config.json") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRequestError(f"--model: cannot read {path}: {exc}") from None
+    try:
+        cfg = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequestError(f"--model: {path}: not valid JSON (line {exc.lineno})") from None
+    if not isinstance(cfg, dict):
+        raise InvalidRequestError(f"--model: {path}: expected a JSON object")
+    if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the LM here
+        cfg = {**cfg, **cfg["text_config"]}
+
+    def need(*names, default=None):
+        for n in names:
+            if n in cfg and cfg[n] is not None:
+                v = cfg[n]
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                    raise InvalidRequestError(f"--model: {path}: {n}: must be a non-negative number, got {v!r}")
+                return int(v)
+        if default is not None:
+            return default
+        raise InvalidRequestError(f"--model: {path}: {names[0]}: missing (needed for the roofline)")
+
+    hidden = need("hidden_size", "n_embd", "d_model")
+    heads = need("num_attention_heads", "n_head")
+    data: dict = {
+        "id": cfg.get("_name_or_path") or path.parent.name or path.stem,
+        "name": str(cfg.get("_name_or_path") or path),
+        "num_layers": need("num_hidden_layers", "n_layer"),
+        "hidden_size": hidden,
+        "num_heads": heads,
+        "num_kv_heads": need("num_key_value_heads", default=heads),
+        "head_dim": need("head_dim", default=hidden // max(heads, 1)),
+        "intermediate_size": need("intermediate_size", "ffn_dim", default=4 * hidden),
+        "vocab_size": need("vocab_size"),
+        "tie_word_embeddings": bool(cfg.get("tie_word_embeddings", False)),
+        "source": f"Hugging Face config.json at {path}",
+    }
+    experts = need("n_routed_experts", "num_local_experts", "num_experts", default=0)
+    if experts:
+        moe = {
+            "num_experts": experts,
+            "experts_per_token": need("num_experts_per_tok", "num_experts_per_token", "top_k"),
+            "moe_intermediate_size": need("moe_intermediate_size", default=data["intermediate_size"]),
+            "num_shared_experts": need("n_shared_experts", default=0),
+            "first_dense_layers": need("first_k_dense_replace", default=0),
+        }
+        if cfg.get("shared_expert_intermediate_size"):  # Qwen2-MoE style: one wide shared expert
+            moe["num_shared_experts"] = max(
+                1, round(need("shared_expert_intermediate_size") / moe["moe_intermediate_size"]))
+        data["moe"] = moe
+    if cfg.get("kv_lora_rank"):
+        data["mla"] = {
+            "kv_lora_rank": need("kv_lora_rank"),
+            "q_lora_rank": need("q_lora_rank", default=0),
+            "qk_rope_head_dim": need("qk_rope_head_dim"),
+            "qk_nope_head_dim": need("qk_nope_head_dim"),
+            "v_head_dim": need("v_head_dim"),
+        }
+        data["num_kv_heads"] = heads
+    try:
+        return parse_model(path, data)
+    except CatalogError as exc:
+        raise InvalidRequestError(f"--model: {exc}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# The catalog
+# --------------------------------------------------------------------------------------------
+
+
+def _builtin_dir(package: str, fallback: str) -> Path:
+    try:
+        from importlib.resources import files
+
+        p = Path(str(files(package)))
+        if p.is_dir():
+            return p
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parent.parent / fallback
+
+
+@dataclass
+class Catalog:
+    models: dict
+    gpus: dict
+    links: dict
+
+    def model(self, name: str, flag: str = "--model") -> ModelSpec:
+        if name.endswith(".json") or os.sep in name or name.startswith("."):
+            p = Path(name).expanduser()
+            if not p.exists():
+                raise InvalidRequestError(f"{flag}: file {name} does not exist")
+            return model_from_hf_config(p)
+        if name not in self.models:
+            from planner.errors import unknown_name
+
+            raise unknown_name("model", name, self.models, flag)
+        return self.models[name]
+
+    def gpu(self, name: str, flag: str = "--gpu") -> GPUSpec:
+        if name not in self.gpus:
+            from planner.errors import unknown_name
+
+            raise unknown_name("GPU", name, self.gpus, flag)
+        return self.gpus[name]
+
+    def link(self, name: str, flag: str = "--link") -> LinkSpec:
+        if name not in self.links:
+            from planner.errors import unknown_name
+
+            raise unknown_name("link", name, self.links, flag)
+        return self.links[name]
+
+    def get(self, name: str):
+        for table in (self.models, self.gpus, self.links):
+            if name in table:
+                return table[name]
+        from planner.errors import unknown_name
+
+        raise unknown_name("catalog entry", name, [*self.models, *self.gpus, *self.links])
+
+
+def _read_dir(directory: Path, parser, table: dict) -> None:
+    for p in sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml")):
+        entry = parser(p, _load_yaml(p))
+        table[entry.id] = entry
+
+
+def _check_links(cat: Catalog) -> None:
+    for g in cat.gpus.values():
+        for key in ("intra_node_link", "inter_node_link"):
+            name = getattr(g, key)
+            if name not in cat.links:
+                raise CatalogError(f"{g.path}: {key}: unknown link {name!r}{did_you_mean(name, cat.links)}")
+
+
+@lru_cache(maxsize=8)
+def load_catalog(user_dir: str | None = None) -> Catalog:
+    """The built-in catalog, overlaid with a user directory (``--catalog`` / ``PDPLAN_CATALOG``)."""
+    cat = Catalog({}, {}, {})
+    _read_dir(_builtin_dir("planner.models", "models"), parse_model, cat.models)
+    hw = _builtin_dir("planner.hardware", "hardware")
+    _read_dir(hw / "gpus", parse_gpu, cat.gpus)
+    _read_dir(hw / "links", parse_link, cat.links)
+    user_dir = user_dir or os.environ.get("PDPLAN_CATALOG") or None
+    if user_dir:
+        d = Path(user_dir).expanduser()
+        if not d.is_dir():
+            raise CatalogError(f"--catalog: {user_dir} is not a directory")
+        for sub, parser, table in (("models", parse_model, cat.models), ("gpus", parse_gpu, cat.gpus),
+                                   ("links", parse_link, cat.links)):
+            if (d / sub).is_dir():
+                _read_dir(d / sub, parser, table)
+        parsers = {"model": (parse_model, cat.models), "gpu": (parse_gpu, cat.gpus),
+                   "link": (parse_link, cat.links)}
+        for p in sorted(d.glob("*.yaml")):
+            data = _load_yaml(p)
+            kind = data.get("kind")
+            if kind not in parsers:
+                raise CatalogError(f"{p}: kind: must be one of model, gpu, link, got {kind!r}")
+            parser, table = parsers[kind]
+            entry = parser(p, data)
+            table[entry.id] = entry
+    _check_links(cat)
+    return cat
