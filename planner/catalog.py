@@ -50,6 +50,7 @@ class ModelSpec:
     intermediate_size: int  # dense FFN width (SwiGLU: gate, up and down projections)
     vocab_size: int
     tie_word_embeddings: bool = False
+    gated_ffn: bool = True  # SwiGLU (gate, up, down: 3 matrices) or a plain GELU MLP (2)
     # Mixture of experts (num_experts == 0 means dense).
     num_experts: int = 0
     experts_per_token: int = 0
@@ -67,6 +68,7 @@ class ModelSpec:
     published_params: float = 0.0  # total parameters as published (a cross-check, not used)
     source: str = ""
     path: str = ""
+    raw: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def is_moe(self) -> bool:
@@ -100,13 +102,17 @@ class ModelSpec:
         return h * (self.num_heads + 2 * self.num_kv_heads) * d + self.num_heads * d * h
 
     @property
+    def ffn_matrices(self) -> int:
+        return 3 if self.gated_ffn else 2
+
+    @property
     def dense_ffn_params(self) -> int:
-        return 3 * self.hidden_size * self.intermediate_size
+        return self.ffn_matrices * self.hidden_size * self.intermediate_size
 
     @property
     def expert_params(self) -> int:
-        """Parameters of one routed expert (SwiGLU)."""
-        return 3 * self.hidden_size * self.moe_intermediate_size
+        """Parameters of one routed expert."""
+        return self.ffn_matrices * self.hidden_size * self.moe_intermediate_size
 
     @property
     def embedding_params(self) -> int:
@@ -178,6 +184,7 @@ class GPUSpec:
     step_overhead_s: float  # fixed cost per iteration per layer (kernel launches, scheduling)
     sources: dict = field(default_factory=dict, compare=False, hash=False)
     path: str = ""
+    raw: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def flops_for(self, dtype: str) -> float:
         """Peak dense FLOP/s for GEMMs whose weights are stored in ``dtype``.
@@ -202,6 +209,7 @@ class LinkSpec:
     latency_s: float
     sources: dict = field(default_factory=dict, compare=False, hash=False)
     path: str = ""
+    raw: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def transfer_time(self, nbytes):
         """``latency + bytes / bandwidth`` (one direction, one stream)."""
@@ -304,7 +312,7 @@ class _Reader:
 
 _MODEL_KEYS = {
     "id", "name", "kind", "hf_id", "num_layers", "hidden_size", "num_heads", "num_kv_heads",
-    "head_dim", "intermediate_size", "vocab_size", "tie_word_embeddings", "moe", "mla",
+    "head_dim", "intermediate_size", "vocab_size", "tie_word_embeddings", "gated_ffn", "moe", "mla",
     "default_dtype", "default_kv_dtype", "published_params_b", "source", "sources", "notes",
 }
 _MOE_KEYS = {"num_experts", "experts_per_token", "moe_intermediate_size", "num_shared_experts",
@@ -327,6 +335,7 @@ def parse_model(path: Path, data: dict) -> ModelSpec:
         "default_kv_dtype": r.text("default_kv_dtype", default="bf16", choices=KV_DTYPES),
         "source": r.text("source"),
         "path": str(path),
+        "raw": dict(data),
     }
     kw["head_dim"] = r.number("head_dim", integer=True,
                               default=max(1, kw["hidden_size"] // kw["num_heads"]))
@@ -334,6 +343,10 @@ def parse_model(path: Path, data: dict) -> ModelSpec:
     if not isinstance(tie, bool):
         raise CatalogError(f"{path}: tie_word_embeddings: must be true or false, got {tie!r}")
     kw["tie_word_embeddings"] = tie
+    gated = data.get("gated_ffn", True)
+    if not isinstance(gated, bool):
+        raise CatalogError(f"{path}: gated_ffn: must be true or false, got {gated!r}")
+    kw["gated_ffn"] = gated
     if "published_params_b" in data:
         kw["published_params"] = r.number("published_params_b") * 1e9
     if kw["num_heads"] % kw["num_kv_heads"]:
@@ -436,6 +449,7 @@ def parse_gpu(path: Path, data: dict) -> GPUSpec:
                                  ctx="efficiency") * 1e-6,
         sources=sources,
         path=str(path),
+        raw=dict(data),
     )
 
 
@@ -452,6 +466,7 @@ def parse_link(path: Path, data: dict) -> LinkSpec:
         latency_s=r.number("latency_us") * 1e-6,
         sources=sources,
         path=str(path),
+        raw=dict(data),
     )
 
 
@@ -502,6 +517,8 @@ def model_from_hf_config(path: Path) -> ModelSpec:
         "intermediate_size": need("intermediate_size", "ffn_dim", default=4 * hidden),
         "vocab_size": need("vocab_size"),
         "tie_word_embeddings": bool(cfg.get("tie_word_embeddings", False)),
+        "gated_ffn": str(cfg.get("hidden_act", cfg.get("activation_function", "silu"))).lower()
+        in ("silu", "swiglu", "swish"),
         "source": f"Hugging Face config.json at {path}",
     }
     experts = need("n_routed_experts", "num_local_experts", "num_experts", default=0)

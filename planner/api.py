@@ -1,0 +1,340 @@
+"""The library surface: estimate(), recommend(), whatif(), kv_report(), step_report(), simulate().
+
+The CLI calls these and renders what they return; nothing here prints. Results are plain
+dataclasses and dicts in SI units; :mod:`planner.render` turns them into tables, JSON and YAML.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from planner.catalog import DTYPE_BYTES, Catalog, GPUSpec, LinkSpec, ModelSpec, load_catalog
+from planner.errors import InvalidRequestError
+from planner.perf import StepModel, build_step_model, kv_transfer_bytes, kv_transfer_time
+from planner.serving.common import APPROACHES, Deployment, LoadShape, Metrics, Pool
+from planner.workload import Workload, fixed
+
+SCHEMA_VERSION = 1
+DEFAULTS = {
+    "model": "llama-3.1-70b",
+    "gpu": "h100-sxm",
+    "isl": 2048,
+    "osl": 256,
+    "ttft_slo": 1.0,
+    "tpot_slo": 0.050,
+    "percentile": 90,
+}
+
+_SPEC = re.compile(r"^\s*(\d+)\s*x\s*tp(\d+)(?:pp(\d+))?(?:@([A-Za-z0-9_.\-]+))?\s*$")
+
+
+@dataclass(frozen=True)
+class SLO:
+    ttft_s: float
+    tpot_s: float
+    percentile: int = 90
+
+    @property
+    def key(self) -> str:
+        return f"p{self.percentile}"
+
+
+@dataclass
+class Inputs:
+    """Everything a question to pdplan is about, besides the deployment."""
+
+    model: ModelSpec
+    workload: Workload
+    slo: SLO
+    dtype: str
+    kv_dtype: str
+    catalog: Catalog
+    gpu: str = DEFAULTS["gpu"]
+    assumed: list = field(default_factory=list)  # defaults the user did not set
+
+
+def parse_spec(text: str, default_gpu: str, flag: str) -> tuple[int, int, int, str]:
+    """``NxtpT[ppP][@gpu]`` -> (instances, tp, pp, gpu)."""
+    m = _SPEC.match(str(text))
+    if not m:
+        raise InvalidRequestError(
+            f"{flag}: cannot read {text!r}; a deployment spec is NxtpT[ppP][@gpu], e.g. 6xtp4 or 2xtp8pp2@h200"
+        )
+    n, tp = int(m.group(1)), int(m.group(2))
+    pp = int(m.group(3)) if m.group(3) else 1
+    if n < 1:
+        raise InvalidRequestError(f"{flag}: {text!r}: the instance count must be at least 1")
+    if tp < 1 or pp < 1:
+        raise InvalidRequestError(f"{flag}: {text!r}: tp and pp must be at least 1")
+    if n > 100_000:
+        raise InvalidRequestError(f"{flag}: {text!r}: more than 100,000 instances")
+    return n, tp, pp, (m.group(4) or default_gpu)
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation of a deployment, vectorised over request rates
+# --------------------------------------------------------------------------------------------
+
+
+def step_model(inp: Inputs, pool: Pool) -> StepModel:
+    gpu = inp.catalog.gpu(pool.gpu)
+    return build_step_model(inp.catalog, inp.model, gpu, pool.tp, pool.pp, dtype=inp.dtype,
+                            kv_dtype=inp.kv_dtype, ep=pool.ep)
+
+
+def kv_link_for(catalog: Catalog, gpu_p: GPUSpec, gpu_d: GPUSpec, pool_p: Pool, pool_d: Pool,
+                override: str | None) -> tuple[LinkSpec, int, str]:
+    """The link a KV cache crosses between a prefill and a decode instance, the number of
+    parallel streams (shards) and where: NVLink when one prefill and one decode instance fit in
+    one node of the same GPU type, else the inter-node network (per-GPU NIC bandwidth)."""
+    streams = min(pool_p.tp * pool_p.pp, pool_d.tp * pool_d.pp)
+    if override:
+        return catalog.link(override, "--link"), streams, "override"
+    same_node = (gpu_p.id == gpu_d.id
+                 and pool_p.gpus_per_instance + pool_d.gpus_per_instance <= gpu_p.gpus_per_node)
+    if same_node:
+        return catalog.links[gpu_p.intra_node_link], streams, "same-node"
+    bw = min(gpu_p.inter_node_bytes_per_s, gpu_d.inter_node_bytes_per_s)
+    base = catalog.links[gpu_p.inter_node_link]
+    return LinkSpec(id=base.id, name=f"{base.name} ({bw / 1e9:g} GB/s per GPU)", bytes_per_s=bw,
+                    latency_s=base.latency_s), streams, "inter-node"
+
+
+def evaluate(inp: Inputs, dep: Deployment, qps) -> dict:
+    """Metrics arrays of ``dep`` at every rate in ``qps`` (1-D array)."""
+    from planner.serving import chunked, disaggregated, unified
+
+    qps = np.atleast_1d(np.asarray(qps, dtype=float))
+    isl, osl = inp.workload.grid()
+    shape = LoadShape(isl, osl)
+    cv = inp.workload.arrival_cv
+    if dep.approach in ("unified", "chunked"):
+        pool = dep.pool("unified")
+        sm = step_model(inp, pool)
+        sm.require_fit()
+        lanes = pool.instances * pool.pp
+        lam = qps / lanes
+        if dep.approach == "unified":
+            r = unified.lane_metrics(sm, shape, lam, arrival_cv=cv, lanes=lanes)
+        else:
+            r = chunked.lane_metrics(sm, shape, lam, dep.chunk_size, arrival_cv=cv, lanes=lanes)
+        r["utilization"] = {"unified": r["utilization"]}
+        r["link"] = None
+        return r
+    pp_, pd_ = dep.pool("prefill"), dep.pool("decode")
+    smp, smd = step_model(inp, pp_), step_model(inp, pd_)
+    smp.require_fit()
+    smd.require_fit()
+    link, streams, where = kv_link_for(inp.catalog, smp.gpu, smd.gpu, pp_, pd_, dep.link)
+    tdtype = dep.kv_transfer_dtype or inp.kv_dtype
+    prof = disaggregated.PrefillProfile(smp, shape, link, streams,
+                                        inp.model.kv_bytes_per_token(tdtype), dep.kv_overlap)
+    n = np.ones_like(qps)
+    pr = disaggregated.prefill_pool(prof, qps, n * pp_.instances, cv)
+    dr = disaggregated.decode_pool(smd, shape, qps, n * pd_.instances)
+    stable = pr["stable"] & dr["stable"]
+    sat = np.where(pr["stable"], np.where(dr["stable"], "", dr["saturated"]), pr["saturated"])
+    return {
+        "ttft": {k: np.where(stable, v, np.inf) for k, v in pr["ttft"].items()},
+        "tpot": {k: np.where(stable, v, np.inf) for k, v in dr["tpot"].items()},
+        "itl_max": np.where(stable, dr["itl_max"], np.inf),
+        "stable": stable,
+        "saturated": sat,
+        "utilization": {"prefill": pr["utilization"], "decode": dr["utilization"]},
+        "batch": dr["batch"],
+        "kv_used": dr["kv_used"],
+        "kv_capacity": dr["kv_capacity"],
+        "breakdown": {
+            "ttft_queue_s": pr["queue"],
+            "ttft_compute_s": pr["compute"],
+            "ttft_transfer_s": pr["transfer"],
+            "tpot_step_s": dr["step"],
+            "tpot_interference_s": np.zeros_like(qps),
+        },
+        "link": {"id": link.id, "name": link.name, "where": where, "streams": streams,
+                 "bytes_per_s": link.bytes_per_s, "dtype": tdtype, "overlap": dep.kv_overlap,
+                 "bytes_per_request": float(prof.kv_bytes.mean()),
+                 "exposed_s": float(prof.exposed.mean())},
+    }
+
+
+def _pick(arr, i):
+    a = np.asarray(arr)
+    return a.reshape(-1)[i] if a.ndim else a.item()
+
+
+def metrics_at(r: dict, qps: float, inp: Inputs, i: int = 0) -> Metrics:
+    g = lambda d: {k: float(_pick(v, i)) for k, v in d.items()}  # noqa: E731
+    stable = bool(_pick(r["stable"], i))
+    sat = str(_pick(r["saturated"], i)) or None
+    return Metrics(
+        ttft=g(r["ttft"]),
+        tpot=g(r["tpot"]),
+        itl_max_s=float(_pick(r["itl_max"], i)),
+        throughput_in_tok_s=qps * inp.workload.mean_isl if stable else 0.0,
+        throughput_out_tok_s=qps * inp.workload.mean_osl if stable else 0.0,
+        utilization=g(r["utilization"]),
+        decode_batch=float(_pick(r["batch"], i)),
+        kv_used_tokens=float(_pick(r["kv_used"], i)),
+        kv_capacity_tokens=float(r["kv_capacity"]),
+        stable=stable,
+        saturated=sat,
+        breakdown=g(r["breakdown"]),
+    )
+
+
+def meets_mask(r: dict, slo: SLO):
+    return r["stable"] & (r["ttft"][slo.key] <= slo.ttft_s) & (r["tpot"][slo.key] <= slo.tpot_s)
+
+
+def headroom(inp: Inputs, dep: Deployment) -> float:
+    """The largest QPS at which ``dep`` still meets the SLO (0 if none; bisection on a grid)."""
+    q0 = max(inp.workload.qps, 1e-3)
+    grid = q0 * np.geomspace(1 / 64, 64, 97)
+    r = evaluate(inp, dep, grid)
+    ok = np.asarray(meets_mask(r, inp.slo))
+    if not ok.any():
+        return 0.0
+    first_bad = np.argmax(~ok[np.argmax(ok):]) + np.argmax(ok)
+    if ok[np.argmax(ok):].all():
+        return float(grid[-1])
+    lo, hi = grid[first_bad - 1], grid[first_bad]
+    fine = np.linspace(lo, hi, 33)
+    okf = np.asarray(meets_mask(evaluate(inp, dep, fine), inp.slo))
+    return float(fine[okf][-1]) if okf.any() else float(lo)
+
+
+def cost_per_hour(inp: Inputs, dep: Deployment) -> float:
+    return sum(p.gpus * inp.catalog.gpu(p.gpu).price_per_hour for p in dep.pools)
+
+
+@dataclass
+class Plan:
+    """A deployment with its metrics under the inputs: what estimate/recommend return."""
+
+    inputs: Inputs
+    deployment: Deployment
+    metrics: Metrics
+    meets_slo: bool
+    max_qps: float
+    cost_per_hour: float
+    reason: str = ""
+    link: dict | None = None
+    verification: dict | None = None
+    notes: list = field(default_factory=list)
+
+    @property
+    def approach(self) -> str:
+        return self.deployment.approach
+
+    @property
+    def total_gpus(self) -> int:
+        return self.deployment.total_gpus
+
+
+def estimate(inp: Inputs, dep: Deployment, with_headroom: bool = True) -> Plan:
+    """Metrics of a fixed deployment at the workload's rate, the SLO check and the headroom."""
+    if dep.approach not in APPROACHES:
+        raise InvalidRequestError(f"--approach: unknown {dep.approach!r}; valid: {', '.join(APPROACHES)}")
+    r = evaluate(inp, dep, [inp.workload.qps])
+    m = metrics_at(r, inp.workload.qps, inp)
+    ok = m.meets(inp.slo.ttft_s, inp.slo.tpot_s, inp.slo.percentile)
+    plan = Plan(inp, dep, m, ok, headroom(inp, dep) if with_headroom else math.nan,
+                cost_per_hour(inp, dep), link=r.get("link"))
+    plan.reason = explain_single(plan)
+    return plan
+
+
+def explain_single(plan: Plan) -> str:
+    m, slo = plan.metrics, plan.inputs.slo
+    k = slo.key
+    if not m.stable:
+        return f"overloaded: the {m.saturated or 'deployment'} saturates first at {plan.inputs.workload.qps:g} QPS"
+    if plan.meets_slo:
+        return (f"meets both SLOs at P{slo.percentile}: TTFT {m.ttft[k] * 1e3:.0f} ms <= {slo.ttft_s * 1e3:.0f} ms, "
+                f"TPOT {m.tpot[k] * 1e3:.1f} ms <= {slo.tpot_s * 1e3:.0f} ms")
+    misses = []
+    if m.ttft[k] > slo.ttft_s:
+        misses.append(f"P{slo.percentile} TTFT {m.ttft[k] * 1e3:.0f} ms > {slo.ttft_s * 1e3:.0f} ms")
+    if m.tpot[k] > slo.tpot_s:
+        misses.append(f"P{slo.percentile} TPOT {m.tpot[k] * 1e3:.1f} ms > {slo.tpot_s * 1e3:.0f} ms")
+    return "misses the SLO: " + "; ".join(misses)
+
+
+# --------------------------------------------------------------------------------------------
+# KV and step reports
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class KVReport:
+    model: ModelSpec
+    seq_len: int
+    kv_dtype: str
+    bytes_per_token: float
+    bytes: float
+    transfer_s: dict  # link id -> seconds
+    links: dict  # link id -> LinkSpec
+    decode_step_s: float | None = None
+    gpu: str | None = None
+    batch: int | None = None
+    slower_than_decode: list = field(default_factory=list)
+
+
+def kv_report(catalog: Catalog, model: ModelSpec, seq_len: int, kv_dtype: str,
+              gpu: GPUSpec | None = None, batch: int | None = None, tp: int | None = None,
+              dtype: str | None = None) -> KVReport:
+    nbytes = float(kv_transfer_bytes(model, seq_len, kv_dtype))
+    transfer = {lid: float(link.transfer_time(nbytes)) for lid, link in sorted(catalog.links.items())}
+    rep = KVReport(model, seq_len, kv_dtype, model.kv_bytes_per_token(kv_dtype), nbytes, transfer,
+                   dict(catalog.links))
+    if gpu is not None:
+        b = batch or 1
+        tp = tp or smallest_fitting_tp(catalog, model, gpu, dtype, kv_dtype)
+        sm = build_step_model(catalog, model, gpu, tp, 1, dtype=dtype, kv_dtype=kv_dtype)
+        sm.require_fit()
+        rep.decode_step_s = float(sm.decode_time(b, seq_len))
+        rep.gpu, rep.batch = f"{gpu.id} tp{tp}", b
+        rep.slower_than_decode = [lid for lid, t in transfer.items() if t > rep.decode_step_s]
+    return rep
+
+
+def smallest_fitting_tp(catalog: Catalog, model: ModelSpec, gpu: GPUSpec, dtype, kv_dtype) -> int:
+    for tp in (1, 2, 4, 8):
+        if tp > gpu.gpus_per_node or not model.valid_tp(tp):
+            continue
+        sm = build_step_model(catalog, model, gpu, tp, 1, dtype=dtype, kv_dtype=kv_dtype)
+        if sm.fits:
+            return tp
+    raise InvalidRequestError(
+        f"--gpu: {model.id} does not fit one {gpu.id} node at any TP; use --dtype fp8 or a larger GPU"
+    )
+
+
+def transfer_with_overlap(link: LinkSpec, nbytes: float, prefill_s: float, layers: int, streams: int = 1):
+    return float(kv_transfer_time(nbytes, link, streams=streams, prefill_time=prefill_s,
+                                  layers=layers, overlap=True))
+
+
+def dtype_bytes(d: str) -> float:
+    return DTYPE_BYTES[d]
+
+
+def default_inputs(catalog_dir: str | None = None, **kw) -> Inputs:
+    """Inputs with the documented defaults (used by tests and benchmarks)."""
+    cat = load_catalog(catalog_dir)
+    model = cat.model(kw.get("model", DEFAULTS["model"]))
+    wl = Workload(kw.get("qps", 10.0), fixed(kw.get("isl", DEFAULTS["isl"])),
+                  fixed(kw.get("osl", DEFAULTS["osl"])))
+    slo = SLO(kw.get("ttft_slo", DEFAULTS["ttft_slo"]), kw.get("tpot_slo", DEFAULTS["tpot_slo"]),
+              kw.get("percentile", DEFAULTS["percentile"]))
+    return Inputs(model, wl, slo, kw.get("dtype") or model.default_dtype,
+                  kw.get("kv_dtype") or model.default_kv_dtype, cat, gpu=kw.get("gpu", DEFAULTS["gpu"]))
+
+
+__all__ = ["Inputs", "SLO", "Plan", "Deployment", "Pool", "estimate", "evaluate", "headroom",
+           "kv_report", "parse_spec", "default_inputs", "replace"]

@@ -1,0 +1,349 @@
+"""The search: approaches x GPU types x TP/PP (x chunk size) x pool sizes -> the cheapest plan
+that meets the SLO.
+
+For each parallel configuration the serving model is evaluated on a whole array of pool sizes in
+one vectorised call: a coarse geometric grid of instance counts first, then every count between
+the last miss and the first hit (latency falls monotonically as instances are added, so the
+smallest feasible count lies there). Disaggregated pools are sized independently: the decode
+pool by TPOT and KV memory, the prefill pool by TTFT including the KV transfer over the link
+the pair of configurations implies.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from planner.api import (
+    Inputs,
+    Plan,
+    cost_per_hour,
+    estimate,
+    kv_link_for,
+)
+from planner.errors import InvalidRequestError, NoFeasiblePlanError
+from planner.perf import StepModel, build_step_model
+from planner.serving import chunked, disaggregated, unified
+from planner.serving.common import APPROACHES, Deployment, LoadShape, Pool
+
+TP_CHOICES = (1, 2, 4, 8)
+PP_CHOICES = (1, 2, 4)
+CHUNK_CHOICES = (256, 512, 1024, 2048, 4096, 8192)
+
+
+@dataclass
+class Candidate:
+    approach: str
+    deployment: Deployment
+    gpus: int
+    cost: float
+    ttft: float  # at the percentile
+    tpot: float
+    feasible: bool
+    score: float = math.inf  # max(ttft / slo, tpot / slo): < 1 meets
+
+
+@dataclass
+class SearchResult:
+    best: dict  # approach -> Candidate (feasible) or None
+    nearest: dict  # approach -> Candidate (best infeasible by score)
+    evaluated: int = 0
+    cloud: list = field(default_factory=list)  # every minimal-size candidate, for Pareto plots
+
+
+@dataclass
+class Recommendation:
+    plan: Plan
+    alternatives: list
+    evaluated: int
+    cloud: list
+
+
+def _configs(inp: Inputs, gpu_ids, tps=TP_CHOICES, pps=PP_CHOICES):
+    """Step models of every (gpu, tp, pp) that is legal and fits."""
+    out = []
+    for gid in gpu_ids:
+        gpu = inp.catalog.gpu(gid)
+        for tp in tps:
+            if tp > gpu.gpus_per_node or not inp.model.valid_tp(tp):
+                continue
+            for pp in pps:
+                if pp > 1 and inp.model.num_layers < pp:
+                    continue
+                sm = build_step_model(inp.catalog, inp.model, gpu, tp, pp, dtype=inp.dtype,
+                                      kv_dtype=inp.kv_dtype)
+                if not sm.fits:
+                    continue
+                # PP only pays when TP alone cannot hold the model within a node; a PP config
+                # that also fits at the same GPU count with more TP is dominated in latency.
+                if pp > 1 and tp * 2 <= gpu.gpus_per_node and inp.model.valid_tp(tp * 2):
+                    continue
+                out.append(sm)
+    return out
+
+
+def _size_search(evaluate_n, n_max: int):
+    """Smallest n in [1, n_max] for which ``evaluate_n(array)`` says feasible.
+
+    ``evaluate_n`` maps an int array of instance counts to (feasible mask, score array).
+    Returns (n or None, score at n (or best score), evaluated count)."""
+    coarse = np.unique(np.round(np.geomspace(1, max(n_max, 1), min(24, n_max))).astype(int))
+    ok, score = evaluate_n(coarse)
+    count = len(coarse)
+    if not ok.any():
+        i = int(np.argmin(score))
+        return None, float(score[i]), int(coarse[i]), count
+    j = int(np.argmax(ok))
+    if j == 0:
+        return int(coarse[0]), float(score[0]), int(coarse[0]), count
+    fine = np.arange(coarse[j - 1] + 1, coarse[j] + 1)
+    okf, scoref = evaluate_n(fine)
+    count += len(fine)
+    k = int(np.argmax(okf))
+    return int(fine[k]), float(scoref[k]), int(fine[k]), count
+
+
+def _score(r, slo):
+    k = slo.key
+    tt = np.asarray(r["ttft"][k], dtype=float)
+    tp = np.asarray(r["tpot"][k], dtype=float)
+    score = np.maximum(tt / slo.ttft_s, tp / slo.tpot_s)
+    score = np.where(r["stable"], score, np.inf)
+    return score <= 1.0, score, tt, tp
+
+
+def search(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
+           tps=TP_CHOICES, pps=PP_CHOICES, chunks=CHUNK_CHOICES) -> SearchResult:
+    qps = inp.workload.qps
+    isl, osl = inp.workload.grid()
+    shape = LoadShape(isl, osl)
+    cv = inp.workload.arrival_cv
+    slo = inp.slo
+    res = SearchResult({a: None for a in approaches}, {a: None for a in approaches})
+    configs = _configs(inp, gpu_ids, tps, pps)
+    if not configs:
+        return res
+
+    def consider(c: Candidate):
+        res.cloud.append(c)
+        cur = res.best.get(c.approach) if c.feasible else res.nearest.get(c.approach)
+        key = _key(c, inp)
+        if cur is None or key < _key(cur, inp):
+            if c.feasible:
+                res.best[c.approach] = c
+            else:
+                res.nearest[c.approach] = c
+
+    for sm in configs:
+        g = sm.tp * sm.pp
+        n_max = max_gpus // g
+        if n_max < 1:
+            continue
+        price = sm.gpu.price_per_hour * g
+        for approach in ("unified", "chunked"):
+            if approach not in approaches:
+                continue
+            for chunk in (chunks if approach == "chunked" else (None,)):
+                if approach == "chunked":
+                    curves = chunked.ChunkCurves(sm, shape, chunk)
+
+                    def ev(n, curves=curves, chunk=chunk, sm=sm):
+                        r = chunked.lane_metrics(sm, shape, qps / (n * sm.pp), chunk, cv, curves, lanes=n * sm.pp)
+                        return _score(r, slo)
+                else:
+                    def ev(n, sm=sm):
+                        r = unified.lane_metrics(sm, shape, qps / (n * sm.pp), cv, lanes=n * sm.pp)
+                        return _score(r, slo)
+
+                n, score, n_at, cnt = _size_search(lambda a: ev(a)[:2], n_max)
+                res.evaluated += cnt
+                n_use = n or n_at
+                _, _, tt, tp = ev(np.array([n_use]))
+                dep = Deployment(approach, (Pool("unified", sm.gpu.id, n_use, sm.tp, sm.pp),),
+                                 chunk_size=chunk)
+                consider(Candidate(approach, dep, n_use * g, n_use * price, float(tt[0]),
+                                   float(tp[0]), n is not None, score))
+
+    if "disaggregated" in approaches:
+        _search_disaggregated(inp, configs, shape, max_gpus, res, consider)
+    return res
+
+
+def _key(c: Candidate, inp: Inputs):
+    if c.feasible:
+        return (c.gpus, c.cost, c.score) if _objective(inp) == "gpus" else (c.cost, c.gpus, c.score)
+    return (c.score, c.gpus)
+
+
+def _objective(inp: Inputs) -> str:
+    return getattr(inp, "objective", "gpus")
+
+
+def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
+    slo, qps, cv = inp.slo, inp.workload.qps, inp.workload.arrival_cv
+    k = slo.key
+    # Decode pools: smallest instance count meeting the TPOT SLO, per configuration.
+    decode = []
+    for sm in configs:
+        g = sm.tp * sm.pp
+        n_max = max_gpus // g
+
+        def ev(n, sm=sm):
+            r = disaggregated.decode_pool(sm, shape, qps, n)
+            t = np.asarray(r["tpot"][k])
+            score = np.where(r["stable"], t / slo.tpot_s, np.inf)
+            return score <= 1.0, score
+
+        n, score, n_at, cnt = _size_search(ev, n_max)
+        res.evaluated += cnt
+        decode.append((sm, n, n_at, score))
+    feasible_d = sorted([d for d in decode if d[1] is not None],
+                        key=lambda d: (d[1] * d[0].tp * d[0].pp, d[1] * d[0].tp * d[0].pp * d[0].gpu.price_per_hour))
+    pool_d = feasible_d[:3] or sorted(decode, key=lambda d: d[3])[:1]
+    for smd, nd, nd_at, dscore in pool_d:
+        nd_use = nd or nd_at
+        for smp in configs:
+            g = smp.tp * smp.pp
+            n_max = (max_gpus - nd_use * smd.tp * smd.pp) // g
+            if n_max < 1:
+                continue
+            pp_ = Pool("prefill", smp.gpu.id, 1, smp.tp, smp.pp)
+            pd_ = Pool("decode", smd.gpu.id, nd_use, smd.tp, smd.pp)
+            link, streams, _ = kv_link_for(inp.catalog, smp.gpu, smd.gpu, pp_, pd_, None)
+            tdtype = inp.kv_dtype
+            prof = disaggregated.PrefillProfile(smp, shape, link, streams,
+                                                inp.model.kv_bytes_per_token(tdtype), True)
+
+            def ev(n, prof=prof):
+                r = disaggregated.prefill_pool(prof, qps, n, cv)
+                t = np.asarray(r["ttft"][k])
+                score = np.where(r["stable"], t / slo.ttft_s, np.inf)
+                return score <= 1.0, score
+
+            n, score, n_at, cnt = _size_search(ev, n_max)
+            res.evaluated += cnt
+            np_use = n or n_at
+            dep = Deployment("disaggregated", (Pool("prefill", smp.gpu.id, np_use, smp.tp, smp.pp),
+                                               Pool("decode", smd.gpu.id, nd_use, smd.tp, smd.pp)))
+            r = disaggregated.prefill_pool(prof, qps, np.array([np_use]), cv)
+            dr = disaggregated.decode_pool(smd, shape, qps, np.array([nd_use]))
+            tt = float(np.asarray(r["ttft"][k])[0])
+            tp = float(np.asarray(dr["tpot"][k])[0])
+            sc = max(tt / slo.ttft_s, tp / slo.tpot_s)
+            gpus = dep.total_gpus
+            cost = sum(p.gpus * inp.catalog.gpu(p.gpu).price_per_hour for p in dep.pools)
+            consider(Candidate("disaggregated", dep, gpus, cost, tt, tp,
+                               n is not None and nd is not None, sc))
+
+
+# --------------------------------------------------------------------------------------------
+# recommend()
+# --------------------------------------------------------------------------------------------
+
+
+def recommend(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
+              objective: str = "gpus") -> Recommendation:
+    if objective not in ("gpus", "cost"):
+        raise InvalidRequestError(f"--objective: unknown {objective!r}; valid: gpus, cost")
+    inp.objective = objective
+    sr = search(inp, gpu_ids, approaches, max_gpus)
+    feasible = [c for c in sr.best.values() if c is not None]
+    if not feasible:
+        raise NoFeasiblePlanError(no_plan_message(inp, sr, gpu_ids, max_gpus),
+                                  nearest=[c for c in sr.nearest.values() if c is not None])
+    winner = min(feasible, key=lambda c: _key(c, inp))
+    plan = estimate(inp, winner.deployment)
+    alternatives = []
+    for a in approaches:
+        if a == winner.approach:
+            continue
+        c = sr.best.get(a) or sr.nearest.get(a)
+        if c is not None:
+            alternatives.append(estimate(inp, c.deployment))
+    plan.reason = explain_choice(inp, plan, winner, sr)
+    return Recommendation(plan, alternatives, sr.evaluated, sr.cloud)
+
+
+def _fmt_gpus(c: Candidate | None) -> str:
+    return f"{c.gpus} GPUs" if c is not None else "no plan"
+
+
+def explain_choice(inp: Inputs, plan: Plan, winner: Candidate, sr: SearchResult) -> str:
+    """One sentence naming the constraint that decided."""
+    slo, k = inp.slo, inp.slo.key
+    parts = []
+    for a, c in sr.best.items():
+        if a == winner.approach:
+            continue
+        if c is None:
+            miss = sr.nearest.get(a)
+            if miss is None:
+                parts.append(f"{a} has no configuration that fits")
+                continue
+            why = _why_miss(miss, slo)
+            parts.append(f"{a} cannot meet the SLO within the GPU limit ({why})")
+        elif c.gpus > winner.gpus or (c.gpus == winner.gpus and c.cost > winner.cost):
+            parts.append(f"{a} needs {c.gpus} GPUs (${c.cost:,.0f}/h){_binding(c, slo)}")
+        else:
+            parts.append(f"{a} ties at {c.gpus} GPUs but loses on "
+                         + ("cost" if c.cost > winner.cost else "headroom"))
+    m = plan.metrics
+    head = (f"{winner.approach} meets P{slo.percentile} TTFT {m.ttft[k] * 1e3:.0f} ms and TPOT "
+            f"{m.tpot[k] * 1e3:.1f} ms with {winner.gpus} GPUs{_binding(winner, slo, own=True)}")
+    return head + ("; " + "; ".join(parts) if parts else "") + "."
+
+
+def _binding(c: Candidate, slo, own: bool = False) -> str:
+    rt, rp = c.ttft / slo.ttft_s, c.tpot / slo.tpot_s
+    which = "TTFT" if rt >= rp else "TPOT"
+    if own:
+        return f" (sized by {which}: at {max(rt, rp) * 100:.0f}% of its SLO)"
+    if c.approach == "unified" and which == "TPOT":
+        return " because prefill stalls push TPOT toward its SLO"
+    return f" to hold {which} within its SLO"
+
+
+def _why_miss(c: Candidate, slo) -> str:
+    if not math.isfinite(c.score):
+        return "overloaded even at the largest size"
+    bits = []
+    if c.ttft > slo.ttft_s:
+        bits.append(f"best P{slo.percentile} TTFT {c.ttft * 1e3:.0f} ms")
+    if c.tpot > slo.tpot_s:
+        bits.append(f"best P{slo.percentile} TPOT {c.tpot * 1e3:.1f} ms")
+    return ", ".join(bits) or "misses the SLO"
+
+
+def no_plan_message(inp: Inputs, sr: SearchResult, gpu_ids, max_gpus) -> str:
+    slo = inp.slo
+    lines = [f"no deployment meets P{slo.percentile} TTFT <= {slo.ttft_s * 1e3:g} ms and TPOT <= "
+             f"{slo.tpot_s * 1e3:g} ms at {inp.workload.qps:g} QPS within {max_gpus} GPUs"]
+    for a, c in sr.nearest.items():
+        if c is None:
+            lines.append(f"{a}: no configuration fits the GPU memory")
+            continue
+        lines.append(f"{a}: nearest miss {c.deployment.pools[0].spec()}"
+                     + (f" + {c.deployment.pools[1].spec()}" if len(c.deployment.pools) > 1 else "")
+                     + f" ({c.gpus} GPUs): {_why_miss(c, slo)}")
+    hints = []
+    finite = [c for c in sr.nearest.values() if c is not None and math.isfinite(c.score)]
+    if finite:
+        best = min(finite, key=lambda c: c.score)
+        if best.ttft > slo.ttft_s:
+            hints.append(f"a TTFT SLO of {best.ttft * 1e3 * 1.05:.0f} ms")
+        if best.tpot > slo.tpot_s:
+            hints.append(f"a TPOT SLO of {best.tpot * 1e3 * 1.05:.0f} ms")
+    else:
+        hints.append("lower QPS or more GPUs (--max-gpus)")
+    if inp.dtype == "bf16":
+        hints.append("--dtype fp8")
+    others = [g for g in inp.catalog.gpus if g not in gpu_ids]
+    if others:
+        hints.append("another GPU type (--gpu " + ",".join(sorted(others)[:3]) + ")")
+    lines.append("what would help: " + "; ".join(hints))
+    return "\n".join(lines)
+
+
+__all__ = ["recommend", "search", "Recommendation", "Candidate", "StepModel", "cost_per_hour"]

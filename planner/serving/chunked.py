@@ -1,0 +1,214 @@
+"""Chunked prefill: a token budget ``C`` per iteration, decodes first, prompt chunks fill the rest
+(Sarathi-Serve's stall-free batching; vLLM V1's default scheduler).
+
+Model (docs/methodology.md, "Chunked prefill"):
+
+* With ``B`` running decodes an iteration carries up to ``s = C - B`` prompt tokens. A busy
+  iteration (one that carries prompt tokens) takes ``T_c = T_mix(B, c)``; a decode-only
+  iteration takes ``t_d(B)``.
+* Prompt tokens arrive at ``lam * E[ISL]``; the share of time spent in busy iterations is
+  ``u = lam * E[ISL] * T_c / c`` and stability needs ``u < 1``.
+* Every iteration gives each decode one token, so ``TPOT = 1 / (u / T_c + (1 - u) / t_d)`` with
+  ``B = lam * E[OSL - 1] * TPOT`` (fixed point). The worst inter-token gap is one busy iteration.
+* TTFT: the prompt-token backlog is an M/G/1 "token server" (service ``ISL * T_c / c``); a prompt
+  then needs ``ceil(ISL / s)`` iterations of its own, after the residual of the iteration in
+  progress.
+* Chunking re-reads the KV of earlier chunks: every chunk's attention reads all keys before it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from planner.perf import StepModel
+from planner.serving.common import (
+    LoadShape,
+    compress,
+    decode_curve,
+    gg1_scale,
+    interp_curve,
+    max_num_seqs,
+    mg1_wait_cdf_fn,
+    mgc_wait_cdf_fn,
+    quantiles_of_wait_plus,
+    solve_fixed_point,
+    tpot_quantiles,
+    uniform_points,
+)
+
+MAX_TPOT_S = 600.0
+
+
+class ChunkCurves:
+    """Step-time curves of one lane for a token budget, on a grid of decode batch sizes."""
+
+    def __init__(self, sm: StepModel, shape: LoadShape, chunk: int):
+        self.chunk = int(chunk)
+        isl = shape.isl.astype(float)
+        self.bcap = float(min(sm.kv_capacity_tokens / sm.pp / shape.reserved_tokens,
+                              max_num_seqs(sm), chunk - 1))
+        self.ctx = shape.decode_context
+        bmax = max(self.bcap, 1.0)
+        self.grid, self.td = decode_curve(sm, self.ctx, bmax * 1.2)
+        b = self.grid
+        s = np.maximum(self.chunk - b, 1.0)
+        self.pairs_per_token = float(np.sum(isl * isl) / (2.0 * np.sum(isl)))
+        # Mean chunk when a prompt is processed alone (token-weighted) and when it is merged
+        # with a backlog (full chunks).
+        pieces = np.ceil(isl[None, :] / s[:, None])
+        self.alone = np.sum(isl) / np.sum(pieces, axis=1)  # per grid B
+        kv_per_token = np.sum(pieces * (pieces + 1) / 2.0 * np.minimum(s[:, None], isl[None, :]),
+                              axis=1) / np.sum(isl)
+        self.s = s
+        self.kv_per_token = kv_per_token
+        self.sm = sm
+        self.mean_isl = float(isl.mean())
+        self._full = self._busy(s)
+
+    def _busy(self, c):
+        b = self.grid
+        c = np.minimum(c, self.s)
+        return np.asarray(self.sm.iteration(
+            decode_batch=b, decode_ctx=b * self.ctx, prefill_tokens=c,
+            prefill_pairs=c * self.pairs_per_token, prefill_kv=c * self.kv_per_token,
+            prefill_seqs=np.maximum(c / self.mean_isl, 1.0)).time_s, dtype=float)
+
+    def full(self, B):
+        return interp_curve(B, self.grid, self._full)
+
+    def decode(self, B):
+        return interp_curve(B, self.grid, self.td)
+
+    def room(self, B):
+        return np.maximum(self.chunk - np.asarray(B, dtype=float), 0.0)
+
+
+def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: float = 1.0,
+                 curves: ChunkCurves | None = None, lanes=1) -> dict:
+    """Metrics of chunked-prefill lanes at per-lane rates ``lam``; ``lanes`` lanes share the
+    traffic by shortest-queue routing (pooled prompt queue, M/G/c)."""
+    lam = np.asarray(lam, dtype=float)
+    lanes = np.broadcast_to(np.asarray(lanes, dtype=float), lam.shape)
+    cv = curves or ChunkCurves(sm, shape, chunk)
+    m_o = shape.mean_decode_tokens
+    work = lam * shape.mean_isl  # prompt tokens per second
+
+    def state(B):
+        s = np.maximum(cv.room(B), 1e-9)
+        tf = cv.full(B)
+        td = cv.decode(B)
+        u_full = work * tf / s
+        # Busy iterations carry full chunks under a backlog, a lone prompt's pieces otherwise.
+        c_alone = np.interp(B, cv.grid, cv.alone)
+        c_bar = np.clip(u_full * s + (1 - np.minimum(u_full, 1.0)) * c_alone, 1.0, s)
+        tc = td + (tf - td) * c_bar / s
+        u = work * tc / c_bar
+        rate = np.minimum(u, 1.0) / tc + np.maximum(1.0 - u, 0.0) / td
+        return 1.0 / rate, u, tc, td, tf, c_bar, s
+
+    def resid(t):
+        tp = state(lam * m_o * t)[0]
+        return tp - t
+
+    lo = np.maximum(cv.td[1], 1e-6) * 0.999
+    tpot = solve_fixed_point(resid, np.full(lam.shape, lo), MAX_TPOT_S)
+    B = np.where(np.isfinite(tpot), lam * m_o * tpot, 0.0)
+    _, u, tc, td, tf, c_bar, s = state(B)
+    stable = np.isfinite(tpot) & (u < 1.0) & (B <= cv.bcap) & (cv.room(B) >= 1.0)
+    util = np.maximum(u, B / cv.bcap)
+
+    # TTFT: token-server wait + residual of the current iteration + own iterations.
+    isl = shape.isl.astype(float)
+    service = isl[None, :] * (tc / c_bar)[:, None] if lam.ndim else isl * tc / c_bar
+    n_full = np.floor(isl[None, :] / s.reshape(-1, 1))
+    rem = isl[None, :] - n_full * s.reshape(-1, 1)
+    own = (n_full * tf.reshape(-1, 1) + np.where(rem > 0, td.reshape(-1, 1)
+           + (tf - td).reshape(-1, 1) * rem / s.reshape(-1, 1), 0.0))
+    own = own.reshape(lam.shape + (-1,))
+    cur = np.clip(u, 0, 1) * tc + (1 - np.clip(u, 0, 1)) * td
+    r = uniform_points(cur, 4)
+    ys = (np.sort(own, axis=-1)[..., _pick(own.shape[-1], 16), None] + r[..., None, :]).reshape(lam.shape + (-1,))
+    es = np.mean(service, axis=-1)
+    es2 = np.mean(np.asarray(service) ** 2, axis=-1)
+    if lam.ndim == 0:
+        cdf = mg1_wait_cdf_fn(lam, np.asarray(service).ravel(), arrival_cv)
+        from planner import queueing as q
+
+        ew = q.mg1_mean_wait(lam, es, es2)
+        if arrival_cv != 1.0:
+            ew = ew * gg1_scale(arrival_cv, np.asarray(service).ravel())
+    else:
+        cdf1, ew1 = _rowwise_wait_cdf(lam, service, arrival_cv)
+        if np.all(lanes == 1):
+            cdf, ew = cdf1, ew1
+        else:
+            cdfc, ewc = mgc_wait_cdf_fn(lam * lanes, lanes.astype(int), es, es2, arrival_cv)
+            one = (lanes == 1)[..., None]
+
+            def cdf(x):
+                return np.where(one, cdf1(x), cdfc(x))
+
+            ew = np.where(lanes == 1, ew1, ewc)
+    tt = quantiles_of_wait_plus(cdf, ys, shape=lam.shape)
+    tt["mean"] = ew + cur / 2 + np.mean(own, axis=-1)
+
+    # TPOT: decode-only iterations plus the extra time busy iterations add.
+    jump_scale = np.maximum(tc - td, 0.0) / c_bar  # extra seconds per prompt token
+    j1 = jump_scale * float(np.mean(isl))
+    j2 = jump_scale**2 * float(np.mean(isl**2))
+    j3 = jump_scale**3 * float(np.mean(isl**3))
+    slope = (cv.decode(B + 1.0) - td)
+    td_sd = slope * np.sqrt(B * 2.0 / 3.0)
+    tq = tpot_quantiles(td, td_sd, j1[..., None] if np.ndim(j1) else j1,
+                        j2[..., None] if np.ndim(j2) else j2, j3[..., None] if np.ndim(j3) else j3,
+                        lam, shape.decode_tokens, tpot, cap=tf)
+    tq["mean"] = tpot
+    inf = np.inf
+    res = {
+        "ttft": {k: np.where(stable, v, inf) for k, v in tt.items()},
+        "tpot": {k: np.where(stable, v, inf) for k, v in tq.items()},
+        "itl_max": np.where(stable, tf, inf),
+        "stable": stable,
+        "utilization": util,
+        "batch": np.where(stable, B, inf),
+        "kv_used": np.where(stable, B * shape.decode_context * sm.pp, inf),
+        "kv_capacity": sm.kv_capacity_tokens,
+        "breakdown": {
+            "ttft_queue_s": np.where(stable, ew + cur / 2, inf),
+            "ttft_compute_s": np.mean(own, axis=-1),
+            "ttft_transfer_s": np.zeros(lam.shape),
+            "tpot_step_s": td,
+            "tpot_interference_s": np.where(stable, tpot - td, inf),
+        },
+    }
+    res["saturated"] = np.where(stable, "", np.where(B > cv.bcap, "kv-memory", "chunked"))
+    return res
+
+
+def _pick(n: int, k: int):
+    if n <= k:
+        return np.arange(n)
+    return ((np.arange(k) + 0.5) / k * n).astype(int)
+
+
+def _rowwise_wait_cdf(lam, service, arrival_cv):
+    """M/G/1 wait CDFs when the service samples differ per candidate (rows of ``service``):
+    service scales with a per-row factor, so each row is ``base * factor``."""
+    service = np.asarray(service, dtype=float)
+    base = service[0] / max(service[0].mean(), 1e-30)
+    factor = service.mean(axis=-1)
+    # Time-scaling: W(lam, a*S) = a * W(lam*a, S) -- evaluate with unit-mean service.
+    cdf_unit = mg1_wait_cdf_fn(lam * factor, base, arrival_cv)
+
+    def cdf(x):
+        return cdf_unit(x / factor[..., None])
+
+    from planner import queueing as q
+
+    ew = q.mg1_mean_wait(lam, factor, factor**2 * float(np.mean(base**2)))
+    if arrival_cv != 1.0:
+        ew = ew * gg1_scale(arrival_cv, base)
+    return cdf, ew
+
+
+__all__ = ["ChunkCurves", "lane_metrics", "compress"]

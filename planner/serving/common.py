@@ -1,0 +1,417 @@
+"""Shared pieces of the serving models: deployments, metrics, lane profiles and percentile helpers.
+
+A *lane* is one micro-batch stream of an instance (``pp`` lanes per instance, see
+:mod:`planner.perf`). Every serving model reduces a deployment to lanes that each receive a
+share of the traffic, then combines queueing results with step times.
+
+All model functions take the per-lane arrival rate as a numpy array so that the optimizer can
+evaluate many pool sizes at once; the result arrays have that shape.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from planner.perf import StepModel
+
+APPROACHES = ("unified", "chunked", "disaggregated")
+PERCENTILES = (50, 90, 95, 99)
+# vLLM's max_num_seqs default on GPUs with at least 70 GiB (arg_utils.get_batch_defaults);
+# smaller GPUs use 256.
+MAX_NUM_SEQS_LARGE, MAX_NUM_SEQS_SMALL = 1024, 256
+# Three-point Gauss-Hermite rule for averaging over a normal perturbation.
+_GH_NODES = np.array([-math.sqrt(3.0), 0.0, math.sqrt(3.0)])
+_GH_WEIGHTS = np.array([1 / 6, 2 / 3, 1 / 6])
+
+
+def max_num_seqs(sm: StepModel) -> int:
+    return MAX_NUM_SEQS_LARGE if sm.gpu.hbm_bytes >= 70 * 2**30 * 0.99 and "a100" not in sm.gpu.id else MAX_NUM_SEQS_SMALL
+
+
+@dataclass(frozen=True)
+class Pool:
+    """``instances`` replicas of ``tp * pp`` GPUs each, all of type ``gpu``."""
+
+    role: str  # unified | prefill | decode
+    gpu: str
+    instances: int
+    tp: int
+    pp: int = 1
+    ep: int = 1
+
+    @property
+    def gpus_per_instance(self) -> int:
+        return self.tp * self.pp
+
+    @property
+    def gpus(self) -> int:
+        return self.instances * self.tp * self.pp
+
+    def spec(self) -> str:
+        s = f"{self.instances}xtp{self.tp}"
+        if self.pp > 1:
+            s += f"pp{self.pp}"
+        return f"{s}@{self.gpu}"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    approach: str
+    pools: tuple
+    chunk_size: int | None = None
+    link: str | None = None  # KV-transfer link override (disaggregated)
+    kv_overlap: bool = True
+    kv_transfer_dtype: str | None = None
+
+    @property
+    def total_gpus(self) -> int:
+        return sum(p.gpus for p in self.pools)
+
+    def pool(self, role: str) -> Pool:
+        return next(p for p in self.pools if p.role == role)
+
+
+@dataclass
+class Metrics:
+    """What users see under a deployment at one traffic level (SI units; inf = overloaded)."""
+
+    ttft: dict  # 'mean', 'p50', 'p90', 'p95', 'p99' -> seconds
+    tpot: dict
+    itl_max_s: float
+    throughput_in_tok_s: float
+    throughput_out_tok_s: float
+    utilization: dict  # pool role -> fraction of capacity in use
+    decode_batch: float  # steady concurrent decodes per lane
+    kv_used_tokens: float  # per instance (decode or unified pool)
+    kv_capacity_tokens: float
+    stable: bool
+    saturated: str | None = None  # which pool saturates (None when stable)
+    breakdown: dict = field(default_factory=dict)
+
+    def meets(self, ttft_slo: float, tpot_slo: float, percentile: int) -> bool:
+        key = f"p{percentile}"
+        return bool(self.stable and self.ttft[key] <= ttft_slo and self.tpot[key] <= tpot_slo)
+
+
+def lane_share(rate, lanes):
+    return np.asarray(rate, dtype=float) / np.asarray(lanes, dtype=float)
+
+
+# --------------------------------------------------------------------------------------------
+# Workload summaries on the lanes
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadShape:
+    """Deterministic summaries of the request mix used by every analytic model."""
+
+    isl: np.ndarray
+    osl: np.ndarray
+
+    @property
+    def mean_isl(self) -> float:
+        return float(self.isl.mean())
+
+    @property
+    def mean_osl(self) -> float:
+        return float(self.osl.mean())
+
+    @property
+    def decode_tokens(self) -> np.ndarray:
+        """Tokens produced by decode steps (the first token comes from the prefill)."""
+        return np.maximum(self.osl - 1, 0).astype(float)
+
+    @property
+    def mean_decode_tokens(self) -> float:
+        return float(self.decode_tokens.mean())
+
+    @property
+    def decode_context(self) -> float:
+        """Mean context of a sequence in the decode batch: time-weighted by decode length,
+        ``E[(ISL + OSL/2) * OSL] / E[OSL]``."""
+        w = self.decode_tokens
+        if w.sum() == 0:
+            return float(self.isl.mean())
+        return float(np.sum((self.isl + w / 2.0) * w) / w.sum())
+
+    @property
+    def reserved_tokens(self) -> float:
+        """KV tokens a request reserves at admission (prompt plus output)."""
+        return float(np.mean(self.isl + self.osl))
+
+
+def decode_curve(sm: StepModel, ctx: float, bmax: float):
+    """Decode step time at context ``ctx`` on a grid of batch sizes, for fast interpolation."""
+    grid = np.unique(np.concatenate([[0.0, 1.0], np.geomspace(1.0, max(bmax, 2.0), 40)]))
+    return grid, np.asarray(sm.decode_time(np.maximum(grid, 1e-9), ctx), dtype=float)
+
+
+def interp_curve(x, grid, values):
+    """Piecewise-linear interpolation, extrapolated linearly beyond the last grid point."""
+    x = np.asarray(x, dtype=float)
+    y = np.interp(x, grid, values)
+    slope = (values[-1] - values[-2]) / (grid[-1] - grid[-2])
+    return np.where(x > grid[-1], values[-1] + slope * (x - grid[-1]), y)
+
+
+def solve_fixed_point(f, lo, hi, iters: int = 60):
+    """Smallest T in [lo, hi] with ``f(T) <= 0`` for an increasing-then-crossing residual,
+    by vectorised bisection in log space. Entries where ``f(hi) > 0`` come back as inf."""
+    lo = np.asarray(lo, dtype=float)
+    hi = np.broadcast_to(np.asarray(hi, dtype=float), lo.shape).copy()
+    ok = f(hi) <= 0
+    a, b = np.log(lo), np.log(hi)
+    for _ in range(iters):
+        mid = (a + b) / 2
+        neg = f(np.exp(mid)) <= 0
+        b = np.where(neg, mid, b)
+        a = np.where(neg, a, mid)
+    return np.where(ok, np.exp(b), np.inf)
+
+
+# --------------------------------------------------------------------------------------------
+# Percentiles
+# --------------------------------------------------------------------------------------------
+
+
+def _z(p):
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(p)
+
+
+def cornish_fisher(mean, var, skew, p):
+    """Quantile from the first three moments (Cornish-Fisher, skewness term only)."""
+    z = _z(p)
+    sd = np.sqrt(np.maximum(var, 0.0))
+    return mean + sd * (z + (z * z - 1.0) * skew / 6.0)
+
+
+def tpot_quantiles(td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate, decode_tokens, tpot_mean,
+                   cap=None, percentiles=PERCENTILES):
+    """Per-request TPOT percentiles for ``TPOT_i = td + eps + X_i / n_i``.
+
+    ``n_i`` decode tokens (array over the request mix), ``X_i`` a compound Poisson sum of the
+    stall ``jumps`` that arrive during the request's decode lifetime (count Poisson with mean
+    ``rate * n_i * tpot_mean``), ``eps`` the normal fluctuation of the step time with the batch
+    (sd ``td_sd``). The mixture over the request mix is summarised by its first three moments
+    and inverted with Cornish-Fisher. Arrays over candidates broadcast against the mix (last
+    axis)."""
+    rate = np.asarray(rate, dtype=float)[..., None]
+    n = np.maximum(np.asarray(decode_tokens, dtype=float), 1.0)
+    tm = np.asarray(tpot_mean, dtype=float)[..., None]
+    finite = np.isfinite(tm)
+    tm = np.where(finite, tm, 0.0)
+    m = rate * n * tm  # expected stalls per request
+    # Conditional moments of X_i / n_i (compound Poisson cumulants: m * E[J^k]).
+    k1 = m * jumps_mean / n
+    k2 = m * jumps_m2 / n**2
+    k3 = m * jumps_m3 / n**3
+    base = np.asarray(td, dtype=float)[..., None]
+    mu_i = base + k1
+    # Mixture moments over the request mix.
+    mean = mu_i.mean(-1)
+    var_i = k2 + np.asarray(td_sd, dtype=float)[..., None] ** 2
+    ex2 = (var_i + mu_i**2).mean(-1)
+    ex3 = (k3 + 3 * mu_i * var_i + mu_i**3).mean(-1)
+    var = np.maximum(ex2 - mean**2, 0.0)
+    third = ex3 - 3 * mean * var - mean**3
+    with np.errstate(all="ignore"):
+        skew = np.where(var > 0, third / np.maximum(var, 1e-300) ** 1.5, 0.0)
+    skew = np.nan_to_num(skew)
+    skew = np.clip(skew, -2.0, 4.0)
+    out = {"mean": mean}
+    lo = base.min(-1)
+    for p in percentiles:
+        q = np.maximum(cornish_fisher(mean, var, skew, p / 100.0), lo)
+        if cap is not None:
+            q = np.minimum(q, cap)
+        out[f"p{p}"] = q
+    bad = ~finite[..., 0]
+    return {k: np.where(bad, np.inf, v) for k, v in out.items()}
+
+
+def quantiles_of_wait_plus(wait_cdf, samples, percentiles=PERCENTILES, shape=(), iters=48):
+    """Percentiles of ``W + Y`` where ``W`` has CDF ``wait_cdf(x)`` (``x`` of shape
+    ``shape + (k,)``, returning the same shape; candidates on the leading axes) and ``Y`` is
+    uniform over ``samples`` (``k`` values on the last axis, optionally per candidate).
+    Vectorised bisection on the mixture CDF."""
+    samples = np.broadcast_to(np.asarray(samples, dtype=float),
+                              tuple(shape) + (np.shape(samples)[-1],))
+    out = {}
+    y_max = samples.max(-1)
+    for p in percentiles:
+        target = p / 100.0
+        lo = samples.min(-1).copy()
+        # Upper bracket: grow until the CDF passes the target (or give up -> inf).
+        hi = y_max + np.maximum(y_max, 1e-3)
+        for _ in range(60):
+            c = np.mean(wait_cdf(hi[..., None] - samples), axis=-1)
+            need = c < target
+            if not need.any():
+                break
+            hi = np.where(need, hi * 2.0, hi)
+        finite = np.mean(wait_cdf(hi[..., None] - samples), axis=-1) >= target
+        for _ in range(iters):
+            mid = (lo + hi) / 2
+            c = np.mean(wait_cdf(mid[..., None] - samples), axis=-1)
+            up = c >= target
+            hi = np.where(up, mid, hi)
+            lo = np.where(up, lo, mid)
+        out[f"p{p}"] = np.where(finite, hi, np.inf)
+    return out
+
+
+def compress(samples, k: int = 32) -> np.ndarray:
+    """At most ``k`` quantile mid-points of ``samples`` (keeps percentile maths cheap)."""
+    s = np.sort(np.asarray(samples, dtype=float).ravel())
+    if s.size <= k:
+        return s
+    idx = ((np.arange(k) + 0.5) / k * s.size).astype(int)
+    return s[idx]
+
+
+def uniform_points(width, k: int = 8):
+    """``k`` mid-points of Uniform(0, width) (the residual of a step in progress)."""
+    return (np.arange(k) + 0.5) / k * np.asarray(width, dtype=float)[..., None]
+
+
+def as_float(x) -> float:
+    v = float(np.asarray(x).reshape(-1)[0]) if np.ndim(x) else float(x)
+    return v
+
+
+# --------------------------------------------------------------------------------------------
+# Waiting-time distributions on candidate arrays
+# --------------------------------------------------------------------------------------------
+
+
+def is_deterministic(samples) -> bool:
+    s = np.asarray(samples, dtype=float)
+    return bool(s.size == 1 or np.ptp(s) <= 1e-9 * max(float(s.max()), 1e-30))
+
+
+def gg1_scale(arrival_cv: float, samples) -> float:
+    """Factor by which Gamma arrivals with this CV stretch the M/G/1 wait: the ratio of
+    Kingman's G/G/1 mean ``(ca2 + cs2) / 2`` to the Poisson value ``(1 + cs2) / 2``."""
+    s = np.asarray(samples, dtype=float)
+    cs2 = float(s.var() / s.mean() ** 2) if s.mean() > 0 else 0.0
+    return (arrival_cv**2 + cs2) / (1.0 + cs2)
+
+
+def mg1_wait_cdf_fn(lam, service, arrival_cv: float = 1.0):
+    """A vectorised CDF ``x -> P(W <= x)`` of the FCFS wait of an M/G/1 queue with service
+    times drawn from ``service``, for every rate in ``lam`` (leading axes of ``x``).
+
+    Deterministic service uses the exact M/D/1 distribution; otherwise the mean-matched
+    exponential tail (decay rate from ``lam (M_S(theta) - 1) = theta``). Bursty arrivals
+    (Gamma, CV != 1) scale the wait by Kingman's factor."""
+    from planner import queueing as q
+
+    lam = np.asarray(lam, dtype=float)
+    s = np.asarray(service, dtype=float)
+    scale = gg1_scale(arrival_cv, s) if arrival_cv != 1.0 else 1.0
+    lam_b = lam[..., None]
+    if is_deterministic(s):
+        return _md1_cdf_fast(lam, float(s.reshape(-1)[0]), scale)
+    es, es2 = float(s.mean()), float(np.mean(s * s))
+    rho = lam * es
+    ew = q.mg1_mean_wait(lam, es, es2)
+    theta = np.asarray(q.mg1_tail_rate(lam, s), dtype=float)
+    c = np.where(np.isfinite(ew), np.minimum(rho, theta * np.where(np.isfinite(ew), ew, 0.0)), 1.0)
+    c_b, th_b = c[..., None], theta[..., None]
+
+    def cdf(x):
+        tail = c_b * np.exp(-th_b * np.maximum(x, 0.0) / scale)
+        return np.where(x < 0, 0.0, np.where(th_b > 0, 1.0 - tail, 0.0))
+
+    return cdf
+
+
+_MD1_TERMS = 5  # exact alternating-sum terms (x < 5 D); the Cramer-Lundberg tail beyond
+
+
+def _md1_cdf_fast(lam, D: float, scale: float = 1.0):
+    """M/D/1 wait CDF for an array of rates, with the per-rate constants computed once.
+
+    Below ``5 D`` the exact Erlang sum (at most five terms, no cancellation trouble); beyond,
+    the exponential tail ``C e^{-theta x}`` whose neglected terms decay like ``e^{-2.09 x / D}``
+    (see :func:`planner.queueing.md1_wait_cdf`, which this matches to ~1e-4)."""
+    from planner import queueing as q
+
+    lam = np.asarray(lam, dtype=float)
+    rho = np.clip(lam * D, 0.0, 1.0)
+    stable = rho < 1
+    with np.errstate(all="ignore"):
+        u = np.where(stable & (rho > 0), q._md1_decay(np.where(stable & (rho > 0), rho, 0.5)), np.inf)
+        c = np.where(stable & (rho > 0), q._md1_tail_const(rho, u), 0.0)
+    rho_b, u_b, c_b, st_b = rho[..., None], u[..., None], c[..., None], stable[..., None]
+    fact = [1.0, 1.0, 2.0, 6.0, 24.0]
+
+    def cdf(x):
+        n = np.maximum(x, 0.0) / (scale * D)
+        total = np.zeros(np.broadcast(n, rho_b).shape)
+        nn = np.minimum(n, _MD1_TERMS)
+        for k in range(_MD1_TERMS):
+            y = rho_b * (nn - k)
+            total = total + np.where(nn >= k, (-y) ** k / fact[k] * np.exp(y), 0.0)
+        near = (1.0 - rho_b) * total
+        with np.errstate(all="ignore"):
+            far = 1.0 - c_b * np.exp(-u_b * n)
+        out = np.where(n < _MD1_TERMS, near, far)
+        return np.where((x < 0) | ~st_b, 0.0, np.clip(out, 0.0, 1.0))
+
+    return cdf
+
+
+def mgc_wait_cdf_fn(lam, servers, es, es2, arrival_cv: float = 1.0):
+    """CDF of the wait in an M/G/c queue (Erlang C with the Allen-Cunneen mean): an atom at 0
+    of mass ``1 - P_wait`` and an exponential tail with the matching mean."""
+    from planner import queueing as q
+
+    lam = np.asarray(lam, dtype=float)
+    c = np.asarray(servers)
+    ew = q.mgc_mean_wait(lam, c, es, es2, ca2=arrival_cv**2)
+    pw = q.erlang_c(c, lam * es)
+    pw = np.where(np.isfinite(ew), np.clip(pw, 1e-12, 1.0), 1.0)
+    rate = np.where(np.isfinite(ew) & (ew > 0), pw / np.where(ew > 0, ew, 1.0), 0.0)
+    pw_b, r_b = pw[..., None], rate[..., None]
+
+    def cdf(x):
+        return np.where(x < 0, 0.0, np.where(r_b > 0, 1.0 - pw_b * np.exp(-r_b * np.maximum(x, 0.0)), 0.0))
+
+    return cdf, np.where(np.isfinite(ew), ew, np.inf)
+
+
+def prompt_wait(lam, lanes, service, arrival_cv: float = 1.0):
+    """Wait of a prompt for a server among ``lanes`` lanes fed by shortest-queue routing at
+    ``lam`` per lane: M/G/1 (exact M/D/1 for equal prompts) with one lane, M/G/c with the
+    Allen-Cunneen mean and an Erlang-C atom otherwise. Returns (cdf, mean)."""
+    from planner import queueing as q
+
+    lam = np.asarray(lam, dtype=float)
+    lanes = np.broadcast_to(np.asarray(lanes, dtype=float), lam.shape)
+    s = np.asarray(service, dtype=float)
+    es, es2 = float(s.mean()), float(np.mean(s * s))
+    if np.all(lanes == 1):
+        cdf = mg1_wait_cdf_fn(lam, s, arrival_cv)
+        ew = q.mg1_mean_wait(lam, es, es2)
+        if arrival_cv != 1.0:
+            ew = ew * gg1_scale(arrival_cv, s)
+        return cdf, ew
+    cdf_c, ew_c = mgc_wait_cdf_fn(lam * lanes, lanes.astype(int), es, es2, arrival_cv)
+    one = lanes == 1
+    if one.any():
+        cdf_1 = mg1_wait_cdf_fn(lam, s, arrival_cv)
+        ew_1 = q.mg1_mean_wait(lam, es, es2) * (gg1_scale(arrival_cv, s) if arrival_cv != 1.0 else 1.0)
+        one_b = one[..., None]
+
+        def cdf(x):
+            return np.where(one_b, cdf_1(x), cdf_c(x))
+
+        return cdf, np.where(one, ew_1, ew_c)
+    return cdf_c, ew_c

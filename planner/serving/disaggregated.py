@@ -1,0 +1,99 @@
+"""Prefill/decode disaggregation (DistServe, Splitwise, Dynamo): a prefill pool and a decode pool.
+
+Model (docs/methodology.md, "Disaggregated"):
+
+* Prefill pool: ``N_p`` instances with ``pp_p`` lanes each, fed by shortest-queue routing, is
+  treated as an M/G/c queue (``c = N_p * pp_p``; Erlang C with the Allen-Cunneen mean; DistServe
+  section 3 uses M/D/1 per instance, the ``c = 1`` case).
+* The KV cache then crosses the link the placement implies. With layer-wise overlap only the part
+  the prefill cannot hide is exposed; every prefill instance's link is a FIFO server whose wait
+  is added when prompts arrive faster than it drains.
+* ``TTFT = W_prefill + T_prefill + T_kv_exposed (+ link wait)``.
+* Decode pool: decode-only continuous batching, no prefill interference:
+  ``TPOT = t_d(B)``, ``B = lam_d * E[OSL - 1] * TPOT`` (fixed point), capped by KV memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from planner.catalog import LinkSpec
+from planner.perf import StepModel, kv_transfer_time
+from planner.serving.common import (
+    LoadShape,
+    compress,
+    mgc_wait_cdf_fn,
+    quantiles_of_wait_plus,
+    tpot_quantiles,
+)
+from planner.serving.unified import decode_equilibrium
+
+
+class PrefillProfile:
+    """Per-request prefill and exposed KV-transfer times for one prefill configuration."""
+
+    def __init__(self, sm: StepModel, shape: LoadShape, link: LinkSpec, streams: int,
+                 kv_bytes_per_token: float, overlap: bool = True):
+        self.sm = sm
+        self.S = np.asarray(sm.prefill_time(shape.isl), dtype=float)
+        self.kv_bytes = shape.isl.astype(float) * kv_bytes_per_token
+        self.exposed = np.asarray(kv_transfer_time(
+            self.kv_bytes, link, streams=streams, prefill_time=self.S,
+            layers=sm.model.num_layers, overlap=overlap), dtype=float)
+        self.link_busy = self.kv_bytes / (link.bytes_per_s * max(int(streams), 1)) + link.latency_s
+        self.link = link
+        self.streams = streams
+
+
+def prefill_pool(prof: PrefillProfile, lam_total, instances, arrival_cv: float = 1.0) -> dict:
+    """TTFT of a prefill pool of ``instances`` (array) instances at total rate ``lam_total``."""
+    n = np.asarray(instances, dtype=float)
+    lam = np.broadcast_to(np.asarray(lam_total, dtype=float), n.shape)
+    servers = n * prof.sm.pp
+    S = prof.S
+    es, es2 = float(S.mean()), float(np.mean(S * S))
+    rho = lam * es / servers
+    cdf, ew = mgc_wait_cdf_fn(lam, servers.astype(int), es, es2, arrival_cv)
+    # The KV link of each prefill instance is a FIFO server (M/G/1 per instance).
+    lam_i = lam / n
+    x = prof.link_busy
+    rho_link = lam_i * float(x.mean())
+    link_wait = np.where(rho_link < 1, lam_i * float(np.mean(x * x)) / (2 * np.maximum(1 - rho_link, 1e-12)), np.inf)
+    ys = compress(S + prof.exposed, 32)
+    tt = quantiles_of_wait_plus(cdf, ys, shape=n.shape)
+    stable = (rho < 1) & np.isfinite(ew) & (rho_link < 1)
+    out = {k: np.where(stable, v + link_wait, np.inf) for k, v in tt.items()}
+    out["mean"] = np.where(stable, ew + es + float(prof.exposed.mean()) + link_wait, np.inf)
+    return {
+        "ttft": out,
+        "stable": stable,
+        "utilization": np.maximum(rho, rho_link),
+        "saturated": np.where(stable, "", np.where(rho_link >= 1, "kv-link", "prefill")),
+        "queue": np.where(stable, ew + link_wait, np.inf),
+        "compute": np.full(n.shape, es),
+        "transfer": np.full(n.shape, float(prof.exposed.mean())),
+        "itl_extra": float(S.max()) * 0.0,
+    }
+
+
+def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances) -> dict:
+    """TPOT of a decode pool of ``instances`` (array) instances at total rate ``lam_total``."""
+    n = np.asarray(instances, dtype=float)
+    lam = np.asarray(lam_total, dtype=float) / (n * sm.pp)
+    tpot, B, td, slope, bcap = decode_equilibrium(sm, shape, lam, np.zeros(n.shape))
+    stable = np.isfinite(tpot) & (B <= bcap)
+    Bf = np.where(np.isfinite(B), B, 0.0)
+    td_sd = slope * np.sqrt(Bf * 2.0 / 3.0)
+    tq = tpot_quantiles(td, td_sd, 0.0, 0.0, 0.0, lam, shape.decode_tokens, tpot)
+    tq["mean"] = tpot
+    return {
+        "tpot": {k: np.where(stable, v, np.inf) for k, v in tq.items()},
+        "stable": stable,
+        "utilization": np.where(np.isfinite(B), np.maximum(B / bcap, slope * lam * shape.mean_decode_tokens), np.inf),
+        "saturated": np.where(stable, "", "decode"),
+        "batch": B,
+        "step": td,
+        "itl_max": np.where(stable, td * 1.0, np.inf),
+        "kv_used": np.where(np.isfinite(B), B * shape.decode_context * sm.pp, np.inf),
+        "kv_capacity": sm.kv_capacity_tokens,
+    }
