@@ -76,12 +76,12 @@ def _configs(inp: Inputs, gpu_ids, tps=TP_CHOICES, pps=PP_CHOICES):
                                       kv_dtype=inp.kv_dtype)
                 if not sm.fits:
                     continue
-                # PP only pays when TP alone cannot hold the model within a node; a PP config
-                # that also fits at the same GPU count with more TP is dominated in latency.
-                if pp > 1 and tp * 2 <= gpu.gpus_per_node and inp.model.valid_tp(tp * 2):
-                    continue
                 out.append(sm)
-    return out
+    # Pipeline parallelism only pays when tensor parallelism within a node cannot hold the
+    # model: a PP configuration has the latency of its whole pass on fewer GPUs per stage, so
+    # where a PP-free configuration fits it dominates. Keep PP only for GPU types that need it.
+    need_pp = {sm.gpu.id for sm in out} - {sm.gpu.id for sm in out if sm.pp == 1}
+    return [sm for sm in out if sm.pp == 1 or sm.gpu.id in need_pp]
 
 
 def _size_search(evaluate_n, n_max: int):
@@ -121,6 +121,7 @@ def search(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
     shape = LoadShape(isl, osl)
     cv = inp.workload.arrival_cv
     slo = inp.slo
+    pct = (slo.percentile,)
     res = SearchResult({a: None for a in approaches}, {a: None for a in approaches})
     configs = _configs(inp, gpu_ids, tps, pps)
     if not configs:
@@ -150,11 +151,13 @@ def search(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
                     curves = chunked.ChunkCurves(sm, shape, chunk)
 
                     def ev(n, curves=curves, chunk=chunk, sm=sm):
-                        r = chunked.lane_metrics(sm, shape, qps / (n * sm.pp), chunk, cv, curves, lanes=n * sm.pp)
+                        r = chunked.lane_metrics(sm, shape, qps / (n * sm.pp), chunk, cv, curves, lanes=n * sm.pp,
+                                                percentiles=pct)
                         return _score(r, slo)
                 else:
                     def ev(n, sm=sm):
-                        r = unified.lane_metrics(sm, shape, qps / (n * sm.pp), cv, lanes=n * sm.pp)
+                        r = unified.lane_metrics(sm, shape, qps / (n * sm.pp), cv, lanes=n * sm.pp,
+                                                percentiles=pct)
                         return _score(r, slo)
 
                 n, score, n_at, cnt = _size_search(lambda a: ev(a)[:2], n_max)
@@ -184,6 +187,7 @@ def _objective(inp: Inputs) -> str:
 def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
     slo, qps, cv = inp.slo, inp.workload.qps, inp.workload.arrival_cv
     k = slo.key
+    pct = (slo.percentile,)
     # Decode pools: smallest instance count meeting the TPOT SLO, per configuration.
     decode = []
     for sm in configs:
@@ -191,7 +195,7 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
         n_max = max_gpus // g
 
         def ev(n, sm=sm):
-            r = disaggregated.decode_pool(sm, shape, qps, n)
+            r = disaggregated.decode_pool(sm, shape, qps, n, percentiles=pct)
             t = np.asarray(r["tpot"][k])
             score = np.where(r["stable"], t / slo.tpot_s, np.inf)
             return score <= 1.0, score
@@ -217,7 +221,7 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
                                                 inp.model.kv_bytes_per_token(tdtype), True)
 
             def ev(n, prof=prof):
-                r = disaggregated.prefill_pool(prof, qps, n, cv)
+                r = disaggregated.prefill_pool(prof, qps, n, cv, percentiles=pct)
                 t = np.asarray(r["ttft"][k])
                 score = np.where(r["stable"], t / slo.ttft_s, np.inf)
                 return score <= 1.0, score
@@ -227,8 +231,8 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
             np_use = n or n_at
             dep = Deployment("disaggregated", (Pool("prefill", smp.gpu.id, np_use, smp.tp, smp.pp),
                                                Pool("decode", smd.gpu.id, nd_use, smd.tp, smd.pp)))
-            r = disaggregated.prefill_pool(prof, qps, np.array([np_use]), cv)
-            dr = disaggregated.decode_pool(smd, shape, qps, np.array([nd_use]))
+            r = disaggregated.prefill_pool(prof, qps, np.array([np_use]), cv, percentiles=pct)
+            dr = disaggregated.decode_pool(smd, shape, qps, np.array([nd_use]), percentiles=pct)
             tt = float(np.asarray(r["ttft"][k])[0])
             tp = float(np.asarray(dr["tpot"][k])[0])
             sc = max(tt / slo.ttft_s, tp / slo.tpot_s)

@@ -22,6 +22,7 @@ import numpy as np
 
 from planner.perf import StepModel
 from planner.serving.common import (
+    PERCENTILES,
     LoadShape,
     compress,
     decode_curve,
@@ -84,7 +85,8 @@ class ChunkCurves:
 
 
 def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: float = 1.0,
-                 curves: ChunkCurves | None = None, lanes=1) -> dict:
+                 curves: ChunkCurves | None = None, lanes=1,
+                 percentiles=PERCENTILES) -> dict:
     """Metrics of chunked-prefill lanes at per-lane rates ``lam``; ``lanes`` lanes share the
     traffic by shortest-queue routing (pooled prompt queue, M/G/c)."""
     lam = np.asarray(lam, dtype=float)
@@ -149,7 +151,7 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
                 return np.where(one, cdf1(x), cdfc(x))
 
             ew = np.where(lanes == 1, ew1, ewc)
-    tt = quantiles_of_wait_plus(cdf, ys, shape=lam.shape)
+    tt = quantiles_of_wait_plus(cdf, ys, percentiles, shape=lam.shape)
     tt["mean"] = ew + cur / 2 + np.mean(own, axis=-1)
 
     # TPOT: decode-only iterations plus the extra time busy iterations add.
@@ -161,7 +163,7 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
     td_sd = slope * np.sqrt(B * 2.0 / 3.0)
     tq = tpot_quantiles(td, td_sd, j1[..., None] if np.ndim(j1) else j1,
                         j2[..., None] if np.ndim(j2) else j2, j3[..., None] if np.ndim(j3) else j3,
-                        lam, shape.decode_tokens, tpot, cap=tf)
+                        lam, shape.decode_tokens, tpot, cap=tf, percentiles=percentiles)
     tq["mean"] = tpot
     inf = np.inf
     res = {

@@ -158,7 +158,7 @@ def interp_curve(x, grid, values):
     return np.where(x > grid[-1], values[-1] + slope * (x - grid[-1]), y)
 
 
-def solve_fixed_point(f, lo, hi, iters: int = 60):
+def solve_fixed_point(f, lo, hi, iters: int = 44):
     """Smallest T in [lo, hi] with ``f(T) <= 0`` for an increasing-then-crossing residual,
     by vectorised bisection in log space. Entries where ``f(hi) > 0`` come back as inf."""
     lo = np.asarray(lo, dtype=float)
@@ -235,7 +235,7 @@ def tpot_quantiles(td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate, decode_token
     return {k: np.where(bad, np.inf, v) for k, v in out.items()}
 
 
-def quantiles_of_wait_plus(wait_cdf, samples, percentiles=PERCENTILES, shape=(), iters=48):
+def quantiles_of_wait_plus(wait_cdf, samples, percentiles=PERCENTILES, shape=(), iters=36):
     """Percentiles of ``W + Y`` where ``W`` has CDF ``wait_cdf(x)`` (``x`` of shape
     ``shape + (k,)``, returning the same shape; candidates on the leading axes) and ``Y`` is
     uniform over ``samples`` (``k`` values on the last axis, optionally per candidate).
@@ -406,12 +406,20 @@ def prompt_wait(lam, lanes, service, arrival_cv: float = 1.0):
     cdf_c, ew_c = mgc_wait_cdf_fn(lam * lanes, lanes.astype(int), es, es2, arrival_cv)
     one = lanes == 1
     if one.any():
-        cdf_1 = mg1_wait_cdf_fn(lam, s, arrival_cv)
-        ew_1 = q.mg1_mean_wait(lam, es, es2) * (gg1_scale(arrival_cv, s) if arrival_cv != 1.0 else 1.0)
-        one_b = one[..., None]
+        idx = np.nonzero(one.reshape(-1))[0]
+        cdf_1 = mg1_wait_cdf_fn(lam.reshape(-1)[idx], s, arrival_cv)
+        ew_1 = q.mg1_mean_wait(lam.reshape(-1)[idx], es, es2) * (
+            gg1_scale(arrival_cv, s) if arrival_cv != 1.0 else 1.0)
+        ew = np.array(ew_c, dtype=float).reshape(-1)
+        ew[idx] = ew_1
+        lead = lam.shape
 
         def cdf(x):
-            return np.where(one_b, cdf_1(x), cdf_c(x))
+            out = np.array(cdf_c(x), dtype=float)
+            flat = out.reshape((-1,) + out.shape[len(lead):])
+            xf = np.broadcast_to(x, out.shape).reshape(flat.shape)
+            flat[idx] = cdf_1(xf[idx])
+            return out
 
-        return cdf, np.where(one, ew_1, ew_c)
+        return cdf, ew.reshape(lead)
     return cdf_c, ew_c

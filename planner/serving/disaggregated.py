@@ -20,6 +20,7 @@ import numpy as np
 from planner.catalog import LinkSpec
 from planner.perf import StepModel, kv_transfer_time
 from planner.serving.common import (
+    PERCENTILES,
     LoadShape,
     compress,
     mgc_wait_cdf_fn,
@@ -45,7 +46,8 @@ class PrefillProfile:
         self.streams = streams
 
 
-def prefill_pool(prof: PrefillProfile, lam_total, instances, arrival_cv: float = 1.0) -> dict:
+def prefill_pool(prof: PrefillProfile, lam_total, instances, arrival_cv: float = 1.0,
+                 percentiles=PERCENTILES) -> dict:
     """TTFT of a prefill pool of ``instances`` (array) instances at total rate ``lam_total``."""
     n = np.asarray(instances, dtype=float)
     lam = np.broadcast_to(np.asarray(lam_total, dtype=float), n.shape)
@@ -60,7 +62,7 @@ def prefill_pool(prof: PrefillProfile, lam_total, instances, arrival_cv: float =
     rho_link = lam_i * float(x.mean())
     link_wait = np.where(rho_link < 1, lam_i * float(np.mean(x * x)) / (2 * np.maximum(1 - rho_link, 1e-12)), np.inf)
     ys = compress(S + prof.exposed, 32)
-    tt = quantiles_of_wait_plus(cdf, ys, shape=n.shape)
+    tt = quantiles_of_wait_plus(cdf, ys, percentiles, shape=n.shape)
     stable = (rho < 1) & np.isfinite(ew) & (rho_link < 1)
     out = {k: np.where(stable, v + link_wait, np.inf) for k, v in tt.items()}
     out["mean"] = np.where(stable, ew + es + float(prof.exposed.mean()) + link_wait, np.inf)
@@ -76,7 +78,7 @@ def prefill_pool(prof: PrefillProfile, lam_total, instances, arrival_cv: float =
     }
 
 
-def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances) -> dict:
+def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances, percentiles=PERCENTILES) -> dict:
     """TPOT of a decode pool of ``instances`` (array) instances at total rate ``lam_total``."""
     n = np.asarray(instances, dtype=float)
     lam = np.asarray(lam_total, dtype=float) / (n * sm.pp)
@@ -84,7 +86,8 @@ def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances) -> dict:
     stable = np.isfinite(tpot) & (B <= bcap)
     Bf = np.where(np.isfinite(B), B, 0.0)
     td_sd = slope * np.sqrt(Bf * 2.0 / 3.0)
-    tq = tpot_quantiles(td, td_sd, 0.0, 0.0, 0.0, lam, shape.decode_tokens, tpot)
+    tq = tpot_quantiles(td, td_sd, 0.0, 0.0, 0.0, lam, shape.decode_tokens, tpot,
+                        percentiles=percentiles)
     tq["mean"] = tpot
     return {
         "tpot": {k: np.where(stable, v, np.inf) for k, v in tq.items()},

@@ -21,6 +21,7 @@ import numpy as np
 
 from planner.perf import StepModel
 from planner.serving.common import (
+    PERCENTILES,
     LoadShape,
     compress,
     decode_curve,
@@ -63,7 +64,8 @@ def decode_equilibrium(sm: StepModel, shape: LoadShape, lam, stall_share):
     return tpot, batch, td, slope, bcap
 
 
-def lane_metrics(sm: StepModel, shape: LoadShape, lam, arrival_cv: float = 1.0, lanes=1) -> dict:
+def lane_metrics(sm: StepModel, shape: LoadShape, lam, arrival_cv: float = 1.0, lanes=1,
+                 percentiles=PERCENTILES) -> dict:
     """Metrics of unified lanes at per-lane arrival rates ``lam`` (array). ``lanes`` (array or
     scalar) is how many lanes share the traffic: with shortest-queue routing on waiting prompts
     the prompt queue is pooled, an M/G/c queue with ``c = lanes``."""
@@ -82,13 +84,13 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, arrival_cv: float = 1.0, 
     own = compress(S, 16)
     ys = (own[None, :, None] + resid[:, None, :]).reshape(lam.shape + (-1,))
     cdf, ew = prompt_wait(lam, lanes, S, arrival_cv)
-    tt = quantiles_of_wait_plus(cdf, ys, shape=lam.shape)
+    tt = quantiles_of_wait_plus(cdf, ys, percentiles, shape=lam.shape)
     tt["mean"] = ew + np.where(np.isfinite(td), td * busy / 2, 0.0) + es
 
     # TPOT: base step (fluctuating with the batch) plus stalls by prefills.
     td_sd = slope * np.sqrt(np.maximum(np.where(np.isfinite(B), B, 0.0), 0.0) * 2.0 / 3.0)
     tq = tpot_quantiles(td, td_sd, es, float(np.mean(S**2)), float(np.mean(S**3)), lam,
-                        shape.decode_tokens, tpot)
+                        shape.decode_tokens, tpot, percentiles=percentiles)
     tq["mean"] = tpot
     res = {
         "ttft": {k: np.where(stable, v, np.inf) for k, v in tt.items()},

@@ -1,0 +1,213 @@
+"""Plan files: reading a YAML plan back into inputs and a deployment, and writing files safely.
+
+A plan file stands alone: it embeds the catalog entries it was computed with, so
+``pdplan evaluate plan.yaml`` gives the same numbers on a machine whose catalog differs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from planner.catalog import (
+    KV_DTYPES,
+    KV_TRANSFER_DTYPES,
+    WEIGHT_DTYPES,
+    Catalog,
+    load_catalog,
+    parse_gpu,
+    parse_link,
+    parse_model,
+)
+from planner.errors import CatalogError, InvalidRequestError
+from planner.serving.common import APPROACHES, Deployment, Pool
+
+ROLES = {"unified": ("unified",), "chunked": ("unified",), "disaggregated": ("prefill", "decode")}
+
+
+def _fail(path, key, what):
+    raise InvalidRequestError(f"{path}: {key}: {what}")
+
+
+def _num(path, d, key, *, integer=False, positive=True, required=True, ctx=""):
+    label = f"{ctx}{key}"
+    if key not in d or d[key] is None:
+        if required:
+            _fail(path, label, "missing")
+        return None
+    v = d[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        _fail(path, label, f"must be a number, got {v!r}")
+    if v != v or v in (float("inf"), float("-inf")):
+        _fail(path, label, f"must be finite, got {v!r}")
+    if integer and v != int(v):
+        _fail(path, label, f"must be a whole number, got {v!r}")
+    if positive and v <= 0:
+        _fail(path, label, f"must be positive, got {v!r}")
+    return int(v) if integer else float(v)
+
+
+def read_plan(path: str) -> dict:
+    import yaml
+
+    from planner.api import SCHEMA_VERSION
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InvalidRequestError(f"plan file {path} does not exist")
+    if p.is_dir():
+        raise InvalidRequestError(f"plan file {path} is a directory, expected a YAML plan")
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise InvalidRequestError(f"plan file {path}: cannot read ({exc.strerror or exc})") from None
+    if b"\x00" in raw:
+        raise InvalidRequestError(f"plan file {path} is a binary file, expected YAML")
+    try:
+        doc = yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidRequestError(f"plan file {path} is not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InvalidRequestError(f"plan file {path}: not valid YAML{where}") from None
+    if isinstance(doc, dict) and "plan" in doc and isinstance(doc["plan"], dict) and "schema_version" not in doc:
+        doc = doc["plan"]  # a saved `--json` output
+    if not isinstance(doc, dict):
+        raise InvalidRequestError(f"plan file {path}: expected a mapping (a pdplan plan), got {type(doc).__name__}")
+    if "schema_version" not in doc:
+        raise InvalidRequestError(f"plan file {path}: schema_version: missing (is this a pdplan plan?)")
+    sv = doc["schema_version"]
+    if not isinstance(sv, int) or isinstance(sv, bool):
+        _fail(path, "schema_version", f"must be a whole number, got {sv!r}")
+    if sv > SCHEMA_VERSION:
+        _fail(path, "schema_version", f"{sv} was written by a newer pdplan; this one reads version {SCHEMA_VERSION}")
+    if sv != SCHEMA_VERSION:
+        _fail(path, "schema_version", f"{sv} is not supported; this pdplan reads version {SCHEMA_VERSION}")
+    return doc
+
+
+def catalog_from_plan(path: str, doc: dict) -> Catalog:
+    """The embedded catalog entries, over the built-in catalog for anything not embedded."""
+    base = load_catalog()
+    cat = Catalog(dict(base.models), dict(base.gpus), dict(base.links))
+    emb = doc.get("catalog") or {}
+    if not isinstance(emb, dict):
+        _fail(path, "catalog", "must be a mapping of models, gpus and links")
+    for key, parser, table in (("models", parse_model, cat.models), ("gpus", parse_gpu, cat.gpus),
+                               ("links", parse_link, cat.links)):
+        entries = emb.get(key) or {}
+        if not isinstance(entries, dict):
+            _fail(path, f"catalog.{key}", "must be a mapping of id -> entry")
+        for eid, data in entries.items():
+            if not isinstance(data, dict):
+                _fail(path, f"catalog.{key}.{eid}", "must be a mapping")
+            try:
+                entry = parser(Path(f"{path}: catalog.{key}.{eid}"), data)
+            except CatalogError as exc:
+                raise InvalidRequestError(str(exc)) from None
+            table[entry.id] = entry
+    return cat
+
+
+def load_plan(path: str, qps: float | None = None):
+    """(Inputs, Deployment, document) from a plan file; ``qps`` overrides the plan's rate."""
+    from planner.api import SLO, Inputs
+    from planner.workload import LengthDist, Workload, fixed, load_trace, parse_length_dist
+
+    doc = read_plan(path)
+    cat = catalog_from_plan(path, doc)
+    inp = doc.get("inputs")
+    if not isinstance(inp, dict):
+        _fail(path, "inputs", "missing or not a mapping")
+    model_id = inp.get("model")
+    if not isinstance(model_id, str) or model_id not in cat.models:
+        _fail(path, "inputs.model", f"unknown model {model_id!r}")
+    model = cat.models[model_id]
+
+    def lengths(key) -> LengthDist:
+        v = inp.get(key)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return fixed(v)
+        if isinstance(v, str):
+            try:
+                return parse_length_dist(v, f"{path}: inputs.{key}") if ":" in v else fixed(int(v))
+            except ValueError:
+                pass
+        _fail(path, f"inputs.{key}", f"must be a token count or a distribution, got {v!r}")
+
+    rate = qps if qps is not None else _num(path, inp, "qps", ctx="inputs.")
+    trace = load_trace(inp["trace"]) if inp.get("trace") else None
+    cv = _num(path, inp, "burstiness", required=False, ctx="inputs.") or 1.0
+    wl = Workload(rate, lengths("isl"), lengths("osl"), cv, trace)
+    pct = inp.get("percentile")
+    if pct not in (50, 90, 95, 99):
+        _fail(path, "inputs.percentile", f"must be one of 50, 90, 95, 99, got {pct!r}")
+    slo = SLO(_num(path, inp, "ttft_slo_ms", ctx="inputs.") / 1e3,
+              _num(path, inp, "tpot_slo_ms", ctx="inputs.") / 1e3, pct)
+    dtype, kv_dtype = inp.get("dtype"), inp.get("kv_dtype")
+    if dtype not in WEIGHT_DTYPES:
+        _fail(path, "inputs.dtype", f"must be one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
+    if kv_dtype not in KV_DTYPES:
+        _fail(path, "inputs.kv_dtype", f"must be one of {', '.join(KV_DTYPES)}, got {kv_dtype!r}")
+    approach = doc.get("approach")
+    if approach not in APPROACHES:
+        _fail(path, "approach", f"must be one of {', '.join(APPROACHES)}, got {approach!r}")
+    pools_raw = doc.get("pools")
+    if not isinstance(pools_raw, list) or not pools_raw:
+        _fail(path, "pools", "missing or empty")
+    pools = []
+    for i, pr in enumerate(pools_raw):
+        ctx = f"pools[{i}]."
+        if not isinstance(pr, dict):
+            _fail(path, f"pools[{i}]", "must be a mapping")
+        role = pr.get("role")
+        if role not in ROLES[approach]:
+            _fail(path, f"{ctx}role", f"must be one of {', '.join(ROLES[approach])} for {approach}, got {role!r}")
+        gpu = pr.get("gpu")
+        if not isinstance(gpu, str) or gpu not in cat.gpus:
+            _fail(path, f"{ctx}gpu", f"unknown GPU {gpu!r}")
+        pools.append(Pool(role, gpu, _num(path, pr, "instances", integer=True, ctx=ctx),
+                          _num(path, pr, "tp", integer=True, ctx=ctx),
+                          _num(path, pr, "pp", integer=True, ctx=ctx, required=False) or 1))
+    if sorted(p.role for p in pools) != sorted(ROLES[approach]):
+        _fail(path, "pools", f"{approach} needs exactly the pools {', '.join(ROLES[approach])}")
+    chunk = None
+    if approach == "chunked":
+        chunk = _num(path, doc, "chunk_size", integer=True)
+    kv = doc.get("kv_transfer") or {}
+    link = kv.get("override") if isinstance(kv, dict) else None
+    tdtype = kv.get("dtype") if isinstance(kv, dict) else None
+    if tdtype is not None and tdtype not in KV_TRANSFER_DTYPES:
+        _fail(path, "kv_transfer.dtype", f"must be one of {', '.join(KV_TRANSFER_DTYPES)}, got {tdtype!r}")
+    overlap = kv.get("overlap", True) if isinstance(kv, dict) else True
+    dep = Deployment(approach, tuple(pools), chunk_size=chunk, link=link, kv_overlap=bool(overlap),
+                     kv_transfer_dtype=tdtype if tdtype != kv_dtype else None)
+    gpu_default = pools[0].gpu
+    inputs = Inputs(model, wl, slo, dtype, kv_dtype, cat, gpu=gpu_default)
+    return inputs, dep, doc
+
+
+def write_atomic(path: str, text: str, force: bool = False, flag: str = "-o") -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so an interrupted run
+    leaves the old file intact. Refuses to replace an existing file unless ``force``."""
+    p = Path(path).expanduser()
+    if p.exists() and not force:
+        raise InvalidRequestError(f"{flag}: {path} exists; pass --force to overwrite it")
+    if p.is_dir():
+        raise InvalidRequestError(f"{flag}: {path} is a directory")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise InvalidRequestError(f"{flag}: directory {parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, p)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise InvalidRequestError(f"{flag}: cannot write {path}: {exc.strerror or exc}") from None
