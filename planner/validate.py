@@ -170,7 +170,7 @@ def as_dict(row: Row) -> dict:
 FIT_PARAMS = ("compute_efficiency", "compute_half_tokens", "memory_efficiency", "comm_efficiency",
               "allreduce_hop_s", "step_overhead_s")
 # Physically plausible ranges: the fit may not buy accuracy with an impossible efficiency.
-_BOUNDS = {"compute_efficiency": (0.3, 0.85), "compute_half_tokens": (16.0, 512.0),
+_BOUNDS = {"compute_efficiency": (0.3, 0.85), "compute_half_tokens": (8.0, 128.0),
            "memory_efficiency": (0.6, 0.92), "comm_efficiency": (0.5, 0.9),
            "allreduce_hop_s": (0.5e-6, 6e-6), "step_overhead_s": (0.0, 100e-6)}
 
