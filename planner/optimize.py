@@ -87,22 +87,17 @@ def _configs(inp: Inputs, gpu_ids, tps=TP_CHOICES, pps=PP_CHOICES):
 def _size_search(evaluate_n, n_max: int):
     """Smallest n in [1, n_max] for which ``evaluate_n(array)`` says feasible.
 
-    ``evaluate_n`` maps an int array of instance counts to (feasible mask, score array).
-    Returns (n or None, score at n (or best score), evaluated count)."""
-    coarse = np.unique(np.round(np.geomspace(1, max(n_max, 1), min(24, n_max))).astype(int))
-    ok, score = evaluate_n(coarse)
-    count = len(coarse)
+    Every pool size is evaluated in one vectorised call (latency falls as instances are added,
+    so the first feasible size is the answer). ``evaluate_n`` maps an int array of instance
+    counts to (feasible mask, score array). Returns (n or None, score, n of the best score,
+    candidates evaluated)."""
+    sizes = np.arange(1, max(int(n_max), 1) + 1)
+    ok, score = evaluate_n(sizes)
     if not ok.any():
         i = int(np.argmin(score))
-        return None, float(score[i]), int(coarse[i]), count
+        return None, float(score[i]), int(sizes[i]), len(sizes)
     j = int(np.argmax(ok))
-    if j == 0:
-        return int(coarse[0]), float(score[0]), int(coarse[0]), count
-    fine = np.arange(coarse[j - 1] + 1, coarse[j] + 1)
-    okf, scoref = evaluate_n(fine)
-    count += len(fine)
-    k = int(np.argmax(okf))
-    return int(fine[k]), float(scoref[k]), int(fine[k]), count
+    return int(sizes[j]), float(score[j]), int(sizes[j]), len(sizes)
 
 
 def _score(r, slo):

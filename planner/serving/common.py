@@ -158,7 +158,7 @@ def interp_curve(x, grid, values):
     return np.where(x > grid[-1], values[-1] + slope * (x - grid[-1]), y)
 
 
-def solve_fixed_point(f, lo, hi, iters: int = 44):
+def solve_fixed_point(f, lo, hi, iters: int = 34):
     """Smallest T in [lo, hi] with ``f(T) <= 0`` for an increasing-then-crossing residual,
     by vectorised bisection in log space. Entries where ``f(hi) > 0`` come back as inf."""
     lo = np.asarray(lo, dtype=float)
@@ -235,7 +235,7 @@ def tpot_quantiles(td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate, decode_token
     return {k: np.where(bad, np.inf, v) for k, v in out.items()}
 
 
-def quantiles_of_wait_plus(wait_cdf, samples, percentiles=PERCENTILES, shape=(), iters=36):
+def quantiles_of_wait_plus(wait_cdf, samples, percentiles=PERCENTILES, shape=(), iters=26):
     """Percentiles of ``W + Y`` where ``W`` has CDF ``wait_cdf(x)`` (``x`` of shape
     ``shape + (k,)``, returning the same shape; candidates on the leading axes) and ``Y`` is
     uniform over ``samples`` (``k`` values on the last axis, optionally per candidate).
@@ -247,15 +247,16 @@ def quantiles_of_wait_plus(wait_cdf, samples, percentiles=PERCENTILES, shape=(),
     for p in percentiles:
         target = p / 100.0
         lo = samples.min(-1).copy()
-        # Upper bracket: grow until the CDF passes the target (or give up -> inf).
+        # Rows whose wait never reaches the target (unstable queues) stay infinite.
+        finite = np.mean(wait_cdf(np.full(lo.shape, 1e9)[..., None] - samples), axis=-1) >= target
+        # Upper bracket: grow until the CDF passes the target.
         hi = y_max + np.maximum(y_max, 1e-3)
         for _ in range(60):
             c = np.mean(wait_cdf(hi[..., None] - samples), axis=-1)
-            need = c < target
+            need = (c < target) & finite
             if not need.any():
                 break
             hi = np.where(need, hi * 2.0, hi)
-        finite = np.mean(wait_cdf(hi[..., None] - samples), axis=-1) >= target
         for _ in range(iters):
             mid = (lo + hi) / 2
             c = np.mean(wait_cdf(mid[..., None] - samples), axis=-1)
@@ -378,11 +379,14 @@ def mgc_wait_cdf_fn(lam, servers, es, es2, arrival_cv: float = 1.0):
     ew = q.mgc_mean_wait(lam, c, es, es2, ca2=arrival_cv**2)
     pw = q.erlang_c(c, lam * es)
     pw = np.where(np.isfinite(ew), np.clip(pw, 1e-12, 1.0), 1.0)
-    rate = np.where(np.isfinite(ew) & (ew > 0), pw / np.where(ew > 0, ew, 1.0), 0.0)
+    with np.errstate(all="ignore"):
+        rate = np.where(np.isfinite(ew) & (ew > 0), pw / np.where(ew > 0, ew, 1.0), 0.0)
     pw_b, r_b = pw[..., None], rate[..., None]
 
     def cdf(x):
-        return np.where(x < 0, 0.0, np.where(r_b > 0, 1.0 - pw_b * np.exp(-r_b * np.maximum(x, 0.0)), 0.0))
+        with np.errstate(all="ignore"):
+            tail = pw_b * np.exp(-r_b * np.maximum(x, 0.0))
+        return np.where(x < 0, 0.0, np.where(r_b > 0, 1.0 - np.nan_to_num(tail), 0.0))
 
     return cdf, np.where(np.isfinite(ew), ew, np.inf)
 
