@@ -33,7 +33,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from scipy.special import lambertw
+from scipy.special import gammaincc, gammaln, lambertw
 
 __all__ = [
     "md1_wait_cdf",
@@ -499,6 +499,9 @@ def mg1_wait_cdf(x, lam, service_samples):
 # --------------------------------------------------------------------------- M/M/c, G/G/c
 
 
+_ERLANG_RECURSION_MAX = 32
+
+
 def erlang_c(c, a):
     """Erlang C: probability that an arrival waits in M/M/c with offered load ``a = lam/mu``.
 
@@ -518,9 +521,20 @@ def erlang_c(c, a):
     if np.any(act):
         ca, aa = ci[act], a[act]
         b = np.ones(aa.shape)
-        for i in range(1, int(ca.max()) + 1):
-            ab = aa * b
-            b = np.where(i <= ca, ab / (i + ab), b)
+        small = ca <= _ERLANG_RECURSION_MAX
+        if np.any(small):
+            cs, as_ = ca[small], aa[small]
+            bs = np.ones(as_.shape)
+            for i in range(1, int(cs.max()) + 1):
+                ab = as_ * bs
+                bs = np.where(i <= cs, ab / (i + ab), bs)
+            b[small] = bs
+        if np.any(~small):
+            # Many servers: Erlang B = Poisson pmf(c; a) / cdf(c; a), in log space (the
+            # recursion would loop over every server for every candidate).
+            cl, al = ca[~small], aa[~small]
+            log_pmf = cl * np.log(al) - al - gammaln(cl + 1.0)
+            b[~small] = np.exp(log_pmf) / np.maximum(gammaincc(cl + 1.0, al), 1e-300)
         out[act] = ca * b / (ca - aa * (1.0 - b))
     out[bad] = np.nan
     return _out(out)
