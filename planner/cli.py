@@ -1,0 +1,714 @@
+"""The ``pdplan`` command line: parse options, call the library, render the result.
+
+Only click and the standard library are imported at module level so that ``pdplan --help``
+starts fast (no numpy, scipy or rich); every command imports what it needs when it runs.
+Errors the user can fix (:class:`planner.errors.PdplanError`) become one ``Error:`` line on
+stderr with the error's exit code; anything else is a bug and says so (``--debug`` shows it).
+
+Option groups are decorators (:func:`model_options`, :func:`workload_options`,
+:func:`slo_options`, :func:`deployment_options`) and the matching builders
+(:func:`build_inputs`, :func:`build_deployment`) turn the parsed values into library objects, so
+new commands reuse the same flags, defaults and error messages.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+import warnings
+
+import click
+
+from planner import __version__
+
+WEIGHT_DTYPES = ("bf16", "fp8", "fp4", "int4")  # planner.catalog.WEIGHT_DTYPES (kept in sync by a test)
+KV_DTYPES = ("bf16", "fp8")  # planner.catalog.KV_DTYPES
+KV_TRANSFER_DTYPES = ("bf16", "fp8", "int4")  # planner.catalog.KV_TRANSFER_DTYPES
+APPROACHES = ("unified", "chunked", "disaggregated")  # planner.serving.common.APPROACHES
+PERCENTILES = ("50", "90", "95", "99")
+DEFAULT_CHUNK = 2048
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+# --------------------------------------------------------------------------------------------
+# Errors: one line, the right exit code, no traceback unless --debug
+# --------------------------------------------------------------------------------------------
+
+
+class _UserError(click.ClickException):
+    """A library error shown as ``Error: <message>`` with the library's exit code."""
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(" ".join(str(message).split("\n")))
+        self.exit_code = exit_code
+
+
+class PdplanGroup(click.Group):
+    """Turns exceptions from any subcommand into click errors with the contract's exit codes."""
+
+    def invoke(self, ctx):
+        from planner.errors import PdplanError
+
+        debug = bool(ctx.params.get("debug"))
+        try:
+            with warnings.catch_warnings():
+                if not debug:  # numeric warnings of overloaded queues are not for users
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except PdplanError as exc:
+            if debug:
+                import traceback
+
+                traceback.print_exc()
+            raise _UserError(str(exc), getattr(exc, "exit_code", 2)) from None
+        except Exception as exc:
+            if debug:
+                raise
+            msg = " ".join(str(exc).split())
+            raise _UserError(f"internal error: {type(exc).__name__}: {msg} "
+                             "(run with --debug for the traceback)", 1) from None
+
+
+def fail(message: str):
+    """Raise the library's bad-input error (exit 2) from option checks in this module."""
+    from planner.errors import InvalidRequestError
+
+    raise InvalidRequestError(message)
+
+
+# --------------------------------------------------------------------------------------------
+# Parameter types that need no imports
+# --------------------------------------------------------------------------------------------
+
+
+class PositiveFloat(click.ParamType):
+    """A finite number greater than zero."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            v = value
+        else:
+            try:
+                v = float(str(value).strip())
+            except ValueError:
+                self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(v) or v <= 0:
+            self.fail(f"must be a finite number greater than 0, got {value!r}", param, ctx)
+        return v
+
+
+POSITIVE = PositiveFloat()
+
+
+def _size(text, flag: str):
+    """``2048`` or ``2k`` -> tokens; ``None`` stays ``None``."""
+    if text is None:
+        return None
+    from planner.units import parse_size
+
+    return parse_size(text, flag)
+
+
+def _duration(text, flag: str):
+    if text is None:
+        return None
+    from planner.units import parse_duration
+
+    return parse_duration(text, flag)
+
+
+# --------------------------------------------------------------------------------------------
+# Option groups (decorators) and the builders that consume them
+# --------------------------------------------------------------------------------------------
+
+
+def _stack(*decorators):
+    def apply(f):
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+def json_option(f):
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print one JSON document on stdout (warnings go to stderr).")(f)
+
+
+def model_options(f):
+    """--model, --gpu, --dtype, --kv-dtype."""
+    return _stack(
+        click.option("--model", "model", metavar="NAME|config.json",
+                     help="Model id from the catalog, or a Hugging Face config.json path "
+                          "[default: llama-3.1-70b]."),
+        click.option("--gpu", "gpu", metavar="NAME", help="GPU id from the catalog [default: h100-sxm]."),
+        click.option("--dtype", type=click.Choice(WEIGHT_DTYPES),
+                     help="Weight dtype [default: the model's default_dtype]."),
+        click.option("--kv-dtype", "kv_dtype", type=click.Choice(KV_DTYPES),
+                     help="KV-cache dtype [default: the model's default_kv_dtype]."),
+    )(f)
+
+
+def workload_options(f):
+    """--qps, --isl, --osl, --isl-dist, --osl-dist, --trace, --burstiness."""
+    return _stack(
+        click.option("--qps", type=POSITIVE, help="Request rate, requests per second (> 0)."),
+        click.option("--isl", metavar="N", help="Input (prompt) length in tokens, e.g. 2048 or 2k "
+                                                "[default: 2048]."),
+        click.option("--osl", metavar="N", help="Output length in tokens [default: 256]."),
+        click.option("--isl-dist", "isl_dist", metavar="DIST",
+                     help="Prompt-length distribution instead of --isl, e.g. "
+                          "lognormal:mean=2048,cv=0.6 or uniform:min=128,max=4096."),
+        click.option("--osl-dist", "osl_dist", metavar="DIST",
+                     help="Output-length distribution instead of --osl, e.g. exponential:mean=256."),
+        click.option("--trace", metavar="FILE",
+                     help="CSV or JSONL with input/output token counts per request "
+                          "(overrides the lengths)."),
+        click.option("--burstiness", type=POSITIVE, metavar="CV",
+                     help="Coefficient of variation of inter-arrival gaps [default: 1 = Poisson]."),
+    )(f)
+
+
+def slo_options(f):
+    """--ttft-slo, --tpot-slo, --percentile."""
+    return _stack(
+        click.option("--ttft-slo", "ttft_slo", metavar="DURATION",
+                     help="Time-to-first-token target: 200ms, 0.2s or 200 (ms) [default: 1s]."),
+        click.option("--tpot-slo", "tpot_slo", metavar="DURATION",
+                     help="Time-per-output-token target [default: 50ms]."),
+        click.option("--percentile", type=click.Choice(PERCENTILES),
+                     help="Percentile the SLOs apply to [default: 90]."),
+    )(f)
+
+
+def common_options(f):
+    """Everything a question about a workload takes: model, traffic, SLOs and --json."""
+    return _stack(model_options, workload_options, slo_options, json_option)(f)
+
+
+def deployment_options(f):
+    """A fixed deployment: --approach with --replicas/--chunk-size or --prefill/--decode."""
+    return _stack(
+        click.option("--approach", type=click.Choice(APPROACHES),
+                     help="Serving approach [default: disaggregated with --prefill/--decode, "
+                          "chunked with --chunk-size, else unified]."),
+        click.option("--replicas", metavar="SPEC",
+                     help="Unified/chunked instances as NxtpT[ppP][@gpu], e.g. 4xtp8."),
+        click.option("--chunk-size", "chunk_size", metavar="N",
+                     help=f"Chunked prefill token budget per iteration [default: {DEFAULT_CHUNK}]."),
+        click.option("--prefill", "prefill_spec", metavar="SPEC",
+                     help="Disaggregated prefill pool, e.g. 6xtp4 or 2xtp8@h200."),
+        click.option("--decode", "decode_spec", metavar="SPEC",
+                     help="Disaggregated decode pool, e.g. 2xtp8."),
+        click.option("--link", metavar="NAME", help="KV-transfer link override (a catalog link id)."),
+        click.option("--kv-overlap/--no-kv-overlap", "kv_overlap", default=None,
+                     help="Overlap the KV transfer with the prefill layer by layer [default: on]."),
+        click.option("--kv-transfer-dtype", "kv_transfer_dtype", type=click.Choice(KV_TRANSFER_DTYPES),
+                     help="Dtype the KV cache travels in [default: the KV dtype]."),
+    )(f)
+
+
+def catalog_of(ctx: click.Context):
+    from planner.catalog import load_catalog
+
+    obj = ctx.find_root().obj or {}
+    return load_catalog(obj.get("catalog_dir"))
+
+
+def resolve_model(cat, opts: dict, assumed: list):
+    from planner.api import DEFAULTS
+
+    name = opts.get("model")
+    if name is None:
+        name = DEFAULTS["model"]
+        assumed.append(f"model {name}")
+    return cat.model(name, "--model")
+
+
+def resolve_dtypes(model, opts: dict, assumed: list) -> tuple[str, str]:
+    dtype = opts.get("dtype")
+    if dtype is None:
+        dtype = model.default_dtype
+        assumed.append(f"dtype {dtype}")
+    kv_dtype = opts.get("kv_dtype")
+    if kv_dtype is None:
+        kv_dtype = model.default_kv_dtype
+        assumed.append(f"KV {kv_dtype}")
+    return dtype, kv_dtype
+
+
+def resolve_gpu(cat, opts: dict, assumed: list) -> str:
+    from planner.api import DEFAULTS
+
+    name = opts.get("gpu")
+    if name is None:
+        name = DEFAULTS["gpu"]
+        assumed.append(f"gpu {name}")
+    cat.gpu(name, "--gpu")
+    return name
+
+
+def build_workload(opts: dict, qps: float, assumed: list):
+    """The :class:`planner.workload.Workload` of the traffic options."""
+    from planner.api import DEFAULTS
+    from planner.workload import Workload, fixed, load_trace, parse_length_dist
+
+    for a, b in (("isl", "isl_dist"), ("osl", "osl_dist")):
+        if opts.get(a) is not None and opts.get(b) is not None:
+            fail(f"--{a.replace('_', '-')} and --{b.replace('_', '-')}: give one of them, not both")
+    trace = load_trace(opts["trace"]) if opts.get("trace") else None
+    if trace is not None:
+        overridden = [f"--{k.replace('_', '-')}" for k in ("isl", "osl", "isl_dist", "osl_dist")
+                      if opts.get(k) is not None]
+        if overridden:
+            from planner.render import warn
+
+            warn(f"--trace overrides {', '.join(overridden)}")
+    lengths = {}
+    for key in ("isl", "osl"):
+        if opts.get(f"{key}_dist") is not None:
+            lengths[key] = parse_length_dist(opts[f"{key}_dist"], f"--{key}-dist")
+        elif opts.get(key) is not None:
+            lengths[key] = fixed(_size(opts[key], f"--{key}"))
+        else:
+            lengths[key] = fixed(DEFAULTS[key])
+            if trace is None:
+                assumed.append(f"{key} {DEFAULTS[key]}")
+    cv = opts.get("burstiness") or 1.0
+    return Workload(qps, lengths["isl"], lengths["osl"], arrival_cv=cv, trace=trace)
+
+
+def build_slo(opts: dict, assumed: list, ttft_default: float | None = None):
+    from planner.api import DEFAULTS, SLO
+    from planner.render import fmt_seconds
+
+    ttft = _duration(opts.get("ttft_slo"), "--ttft-slo")
+    if ttft is None:
+        ttft = DEFAULTS["ttft_slo"] if ttft_default is None else ttft_default
+        assumed.append(f"TTFT SLO {fmt_seconds(ttft)}")
+    tpot = _duration(opts.get("tpot_slo"), "--tpot-slo")
+    if tpot is None:
+        tpot = DEFAULTS["tpot_slo"]
+        assumed.append(f"TPOT SLO {fmt_seconds(tpot)}")
+    if opts.get("percentile") is None:
+        pct = int(DEFAULTS["percentile"])
+        assumed.append(f"P{pct}")
+    else:
+        pct = int(opts["percentile"])
+    return SLO(ttft, tpot, pct)
+
+
+def build_inputs(ctx: click.Context, opts: dict, *, require_qps: bool = True,
+                 default_qps: float | None = None, ttft_default: float | None = None):
+    """:class:`planner.api.Inputs` from :func:`common_options`; the defaults it had to assume
+    are listed in ``Inputs.assumed`` (in the order the options are documented)."""
+    from planner.api import Inputs
+
+    cat = catalog_of(ctx)
+    assumed: list = []
+    model = resolve_model(cat, opts, assumed)
+    gpu = resolve_gpu(cat, opts, assumed)
+    qps = opts.get("qps")
+    if qps is None:
+        if require_qps and default_qps is None:
+            fail("--qps: missing; give the request rate in requests per second, e.g. --qps 20")
+        qps = default_qps if default_qps is not None else 1.0
+    wl = build_workload(opts, qps, assumed)
+    slo = build_slo(opts, assumed, ttft_default)
+    dtype, kv_dtype = resolve_dtypes(model, opts, assumed)
+    return Inputs(model, wl, slo, dtype, kv_dtype, cat, gpu=gpu, assumed=assumed)
+
+
+def check_pool(inputs, pool, flag: str) -> None:
+    """Fail early, naming ``flag``, when a pool's GPU, parallelism or memory fit is wrong."""
+    from planner.api import step_model
+    from planner.errors import DoesNotFitError
+    from planner.perf import check_parallel
+
+    gpu = inputs.catalog.gpu(pool.gpu, flag)
+    check_parallel(inputs.model, gpu, pool.tp, pool.pp, flag)
+    sm = step_model(inputs, pool)
+    try:
+        sm.require_fit()
+    except DoesNotFitError as exc:
+        raise DoesNotFitError(f"{flag}: {exc}") from None
+
+
+def build_deployment(ctx: click.Context, inputs, opts: dict):
+    """:class:`planner.serving.common.Deployment` from :func:`deployment_options`."""
+    from planner.api import parse_spec
+    from planner.serving.common import Deployment, Pool
+
+    approach = opts.get("approach")
+    disagg_given = opts.get("prefill_spec") is not None or opts.get("decode_spec") is not None
+    if approach is None:
+        if disagg_given:
+            approach = "disaggregated"
+        elif opts.get("chunk_size") is not None:
+            approach = "chunked"
+        elif opts.get("replicas") is not None:
+            approach = "unified"
+        else:
+            fail("--approach: missing; choose one of unified, chunked, disaggregated "
+                 "(with --replicas, or --prefill and --decode)")
+        inputs.assumed.append(f"approach {approach}")
+    gpu = inputs.gpu
+    kv_only = [("--link", opts.get("link") is not None),
+               ("--kv-overlap/--no-kv-overlap", opts.get("kv_overlap") is not None),
+               ("--kv-transfer-dtype", opts.get("kv_transfer_dtype") is not None)]
+    if approach in ("unified", "chunked"):
+        if disagg_given:
+            flag = "--prefill" if opts.get("prefill_spec") is not None else "--decode"
+            fail(f"{flag}: only for --approach disaggregated; use --replicas with --approach {approach}")
+        for flag, given in kv_only:
+            if given:
+                fail(f"{flag}: only for --approach disaggregated")
+        if opts.get("replicas") is None:
+            fail(f"--replicas: missing; --approach {approach} needs e.g. --replicas 4xtp8")
+        chunk = None
+        if approach == "chunked":
+            chunk = _size(opts.get("chunk_size"), "--chunk-size")
+            if chunk is None:
+                chunk = DEFAULT_CHUNK
+                inputs.assumed.append(f"chunk {DEFAULT_CHUNK}")
+        elif opts.get("chunk_size") is not None:
+            fail("--chunk-size: only for --approach chunked")
+        n, tp, pp, g = parse_spec(opts["replicas"], gpu, "--replicas")
+        pool = Pool("unified", g, n, tp, pp)
+        check_pool(inputs, pool, "--replicas")
+        return Deployment(approach, (pool,), chunk_size=chunk)
+    # disaggregated
+    if opts.get("replicas") is not None:
+        fail("--replicas: only for --approach unified or chunked; use --prefill and --decode")
+    if opts.get("chunk_size") is not None:
+        fail("--chunk-size: only for --approach chunked")
+    pools = []
+    for role, key in (("prefill", "prefill_spec"), ("decode", "decode_spec")):
+        if opts.get(key) is None:
+            fail(f"--{role}: missing; --approach disaggregated needs --prefill and --decode, "
+                 "e.g. --prefill 6xtp4 --decode 2xtp8")
+        n, tp, pp, g = parse_spec(opts[key], gpu, f"--{role}")
+        pool = Pool(role, g, n, tp, pp)
+        check_pool(inputs, pool, f"--{role}")
+        pools.append(pool)
+    link = opts.get("link")
+    if link is not None:
+        inputs.catalog.link(link, "--link")
+    overlap = True if opts.get("kv_overlap") is None else bool(opts["kv_overlap"])
+    return Deployment("disaggregated", tuple(pools), link=link, kv_overlap=overlap,
+                      kv_transfer_dtype=opts.get("kv_transfer_dtype"))
+
+
+def emit_json(doc) -> None:
+    from planner.render import to_json
+
+    click.echo(to_json(doc))
+
+
+# --------------------------------------------------------------------------------------------
+# The group
+# --------------------------------------------------------------------------------------------
+
+
+@click.group("pdplan", cls=PdplanGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "--version", prog_name="pdplan")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.option("--catalog", "catalog_dir", metavar="DIR", envvar="PDPLAN_CATALOG",
+              type=click.Path(exists=True, file_okay=False),
+              help="Directory of extra catalog entries (models/, gpus/, links/); they override "
+                   "built-ins with the same id. Also PDPLAN_CATALOG.")
+@click.pass_context
+def cli(ctx, debug, catalog_dir):
+    """Capacity planner for LLM inference: unified, chunked-prefill or disaggregated serving,
+    sized to latency SLOs."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    ctx.obj["catalog_dir"] = catalog_dir
+
+
+def main(argv=None) -> None:
+    """Console-script entry point (``pdplan``) and ``python -m planner``."""
+    cli.main(args=argv, prog_name="pdplan")
+
+
+# --------------------------------------------------------------------------------------------
+# estimate / simulate
+# --------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@common_options
+@deployment_options
+@click.pass_context
+def estimate(ctx, as_json, **opts):
+    """Metrics of one fixed deployment at a request rate, and the SLO check.
+
+    \b
+    Examples:
+      pdplan estimate --approach unified --replicas 4xtp8 --qps 20
+      pdplan estimate --approach chunked --replicas 4xtp8 --chunk-size 1024 --qps 20
+      pdplan estimate --approach disaggregated --prefill 6xtp4 --decode 2xtp8 --qps 20
+    """
+    from planner import api, render
+
+    inputs = build_inputs(ctx, opts)
+    dep = build_deployment(ctx, inputs, opts)
+    plan = api.estimate(inputs, dep)
+    if as_json:
+        emit_json({"plan": render.plan_document(plan)})
+        return
+    con = render.stdout_console()
+    render.print_assumed(con, inputs.assumed)
+    render.show_plan(con, plan)
+
+
+def _plans_module():
+    if importlib.util.find_spec("planner.plans") is None:
+        return None
+    return importlib.import_module("planner.plans")
+
+
+def _load_plan_file(path: str, opts: dict):
+    """(Inputs, Deployment) from a plan YAML via ``planner.plans`` (only --qps may override)."""
+    plans = _plans_module()
+    if plans is None:
+        fail("PLAN: plan files are read by `pdplan evaluate`/`simulate` once plan loading lands; "
+             "give the deployment with --approach and --replicas or --prefill/--decode")
+    extra = sorted(k for k, v in opts.items() if v is not None and k != "qps")
+    if extra:
+        flag = "--" + extra[0].replace("_spec", "").replace("_", "-")
+        fail(f"{flag}: not with a PLAN file; the plan fixes the deployment and inputs "
+             "(only --qps, --requests, --seed and --json apply)")
+    loaded = plans.load_plan(path, qps=opts.get("qps"))
+    return loaded[0], loaded[1]
+
+
+@cli.command()
+@click.argument("plan_file", metavar="[PLAN]", required=False)
+@common_options
+@deployment_options
+@click.option("--requests", type=click.IntRange(1, 10_000_000), default=20000, show_default=True,
+              help="Requests to simulate.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="Random seed of the arrivals and lengths.")
+@click.pass_context
+def simulate(ctx, plan_file, as_json, requests, seed, **opts):
+    """Discrete-event check of a deployment (a plan file or estimate's options): analytic and
+    simulated metrics side by side.
+
+    \b
+    Examples:
+      pdplan simulate --approach unified --replicas 4xtp8 --qps 20
+      pdplan simulate --prefill 6xtp4 --decode 2xtp8 --qps 20 --requests 5000
+    """
+    from planner import api, render
+
+    if plan_file is not None:
+        inputs, dep = _load_plan_file(plan_file, opts)
+    else:
+        inputs = build_inputs(ctx, opts)
+        dep = build_deployment(ctx, inputs, opts)
+    plan = api.estimate(inputs, dep)
+    from planner.simulate import simulate as run_simulation
+
+    sim = run_simulation(inputs, dep, requests, seed)
+    if as_json:
+        emit_json({"plan": render.plan_document(plan),
+                   "simulation": render.simulation_document(sim, seed, requests)})
+        return
+    con = render.stdout_console()
+    render.print_assumed(con, inputs.assumed)
+    render.show_plan(con, plan, title="simulate")
+    render.show_simulation(con, plan, sim, requests)
+
+
+# --------------------------------------------------------------------------------------------
+# catalog
+# --------------------------------------------------------------------------------------------
+
+CATALOG_TABLES = ("models", "gpus", "links")
+
+
+@cli.command()
+@click.argument("what", required=False, type=click.Choice(CATALOG_TABLES + ("show",)))
+@click.argument("name", required=False)
+@json_option
+@click.pass_context
+def catalog(ctx, what, name, as_json):
+    """List the catalog (models, gpus, links; all three by default) or show one entry.
+
+    \b
+    Examples:
+      pdplan catalog
+      pdplan catalog gpus --json
+      pdplan catalog show h100-sxm
+    """
+    from planner import render
+
+    cat = catalog_of(ctx)
+    if what == "show":
+        if not name:
+            fail("catalog show: missing NAME; e.g. pdplan catalog show h100-sxm")
+        entry = cat.get(name)
+        kind = ("model" if name in cat.models and cat.models[name] is entry
+                else "gpu" if name in cat.gpus and cat.gpus[name] is entry else "link")
+        if as_json:
+            emit_json(render.entry_document(kind, entry))
+        else:
+            render.show_entry(render.stdout_console(), kind, entry)
+        return
+    if name is not None:
+        fail(f"catalog: unexpected argument {name!r}; to show one entry use `pdplan catalog show NAME`")
+    tables = (what,) if what else CATALOG_TABLES
+    if as_json:
+        emit_json(render.catalog_document(cat, tables))
+    else:
+        render.show_catalog(render.stdout_console(), cat, tables)
+
+
+# --------------------------------------------------------------------------------------------
+# kv / step
+# --------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--model", metavar="NAME|config.json",
+              help="Model id or a Hugging Face config.json [default: llama-3.1-70b].")
+@click.option("--seq-len", "seq_len", metavar="N", required=True,
+              help="Tokens in the sequence (prompt plus output so far), e.g. 2048 or 8k.")
+@click.option("--kv-dtype", "kv_dtype", type=click.Choice(KV_DTYPES),
+              help="KV-cache dtype [default: the model's].")
+@click.option("--gpu", metavar="NAME", help="Compare with a decode step on this GPU.")
+@click.option("--batch", type=click.IntRange(1, 1_000_000), help="Decode batch (with --gpu) [default: 1].")
+@click.option("--tp", type=click.IntRange(1, 1024),
+              help="Tensor parallelism of the decode instance (with --gpu) [default: the smallest that fits].")
+@click.option("--dtype", type=click.Choice(WEIGHT_DTYPES),
+              help="Weight dtype of the decode instance [default: the model's].")
+@json_option
+@click.pass_context
+def kv(ctx, model, seq_len, kv_dtype, gpu, batch, tp, dtype, as_json):
+    """KV-cache size of one sequence and its transfer time over every link.
+
+    \b
+    Examples:
+      pdplan kv --model llama-3.1-70b --seq-len 2048
+      pdplan kv --seq-len 8k --kv-dtype fp8 --gpu h100-sxm --batch 64
+    """
+    from planner import api, render
+
+    cat = catalog_of(ctx)
+    assumed: list = []
+    spec = resolve_model(cat, {"model": model}, assumed)
+    n = _size(seq_len, "--seq-len")
+    if gpu is None:
+        for flag, v in (("--batch", batch), ("--tp", tp), ("--dtype", dtype)):
+            if v is not None:
+                fail(f"{flag}: only with --gpu (the decode step it is compared with)")
+    if kv_dtype is None:
+        kv_dtype = spec.default_kv_dtype
+        assumed.append(f"KV {kv_dtype}")
+    gpu_spec = cat.gpu(gpu, "--gpu") if gpu is not None else None
+    if gpu_spec is not None:
+        if batch is None:
+            assumed.append("batch 1")
+        if dtype is None:
+            dtype = spec.default_dtype
+            assumed.append(f"dtype {dtype}")
+    rep = api.kv_report(cat, spec, n, kv_dtype, gpu=gpu_spec, batch=batch, tp=tp, dtype=dtype)
+    message = render.kv_warning(rep)
+    if message:
+        render.warn(message)
+    if as_json:
+        emit_json(render.kv_document(rep))
+        return
+    con = render.stdout_console()
+    render.print_assumed(con, assumed)
+    render.show_kv(con, rep)
+
+
+@cli.command()
+@model_options
+@click.option("--tp", type=click.IntRange(1, 1024),
+              help="Tensor parallelism [default: the smallest that fits one node].")
+@click.option("--pp", type=click.IntRange(1, 1024), default=1, show_default=True,
+              help="Pipeline parallelism.")
+@click.option("--prefill", "prefill_tokens", metavar="N", help="Prefill of one N-token prompt.")
+@click.option("--decode", "decode_batch", type=click.IntRange(1, 1_000_000), metavar="B",
+              help="One decode step of B sequences (needs --context).")
+@click.option("--context", metavar="L", help="Mean context of the decoding sequences, e.g. 2176.")
+@json_option
+@click.pass_context
+def step(ctx, tp, pp, prefill_tokens, decode_batch, context, as_json, **opts):
+    """One static forward pass on one instance: time, FLOPs, bytes and what bounds it.
+
+    \b
+    Examples:
+      pdplan step --model llama-3.1-70b --gpu h100-sxm --tp 8 --prefill 2048
+      pdplan step --tp 8 --decode 64 --context 2176 --json
+    """
+    from planner import api, render
+    from planner.errors import DoesNotFitError
+    from planner.perf import build_step_model
+
+    if (prefill_tokens is None) == (decode_batch is None):
+        fail("--prefill/--decode: give exactly one of --prefill N or --decode B --context L")
+    if decode_batch is not None and context is None:
+        fail("--context: missing; --decode B needs the mean context, e.g. --context 2176")
+    if prefill_tokens is not None and context is not None:
+        fail("--context: only with --decode")
+    cat = catalog_of(ctx)
+    assumed: list = []
+    model = resolve_model(cat, opts, assumed)
+    gpu = cat.gpu(resolve_gpu(cat, opts, assumed), "--gpu")
+    dtype, kv_dtype = resolve_dtypes(model, opts, assumed)
+    if tp is None:
+        tp = api.smallest_fitting_tp(cat, model, gpu, dtype, kv_dtype)
+        assumed.append(f"tp {tp}")
+    sm = build_step_model(cat, model, gpu, tp, pp, dtype=dtype, kv_dtype=kv_dtype)
+    try:
+        sm.require_fit()
+    except DoesNotFitError as exc:
+        raise DoesNotFitError(f"--tp: {exc}") from None
+    if prefill_tokens is not None:
+        n = _size(prefill_tokens, "--prefill")
+        doc = render.step_document(sm, sm.prefill(n), "prefill", tokens=n)
+    else:
+        ctx_len = _size(context, "--context")
+        doc = render.step_document(sm, sm.decode(decode_batch, ctx_len), "decode",
+                                   batch=decode_batch, context=ctx_len)
+    if as_json:
+        emit_json(doc)
+        return
+    con = render.stdout_console()
+    render.print_assumed(con, assumed)
+    render.show_step(con, doc)
+
+
+# --------------------------------------------------------------------------------------------
+# validate
+# --------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def validate(ctx, as_json):
+    """Predicted versus published measurements, with the relative error of each row."""
+    from planner import render
+    from planner import validate as validation
+
+    report = validation.run(catalog_of(ctx))
+    if as_json:
+        emit_json(render.validate_document(report))
+        return
+    render.show_validate(render.stdout_console(), report)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

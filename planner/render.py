@@ -1,0 +1,719 @@
+"""Turning result objects into documents (JSON/YAML) and rich tables for people.
+
+Nothing here computes a model quantity: values come from :mod:`planner.api` and friends in SI
+units, and are only converted to human units (ms, GB, TFLOP/s), rounded and laid out. Documents
+are plain dicts with a fixed key order, finite floats only (``inf``/``NaN`` become ``None``), so
+the same plan always serialises to the same bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import os
+import sys
+
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+PERCENTILE_KEYS = ("mean", "p50", "p90", "p95", "p99")
+ROLE_KV = {"prefill": "kv_producer", "decode": "kv_consumer"}
+
+
+# --------------------------------------------------------------------------------------------
+# Small value helpers
+# --------------------------------------------------------------------------------------------
+
+
+def finite(x) -> float | None:
+    """``x`` as a float, or ``None`` when it is missing, infinite or NaN."""
+    if x is None:
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def rnd(x, digits: int = 3) -> float | None:
+    v = finite(x)
+    return None if v is None else round(v, digits)
+
+
+def ms(seconds, digits: int = 3) -> float | None:
+    """Seconds -> milliseconds rounded to ``digits`` decimals (``None`` when not finite)."""
+    v = finite(seconds)
+    return None if v is None else round(v * 1e3, digits)
+
+
+def whole(x) -> int | float | None:
+    """An integral quantity (bytes, tokens) as an int when it is one."""
+    v = finite(x)
+    if v is None:
+        return None
+    return int(v) if v == int(v) and abs(v) < 2**63 else round(v, 3)
+
+
+def count(x) -> int | None:
+    """A count (tokens) rounded to a whole number."""
+    v = finite(x)
+    return None if v is None else int(round(v))
+
+
+def clean(obj):
+    """A JSON/YAML-safe copy: numpy scalars to Python, non-finite floats to None, tuples to
+    lists, dataclasses to dicts, dates to ISO strings, anything else unknown to its string."""
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, int):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        items = sorted(obj, key=str) if isinstance(obj, (set, frozenset)) else obj
+        return [clean(v) for v in items]
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return clean(dataclasses.asdict(obj))
+    if isinstance(obj, (_dt.date, _dt.datetime)):
+        return obj.isoformat()
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalar or 0-d array
+        try:
+            return clean(obj.item())
+        except (TypeError, ValueError):
+            pass
+    if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy array
+        return clean(obj.tolist())
+    return str(obj)
+
+
+def to_json(obj) -> str:
+    """One JSON document (indent 2); non-finite numbers are already ``null``."""
+    return json.dumps(clean(obj), indent=2, allow_nan=False, ensure_ascii=False)
+
+
+def to_yaml(obj) -> str:
+    import yaml
+
+    return yaml.safe_dump(clean(obj), sort_keys=False, allow_unicode=True, width=100)
+
+
+def fmt_seconds(seconds) -> str:
+    """A duration for people: '1 s', '200 ms', '12.5 ms'."""
+    v = finite(seconds)
+    if v is None:
+        return "n/a"
+    if v >= 1 and v == int(v):
+        return f"{int(v)} s"
+    return f"{v * 1e3:g} ms"
+
+
+def _fmt_ms(seconds, digits: int = 1) -> str:
+    from planner.units import fmt_ms
+
+    return fmt_ms(finite(seconds), digits)
+
+
+def _num(x, fmt: str = ",.0f", none: str = "-") -> str:
+    v = finite(x)
+    return none if v is None else format(v, fmt)
+
+
+def _sig(x) -> str:
+    """A measured or predicted value with sensible precision (no exponents)."""
+    v = finite(x)
+    if v is None:
+        return "-"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def _pct(x, digits: int = 0) -> str:
+    v = finite(x)
+    return "n/a" if v is None else f"{v * 100:.{digits}f}%"
+
+
+def _util(x) -> str:
+    v = finite(x)
+    return ">100%" if v is None and x is not None else _pct(v)
+
+
+def _table(*columns, title: str | None = None) -> Table:
+    t = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False,
+              show_edge=False)
+    for col in columns:
+        if isinstance(col, tuple):
+            name, kw = col
+            t.add_column(name, **kw)
+        else:
+            t.add_column(col, justify="right")
+    return t
+
+
+WIDTH = 100  # tables are laid out for 100 columns
+
+
+def _width(stream) -> int | None:
+    """Let rich measure a terminal (or honour COLUMNS); files and pipes get 100 columns."""
+    if os.environ.get("COLUMNS"):
+        return None
+    try:
+        return None if stream.isatty() else WIDTH
+    except (AttributeError, ValueError):
+        return WIDTH
+
+
+def stdout_console() -> Console:
+    return Console(highlight=False, width=_width(sys.stdout))
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr (never on stdout, which may carry a JSON document)."""
+    stderr_console().print(f"[yellow]warning:[/] {escape(message)}")
+
+
+def print_assumed(console: Console, assumed) -> None:
+    if assumed:
+        console.print(f"[dim]assumed: {escape(', '.join(assumed))}[/]")
+
+
+# --------------------------------------------------------------------------------------------
+# Plan document
+# --------------------------------------------------------------------------------------------
+
+
+def _length(dist) -> int | str:
+    """A fixed length as its integer; a distribution as the spec ``parse_length_dist`` reads."""
+    if dist.kind == "fixed":
+        return int(dist.mean)
+    return dist.describe()
+
+
+def inputs_document(inp) -> dict:
+    wl, slo = inp.workload, inp.slo
+    doc = {"model": inp.model.id, "gpu": inp.gpu, "qps": rnd(wl.qps, 6)}
+    if wl.trace is not None:  # the trace's mean lengths, for people; the trace decides
+        doc["isl"] = count(wl.mean_isl)
+        doc["osl"] = count(wl.mean_osl)
+        doc["trace"] = wl.trace.path
+    else:
+        doc["isl"] = _length(wl.isl)
+        doc["osl"] = _length(wl.osl)
+    doc["ttft_slo_ms"] = ms(slo.ttft_s)
+    doc["tpot_slo_ms"] = ms(slo.tpot_s)
+    doc["percentile"] = int(slo.percentile)
+    doc["dtype"] = inp.dtype
+    doc["kv_dtype"] = inp.kv_dtype
+    if wl.arrival_cv != 1.0:
+        doc["burstiness"] = rnd(wl.arrival_cv, 6)
+    if inp.assumed:
+        doc["assumed"] = list(inp.assumed)
+    return doc
+
+
+def pool_document(pool) -> dict:
+    d = {"role": pool.role, "gpu": pool.gpu, "instances": int(pool.instances), "tp": int(pool.tp),
+         "pp": int(pool.pp), "gpus": int(pool.gpus)}
+    if getattr(pool, "ep", 1) != 1:
+        d["ep"] = int(pool.ep)
+    return d
+
+
+def engine_hints(plan) -> dict:
+    """vLLM flags that reproduce each pool of the plan (a starting point, not a launch script)."""
+    dep, inp = plan.deployment, plan.inputs
+    hints = {}
+    for pool in dep.pools:
+        flags = [f"--tensor-parallel-size {pool.tp}", f"--pipeline-parallel-size {pool.pp}"]
+        if getattr(pool, "ep", 1) > 1:
+            flags.append("--enable-expert-parallel")
+        if inp.dtype == "fp8" and inp.model.default_dtype != "fp8":
+            flags.append("--quantization fp8")
+        if inp.kv_dtype == "fp8":
+            flags.append("--kv-cache-dtype fp8")
+        if dep.approach == "chunked":
+            flags += ["--enable-chunked-prefill", f"--max-num-batched-tokens {dep.chunk_size}"]
+        elif dep.approach == "unified":
+            flags.append("--no-enable-chunked-prefill")
+        hint = {"engine": "vllm", "flags": flags}
+        if dep.approach == "disaggregated" and pool.role in ROLE_KV:
+            hint["kv_role"] = ROLE_KV[pool.role]
+        hints[pool.role] = hint
+    return hints
+
+
+def _catalog_embed(plan) -> dict:
+    """The catalog entries the plan uses, so that a plan file stands on its own."""
+    inp, dep = plan.inputs, plan.deployment
+    cat = inp.catalog
+    gpus, links = {}, {}
+    for gid in [inp.gpu] + [p.gpu for p in dep.pools]:
+        g = cat.gpus.get(gid)
+        if g is None or gid in gpus:
+            continue
+        gpus[gid] = dict(g.raw)
+        for lid in (g.intra_node_link, g.inter_node_link):
+            if lid in cat.links and lid not in links:
+                links[lid] = dict(cat.links[lid].raw)
+    if plan.link and plan.link.get("id") in cat.links and plan.link["id"] not in links:
+        links[plan.link["id"]] = dict(cat.links[plan.link["id"]].raw)
+    return {"models": {inp.model.id: dict(inp.model.raw)},
+            "gpus": dict(sorted(gpus.items())), "links": dict(sorted(links.items()))}
+
+
+def _breakdown_ms(breakdown: dict) -> dict:
+    out = {}
+    for k, v in breakdown.items():
+        name = k[:-2] if k.endswith("_s") else k
+        out[name] = ms(v)
+    return out
+
+
+def metrics_document(plan) -> dict:
+    m = plan.metrics
+    return {
+        "ttft_ms": {k: ms(m.ttft.get(k)) for k in PERCENTILE_KEYS},
+        "tpot_ms": {k: ms(m.tpot.get(k)) for k in PERCENTILE_KEYS},
+        "itl_max_ms": ms(m.itl_max_s),
+        "throughput_tokens_per_s": {"input": rnd(m.throughput_in_tok_s, 1),
+                                    "output": rnd(m.throughput_out_tok_s, 1)},
+        "max_qps_within_slo": rnd(plan.max_qps, 3),
+        "cost_per_hour": rnd(plan.cost_per_hour, 2),
+        "utilization": {k: rnd(v, 4) for k, v in m.utilization.items()},
+        "decode_batch": rnd(m.decode_batch, 2),
+        "kv_cache": {"used_tokens": count(m.kv_used_tokens),
+                     "capacity_tokens": count(m.kv_capacity_tokens)},
+        "breakdown_ms": _breakdown_ms(m.breakdown),
+        "stable": bool(m.stable),
+        "saturated": m.saturated or None,
+    }
+
+
+def kv_transfer_document(link: dict, override: str | None = None) -> dict:
+    doc = {
+        "link": link.get("id"),
+        "name": link.get("name"),
+        "where": link.get("where"),
+        "streams": link.get("streams"),
+        "bytes_per_s": whole(link.get("bytes_per_s")),
+        "dtype": link.get("dtype"),
+        "overlap": bool(link.get("overlap")),
+        "bytes_per_request": whole(link.get("bytes_per_request")),
+        "exposed_ms": ms(link.get("exposed_s")),
+    }
+    if override:
+        doc["override"] = override  # the --link the user chose (plan loading reads it back)
+    return doc
+
+
+def plan_document(plan) -> dict:
+    """The DESIGN.md plan document of an :class:`planner.api.Plan` (JSON/YAML-ready)."""
+    from planner.api import SCHEMA_VERSION
+
+    dep = plan.deployment
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "inputs": inputs_document(plan.inputs),
+        "approach": dep.approach,
+        "total_gpus": int(dep.total_gpus),
+        "pools": [pool_document(p) for p in dep.pools],
+    }
+    if dep.approach == "chunked":
+        doc["chunk_size"] = int(dep.chunk_size) if dep.chunk_size else None
+    if dep.approach == "disaggregated" and plan.link:
+        doc["kv_transfer"] = kv_transfer_document(plan.link, dep.link)
+    doc["metrics"] = metrics_document(plan)
+    doc["meets_slo"] = bool(plan.meets_slo)
+    doc["reason"] = plan.reason
+    if plan.notes:
+        doc["notes"] = list(plan.notes)
+    doc["engine_hints"] = engine_hints(plan)
+    doc["catalog"] = _catalog_embed(plan)
+    if plan.verification:
+        doc["verification"] = plan.verification
+    return clean(doc)
+
+
+# --------------------------------------------------------------------------------------------
+# Plan for people
+# --------------------------------------------------------------------------------------------
+
+
+def _pools_line(dep) -> str:
+    return ", ".join(f"{p.role} {p.spec()} ({p.gpus} GPUs)" for p in dep.pools)
+
+
+def show_plan(console: Console, plan, title: str | None = None) -> None:
+    """Deployment line, metrics table, breakdown and the SLO verdict."""
+    inp, dep, m = plan.inputs, plan.deployment, plan.metrics
+    slo = inp.slo
+    head = title or "estimate"
+    console.print(f"[bold]{escape(head)}[/]: {escape(inp.model.id)} at {inp.workload.qps:g} QPS, "
+                  f"{escape(dep.approach)}, {dep.total_gpus} GPUs, ${plan.cost_per_hour:,.2f}/h")
+    pools = _pools_line(dep)
+    if dep.approach == "chunked":
+        pools += f", chunk {dep.chunk_size} tokens"
+    console.print(f"  {escape(pools)}")
+    if plan.link:
+        lk = plan.link
+        console.print(
+            f"  KV over {escape(str(lk.get('id')))} ({lk.get('where')}, {lk.get('streams')} streams, "
+            f"{lk.get('dtype')}, overlap {'on' if lk.get('overlap') else 'off'}): "
+            f"{_num(finite(lk.get('bytes_per_request') or 0) / 1e6, ',.1f')} MB per request, "
+            f"{_fmt_ms(lk.get('exposed_s'), 2)} exposed")
+
+    t = _table(("", {"justify": "left", "style": "bold"}), "mean", "P50", "P90", "P99",
+               ("SLO", {"justify": "right", "style": "dim"}))
+    t.add_row("TTFT", *[_fmt_ms(m.ttft.get(k)) for k in ("mean", "p50", "p90", "p99")],
+              f"P{slo.percentile} {_fmt_ms(slo.ttft_s, 0)}")
+    t.add_row("TPOT", *[_fmt_ms(m.tpot.get(k), 2) for k in ("mean", "p50", "p90", "p99")],
+              f"P{slo.percentile} {_fmt_ms(slo.tpot_s, 0)}")
+    console.print(t)
+
+    s = _table(("", {"justify": "left", "style": "bold"}), ("", {"justify": "left"}))
+    s.show_header = False
+    s.add_row("ITL max", _fmt_ms(m.itl_max_s))
+    s.add_row("throughput", f"{_num(m.throughput_in_tok_s)} in + {_num(m.throughput_out_tok_s)} "
+                            "out tokens/s")
+    s.add_row("utilisation", ", ".join(f"{k} {_util(v)}" for k, v in m.utilization.items()))
+    s.add_row("decode batch", _num(m.decode_batch, ",.1f", "n/a") + " per lane")
+    s.add_row("KV cache", f"{_num(m.kv_used_tokens, ',.0f', 'n/a')} of "
+                          f"{_num(m.kv_capacity_tokens)} tokens per instance")
+    mq = finite(plan.max_qps)
+    if mq is not None:
+        s.add_row("max QPS in SLO", f"{mq:,.1f}")
+    console.print(s)
+
+    b = m.breakdown
+    console.print(
+        "  TTFT = queueing {} + compute {} + transfer {}".format(
+            _fmt_ms(b.get("ttft_queue_s"), 2), _fmt_ms(b.get("ttft_compute_s"), 2),
+            _fmt_ms(b.get("ttft_transfer_s"), 2)))
+    console.print(
+        "  TPOT = step {} + interference {}".format(
+            _fmt_ms(b.get("tpot_step_s"), 2), _fmt_ms(b.get("tpot_interference_s"), 2)))
+    if not m.stable:
+        console.print(f"[bold red]overloaded[/]: saturates first: {escape(str(m.saturated or 'deployment'))}")
+    if plan.meets_slo:
+        console.print(f"[bold green]meets SLO[/]: {escape(plan.reason)}")
+    else:
+        console.print(f"[bold red]misses SLO[/]: {escape(plan.reason)}")
+    for note in plan.notes or ():
+        console.print(f"[dim]note: {escape(str(note))}[/]")
+
+
+# --------------------------------------------------------------------------------------------
+# Simulation
+# --------------------------------------------------------------------------------------------
+
+
+def _get(obj, name, default=None):
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def simulation_document(sim, seed: int | None = None, requested: int | None = None) -> dict:
+    """``requests`` is the number simulated (``--requests``); ``counted`` those in the
+    statistics (the simulator may drop a warm-up share)."""
+    ttft, tpot = _get(sim, "ttft", {}) or {}, _get(sim, "tpot", {}) or {}
+    doc = {
+        "requests": requested if requested is not None else _get(sim, "requests"),
+        "counted": _get(sim, "requests"),
+        "seed": seed,
+        "attainment": rnd(_get(sim, "attainment"), 4),
+        "ttft_ms": {k: ms(ttft.get(k)) for k in PERCENTILE_KEYS},
+        "tpot_ms": {k: ms(tpot.get(k)) for k in PERCENTILE_KEYS},
+        "itl_max_ms": ms(_get(sim, "itl_max_s")),
+        "throughput_tokens_per_s": {"input": rnd(_get(sim, "throughput_in_tok_s"), 1),
+                                    "output": rnd(_get(sim, "throughput_out_tok_s"), 1)},
+        "stable": bool(_get(sim, "stable")),
+        "duration_s": rnd(_get(sim, "duration_s"), 3),
+        "wall_s": rnd(_get(sim, "wall_s"), 3),
+    }
+    if seed is None:
+        del doc["seed"]
+    return clean(doc)
+
+
+def show_simulation(console: Console, plan, sim, requested: int | None = None) -> None:
+    """Analytic and simulated metrics side by side."""
+    m = plan.metrics
+    ttft, tpot = _get(sim, "ttft", {}) or {}, _get(sim, "tpot", {}) or {}
+    t = _table(("metric", {"justify": "left", "style": "bold"}), "analytic", "simulated",
+               title=f"analytic vs simulated ({requested or _get(sim, 'requests')} requests, "
+                     f"{_get(sim, 'requests')} counted)")
+    for k in ("mean", "p50", "p90", "p99"):
+        t.add_row(f"TTFT {k}", _fmt_ms(m.ttft.get(k)), _fmt_ms(ttft.get(k)))
+    for k in ("mean", "p50", "p90", "p99"):
+        t.add_row(f"TPOT {k}", _fmt_ms(m.tpot.get(k), 2), _fmt_ms(tpot.get(k), 2))
+    t.add_row("ITL max", _fmt_ms(m.itl_max_s), _fmt_ms(_get(sim, "itl_max_s")))
+    t.add_row("output tok/s", _num(m.throughput_out_tok_s), _num(_get(sim, "throughput_out_tok_s")))
+    t.add_row("stable", "yes" if m.stable else "no", "yes" if _get(sim, "stable") else "no")
+    t.add_row("SLO attainment", "meets" if plan.meets_slo else "misses",
+              _pct(_get(sim, "attainment"), 1))
+    console.print(t)
+    console.print(f"[dim]simulated {_num(_get(sim, 'duration_s'), ',.1f')} s of traffic in "
+                  f"{_num(_get(sim, 'wall_s'), ',.2f')} s[/]")
+
+
+# --------------------------------------------------------------------------------------------
+# Catalog
+# --------------------------------------------------------------------------------------------
+
+
+def model_item(m) -> dict:
+    return {
+        "id": m.id, "name": m.name, "num_params": int(m.total_params),
+        "active_params": int(m.active_params), "num_layers": m.num_layers,
+        "hidden_size": m.hidden_size, "num_heads": m.num_heads, "num_kv_heads": m.num_kv_heads,
+        "kv_bytes_per_token_bf16": whole(m.kv_bytes_per_token("bf16")),
+        "moe": bool(m.is_moe), "mla": bool(m.is_mla),
+        "default_dtype": m.default_dtype, "default_kv_dtype": m.default_kv_dtype,
+    }
+
+
+def gpu_item(g) -> dict:
+    return {
+        "id": g.id, "name": g.name,
+        "bf16_flops": whole(g.peak_flops.get("bf16")), "fp8_flops": whole(g.peak_flops.get("fp8")),
+        "fp4_flops": whole(g.peak_flops.get("fp4")),
+        "hbm_bytes": whole(g.hbm_bytes), "hbm_bytes_per_s": whole(g.hbm_bytes_per_s),
+        "gpus_per_node": g.gpus_per_node, "intra_node_link": g.intra_node_link,
+        "inter_node_link": g.inter_node_link,
+        "inter_node_bytes_per_s": whole(g.inter_node_bytes_per_s),
+        "tdp_w": rnd(g.tdp_w, 1), "price_per_hour": rnd(g.price_per_hour, 4),
+    }
+
+
+def link_item(lk) -> dict:
+    return {"id": lk.id, "name": lk.name, "bytes_per_s": whole(lk.bytes_per_s),
+            "latency_s": rnd(lk.latency_s, 9)}
+
+
+CATALOG_TABLES = ("models", "gpus", "links")
+_ITEM = {"models": model_item, "gpus": gpu_item, "links": link_item}
+
+
+def catalog_document(cat, tables=CATALOG_TABLES) -> dict:
+    return clean({t: [_ITEM[t](e) for _, e in sorted(getattr(cat, t).items())] for t in tables})
+
+
+def show_catalog(console: Console, cat, tables=CATALOG_TABLES) -> None:
+    if "models" in tables:
+        t = _table(("id", {"justify": "left", "style": "bold", "no_wrap": True}), "params B",
+                   "active B", "layers", "KV KB/tok", ("kind", {"justify": "left"}),
+                   ("dtype", {"justify": "left"}), title="models")
+        for _, m in sorted(cat.models.items()):
+            kind = "+".join(k for k, on in (("MoE", m.is_moe), ("MLA", m.is_mla)) if on) or "dense"
+            t.add_row(escape(m.id), f"{m.total_params / 1e9:,.1f}", f"{m.active_params / 1e9:,.1f}",
+                      str(m.num_layers), f"{m.kv_bytes_per_token('bf16') / 1e3:,.1f}", kind,
+                      f"{m.default_dtype}/{m.default_kv_dtype}")
+        console.print(t)
+    if "gpus" in tables:
+        t = _table(("id", {"justify": "left", "style": "bold", "no_wrap": True}), "BF16 TF",
+                   "FP8 TF", "FP4 TF", "HBM GB", "TB/s", "per node", "$/h", title="gpus")
+        for _, g in sorted(cat.gpus.items()):
+            pf = g.peak_flops
+            t.add_row(escape(g.id), _num(pf.get("bf16", 0) / 1e12, ",.0f"),
+                      _num(pf["fp8"] / 1e12 if "fp8" in pf else None, ",.0f"),
+                      _num(pf["fp4"] / 1e12 if "fp4" in pf else None, ",.0f"),
+                      f"{g.hbm_bytes / 1e9:,.0f}", f"{g.hbm_bytes_per_s / 1e12:.2f}",
+                      str(g.gpus_per_node), f"{g.price_per_hour:.2f}")
+        console.print(t)
+    if "links" in tables:
+        t = _table(("id", {"justify": "left", "style": "bold", "no_wrap": True}),
+                   ("name", {"justify": "left", "max_width": 50}), "GB/s", "latency us",
+                   title="links")
+        for _, lk in sorted(cat.links.items()):
+            t.add_row(escape(lk.id), escape(lk.name), f"{lk.bytes_per_s / 1e9:,.0f}",
+                      f"{lk.latency_s * 1e6:g}")
+        console.print(t)
+
+
+def entry_document(kind: str, entry) -> dict:
+    return clean({"kind": kind, "id": entry.id, "path": entry.path, "entry": dict(entry.raw)})
+
+
+def show_entry(console: Console, kind: str, entry) -> None:
+    console.print(f"[bold]{kind} {escape(entry.id)}[/] [dim]({escape(str(entry.path))})[/]")
+    console.print(escape(to_yaml(dict(entry.raw))).rstrip())
+
+
+# --------------------------------------------------------------------------------------------
+# KV report
+# --------------------------------------------------------------------------------------------
+
+
+def kv_document(rep) -> dict:
+    doc = {
+        "model": rep.model.id,
+        "seq_len": int(rep.seq_len),
+        "kv_dtype": rep.kv_dtype,
+        "bytes_per_token": whole(rep.bytes_per_token),
+        "bytes": whole(rep.bytes),
+        "transfer_ms": {lid: ms(t) for lid, t in sorted(rep.transfer_s.items())},
+    }
+    if rep.decode_step_s is not None:
+        doc["gpu"] = rep.gpu
+        doc["batch"] = rep.batch
+        doc["decode_step_ms"] = ms(rep.decode_step_s)
+        doc["slower_than_decode"] = sorted(rep.slower_than_decode)
+    return clean(doc)
+
+
+def show_kv(console: Console, rep) -> None:
+    console.print(
+        f"[bold]{escape(rep.model.id)}[/], {rep.seq_len:,} tokens, KV {rep.kv_dtype}: "
+        f"{rep.bytes_per_token / 1e3:,.1f} KB per token, {rep.bytes / 1e6:,.1f} MB per sequence")
+    cols = [("link", {"justify": "left", "style": "bold", "no_wrap": True}),
+            ("name", {"justify": "left"}), "GB/s", "transfer"]
+    if rep.decode_step_s is not None:
+        cols.append(("vs decode step", {"justify": "left"}))
+    t = _table(*cols)
+    slow = set(rep.slower_than_decode)
+    for lid, secs in sorted(rep.transfer_s.items(), key=lambda kv: kv[1]):
+        lk = rep.links[lid]
+        row = [escape(lid), escape(lk.name), f"{lk.bytes_per_s / 1e9:,.0f}", _fmt_ms(secs, 2)]
+        if rep.decode_step_s is not None:
+            row.append("[red]slower[/]" if lid in slow else "[green]faster[/]")
+        t.add_row(*row)
+    console.print(t)
+    if rep.decode_step_s is not None:
+        console.print(f"decode step on {escape(str(rep.gpu))} at batch {rep.batch}, context "
+                      f"{rep.seq_len:,}: {_fmt_ms(rep.decode_step_s, 2)}")
+
+
+def kv_warning(rep) -> str | None:
+    if rep.decode_step_s is None or not rep.slower_than_decode:
+        return None
+    links = ", ".join(f"{lid} ({_fmt_ms(rep.transfer_s[lid], 1)})" for lid in sorted(rep.slower_than_decode))
+    return (f"moving one {rep.seq_len:,}-token KV cache takes longer than a decode step "
+            f"({_fmt_ms(rep.decode_step_s, 1)}) over: {links}")
+
+
+# --------------------------------------------------------------------------------------------
+# Step report
+# --------------------------------------------------------------------------------------------
+
+
+def step_document(sm, cost, phase: str, *, tokens=None, batch=None, context=None) -> dict:
+    doc = {
+        "model": sm.model.id, "gpu": sm.gpu.id, "tp": sm.tp, "pp": sm.pp,
+        "dtype": sm.dtype, "kv_dtype": sm.kv_dtype, "phase": phase,
+    }
+    if phase == "prefill":
+        doc["tokens"] = tokens
+    else:
+        doc["batch"] = batch
+        doc["context"] = context
+    bound = cost.bound
+    doc.update({
+        "time_ms": ms(cost.time_s),
+        "flops": whole(round(finite(cost.flops) or 0.0)),
+        "bytes": whole(round(finite(cost.bytes) or 0.0)),
+        "bound": str(bound.item() if hasattr(bound, "item") else bound),
+        "compute_ms": ms(cost.compute_s),
+        "memory_ms": ms(cost.memory_s),
+        "comm_ms": ms(cost.comm_s),
+        "overhead_ms": ms(cost.overhead_s),
+        "breakdown": {k: ms(v) for k, v in cost.breakdown.items()},
+        "kv_capacity_tokens": count(sm.kv_capacity_tokens),
+    })
+    return clean(doc)
+
+
+def show_step(console: Console, doc: dict) -> None:
+    what = (f"prefill of {doc['tokens']:,} tokens" if doc["phase"] == "prefill"
+            else f"decode step, batch {doc['batch']:,} at context {doc['context']:,}")
+    par = f"tp{doc['tp']}" + (f"pp{doc['pp']}" if doc["pp"] > 1 else "")
+    console.print(f"[bold]{escape(doc['model'])}[/] on {escape(doc['gpu'])} {par} "
+                  f"({doc['dtype']}, KV {doc['kv_dtype']}): {what}")
+    console.print(f"  time {doc['time_ms']:,.3f} ms, {doc['bound']}-bound; "
+                  f"{doc['flops'] / 1e12:,.2f} TFLOP, {doc['bytes'] / 1e9:,.2f} GB moved")
+    t = _table(("op group", {"justify": "left", "style": "bold"}), "ms", "share")
+    total = doc["time_ms"] or 0.0
+    for k, v in doc["breakdown"].items():
+        t.add_row(escape(k), _num(v, ",.3f"), _pct((v or 0.0) / total if total else None))
+    console.print(t)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+ROW_FIELDS = ("id", "kind", "model", "gpu", "dtype", "kv_dtype", "tp", "pp", "batch", "isl",
+              "osl", "measured", "predicted", "unit", "error", "included", "source", "note")
+
+
+def _row_dict(row) -> dict:
+    if dataclasses.is_dataclass(row) and not isinstance(row, type):
+        d = dataclasses.asdict(row)
+    else:
+        d = dict(row)
+    out = {k: d[k] for k in ROW_FIELDS if k in d}
+    out.update({k: v for k, v in d.items() if k not in out})
+    if "error" in out:
+        out["error"] = rnd(out["error"], 4)
+    if "predicted" in out:
+        out["predicted"] = rnd(out["predicted"], 4)
+    return out
+
+
+def validate_document(report) -> dict:
+    return clean({"rows": [_row_dict(r) for r in _get(report, "rows", [])],
+                  "summary": _get(report, "summary", {})})
+
+
+_UNIT = {"ms": "ms", "tok_s": "tok/s", "tok_s_per_gpu": "tok/s/GPU"}
+
+
+def show_validate(console: Console, report) -> None:
+    """One table per kind of measurement, then the error summary."""
+    rows = [_row_dict(r) for r in _get(report, "rows", [])]
+    groups = list(dict.fromkeys((str(r.get("kind")), str(r.get("unit"))) for r in rows))
+    for kind, unit in groups:
+        t = _table(("id", {"justify": "left", "no_wrap": True}),
+                   ("model", {"justify": "left", "no_wrap": True}),
+                   ("gpu", {"justify": "left", "no_wrap": True}), "tp", "batch", "isl/osl",
+                   "measured", "predicted", "error", title=f"{kind} ({_UNIT.get(unit, unit)})")
+        for r in rows:
+            if (str(r.get("kind")), str(r.get("unit"))) != (kind, unit):
+                continue
+            err = finite(r.get("error"))
+            err_s = "-" if err is None else f"{err * 100:+.0f}%"
+            if not r.get("included", True):
+                err_s = "[dim]excluded[/]"
+            elif err is not None and abs(err) > 0.5:
+                err_s = f"[red]{err_s}[/]"
+            t.add_row(escape(str(r.get("id"))), escape(str(r.get("model"))),
+                      escape(str(r.get("gpu"))), str(r.get("tp")), str(r.get("batch")),
+                      f"{r.get('isl')}/{r.get('osl')}", _sig(r.get("measured")),
+                      _sig(r.get("predicted")), err_s)
+        console.print(t)
+        console.print()
+    summary = _get(report, "summary", {}) or {}
+    groups = [("all", summary)]
+    groups += [(f"kind {k}", v) for k, v in (summary.get("by_kind") or {}).items()]
+    groups += [(f"gpu {k}", v) for k, v in (summary.get("by_gpu") or {}).items()]
+    s = _table(("", {"justify": "left", "style": "bold"}), "rows", "median |err|", "p90 |err|",
+               "median err", title="summary (error = predicted / measured - 1)")
+    for name, st in groups:
+        s.add_row(escape(name), str(st.get("count", 0)), _pct(st.get("median_abs_error"), 1),
+                  _pct(st.get("p90_abs_error"), 1), _pct(st.get("median_signed_error"), 1))
+    console.print(s)
+    if summary.get("excluded"):
+        console.print(f"[dim]{summary['excluded']} row(s) excluded (not predicted)[/]")
