@@ -181,6 +181,15 @@ def group_of(row: Row) -> str:
     return f"{row.id.split('-')[0]}/{row.kind}"
 
 
+# Groups validated but not fitted: the Splitwise profile's decode steps carry a floor of 28-55 ms
+# per step that does not move with batch or TP (TP4 -> TP8 at batch 1: no speed-up on either
+# GPU), the signature of an engine without CUDA graphs or custom all-reduce. pdplan models an
+# engine that has both (vLLM, SGLang, TensorRT-LLM today).
+NOT_FITTED = {"SPLITWISE/decode_step"}
+# All-reduce hop latencies come from measured NCCL sweeps, not from the fit (see the catalog).
+FIXED = {"allreduce_hop_s"}
+
+
 def fit_gpu(gpu_id: str, catalog: Catalog | None = None, iterations: int = 400) -> dict:
     """Fit the efficiency factors of one GPU on its rows: minimise the group-balanced mean of
     ``|log(predicted / measured)|`` (Nelder-Mead in a bounded, transformed space)."""
@@ -188,13 +197,14 @@ def fit_gpu(gpu_id: str, catalog: Catalog | None = None, iterations: int = 400) 
 
     cat = catalog or load_catalog()
     rows, extra = load_rows()
-    rows = [r for r in rows if r.gpu == gpu_id]
+    rows = [r for r in rows if r.gpu == gpu_id and group_of(r) not in NOT_FITTED]
     if not rows:
         raise CatalogError(f"no validation rows for {gpu_id}")
     base = cat.gpus[gpu_id]
     groups = sorted({group_of(r) for r in rows})
     tp_rows = any(r.tp > 1 for r in rows)
-    names = [p for p in FIT_PARAMS if tp_rows or p not in ("comm_efficiency", "allreduce_hop_s")]
+    names = [p for p in FIT_PARAMS if (tp_rows or p not in ("comm_efficiency", "allreduce_hop_s"))
+             and (p not in FIXED or base.intra_node_link.startswith("pcie"))]
 
     def to_gpu(x):
         vals = {}

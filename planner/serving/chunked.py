@@ -33,7 +33,9 @@ from planner.serving.common import (
     mgc_wait_cdf_fn,
     quantiles_of_wait_plus,
     solve_fixed_point,
+    tpot_cdf,
     tpot_quantiles,
+    wait_plus_cdf,
     uniform_points,
 )
 
@@ -86,7 +88,7 @@ class ChunkCurves:
 
 def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: float = 1.0,
                  curves: ChunkCurves | None = None, lanes=1,
-                 percentiles=PERCENTILES) -> dict:
+                 percentiles=PERCENTILES, slo=None) -> dict:
     """Metrics of chunked-prefill lanes at per-lane rates ``lam``; ``lanes`` lanes share the
     traffic by shortest-queue routing (pooled prompt queue, M/G/c)."""
     lam = np.asarray(lam, dtype=float)
@@ -184,6 +186,12 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
         },
     }
     res["saturated"] = np.where(stable, "", np.where(B > cv.bcap, "kv-memory", "chunked"))
+    if slo is not None:
+        f_t = wait_plus_cdf(cdf, ys, slo[0], shape=lam.shape)
+        f_p = tpot_cdf(slo[1], td, td_sd, j1[..., None] if np.ndim(j1) else j1,
+                       j2[..., None] if np.ndim(j2) else j2, j3[..., None] if np.ndim(j3) else j3,
+                       lam, shape.decode_tokens, tpot, cap=tf)
+        res["attain"] = np.where(stable, f_t * f_p, 0.0)
     return res
 
 

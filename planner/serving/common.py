@@ -90,10 +90,7 @@ class Metrics:
     stable: bool
     saturated: str | None = None  # which pool saturates (None when stable)
     breakdown: dict = field(default_factory=dict)
-
-    def meets(self, ttft_slo: float, tpot_slo: float, percentile: int) -> bool:
-        key = f"p{percentile}"
-        return bool(self.stable and self.ttft[key] <= ttft_slo and self.tpot[key] <= tpot_slo)
+    attainment: float = 0.0  # predicted share of requests within both SLOs
 
 
 def lane_share(rate, lanes):
@@ -191,16 +188,7 @@ def cornish_fisher(mean, var, skew, p):
     return mean + sd * (z + (z * z - 1.0) * skew / 6.0)
 
 
-def tpot_quantiles(td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate, decode_tokens, tpot_mean,
-                   cap=None, percentiles=PERCENTILES):
-    """Per-request TPOT percentiles for ``TPOT_i = td + eps + X_i / n_i``.
-
-    ``n_i`` decode tokens (array over the request mix), ``X_i`` a compound Poisson sum of the
-    stall ``jumps`` that arrive during the request's decode lifetime (count Poisson with mean
-    ``rate * n_i * tpot_mean``), ``eps`` the normal fluctuation of the step time with the batch
-    (sd ``td_sd``). The mixture over the request mix is summarised by its first three moments
-    and inverted with Cornish-Fisher. Arrays over candidates broadcast against the mix (last
-    axis)."""
+def _tpot_moments(td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate, decode_tokens, tpot_mean):
     rate = np.asarray(rate, dtype=float)[..., None]
     n = np.maximum(np.asarray(decode_tokens, dtype=float), 1.0)
     tm = np.asarray(tpot_mean, dtype=float)[..., None]
@@ -222,17 +210,57 @@ def tpot_quantiles(td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate, decode_token
     third = ex3 - 3 * mean * var - mean**3
     with np.errstate(all="ignore"):
         skew = np.where(var > 0, third / np.maximum(var, 1e-300) ** 1.5, 0.0)
-    skew = np.nan_to_num(skew)
-    skew = np.clip(skew, -2.0, 4.0)
+    skew = np.clip(np.nan_to_num(skew), -2.0, 4.0)
+    return mean, var, skew, base.min(-1), ~finite[..., 0]
+
+
+def tpot_quantiles(td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate, decode_tokens, tpot_mean,
+                   cap=None, percentiles=PERCENTILES):
+    """Per-request TPOT percentiles for ``TPOT_i = td + eps + X_i / n_i``.
+
+    ``n_i`` decode tokens (array over the request mix), ``X_i`` a compound Poisson sum of the
+    stall ``jumps`` that arrive during the request's decode lifetime (count Poisson with mean
+    ``rate * n_i * tpot_mean``), ``eps`` the normal fluctuation of the step time with the batch
+    (sd ``td_sd``). The mixture over the request mix is summarised by its first three moments
+    and inverted with Cornish-Fisher. Arrays over candidates broadcast against the mix (last
+    axis)."""
+    mean, var, skew, lo, bad = _tpot_moments(td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate,
+                                             decode_tokens, tpot_mean)
     out = {"mean": mean}
-    lo = base.min(-1)
     for p in percentiles:
         q = np.maximum(cornish_fisher(mean, var, skew, p / 100.0), lo)
         if cap is not None:
             q = np.minimum(q, cap)
         out[f"p{p}"] = q
-    bad = ~finite[..., 0]
     return {k: np.where(bad, np.inf, v) for k, v in out.items()}
+
+
+def tpot_cdf(x, td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate, decode_tokens, tpot_mean, cap=None):
+    """P(TPOT <= x) under the model of :func:`tpot_quantiles` (Cornish-Fisher inverted)."""
+    from scipy.special import ndtr
+
+    mean, var, skew, lo, bad = _tpot_moments(td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate,
+                                             decode_tokens, tpot_mean)
+    sd = np.sqrt(var)
+    with np.errstate(all="ignore"):
+        y = np.where(sd > 0, (x - mean) / np.where(sd > 0, sd, 1.0), np.where(x >= mean, np.inf, -np.inf))
+        a = skew / 6.0
+        disc = 1.0 + 4.0 * a * (a + y)
+        z_quad = (-1.0 + np.sqrt(np.maximum(disc, 0.0))) / (2.0 * np.where(a != 0, a, 1.0))
+        z = np.where(np.abs(a) < 1e-9, y, np.where(disc < 0, np.where(a < 0, np.inf, -np.inf), z_quad))
+    z = np.nan_to_num(z, nan=0.0, posinf=40.0, neginf=-40.0)
+    f = ndtr(z)
+    f = np.where(x < lo, 0.0, f)
+    if cap is not None:
+        f = np.where(x >= cap, 1.0, f)
+    return np.where(bad, 0.0, f)
+
+
+def wait_plus_cdf(wait_cdf, samples, x, shape=()):
+    """P(W + Y <= x) for the mixture of :func:`quantiles_of_wait_plus`."""
+    samples = np.broadcast_to(np.asarray(samples, dtype=float), tuple(shape) + (np.shape(samples)[-1],))
+    xx = np.broadcast_to(np.asarray(x, dtype=float), tuple(shape))
+    return np.mean(wait_cdf(xx[..., None] - samples), axis=-1)
 
 
 def quantiles_of_wait_plus(wait_cdf, samples, percentiles=PERCENTILES, shape=(), iters=26):

@@ -25,7 +25,9 @@ from planner.serving.common import (
     compress,
     mgc_wait_cdf_fn,
     quantiles_of_wait_plus,
+    tpot_cdf,
     tpot_quantiles,
+    wait_plus_cdf,
 )
 from planner.serving.unified import decode_equilibrium
 
@@ -47,7 +49,7 @@ class PrefillProfile:
 
 
 def prefill_pool(prof: PrefillProfile, lam_total, instances, arrival_cv: float = 1.0,
-                 percentiles=PERCENTILES) -> dict:
+                 percentiles=PERCENTILES, ttft_slo=None) -> dict:
     """TTFT of a prefill pool of ``instances`` (array) instances at total rate ``lam_total``."""
     n = np.asarray(instances, dtype=float)
     lam = np.broadcast_to(np.asarray(lam_total, dtype=float), n.shape)
@@ -66,7 +68,12 @@ def prefill_pool(prof: PrefillProfile, lam_total, instances, arrival_cv: float =
     stable = (rho < 1) & np.isfinite(ew) & (rho_link < 1)
     out = {k: np.where(stable, v + link_wait, np.inf) for k, v in tt.items()}
     out["mean"] = np.where(stable, ew + es + float(prof.exposed.mean()) + link_wait, np.inf)
+    attain = None
+    if ttft_slo is not None:
+        attain = np.where(stable, wait_plus_cdf(cdf, ys, ttft_slo - np.where(stable, link_wait, 0.0),
+                                                shape=n.shape), 0.0)
     return {
+        "attain": attain,
         "ttft": out,
         "stable": stable,
         "utilization": np.maximum(rho, rho_link),
@@ -78,7 +85,8 @@ def prefill_pool(prof: PrefillProfile, lam_total, instances, arrival_cv: float =
     }
 
 
-def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances, percentiles=PERCENTILES) -> dict:
+def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances, percentiles=PERCENTILES,
+                tpot_slo=None) -> dict:
     """TPOT of a decode pool of ``instances`` (array) instances at total rate ``lam_total``."""
     n = np.asarray(instances, dtype=float)
     lam = np.asarray(lam_total, dtype=float) / (n * sm.pp)
@@ -89,7 +97,12 @@ def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances, percentil
     tq = tpot_quantiles(td, td_sd, 0.0, 0.0, 0.0, lam, shape.decode_tokens, tpot,
                         percentiles=percentiles)
     tq["mean"] = tpot
+    attain = None
+    if tpot_slo is not None:
+        attain = np.where(stable, tpot_cdf(tpot_slo, td, td_sd, 0.0, 0.0, 0.0, lam, shape.decode_tokens,
+                                           tpot), 0.0)
     return {
+        "attain": attain,
         "tpot": {k: np.where(stable, v, np.inf) for k, v in tq.items()},
         "stable": stable,
         "utilization": np.where(np.isfinite(B), np.maximum(B / bcap, slope * lam * shape.mean_decode_tokens), np.inf),

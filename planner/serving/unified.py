@@ -30,7 +30,9 @@ from planner.serving.common import (
     prompt_wait,
     quantiles_of_wait_plus,
     solve_fixed_point,
+    tpot_cdf,
     tpot_quantiles,
+    wait_plus_cdf,
     uniform_points,
 )
 
@@ -65,7 +67,7 @@ def decode_equilibrium(sm: StepModel, shape: LoadShape, lam, stall_share):
 
 
 def lane_metrics(sm: StepModel, shape: LoadShape, lam, arrival_cv: float = 1.0, lanes=1,
-                 percentiles=PERCENTILES) -> dict:
+                 percentiles=PERCENTILES, slo=None) -> dict:
     """Metrics of unified lanes at per-lane arrival rates ``lam`` (array). ``lanes`` (array or
     scalar) is how many lanes share the traffic: with shortest-queue routing on waiting prompts
     the prompt queue is pooled, an M/G/c queue with ``c = lanes``."""
@@ -110,4 +112,9 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, arrival_cv: float = 1.0, 
         },
     }
     res["saturated"] = np.where(stable, "", np.where(B > bcap, "kv-memory", "unified"))
+    if slo is not None:
+        f_t = wait_plus_cdf(cdf, ys, slo[0], shape=lam.shape)
+        f_p = tpot_cdf(slo[1], td, td_sd, es, float(np.mean(S**2)), float(np.mean(S**3)), lam,
+                       shape.decode_tokens, tpot)
+        res["attain"] = np.where(stable, f_t * f_p, 0.0)
     return res
