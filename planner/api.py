@@ -89,13 +89,14 @@ def step_model(inp: Inputs, pool: Pool) -> StepModel:
 def kv_link_for(catalog: Catalog, gpu_p: GPUSpec, gpu_d: GPUSpec, pool_p: Pool, pool_d: Pool,
                 override: str | None) -> tuple[LinkSpec, int, str]:
     """The link a KV cache crosses between a prefill and a decode instance, the number of
-    parallel streams (shards) and where: NVLink when one prefill and one decode instance fit in
-    one node of the same GPU type, else the inter-node network (per-GPU NIC bandwidth)."""
+    parallel streams (shards) and where: NVLink when both pools fit in one node of the same GPU
+    type, else the inter-node network (per-GPU NIC bandwidth). Larger deployments could pair
+    prefill and decode instances inside nodes (DistServe's high-affinity placement); pdplan
+    assumes the general case where the KV cache crosses the network (``--link`` overrides)."""
     streams = min(pool_p.tp * pool_p.pp, pool_d.tp * pool_d.pp)
     if override:
         return catalog.link(override, "--link"), streams, "override"
-    same_node = (gpu_p.id == gpu_d.id
-                 and pool_p.gpus_per_instance + pool_d.gpus_per_instance <= gpu_p.gpus_per_node)
+    same_node = gpu_p.id == gpu_d.id and pool_p.gpus + pool_d.gpus <= gpu_p.gpus_per_node
     if same_node:
         return catalog.links[gpu_p.intra_node_link], streams, "same-node"
     bw = min(gpu_p.inter_node_bytes_per_s, gpu_d.inter_node_bytes_per_s)

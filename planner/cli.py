@@ -529,6 +529,258 @@ def simulate(ctx, plan_file, as_json, requests, seed, **opts):
 
 
 # --------------------------------------------------------------------------------------------
+# recommend / whatif / evaluate
+# --------------------------------------------------------------------------------------------
+
+OBJECTIVES = ("gpus", "cost")
+WHATIF_AXES = ("qps", "isl", "osl", "ttft-slo", "tpot-slo", "gpu", "model")
+
+
+def search_options(f):
+    """--approach (auto), --max-gpus, --objective: what recommend and whatif search over."""
+    return _stack(
+        click.option("--approach", type=click.Choice(("auto",) + APPROACHES), default="auto",
+                     show_default=True, help="Restrict the search to one approach."),
+        click.option("--max-gpus", "max_gpus", type=click.IntRange(1, 100_000), default=1024,
+                     show_default=True, help="Largest total GPU count considered."),
+        click.option("--objective", type=click.Choice(OBJECTIVES), default="gpus", show_default=True,
+                     help="Minimise GPUs (ties: cost, then headroom) or dollars per hour."),
+    )(f)
+
+
+def _gpu_list(ctx, opts: dict) -> list:
+    """``--gpu a,b``: several GPU types to search (pools may mix them)."""
+    raw = opts.get("gpu")
+    if raw is None or "," not in raw:
+        return []
+    names = [g.strip() for g in raw.split(",") if g.strip()]
+    if not names:
+        fail("--gpu: empty list; give one or more GPU ids separated by commas")
+    cat = catalog_of(ctx)
+    for g in names:
+        cat.gpu(g, "--gpu")
+    opts["gpu"] = names[0]
+    return names
+
+
+def _approaches(approach: str):
+    return APPROACHES if approach in (None, "auto") else (approach,)
+
+
+def _verify(plan, inputs, requests: int, seed: int) -> dict:
+    from planner.render import ms
+    from planner.simulate import simulate as run_simulation
+
+    sim = run_simulation(inputs, plan.deployment, requests, seed)
+    target = inputs.slo.percentile / 100.0
+    return {"requests": int(sim.requests), "seed": seed, "attainment": round(float(sim.attainment), 4),
+            "meets_slo": bool(sim.stable and sim.attainment >= target),
+            "ttft_ms": {k: ms(v) for k, v in sim.ttft.items()},
+            "tpot_ms": {k: ms(v) for k, v in sim.tpot.items()}}
+
+
+@cli.command()
+@common_options
+@search_options
+@click.option("-o", "--output", metavar="FILE", help="Write the plan as YAML to FILE.")
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@click.option("--verify", is_flag=True, help="Check the plan with the discrete-event simulator.")
+@click.option("--requests", type=click.IntRange(100, 10_000_000), default=20000, show_default=True,
+              help="Requests simulated by --verify.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed for --verify.")
+@click.option("--plot-file", "plot_file", metavar="FILE.png|FILE.svg",
+              help="Draw the Pareto front of GPUs against TPOT (needs pip install '.[plot]').")
+@click.pass_context
+def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify, requests, seed,
+              plot_file, **opts):
+    """The approach, pool sizes and parallelism that meet the SLO with the fewest GPUs (or
+    dollars), with the best plan of every other approach beside it.
+
+    \b
+    Examples:
+      pdplan recommend --qps 80 --ttft-slo 200ms
+      pdplan recommend --qps 20 --gpu h100-sxm,h200 --objective cost -o plan.yaml
+      pdplan recommend --qps 80 --ttft-slo 200ms --verify
+    """
+    from planner import render
+    from planner.errors import NoFeasiblePlanError
+    from planner.optimize import recommend as run_recommend
+
+    gpus = _gpu_list(ctx, opts)
+    if output is not None:
+        from pathlib import Path
+
+        if Path(output).exists() and not force:
+            fail(f"-o: {output} exists; pass --force to overwrite it")
+    inputs = build_inputs(ctx, opts)
+    gpus = gpus or [inputs.gpu]
+    try:
+        rec = run_recommend(inputs, gpus, _approaches(approach), max_gpus, objective)
+    except NoFeasiblePlanError as exc:
+        if as_json:
+            emit_json({"error": str(exc), "nearest": [render.candidate_document(c) for c in exc.nearest]})
+            ctx.exit(3)
+        raise
+    if verify:
+        rec.plan.verification = _verify(rec.plan, inputs, requests, seed)
+    if plot_file:
+        from planner.plots import pareto_plot
+
+        pareto_plot(rec, plot_file)
+    if output is not None:
+        from planner.plans import write_atomic
+
+        write_atomic(output, render.to_yaml(render.plan_document(rec.plan)), force=force)
+    if as_json:
+        emit_json(render.recommend_document(rec))
+        return
+    con = render.stdout_console()
+    render.print_assumed(con, inputs.assumed)
+    render.show_recommendation(con, rec)
+    if output is not None:
+        con.print(f"wrote {output}")
+    if plot_file:
+        con.print(f"wrote {plot_file}")
+
+
+def _parse_vary(ctx, specs) -> list:
+    """``AXIS=v1,v2`` -> [(axis, [values as given])]."""
+    from planner.errors import did_you_mean
+
+    axes = []
+    for spec in specs:
+        axis, eq, vals = spec.partition("=")
+        axis = axis.strip().lower()
+        if not eq:
+            fail(f"--vary: expected AXIS=v1,v2,..., got {spec!r}")
+        if axis not in WHATIF_AXES:
+            fail(f"--vary: unknown axis {axis!r}{did_you_mean(axis, WHATIF_AXES)}; valid: {', '.join(WHATIF_AXES)}")
+        values = [v.strip() for v in vals.split(",") if v.strip()]
+        if not values:
+            fail(f"--vary: {axis}: no values given")
+        if len(values) > 64:
+            fail(f"--vary: {axis}: at most 64 values, got {len(values)}")
+        if any(a == axis for a, _ in axes):
+            fail(f"--vary: {axis} given twice")
+        axes.append((axis, values))
+    if not axes:
+        fail("--vary: missing; e.g. --vary qps=10,20,40,80")
+    if len(axes) > 2:
+        fail("--vary: at most two axes")
+    return axes
+
+
+def _apply(opts: dict, axis: str, value: str) -> dict:
+    o = dict(opts)
+    key = {"ttft-slo": "ttft_slo", "tpot-slo": "tpot_slo"}.get(axis, axis)
+    if axis == "qps":
+        try:
+            v = float(value)
+        except ValueError:
+            fail(f"--vary: qps: {value!r} is not a number")
+        if not math.isfinite(v) or v <= 0:
+            fail(f"--vary: qps: must be a positive number, got {value!r}")
+        o["qps"] = v
+    elif axis in ("isl", "osl"):
+        o[key] = value
+        o[f"{key}_dist"] = None
+    else:
+        o[key] = value
+    return o
+
+
+@cli.command()
+@common_options
+@search_options
+@click.option("--vary", "vary", multiple=True, metavar="AXIS=v1,v2,...",
+              help="Axis to vary (qps, isl, osl, ttft-slo, tpot-slo, gpu, model); once for a "
+                   "table, twice for a grid of winning approaches.")
+@click.option("--plot", is_flag=True, help="Draw TTFT and TPOT against the axis in the terminal.")
+@click.option("--plot-file", "plot_file", metavar="FILE.png|FILE.svg",
+              help="Write the same plot as an image (needs pip install '.[plot]').")
+@click.pass_context
+def whatif(ctx, as_json, approach, max_gpus, objective, vary, plot, plot_file, **opts):
+    """How the recommendation moves with traffic, prompt length, SLOs, GPU or model.
+
+    \b
+    Examples:
+      pdplan whatif --vary qps=10,20,40,80 --ttft-slo 500ms
+      pdplan whatif --vary qps=5,20,80 --vary isl=512,2048,8192 --ttft-slo 1s
+    """
+    from planner import render
+    from planner.errors import NoFeasiblePlanError
+    from planner.optimize import recommend as run_recommend
+
+    axes = _parse_vary(ctx, vary)
+    if len(axes) == 2 and (plot or plot_file):
+        fail("--plot/--plot-file: only with one --vary axis")
+    if opts.get("qps") is None and not any(a == "qps" for a, _ in axes):
+        fail("--qps: missing; give the request rate or vary it with --vary qps=...")
+    combos = [[(axes[0][0], v)] for v in axes[0][1]]
+    if len(axes) == 2:
+        combos = [[(axes[0][0], a), (axes[1][0], b)] for a in axes[0][1] for b in axes[1][1]]
+    rows, assumed = [], None
+    for combo in combos:
+        o = dict(opts)
+        for axis, value in combo:
+            o = _apply(o, axis, value)
+        gpus = _gpu_list(ctx, o)
+        inputs = build_inputs(ctx, o)
+        if assumed is None:  # the defaults, less the axes being varied
+            assumed = [a for a in inputs.assumed
+                       if not any(a.lower().startswith(ax.split("-")[0]) for ax, _ in axes)]
+        try:
+            rec = run_recommend(inputs, gpus or [inputs.gpu], _approaches(approach), max_gpus,
+                                objective, headroom=False)
+            rows.append({"values": dict(combo), "rec": rec, "error": None})
+        except NoFeasiblePlanError as exc:
+            rows.append({"values": dict(combo), "rec": None, "error": str(exc).split("\n")[0],
+                         "nearest": exc.nearest})
+    if plot_file:
+        from planner.plots import whatif_plot
+
+        whatif_plot(rows, axes[0][0], plot_file)
+    if as_json:
+        emit_json(render.whatif_document(rows, [a for a, _ in axes]))
+        return
+    con = render.stdout_console()
+    render.print_assumed(con, assumed or [])
+    render.show_whatif(con, rows, [a for a, _ in axes])
+    if plot:
+        render.show_whatif_plot(con, rows, axes[0][0])
+    if plot_file:
+        con.print(f"wrote {plot_file}")
+
+
+@cli.command()
+@click.argument("plan_file", metavar="PLAN")
+@click.option("--qps", type=POSITIVE, help="Re-evaluate at this request rate instead of the plan's.")
+@json_option
+@click.pass_context
+def evaluate(ctx, plan_file, qps, as_json):
+    """Recompute a plan file's metrics from the file alone (the catalog entries it embeds), at
+    its own rate or at --qps, and report the headroom.
+
+    \b
+    Examples:
+      pdplan recommend --qps 80 --ttft-slo 200ms -o plan.yaml && pdplan evaluate plan.yaml
+      pdplan evaluate plan.yaml --qps 120
+    """
+    from planner import api, render
+    from planner.plans import load_plan
+
+    inputs, dep, doc = load_plan(plan_file, qps=qps)
+    plan = api.estimate(inputs, dep)
+    if qps is None and isinstance(doc.get("reason"), str):
+        plan.reason = doc["reason"]
+    if as_json:
+        emit_json({"plan": render.plan_document(plan)})
+        return
+    con = render.stdout_console()
+    render.show_plan(con, plan, title=f"evaluate {plan_file}")
+
+
+# --------------------------------------------------------------------------------------------
 # catalog
 # --------------------------------------------------------------------------------------------
 

@@ -101,12 +101,15 @@ def _size_search(evaluate_n, n_max: int):
 
 
 def _score(r, slo):
+    """Feasible: stable and the joint attainment reaches the percentile. The score (for the
+    nearest miss) is how far the worse percentile is from its SLO."""
     k = slo.key
     tt = np.asarray(r["ttft"][k], dtype=float)
     tp = np.asarray(r["tpot"][k], dtype=float)
     score = np.maximum(tt / slo.ttft_s, tp / slo.tpot_s)
     score = np.where(r["stable"], score, np.inf)
-    return score <= 1.0, score, tt, tp
+    ok = np.asarray(r["stable"]) & (np.asarray(r["attain"]) >= slo.percentile / 100.0 - 1e-9)
+    return ok, score, tt, tp
 
 
 def search(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
@@ -117,6 +120,7 @@ def search(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
     cv = inp.workload.arrival_cv
     slo = inp.slo
     pct = (slo.percentile,)
+    pair = (slo.ttft_s, slo.tpot_s)
     res = SearchResult({a: None for a in approaches}, {a: None for a in approaches})
     configs = _configs(inp, gpu_ids, tps, pps)
     if not configs:
@@ -146,13 +150,13 @@ def search(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
                     curves = chunked.ChunkCurves(sm, shape, chunk)
 
                     def ev(n, curves=curves, chunk=chunk, sm=sm):
-                        r = chunked.lane_metrics(sm, shape, qps / (n * sm.pp), chunk, cv, curves, lanes=n * sm.pp,
-                                                percentiles=pct)
+                        r = chunked.lane_metrics(sm, shape, qps / (n * sm.pp), chunk, cv, curves,
+                                                 lanes=n * sm.pp, percentiles=pct, slo=pair)
                         return _score(r, slo)
                 else:
                     def ev(n, sm=sm):
                         r = unified.lane_metrics(sm, shape, qps / (n * sm.pp), cv, lanes=n * sm.pp,
-                                                percentiles=pct)
+                                                 percentiles=pct, slo=pair)
                         return _score(r, slo)
 
                 n, score, n_at, cnt = _size_search(lambda a: ev(a)[:2], n_max)
@@ -180,61 +184,74 @@ def _objective(inp: Inputs) -> str:
 
 
 def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
+    """Size the decode pool by TPOT (and KV memory), then the prefill pool by TTFT with the
+    KV transfer the pair implies. With independent phases the joint attainment is the product
+    ``F_ttft * F_tpot``: each decode size leaves the prefill pool the share ``target / F_tpot``,
+    so a few decode sizes (just meeting the target, and with more margin) are tried."""
     slo, qps, cv = inp.slo, inp.workload.qps, inp.workload.arrival_cv
     k = slo.key
     pct = (slo.percentile,)
-    # Decode pools: smallest instance count meeting the TPOT SLO, per configuration.
+    target = slo.percentile / 100.0
+    margins = (target, (1 + target) / 2, 1 - (1 - target) / 10)
     decode = []
     for sm in configs:
         g = sm.tp * sm.pp
-        n_max = max_gpus // g
-
-        def ev(n, sm=sm):
-            r = disaggregated.decode_pool(sm, shape, qps, n, percentiles=pct)
-            t = np.asarray(r["tpot"][k])
-            score = np.where(r["stable"], t / slo.tpot_s, np.inf)
-            return score <= 1.0, score
-
-        n, score, n_at, cnt = _size_search(ev, n_max)
-        res.evaluated += cnt
-        decode.append((sm, n, n_at, score))
-    feasible_d = sorted([d for d in decode if d[1] is not None],
-                        key=lambda d: (d[1] * d[0].tp * d[0].pp, d[1] * d[0].tp * d[0].pp * d[0].gpu.price_per_hour))
-    pool_d = feasible_d[:3] or sorted(decode, key=lambda d: d[3])[:1]
-    for smd, nd, nd_at, dscore in pool_d:
-        nd_use = nd or nd_at
+        sizes = np.arange(1, max(max_gpus // g, 1) + 1)
+        r = disaggregated.decode_pool(sm, shape, qps, sizes, percentiles=pct, tpot_slo=slo.tpot_s)
+        res.evaluated += len(sizes)
+        f = np.where(r["stable"], np.asarray(r["attain"], dtype=float), 0.0)
+        tp = np.asarray(r["tpot"][k], dtype=float)
+        picks = sorted({int(sizes[np.argmax(f >= m)]) for m in margins if (f >= m).any()})
+        if picks:
+            for nd in picks:
+                decode.append((sm, nd, float(f[nd - 1]), float(tp[nd - 1]), True))
+        else:
+            i = int(np.argmin(np.where(np.isfinite(tp), tp, np.inf)))
+            decode.append((sm, int(sizes[i]), float(f[i]), float(tp[i]), False))
+    feasible_d = sorted([d for d in decode if d[4]], key=lambda d: (d[1] * d[0].tp * d[0].pp, -d[2]))
+    chosen = feasible_d[:6] or sorted(decode, key=lambda d: d[3])[:1]
+    for smd, nd, f_p, tpot_p, d_ok in chosen:
         for smp in configs:
             g = smp.tp * smp.pp
-            n_max = (max_gpus - nd_use * smd.tp * smd.pp) // g
+            n_max = (max_gpus - nd * smd.tp * smd.pp) // g
             if n_max < 1:
                 continue
-            pp_ = Pool("prefill", smp.gpu.id, 1, smp.tp, smp.pp)
-            pd_ = Pool("decode", smd.gpu.id, nd_use, smd.tp, smd.pp)
-            link, streams, _ = kv_link_for(inp.catalog, smp.gpu, smd.gpu, pp_, pd_, None)
-            tdtype = inp.kv_dtype
-            prof = disaggregated.PrefillProfile(smp, shape, link, streams,
-                                                inp.model.kv_bytes_per_token(tdtype), True)
-
-            def ev(n, prof=prof):
-                r = disaggregated.prefill_pool(prof, qps, n, cv, percentiles=pct)
-                t = np.asarray(r["ttft"][k])
-                score = np.where(r["stable"], t / slo.ttft_s, np.inf)
-                return score <= 1.0, score
-
-            n, score, n_at, cnt = _size_search(ev, n_max)
-            res.evaluated += cnt
-            np_use = n or n_at
+            pd_ = Pool("decode", smd.gpu.id, nd, smd.tp, smd.pp)
+            sizes = np.arange(1, n_max + 1)
+            # The link depends on the prefill pool's size (one node or not): evaluate every size
+            # with the link it implies.
+            f_t = np.zeros(len(sizes))
+            tt = np.full(len(sizes), np.inf)
+            groups = {}
+            for n in (1, n_max):
+                link, streams, where = kv_link_for(inp.catalog, smp.gpu, smd.gpu,
+                                                   Pool("prefill", smp.gpu.id, n, smp.tp, smp.pp), pd_, None)
+                groups[where] = (link, streams)
+            for where, (link, streams) in groups.items():
+                sel = np.array([kv_link_for(inp.catalog, smp.gpu, smd.gpu,
+                                            Pool("prefill", smp.gpu.id, int(n), smp.tp, smp.pp), pd_,
+                                            None)[2] == where for n in sizes]) if len(groups) > 1 else \
+                    np.ones(len(sizes), dtype=bool)
+                prof = disaggregated.PrefillProfile(smp, shape, link, streams,
+                                                    inp.model.kv_bytes_per_token(inp.kv_dtype), True)
+                r = disaggregated.prefill_pool(prof, qps, sizes[sel], cv, percentiles=pct,
+                                               ttft_slo=slo.ttft_s)
+                f_t[sel] = np.where(r["stable"], np.asarray(r["attain"], dtype=float), 0.0)
+                tt[sel] = np.asarray(r["ttft"][k], dtype=float)
+            res.evaluated += len(sizes)
+            need = target / max(f_p, 1e-9)
+            ok = (f_t >= need - 1e-9) & d_ok & (need <= 1.0)
+            if ok.any():
+                i = int(np.argmax(ok))
+            else:
+                i = int(np.argmin(np.where(np.isfinite(tt), tt, np.inf)))
+            np_use = int(sizes[i])
             dep = Deployment("disaggregated", (Pool("prefill", smp.gpu.id, np_use, smp.tp, smp.pp),
-                                               Pool("decode", smd.gpu.id, nd_use, smd.tp, smd.pp)))
-            r = disaggregated.prefill_pool(prof, qps, np.array([np_use]), cv, percentiles=pct)
-            dr = disaggregated.decode_pool(smd, shape, qps, np.array([nd_use]), percentiles=pct)
-            tt = float(np.asarray(r["ttft"][k])[0])
-            tp = float(np.asarray(dr["tpot"][k])[0])
-            sc = max(tt / slo.ttft_s, tp / slo.tpot_s)
-            gpus = dep.total_gpus
+                                               Pool("decode", smd.gpu.id, nd, smd.tp, smd.pp)))
+            sc = max(tt[i] / slo.ttft_s, tpot_p / slo.tpot_s)
             cost = sum(p.gpus * inp.catalog.gpu(p.gpu).price_per_hour for p in dep.pools)
-            consider(Candidate("disaggregated", dep, gpus, cost, tt, tp,
-                               n is not None and nd is not None, sc))
+            consider(Candidate("disaggregated", dep, dep.total_gpus, cost, float(tt[i]), tpot_p,
+                               bool(ok.any()), sc))
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,7 +260,7 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
 
 
 def recommend(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
-              objective: str = "gpus") -> Recommendation:
+              objective: str = "gpus", headroom: bool = True) -> Recommendation:
     if objective not in ("gpus", "cost"):
         raise InvalidRequestError(f"--objective: unknown {objective!r}; valid: gpus, cost")
     inp.objective = objective
@@ -253,14 +270,14 @@ def recommend(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
         raise NoFeasiblePlanError(no_plan_message(inp, sr, gpu_ids, max_gpus),
                                   nearest=[c for c in sr.nearest.values() if c is not None])
     winner = min(feasible, key=lambda c: _key(c, inp))
-    plan = estimate(inp, winner.deployment)
+    plan = estimate(inp, winner.deployment, with_headroom=headroom)
     alternatives = []
     for a in approaches:
         if a == winner.approach:
             continue
         c = sr.best.get(a) or sr.nearest.get(a)
         if c is not None:
-            alternatives.append(estimate(inp, c.deployment))
+            alternatives.append(estimate(inp, c.deployment, with_headroom=headroom))
     plan.reason = explain_choice(inp, plan, winner, sr)
     return Recommendation(plan, alternatives, sr.evaluated, sr.cloud)
 

@@ -717,3 +717,116 @@ def show_validate(console: Console, report) -> None:
     console.print(s)
     if summary.get("excluded"):
         console.print(f"[dim]{summary['excluded']} row(s) excluded (not predicted)[/]")
+
+
+# --------------------------------------------------------------------------------------------
+# recommend / whatif
+# --------------------------------------------------------------------------------------------
+
+
+def candidate_document(c) -> dict:
+    """A search candidate (used for the nearest misses of an infeasible request)."""
+    return clean({"approach": c.approach, "total_gpus": int(c.gpus), "cost_per_hour": rnd(c.cost, 2),
+                  "pools": [pool_document(p) for p in c.deployment.pools],
+                  "chunk_size": c.deployment.chunk_size, "ttft_ms": ms(c.ttft), "tpot_ms": ms(c.tpot),
+                  "meets_slo": bool(c.feasible)})
+
+
+def recommend_document(rec) -> dict:
+    return {"plan": plan_document(rec.plan),
+            "alternatives": [plan_document(a) for a in rec.alternatives],
+            "search": {"candidates_evaluated": int(rec.evaluated)}}
+
+
+def _alt_row(plan, key: str) -> list:
+    m = plan.metrics
+    pools = " + ".join(p.spec() for p in plan.deployment.pools)
+    if plan.deployment.approach == "chunked":
+        pools += f" c{plan.deployment.chunk_size}"
+    return [plan.approach, str(plan.total_gpus), pools, f"${plan.cost_per_hour:,.0f}",
+            _fmt_ms(m.ttft.get(key)), _fmt_ms(m.tpot.get(key), 1),
+            _num(finite(plan.max_qps), ",.1f"), "yes" if plan.meets_slo else "no"]
+
+
+def show_recommendation(console: Console, rec) -> None:
+    plan = rec.plan
+    show_plan(console, plan, title="recommendation")
+    key = plan.inputs.slo.key
+    pct = plan.inputs.slo.percentile
+    t = _table(("approach", {"justify": "left", "style": "bold"}), "GPUs", ("pools", {"justify": "left"}),
+               "$/h", f"TTFT P{pct}", f"TPOT P{pct}", "max QPS", "meets", title="best plan of each approach")
+    for p in [plan, *rec.alternatives]:
+        t.add_row(*_alt_row(p, key))
+    console.print(t)
+    if plan.verification:
+        v = plan.verification
+        ok = "[bold green]meets[/]" if v.get("meets_slo") else "[bold red]misses[/]"
+        console.print(f"verified by simulation ({v['requests']:,} requests): {ok} the SLO, "
+                      f"attainment {v['attainment'] * 100:.1f}% (needs {pct}%), "
+                      f"P{pct} TTFT {_fmt_ms((v['ttft_ms'].get(key) or 0) / 1e3)}, "
+                      f"TPOT {_fmt_ms((v['tpot_ms'].get(key) or 0) / 1e3, 2)}")
+    console.print(f"[dim]{rec.evaluated:,} candidates evaluated[/]")
+
+
+def whatif_document(rows, axes) -> dict:
+    out = []
+    for r in rows:
+        d = {"values": dict(r["values"])}
+        if r["rec"] is not None:
+            d["plan"] = plan_document(r["rec"].plan)
+            d["alternatives"] = [plan_document(a) for a in r["rec"].alternatives]
+        else:
+            d["plan"] = None
+            d["error"] = r["error"]
+        out.append(d)
+    return {"axes": list(axes), "rows": out}
+
+
+def show_whatif(console: Console, rows, axes) -> None:
+    if len(axes) == 1:
+        first = next((r["rec"].plan for r in rows if r["rec"] is not None), None)
+        pct = first.inputs.slo.percentile if first else 90
+        key = f"p{pct}"
+        t = _table((axes[0], {"justify": "right", "style": "bold"}), ("approach", {"justify": "left"}),
+                   "GPUs", ("pools", {"justify": "left"}), "$/h", f"TTFT P{pct}", f"TPOT P{pct}",
+                   ("runner-up", {"justify": "left"}))
+        for r in rows:
+            v = str(r["values"][axes[0]])
+            if r["rec"] is None:
+                t.add_row(v, "[red]none[/]", "-", "-", "-", "-", "-", escape(r["error"][:60]))
+                continue
+            p = r["rec"].plan
+            alts = sorted((a for a in r["rec"].alternatives if a.meets_slo), key=lambda a: a.total_gpus)
+            runner = f"{alts[0].approach} {alts[0].total_gpus}" if alts else "-"
+            row = _alt_row(p, key)
+            t.add_row(v, row[0], row[1], row[2], row[3], row[4], row[5], runner)
+        console.print(t)
+        return
+    a0, a1 = axes
+    v0 = list(dict.fromkeys(str(r["values"][a0]) for r in rows))
+    v1 = list(dict.fromkeys(str(r["values"][a1]) for r in rows))
+    t = _table((f"{a0} \\ {a1}", {"justify": "right", "style": "bold"}), *v1,
+               title="winning approach and its GPU count")
+    cells = {(str(r["values"][a0]), str(r["values"][a1])): r for r in rows}
+    short = {"unified": "U", "chunked": "C", "disaggregated": "D"}
+    for x in v0:
+        line = []
+        for y in v1:
+            r = cells[(x, y)]
+            if r["rec"] is None:
+                line.append("[red]none[/]")
+            else:
+                p = r["rec"].plan
+                line.append(f"{short[p.approach]} {p.total_gpus}")
+        t.add_row(x, *line)
+    console.print(t)
+    console.print("[dim]U = unified, C = chunked prefill, D = disaggregated; none = no plan within "
+                  "the GPU limit[/]")
+
+
+def show_whatif_plot(console: Console, rows, axis: str) -> None:
+    """TTFT and TPOT at the percentile against the axis, one mark per approach, as text bars."""
+    from planner.plots import terminal_lines
+
+    for line in terminal_lines(rows, axis):
+        console.print(line, highlight=False, markup=False)

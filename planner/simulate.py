@@ -154,10 +154,13 @@ def _run_reach(a: float, f: float, g: float, B: int, X: float, n: int, D: float)
 class _Engine:
     """Lanes of one pool driven by a global event heap keyed by each lane's next boundary.
 
-    Every lane runs one *step* at a time: a unified prefill, a chunked (mixed) iteration, or a
-    run of decode iterations that ends at the lane's next completion. Only a decode run chosen
-    because nothing was waiting can be changed by a later arrival (it is cut at the first
-    boundary at or after the arrival); every other step is final once started.
+    Every lane runs one *step* at a time: a unified prefill, one or more chunked (mixed)
+    iterations, or a run of decode iterations that ends at the lane's next completion. Steps are
+    planned from what is known at their start; two kinds depend on nothing having arrived and are
+    revised when something does: a decode run chosen because nothing was waiting (cut at the
+    first boundary at or after the arrival) and the last piece of a prompt that a chunked step
+    planned ahead (dropped if the arrival comes before that piece starts). Revisions leave stale
+    entries in the heap; each entry carries the lane's step version and stale ones are skipped.
     """
 
     def __init__(self, mode: int, lanes: int, ft: FastTimes, kv_cap: float, max_seqs: int,
@@ -187,7 +190,6 @@ class _Engine:
         # Per-lane state.
         L = lanes
         self.t0 = [0.0] * L  # start of the current step
-        self.ev = [_INF] * L  # end of the current step
         self.ver = [0] * L
         self.kind = [_IDLE] * L
         self.nrun = [0] * L  # iterations of the current decode run
@@ -215,7 +217,6 @@ class _Engine:
     def _schedule(self, l: int, kind: int, t0: float, ev: float) -> None:
         self.kind[l] = kind
         self.t0[l] = t0
-        self.ev[l] = ev
         self.ver[l] += 1
         if ev < _INF:
             heapq.heappush(self.heap, (ev, l, self.ver[l]))
@@ -483,7 +484,7 @@ class _Engine:
         snapped = False
         while True:
             while heap and heap[0][2] != ver[heap[0][1]]:
-                pop(heap)  # superseded by a cut
+                pop(heap)  # a revised step
             ta = times[i] if i < n else _INF
             if heap and heap[0][0] <= ta:
                 t_next, is_event = heap[0][0], True
