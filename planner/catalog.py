@@ -233,7 +233,7 @@ def _load_yaml(path: Path) -> dict:
     if b"\x00" in raw:
         raise CatalogError(f"{path}: is a binary file, expected YAML")
     try:
-        data = yaml.safe_load(raw.decode("utf-8"))
+        data = yaml.load(raw.decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except UnicodeDecodeError:
         raise CatalogError(f"{path}: is not UTF-8 text") from None
     except yaml.YAMLError as exc:

@@ -33,7 +33,6 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from scipy.special import gammaincc, gammaln, lambertw
 
 __all__ = [
     "md1_wait_cdf",
@@ -114,9 +113,16 @@ def _md1_decay(rho):
     r = np.asarray(rho, dtype=float)
     with np.errstate(all="ignore"):
         delta = (1.0 - r) / r
-        seed = -lambertw(-r * np.exp(-r), -1).real - r
-        use_seed = (r <= 0.5) & np.isfinite(seed) & (seed > 0)
-        u = np.where(use_seed, np.minimum(seed, 2.0 * delta), 2.0 * delta)
+        # Seed from the right of the root: the heavy-traffic bound 2(1-rho)/rho, improved for
+        # light loads by a few steps of u <- log(1 + u / rho) (a contraction there, since
+        # rho + u > 1 at the root, that stays above the root when started above it).
+        u = 2.0 * delta
+        light = r <= 0.5
+        if np.any(light):
+            v = np.minimum(u, 60.0)
+            for _ in range(12):
+                v = np.log1p(v / np.where(light, r, 1.0))
+            u = np.where(light, np.minimum(v, u), u)
         for _ in range(8):
             small = u < 1e-2
             us = np.where(small, u, 0.0)
@@ -500,6 +506,30 @@ def mg1_wait_cdf(x, lam, service_samples):
 
 
 _ERLANG_RECURSION_MAX = 32
+_LGAMMA = np.frompyfunc(math.lgamma, 1, 1)
+
+
+def _lgamma(x):
+    return np.asarray(_LGAMMA(np.asarray(x, dtype=float)), dtype=float)
+
+
+def _poisson_cdf(c, a, max_terms: int = 2000):
+    """P(Poisson(a) <= c) for whole ``c`` and ``a < c + 1``: one minus the regularised lower
+    incomplete gamma ``P(c + 1, a)``, summed by its power series (every term positive; the
+    ratio ``a / (c + 1 + n)`` is below one, so the loop ends once terms stop counting)."""
+    s = np.asarray(c, dtype=float) + 1.0
+    x = np.asarray(a, dtype=float)
+    term = 1.0 / s
+    total = term.copy()
+    ap = s.copy()
+    for _ in range(max_terms):
+        ap = ap + 1.0
+        term = term * x / ap
+        total = total + term
+        if np.all(term <= total * 1e-16):
+            break
+    log_p = np.log(total) - x + s * np.log(x) - _lgamma(s)
+    return np.clip(1.0 - np.exp(log_p), 0.0, 1.0)
 
 
 def erlang_c(c, a):
@@ -533,8 +563,8 @@ def erlang_c(c, a):
             # Many servers: Erlang B = Poisson pmf(c; a) / cdf(c; a), in log space (the
             # recursion would loop over every server for every candidate).
             cl, al = ca[~small], aa[~small]
-            log_pmf = cl * np.log(al) - al - gammaln(cl + 1.0)
-            b[~small] = np.exp(log_pmf) / np.maximum(gammaincc(cl + 1.0, al), 1e-300)
+            log_pmf = cl * np.log(al) - al - _lgamma(cl + 1.0)
+            b[~small] = np.exp(log_pmf) / np.maximum(_poisson_cdf(cl, al), 1e-300)
         out[act] = ca * b / (ca - aa * (1.0 - b))
     out[bad] = np.nan
     return _out(out)

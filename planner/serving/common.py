@@ -25,6 +25,7 @@ MAX_NUM_SEQS_LARGE, MAX_NUM_SEQS_SMALL = 1024, 256
 # Three-point Gauss-Hermite rule for averaging over a normal perturbation.
 _GH_NODES = np.array([-math.sqrt(3.0), 0.0, math.sqrt(3.0)])
 _GH_WEIGHTS = np.array([1 / 6, 2 / 3, 1 / 6])
+_ERFC = np.frompyfunc(math.erfc, 1, 1)
 
 
 def max_num_seqs(sm: StepModel) -> int:
@@ -237,8 +238,6 @@ def tpot_quantiles(td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate, decode_token
 
 def tpot_cdf(x, td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate, decode_tokens, tpot_mean, cap=None):
     """P(TPOT <= x) under the model of :func:`tpot_quantiles` (Cornish-Fisher inverted)."""
-    from scipy.special import ndtr
-
     mean, var, skew, lo, bad = _tpot_moments(td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate,
                                              decode_tokens, tpot_mean)
     sd = np.sqrt(var)
@@ -249,7 +248,7 @@ def tpot_cdf(x, td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate, decode_tokens, 
         z_quad = (-1.0 + np.sqrt(np.maximum(disc, 0.0))) / (2.0 * np.where(a != 0, a, 1.0))
         z = np.where(np.abs(a) < 1e-9, y, np.where(disc < 0, np.where(a < 0, np.inf, -np.inf), z_quad))
     z = np.nan_to_num(z, nan=0.0, posinf=40.0, neginf=-40.0)
-    f = ndtr(z)
+    f = 0.5 * _ERFC(-np.asarray(z, dtype=float) / math.sqrt(2.0)).astype(float)
     f = np.where(x < lo, 0.0, f)
     if cap is not None:
         f = np.where(x >= cap, 1.0, f)
@@ -380,14 +379,17 @@ def _md1_cdf_fast(lam, D: float, scale: float = 1.0):
         c = np.where(stable & (rho > 0), q._md1_tail_const(rho, u), 0.0)
     rho_b, u_b, c_b, st_b = rho[..., None], u[..., None], c[..., None], stable[..., None]
     fact = [1.0, 1.0, 2.0, 6.0, 24.0]
+    decay = [np.exp(-rho_b * k) for k in range(1, _MD1_TERMS)]
 
     def cdf(x):
         n = np.maximum(x, 0.0) / (scale * D)
-        total = np.zeros(np.broadcast(n, rho_b).shape)
         nn = np.minimum(n, _MD1_TERMS)
-        for k in range(_MD1_TERMS):
+        # Erlang's sum, sum_k (-rho (n - k))^k / k! * e^{rho (n - k)}, with one exponential.
+        base = np.exp(rho_b * nn)
+        total = base.copy()
+        for k in range(1, _MD1_TERMS):
             y = rho_b * (nn - k)
-            total = total + np.where(nn >= k, (-y) ** k / fact[k] * np.exp(y), 0.0)
+            total = total + np.where(nn >= k, (-y) ** k / fact[k] * base * decay[k - 1], 0.0)
         near = (1.0 - rho_b) * total
         with np.errstate(all="ignore"):
             far = 1.0 - c_b * np.exp(-u_b * n)
