@@ -7,10 +7,11 @@ deterministic: the same seed gives identical results.
 
 Lanes. An instance of ``tp * pp`` GPUs is ``pp`` lanes; each lane is an independent server whose
 step times are the full-pass latencies of :class:`planner.perf.StepModel`, and the instance's KV
-capacity is split evenly among its lanes. Arrivals go to the lane with the fewest outstanding
-requests (waiting + running; ties to the lowest index). ``routing="prompts"`` routes unified and
-chunked arrivals on the prompts not yet through their prefill instead (then on outstanding
-requests), which approximates the pooled prompt queue the analytic models assume.
+capacity is split evenly among its lanes. Unified and chunked arrivals go to the lane with the
+fewest prompts not yet through their prefill (then the fewest outstanding requests; ties to the
+lowest index): a load-aware router, close to the pooled prompt queue the analytic models assume.
+``routing="outstanding"`` routes on waiting + running requests instead (decodes then swamp the
+prompt counts and bursts of prompts pile onto one lane).
 
 Policies (see the analytic modules for the same rules in closed form):
 
@@ -19,7 +20,8 @@ Policies (see the analytic modules for the same rules in closed form):
   iteration over all running sequences, otherwise idles until its next arrival.
 * ``chunked``: every iteration carries all running decodes plus up to ``C - B`` prompt tokens
   taken FCFS (the partially prefilled head first, then newly admitted requests).
-* ``disaggregated``: prefill lanes serve whole prompts FCFS; each prefill instance's KV link is a
+* ``disaggregated``: prefill lanes pull whole prompts from one shared FIFO queue (as Dynamo's
+  global prefill queue does); each prefill instance's KV link is a
   FIFO server; the first token is delivered when the transfer completes; decode lanes run
   decode-only continuous batching and admit transferred requests at their iteration boundaries.
 
@@ -550,15 +552,14 @@ class _Engine:
 
 
 def simulate(inp, dep: Deployment, requests: int = 20000, seed: int = 0,
-             keep_requests: bool = False, routing: str = "outstanding") -> SimResult:
+             keep_requests: bool = False, routing: str = "prompts") -> SimResult:
     """Simulate ``requests`` arrivals of ``inp.workload`` on ``dep`` (seeded, deterministic).
 
-    ``routing`` picks the lane of each arrival in a unified or chunked pool: ``"outstanding"``
-    (fewest waiting + running requests) or ``"prompts"`` (fewest prompts not yet through their
-    prefill, then fewest outstanding): the latter approximates the pooled prompt queue the
-    analytic models assume. Prefill lanes of a disaggregated deployment always route on queued +
-    in-service prompts and decode lanes on active + waiting sequences. Ties go to the lowest
-    lane index."""
+    ``routing`` picks the lane of each arrival in a unified or chunked pool: ``"prompts"``
+    (fewest prompts not yet through their prefill, then fewest outstanding; the default) or
+    ``"outstanding"`` (fewest waiting + running requests). Prefill lanes of a disaggregated
+    deployment pull from one shared queue; decode lanes take the transferred request with the
+    fewest active + waiting sequences. Ties go to the lowest lane index."""
     from planner import api
 
     wall0 = time.perf_counter()
@@ -626,11 +627,11 @@ def _run_disaggregated(api, inp, dep, arr, isl_a, osl_a, isl, osl, t_first, span
         overlap=dep.kv_overlap), dtype=float), (n,))
     busy = nbytes / (max(int(streams), 1) * link.bytes_per_s) + link.latency_s
 
-    # Prefill lanes: FCFS single servers, shortest-queue routing (queued + in service).
+    # Prefill lanes pull from one shared FIFO queue (Dynamo's global prefill queue): each prompt
+    # starts on the lane that frees up first -- an M/G/c queue, as the analytic model assumes.
     Lp = pool_p.instances * pool_p.pp
-    cnt = [0] * Lp
-    free = [0.0] * Lp
-    ends: list = []
+    free = [(0.0, l) for l in range(Lp)]
+    heapq.heapify(free)
     Pl, tl = P.tolist(), arr.tolist()
     start = [0.0] * n
     pend = [0.0] * n
@@ -638,14 +639,10 @@ def _run_disaggregated(api, inp, dep, arr, isl_a, osl_a, isl, osl, t_first, span
     pop, push = heapq.heappop, heapq.heappush
     for i in range(n):
         ta = tl[i]
-        while ends and ends[0][0] <= ta:
-            cnt[pop(ends)[1]] -= 1
-        l = cnt.index(min(cnt))
-        s = free[l] if free[l] > ta else ta
+        f, l = pop(free)
+        s = f if f > ta else ta
         e = s + Pl[i]
-        free[l] = e
-        cnt[l] += 1
-        push(ends, (e, l))
+        push(free, (e, l))
         start[i], pend[i], plane[i] = s, e, l
     pend_a = np.asarray(pend)
     # KV links: one FIFO server per prefill instance, in order of prefill completion.

@@ -105,5 +105,7 @@ def test_chunked_bounds_the_worst_gap_below_unified():
 def test_kv_link_choice_follows_placement(inp):
     r = evaluate(inp, DEPS["disaggregated"], np.array([2.0]))
     assert r["link"]["where"] == "inter-node"  # tp4 + tp8 = 12 GPUs: not one node
-    same = Deployment("disaggregated", (Pool("prefill", "h100-sxm", 2, 4), Pool("decode", "h100-sxm", 1, 4)))
-    assert evaluate(inp, same, np.array([2.0]))["link"]["where"] == "same-node"
+    same = Deployment("disaggregated", (Pool("prefill", "h100-sxm", 1, 4), Pool("decode", "h100-sxm", 1, 4)))
+    assert evaluate(inp, same, np.array([2.0]))["link"]["where"] == "same-node"  # one node of 8
+    two = Deployment("disaggregated", (Pool("prefill", "h100-sxm", 2, 4), Pool("decode", "h100-sxm", 1, 4)))
+    assert evaluate(inp, two, np.array([2.0]))["link"]["where"] == "inter-node"

@@ -165,7 +165,8 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
     td_sd = slope * np.sqrt(B * 2.0 / 3.0)
     tq = tpot_quantiles(td, td_sd, j1[..., None] if np.ndim(j1) else j1,
                         j2[..., None] if np.ndim(j2) else j2, j3[..., None] if np.ndim(j3) else j3,
-                        lam, shape.decode_tokens, tpot, cap=tf, percentiles=percentiles)
+                        lam, shape.decode_tokens, tpot, cap=tf, percentiles=percentiles,
+                        clump=1.0 / np.maximum(1.0 - np.clip(u, 0, 1), 1e-3) ** 2 / lanes)
     tq["mean"] = tpot
     inf = np.inf
     res = {
@@ -190,7 +191,8 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
         f_t = wait_plus_cdf(cdf, ys, slo[0], shape=lam.shape)
         f_p = tpot_cdf(slo[1], td, td_sd, j1[..., None] if np.ndim(j1) else j1,
                        j2[..., None] if np.ndim(j2) else j2, j3[..., None] if np.ndim(j3) else j3,
-                       lam, shape.decode_tokens, tpot, cap=tf)
+                       lam, shape.decode_tokens, tpot, cap=tf,
+                       clump=1.0 / np.maximum(1.0 - np.clip(u, 0, 1), 1e-3) ** 2 / lanes)
         res["attain"] = np.where(stable, f_t * f_p, 0.0)
     return res
 

@@ -189,7 +189,8 @@ def cornish_fisher(mean, var, skew, p):
     return mean + sd * (z + (z * z - 1.0) * skew / 6.0)
 
 
-def _tpot_moments(td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate, decode_tokens, tpot_mean):
+def _tpot_moments(td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate, decode_tokens, tpot_mean,
+                  clump=1.0):
     rate = np.asarray(rate, dtype=float)[..., None]
     n = np.maximum(np.asarray(decode_tokens, dtype=float), 1.0)
     tm = np.asarray(tpot_mean, dtype=float)[..., None]
@@ -198,8 +199,13 @@ def _tpot_moments(td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate, decode_tokens
     m = rate * n * tm  # expected stalls per request
     # Conditional moments of X_i / n_i (compound Poisson cumulants: m * E[J^k]).
     k1 = m * jumps_mean / n
-    k2 = m * jumps_m2 / n**2
-    k3 = m * jumps_m3 / n**3
+    # ``clump`` scales the variance of the stall count. Stalls clump: each lengthens the
+    # request's life and lets more prompts in (variance / mean ~ 1 / (1 - rho)^2 in the
+    # simulator), while routing over several lanes smooths each lane's arrivals (a squared
+    # coefficient of variation of about 1 / lanes). Callers pass the product.
+    c = np.asarray(clump, dtype=float)[..., None]
+    k2 = m * jumps_m2 / n**2 * c
+    k3 = m * jumps_m3 / n**3 * c**1.5
     base = np.asarray(td, dtype=float)[..., None]
     mu_i = base + k1
     # Mixture moments over the request mix.
@@ -216,7 +222,7 @@ def _tpot_moments(td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate, decode_tokens
 
 
 def tpot_quantiles(td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate, decode_tokens, tpot_mean,
-                   cap=None, percentiles=PERCENTILES):
+                   cap=None, percentiles=PERCENTILES, clump=1.0):
     """Per-request TPOT percentiles for ``TPOT_i = td + eps + X_i / n_i``.
 
     ``n_i`` decode tokens (array over the request mix), ``X_i`` a compound Poisson sum of the
@@ -226,7 +232,7 @@ def tpot_quantiles(td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate, decode_token
     and inverted with Cornish-Fisher. Arrays over candidates broadcast against the mix (last
     axis)."""
     mean, var, skew, lo, bad = _tpot_moments(td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate,
-                                             decode_tokens, tpot_mean)
+                                             decode_tokens, tpot_mean, clump)
     out = {"mean": mean}
     for p in percentiles:
         q = np.maximum(cornish_fisher(mean, var, skew, p / 100.0), lo)
@@ -236,10 +242,11 @@ def tpot_quantiles(td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate, decode_token
     return {k: np.where(bad, np.inf, v) for k, v in out.items()}
 
 
-def tpot_cdf(x, td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate, decode_tokens, tpot_mean, cap=None):
+def tpot_cdf(x, td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate, decode_tokens, tpot_mean, cap=None,
+             clump=1.0):
     """P(TPOT <= x) under the model of :func:`tpot_quantiles` (Cornish-Fisher inverted)."""
     mean, var, skew, lo, bad = _tpot_moments(td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate,
-                                             decode_tokens, tpot_mean)
+                                             decode_tokens, tpot_mean, clump)
     sd = np.sqrt(var)
     with np.errstate(all="ignore"):
         y = np.where(sd > 0, (x - mean) / np.where(sd > 0, sd, 1.0), np.where(x >= mean, np.inf, -np.inf))

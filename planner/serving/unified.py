@@ -91,8 +91,9 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, arrival_cv: float = 1.0, 
 
     # TPOT: base step (fluctuating with the batch) plus stalls by prefills.
     td_sd = slope * np.sqrt(np.maximum(np.where(np.isfinite(B), B, 0.0), 0.0) * 2.0 / 3.0)
+    clump = 1.0 / np.maximum(1.0 - rho, 1e-3) ** 2 / lanes
     tq = tpot_quantiles(td, td_sd, es, float(np.mean(S**2)), float(np.mean(S**3)), lam,
-                        shape.decode_tokens, tpot, percentiles=percentiles)
+                        shape.decode_tokens, tpot, percentiles=percentiles, clump=clump)
     tq["mean"] = tpot
     res = {
         "ttft": {k: np.where(stable, v, np.inf) for k, v in tt.items()},
@@ -115,6 +116,6 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, arrival_cv: float = 1.0, 
     if slo is not None:
         f_t = wait_plus_cdf(cdf, ys, slo[0], shape=lam.shape)
         f_p = tpot_cdf(slo[1], td, td_sd, es, float(np.mean(S**2)), float(np.mean(S**3)), lam,
-                       shape.decode_tokens, tpot)
+                       shape.decode_tokens, tpot, clump=clump)
         res["attain"] = np.where(stable, f_t * f_p, 0.0)
     return res
