@@ -143,9 +143,25 @@ class LoadShape:
 
 
 def decode_curve(sm: StepModel, ctx: float, bmax: float):
-    """Decode step time at context ``ctx`` on a grid of batch sizes, for fast interpolation."""
+    """The decode step a decoding request sees when the lane holds ``B`` decoding sequences on
+    time average, on a grid of ``B`` for fast interpolation.
+
+    A request that is decoding sees itself plus the others, whose number is Poisson with mean
+    ``B`` (the Palm view of an M/G/infinity population), so the step it waits for is
+    ``E[t_d(1 + N)]``, not ``t_d(B)``. This matters at small batches and for MoE models, whose
+    step time rises steeply with the first few sequences (each brings new experts)."""
     grid = np.unique(np.concatenate([[0.0, 1.0], np.geomspace(1.0, max(bmax, 2.0), 40)]))
-    return grid, np.asarray(sm.decode_time(np.maximum(grid, 1e-9), ctx), dtype=float)
+    kmax = int(min(grid[-1], 400) + 8 * math.sqrt(min(grid[-1], 400)) + 12)
+    ks = np.arange(kmax + 1, dtype=float)
+    step = np.asarray(sm.decode_time(ks + 1.0, ctx), dtype=float)
+    b = np.maximum(grid, 1e-12)[:, None]
+    logw = ks[None, :] * np.log(b) - b - np.asarray([math.lgamma(k + 1.0) for k in ks])[None, :]
+    w = np.exp(logw)
+    seen = (w * step[None, :]).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-300)
+    big = grid > 400
+    if big.any():
+        seen[big] = np.asarray(sm.decode_time(grid[big] + 1.0, ctx), dtype=float)
+    return grid, seen
 
 
 def interp_curve(x, grid, values):
