@@ -202,7 +202,7 @@ def meets_mask(r: dict, slo: SLO):
 def headroom(inp: Inputs, dep: Deployment) -> float:
     """The largest QPS at which ``dep`` still meets the SLO (0 if none; bisection on a grid)."""
     q0 = max(inp.workload.qps, 1e-3)
-    grid = q0 * np.geomspace(1 / 64, 64, 97)
+    grid = q0 * np.geomspace(1e-4, 64, 97)
     r = evaluate(inp, dep, grid)
     ok = np.asarray(meets_mask(r, inp.slo))
     if not ok.any():

@@ -72,6 +72,8 @@ def read_plan(path: str) -> dict:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise InvalidRequestError(f"plan file {path}: not valid YAML{where}") from None
+    if doc is None:
+        raise InvalidRequestError(f"plan file {path} is empty")
     if isinstance(doc, dict) and "plan" in doc and isinstance(doc["plan"], dict) and "schema_version" not in doc:
         doc = doc["plan"]  # a saved `--json` output
     if not isinstance(doc, dict):
