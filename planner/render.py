@@ -576,25 +576,39 @@ def kv_document(rep) -> dict:
 
 
 def show_kv(console: Console, rep) -> None:
+    """The KV size, then one row per link with its transfer time drawn as a bar; with --gpu the
+    decode step is marked ``|`` on every bar and the links slower than it are red."""
     console.print(
         f"[bold]{escape(rep.model.id)}[/], {rep.seq_len:,} tokens, KV {rep.kv_dtype}: "
         f"{rep.bytes_per_token / 1e3:,.1f} KB per token, {rep.bytes / 1e6:,.1f} MB per sequence")
+    step = rep.decode_step_s
+    times = sorted(rep.transfer_s.items(), key=lambda kv: kv[1])
+    scale = kv_bar_scale([t for _, t in times] + ([step] if step is not None else []), KV_BAR_WIDTH)
     cols = [("link", {"justify": "left", "style": "bold", "no_wrap": True}),
-            ("name", {"justify": "left"}), "GB/s", "transfer"]
-    if rep.decode_step_s is not None:
-        cols.append(("vs decode step", {"justify": "left"}))
+            ("name", {"justify": "left", "max_width": 26, "no_wrap": True, "overflow": "ellipsis"}),
+            "GB/s", ("transfer", {"justify": "right", "no_wrap": True}),
+            ("", {"justify": "left", "no_wrap": True, "min_width": KV_BAR_WIDTH})]
+    if step is not None:
+        cols.append(("vs step", {"justify": "left", "no_wrap": True}))
     t = _table(*cols)
     slow = set(rep.slower_than_decode)
-    for lid, secs in sorted(rep.transfer_s.items(), key=lambda kv: kv[1]):
+    for lid, secs in times:
         lk = rep.links[lid]
-        row = [escape(lid), escape(lk.name), f"{lk.bytes_per_s / 1e9:,.0f}", _fmt_ms(secs, 2)]
-        if rep.decode_step_s is not None:
+        colour = "cyan" if step is None else ("red" if lid in slow else "green")
+        link = f"[red]{escape(lid)}[/]" if lid in slow else escape(lid)
+        row = [link, escape(lk.name), f"{lk.bytes_per_s / 1e9:,.0f}", _fmt_ms(secs, 2),
+               kv_bar(scale, secs, step, colour)]
+        if step is not None:
             row.append("[red]slower[/]" if lid in slow else "[green]faster[/]")
         t.add_row(*row)
     console.print(t)
-    if rep.decode_step_s is not None:
+    lo, hi, log = scale
+    what = "log scale" if log else "linear scale"
+    console.print(f"[dim]bars: transfer time ({what}, full width {_fmt_ms(hi, 2)})"
+                  + ("; | marks the decode step" if step is not None else "") + "[/]")
+    if step is not None:
         console.print(f"decode step on {escape(str(rep.gpu))} at batch {rep.batch}, context "
-                      f"{rep.seq_len:,}: {_fmt_ms(rep.decode_step_s, 2)}")
+                      f"{rep.seq_len:,}: {_fmt_ms(step, 2)}")
 
 
 def kv_warning(rep) -> str | None:
@@ -830,3 +844,205 @@ def show_whatif_plot(console: Console, rows, axis: str) -> None:
 
     for line in terminal_lines(rows, axis):
         console.print(line, highlight=False, markup=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Timeline (pdplan timeline)
+# --------------------------------------------------------------------------------------------
+
+TIMELINE_STYLE = {"P": "bold cyan", "D": "green", "x": "bold red", "-": "yellow", ".": "dim"}
+_TIMELINE_LABEL = 8  # characters left of the grid
+_TIMELINE_COLUMNS = 80  # grid columns per block before wrapping
+
+
+def _tl_value(tl, x, digits: int = 3):
+    """A time of the timeline in its unit: whole ticks, or milliseconds."""
+    if x is None:
+        return None
+    if tl.real:
+        return ms(x, digits)
+    v = finite(x)
+    return None if v is None else (int(round(v)) if abs(v - round(v)) < 1e-9 else round(v, 3))
+
+
+def timeline_document(tl) -> dict:
+    """``pdplan timeline --json``: the cells of every row, the stall of every request."""
+    real = tl.real
+    suffix = "ms" if real else "ticks"
+    doc = {"approach": tl.approach, "mode": "real" if real else "abstract",
+           "unit": "ms" if real else "tick"}
+    if tl.chunk_size is not None:
+        doc["chunk_size"] = int(tl.chunk_size)
+    if real:
+        doc.update({k: v for k, v in tl.info.items() if k in ("model", "gpu", "tp", "dtype", "kv_dtype", "link")})
+        doc["tick_ms"] = ms(tl.tick, 6)
+    doc["requests"] = [{"request": i, "prompt": int(r.prompt), "output": int(r.output),
+                        f"arrival_{suffix}": _tl_value(tl, r.arrival)}
+                       for i, r in enumerate(tl.requests)]
+    doc["ticks"] = [_tl_value(tl, t) for t in tl.ticks]
+    doc["rows"] = [{"request": row.request, "pool": row.pool, "cells": row.cells} for row in tl.rows]
+    per = []
+    for s in tl.stats:
+        d = {"request": s.request, f"stalled_{suffix}": _tl_value(tl, s.stalled),
+             f"worst_gap_{suffix}": _tl_value(tl, s.worst_gap),
+             f"ttft_{suffix}": _tl_value(tl, s.ttft), f"finish_{suffix}": _tl_value(tl, s.finish)}
+        if s.request in tl.transfer and real:
+            d["kv_transfer_ms"] = ms(tl.transfer[s.request])
+        per.append(d)
+    eps = 1e-12
+    doc["stall"] = {"unit": doc["unit"], "requests": per,
+                    "stalled_requests": sum(1 for s in tl.stats if s.stalled > eps),
+                    f"total_{suffix}": _tl_value(tl, sum(s.stalled for s in tl.stats))}
+    doc["iterations"] = [{"pool": it.pool, "start": _tl_value(tl, it.start), "end": _tl_value(tl, it.end),
+                          "prefill": [[r, int(c)] for r, c, _ in it.pieces],
+                          "decode": list(it.decodes)} for it in tl.iterations]
+    return clean(doc)
+
+
+def _tl_amount(tl, x, plural: bool = True) -> str:
+    if tl.real:
+        return _fmt_ms(x, 1)
+    v = _tl_value(tl, x)
+    return f"{v:g} tick" + ("" if v == 1 or not plural else "s")
+
+
+def _tl_at(tl, x) -> str:
+    return _fmt_ms(x, 1) if tl.real else f"{_tl_value(tl, x):g}"
+
+
+def _tl_ruler(tl, k0: int, k1: int) -> str:
+    """Labels every 5 ticks (abstract) or every 10 columns (real) above columns k0..k1-1."""
+    step = 10 if tl.real else 5
+    line = [" "] * (k1 - k0)
+    k = ((k0 + step - 1) // step) * step
+    while k < k1:
+        t = tl.ticks[k]
+        text = (f"{t * 1e3:g}" if tl.real else f"{int(round(t))}")
+        if tl.real and k == 0:
+            text += " ms"
+        pos = k - k0
+        if pos + len(text) > len(line):
+            line += [" "] * (pos + len(text) - len(line))
+        if all(c == " " for c in line[max(pos - 1, 0):pos + len(text)]):
+            line[pos:pos + len(text)] = list(text)
+        k += step
+    return "".join(line).rstrip()
+
+
+def _tl_cells(cells: str) -> str:
+    """Rich markup for a run of cells (one style per run of equal states)."""
+    out, i = [], 0
+    while i < len(cells):
+        j = i
+        while j < len(cells) and cells[j] == cells[i]:
+            j += 1
+        out.append(f"[{TIMELINE_STYLE.get(cells[i], '')}]{escape(cells[i:j])}[/]")
+        i = j
+    return "".join(out)
+
+
+_TL_POLICY = {
+    "unified": "prefill-prioritised: a prefill runs alone and every running decode waits for it",
+    "chunked": "each iteration carries the running decodes and up to {chunk} prompt tokens",
+    "disaggregated": "prompts run on the prefill pool; the decode pool only decodes, so no decode "
+                     "ever waits for a prefill",
+}
+
+
+def show_timeline(console: Console, tl) -> None:
+    """The grid (wrapped in blocks of 80 columns), a legend and a table of the requests."""
+    from planner.timeline import LEGEND
+
+    policy = _TL_POLICY[tl.approach].format(chunk=tl.chunk_size)
+    if tl.real:
+        info = tl.info
+        console.print(f"[bold]timeline[/]: {escape(tl.approach)} on {escape(str(info.get('model')))}, "
+                      f"{escape(str(info.get('gpu')))} tp{info.get('tp')} ({info.get('dtype')}, KV "
+                      f"{info.get('kv_dtype')}); one column = {_fmt_ms(tl.tick, 3 if tl.tick < 1e-3 else 1)}")
+        console.print(f"[dim]{escape(policy)}[/]")
+        console.print(f"[dim]a decode step of r0 alone takes {_fmt_ms(tl.decode_step, 1)}[/]")
+        if tl.info.get("link"):
+            console.print(f"[dim]KV cache over {escape(str(tl.info['link']))}[/]")
+    else:
+        console.print(f"[bold]timeline[/]: {escape(tl.approach)}; one column = one tick: one prompt "
+                      "token, or one decode iteration of the batch")
+        if tl.approach == "chunked":
+            policy += f" ({tl.chunk_size} + 1 ticks)"
+        console.print(f"[dim]{escape(policy)}[/]")
+    pools = list(dict.fromkeys(row.pool for row in tl.rows))
+    n = len(tl.ticks)
+    for k0 in range(0, n, _TIMELINE_COLUMNS):
+        k1 = min(k0 + _TIMELINE_COLUMNS, n)
+        console.print()
+        console.print(" " * _TIMELINE_LABEL + escape(_tl_ruler(tl, k0, k1)), style="dim")
+        for pool in pools:
+            if len(pools) > 1:
+                console.print(f"[bold]{pool} pool[/]")
+            for row in tl.rows:
+                if row.pool != pool:
+                    continue
+                label = f"r{row.request}".ljust(_TIMELINE_LABEL)
+                console.print(escape(label) + _tl_cells(row.cells[k0:k1]))
+    console.print()
+    console.print("  ".join(f"[{TIMELINE_STYLE[c]}]{escape(c)}[/] {escape(text)}" for c, text in LEGEND[:3]))
+    console.print("  ".join(f"[{TIMELINE_STYLE[c]}]{escape(c)}[/] {escape(text)}" for c, text in LEGEND[3:]))
+    cols = [("request", {"justify": "left", "style": "bold"}), "prompt", "output", "arrives",
+            "TTFT", "stalled", "worst gap", "done at"]
+    kv = tl.real and bool(tl.transfer)
+    if kv:
+        cols.append("KV transfer")
+    t = _table(*cols)
+    for st in tl.stats:
+        r = tl.requests[st.request]
+        stalled = "-" if st.stalled <= 1e-12 else f"[bold red]{_tl_amount(tl, st.stalled)}[/]"
+        gap = "-" if st.worst_gap is None else _tl_amount(tl, st.worst_gap)
+        row = [f"r{st.request}", f"{r.prompt:,}", f"{r.output:,}", _tl_at(tl, r.arrival),
+               _tl_amount(tl, st.ttft), stalled, gap, _tl_at(tl, st.finish)]
+        if kv:
+            row.append(_fmt_ms(tl.transfer.get(st.request), 2))
+        t.add_row(*row)
+    console.print()
+    console.print(t)
+
+
+# --------------------------------------------------------------------------------------------
+# Bars of the KV report
+# --------------------------------------------------------------------------------------------
+
+KV_BAR_WIDTH = 30
+KV_LOG_RANGE = 10.0  # a log scale once the longest bar is this many times the shortest
+
+
+def kv_bar_scale(values, width: int = KV_BAR_WIDTH) -> tuple[float, float, bool]:
+    """(floor, top, log): bars run from ``floor`` (length 0) to ``top`` (full width). A wide
+    range gets a log scale whose floor is half the shortest value, so that every bar shows."""
+    vals = [v for v in (finite(x) for x in values) if v is not None and v > 0]
+    if not vals:
+        return 0.0, 1.0, False
+    lo, hi = min(vals), max(vals)
+    if hi / lo > KV_LOG_RANGE:
+        return lo / 2.0, hi, True
+    return 0.0, hi, False
+
+
+def _kv_pos(scale, x: float, width: int) -> float:
+    floor, top, log = scale
+    if log:
+        return width * (math.log(x / floor) / math.log(top / floor))
+    return width * (x / top) if top > 0 else 0.0
+
+
+def kv_bar(scale, seconds: float, mark: float | None = None, colour: str = "cyan",
+           width: int = KV_BAR_WIDTH) -> str:
+    """Rich markup of one bar of ``width`` cells, with ``|`` at ``mark`` (the decode step)."""
+    n = max(1, min(width, int(round(_kv_pos(scale, seconds, width)))))
+    cells = ["█"] * n + [" "] * (width - n)
+    m = None
+    if mark is not None and finite(mark):
+        m = max(0, min(width - 1, int(round(_kv_pos(scale, mark, width))) - 1))
+        cells[m] = "|"
+    out = []
+    for i, c in enumerate(cells):
+        style = "bold yellow" if i == m else (colour if c == "█" else "")
+        out.append(f"[{style}]{c}[/]" if style else c)
+    return "".join(out).rstrip()

@@ -22,6 +22,7 @@ import numpy as np
 
 from planner.perf import StepModel
 from planner.serving.common import (
+    KV_HEADROOM,
     PERCENTILES,
     LoadShape,
     compress,
@@ -48,7 +49,7 @@ class ChunkCurves:
     def __init__(self, sm: StepModel, shape: LoadShape, chunk: int):
         self.chunk = int(chunk)
         isl = shape.isl.astype(float)
-        self.bcap = float(min(sm.kv_capacity_tokens / sm.pp / shape.reserved_tokens,
+        self.bcap = float(min(KV_HEADROOM * sm.kv_capacity_tokens / sm.pp / shape.reserved_tokens,
                               max_num_seqs(sm), chunk - 1))
         self.ctx = shape.decode_context
         bmax = max(self.bcap, 1.0)

@@ -22,6 +22,11 @@ PERCENTILES = (50, 90, 95, 99)
 # vLLM's max_num_seqs default on GPUs with at least 70 GiB (arg_utils.get_batch_defaults);
 # smaller GPUs use 256.
 MAX_NUM_SEQS_LARGE, MAX_NUM_SEQS_SMALL = 1024, 256
+# Share of the KV cache a plan may fill on average. The number of running sequences fluctuates
+# (Poisson-like around its mean); near the capacity admissions block and prompts queue behind
+# them, which the queueing formulas do not capture (the simulator shows TTFT tails growing
+# tenfold). Plans therefore keep 20% of the KV cache as headroom.
+KV_HEADROOM = 0.8
 # Three-point Gauss-Hermite rule for averaging over a normal perturbation.
 _GH_NODES = np.array([-math.sqrt(3.0), 0.0, math.sqrt(3.0)])
 _GH_WEIGHTS = np.array([1 / 6, 2 / 3, 1 / 6])

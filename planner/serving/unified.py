@@ -21,6 +21,7 @@ import numpy as np
 
 from planner.perf import StepModel
 from planner.serving.common import (
+    KV_HEADROOM,
     PERCENTILES,
     LoadShape,
     compress,
@@ -44,7 +45,7 @@ def decode_equilibrium(sm: StepModel, shape: LoadShape, lam, stall_share):
 
     Returns (tpot, batch, t_d at that batch, slope of t_d in B, batch cap)."""
     lam = np.asarray(lam, dtype=float)
-    cap_kv = sm.kv_capacity_tokens / sm.pp / shape.reserved_tokens
+    cap_kv = KV_HEADROOM * sm.kv_capacity_tokens / sm.pp / shape.reserved_tokens
     bcap = float(min(cap_kv, max_num_seqs(sm)))
     ctx = shape.decode_context
     m_o = shape.mean_decode_tokens
