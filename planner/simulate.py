@@ -7,11 +7,12 @@ deterministic: the same seed gives identical results.
 
 Lanes. An instance of ``tp * pp`` GPUs is ``pp`` lanes; each lane is an independent server whose
 step times are the full-pass latencies of :class:`planner.perf.StepModel`, and the instance's KV
-capacity is split evenly among its lanes. Unified and chunked arrivals go to the lane with the
-fewest prompts not yet through their prefill (then the fewest outstanding requests; ties to the
-lowest index): a load-aware router, close to the pooled prompt queue the analytic models assume.
-``routing="outstanding"`` routes on waiting + running requests instead (decodes then swamp the
-prompt counts and bursts of prompts pile onto one lane).
+capacity is split evenly among its lanes. Unified and chunked arrivals go to the lane whose
+routed prompt work ends first (least work left: a router that weighs pending prefill work, as
+Dynamo's does; with FCFS lanes it waits like the pooled prompt queue the analytic models
+assume). ``routing="prompts"`` picks the fewest waiting prompts instead and
+``routing="outstanding"`` the fewest waiting + running requests (decodes then swamp the prompt
+counts and bursts of prompts pile onto one lane).
 
 Policies (see the analytic modules for the same rules in closed form):
 
@@ -69,7 +70,7 @@ _INF = math.inf
 _IDLE, _PREFILL, _PIECE, _MIXED = 0, 1, 2, 3
 # Engine modes.
 _UNIFIED, _CHUNKED, _DECODE = 0, 1, 2
-ROUTINGS = ("outstanding", "prompts")
+ROUTINGS = ("work", "prompts", "outstanding")
 _PROMPT_WEIGHT = 1 << 32
 
 
@@ -167,11 +168,15 @@ class _Engine:
 
     def __init__(self, mode: int, lanes: int, ft: FastTimes, kv_cap: float, max_seqs: int,
                  isl: list, osl: list, t_first: list, prefill_s: list | None = None,
-                 chunk: int = 0, route_prompts: bool = False):
+                 chunk: int = 0, route_prompts: bool = False, route_work: bool = False):
         self.mode = mode
         # Routing key per lane: outstanding requests, or (with route_prompts) prompts not yet
         # through their prefill first and outstanding requests second.
         self.prompt_weight = _PROMPT_WEIGHT if route_prompts else 0
+        # With route_work: each lane's estimated end of the prompt work routed to it so far
+        # (least-work-left routing; with FCFS servers it waits like one shared queue).
+        self.route_work = route_work
+        self.pwork = [0.0] * lanes
         self.L = lanes
         self.kv_cap = float(kv_cap)
         self.max_seqs = int(max_seqs)
@@ -457,9 +462,30 @@ class _Engine:
         self.nrun[l] = m
         self._schedule(l, _PIECE, t0, t0 + _run_span(a, f, g, B, X, m))
 
+    def _prompt_cost(self, l: int, rid: int) -> float:
+        """Estimated lane time the prompt of ``rid`` takes (routing only)."""
+        if self.mode == _UNIFIED:
+            return self.P[rid]
+        B = self.B[l]
+        room = max(self.chunk - B, 1)
+        isl = self.isl[rid]
+        c = min(room, isl)
+        t = self.ft.time(c, c * (isl * 0.5), float(isl), 0, B, self.X[l])
+        return t * isl / c
+
     def _arrive(self, rid: int, ta: float) -> None:
         out = self.out
-        l = out.index(min(out))
+        if self.route_work:
+            # Ties (several lanes with no prompt work left) go to the fewest outstanding.
+            pw = self.pwork
+            best, bo, l = _INF, 0, 0
+            for j in range(self.L):
+                v = pw[j] if pw[j] > ta else ta
+                if v < best or (v == best and out[j] < bo):
+                    best, bo, l = v, out[j], j
+            pw[l] = best + self._prompt_cost(l, rid)
+        else:
+            l = out.index(min(out))
         out[l] += 1 + self.prompt_weight
         self.lane_of[rid] = l
         self.queue[l].append(rid)
@@ -552,12 +578,13 @@ class _Engine:
 
 
 def simulate(inp, dep: Deployment, requests: int = 20000, seed: int = 0,
-             keep_requests: bool = False, routing: str = "prompts") -> SimResult:
+             keep_requests: bool = False, routing: str = "work") -> SimResult:
     """Simulate ``requests`` arrivals of ``inp.workload`` on ``dep`` (seeded, deterministic).
 
-    ``routing`` picks the lane of each arrival in a unified or chunked pool: ``"prompts"``
-    (fewest prompts not yet through their prefill, then fewest outstanding; the default) or
-    ``"outstanding"`` (fewest waiting + running requests). Prefill lanes of a disaggregated
+    ``routing`` picks the lane of each arrival in a unified or chunked pool: ``"work"`` (the
+    lane whose routed prompt work ends first: least work left, which with FCFS lanes waits like
+    one shared queue; the default), ``"prompts"`` (fewest prompts not yet through their
+    prefill, then fewest outstanding) or ``"outstanding"`` (fewest waiting + running requests). Prefill lanes of a disaggregated
     deployment pull from one shared queue; decode lanes take the transferred request with the
     fewest active + waiting sequences. Ties go to the lowest lane index."""
     from planner import api
@@ -571,6 +598,7 @@ def simulate(inp, dep: Deployment, requests: int = 20000, seed: int = 0,
     if routing not in ROUTINGS:
         raise InvalidRequestError(f"routing: unknown {routing!r}; valid: {', '.join(ROUTINGS)}")
     by_prompts = routing == "prompts"
+    by_work = routing == "work"
     rng = np.random.default_rng(seed)
     arr, isl_a, osl_a = inp.workload.sample(n, rng)
     arr = np.asarray(arr, dtype=float)
@@ -592,14 +620,16 @@ def simulate(inp, dep: Deployment, requests: int = 20000, seed: int = 0,
             ft = FastTimes(sm, mseq)
             P = np.asarray(sm.prefill_time(isl_a), dtype=float).reshape(-1).tolist()
             eng = _Engine(_UNIFIED, lanes, ft, sm.kv_capacity_tokens / pool.pp, mseq, isl, osl,
-                          t_first, prefill_s=P, route_prompts=by_prompts)
+                          t_first, prefill_s=P, route_prompts=by_prompts,
+                      route_work=by_work)
         else:
             C = dep.chunk_size
             if not C or C < 1:
                 raise InvalidRequestError("--chunk-size: chunked prefill needs a positive chunk size")
             ft = FastTimes(sm, max(int(C), mseq))
             eng = _Engine(_CHUNKED, lanes, ft, sm.kv_capacity_tokens / pool.pp, mseq, isl, osl,
-                          t_first, chunk=int(C), route_prompts=by_prompts)
+                          t_first, chunk=int(C), route_prompts=by_prompts,
+                      route_work=by_work)
         stable = eng.run(list(range(n)), arr.tolist(), span, backlog_limit, t_limit)
         duration = eng.now
     else:
