@@ -1058,7 +1058,9 @@ def timeline(ctx, approach, chunk_size, requests, model, gpu, tp, dtype, kv_dtyp
             reqs.append(tlm.Request(prompt, out, arrival or 0.0))
     tl = tlm.build(approach, reqs, clock, chunk, tick=_duration(tick, "--tick"), info=info)
     if not requests:
-        at = (lambda a: f"{a * 1e3:.1f}ms" if a and real else f"{a:g}")
+        def at(a: float) -> str:
+            return f"{a * 1e3:.1f}ms" if a and real else f"{a:g}"
+
         assumed.append("requests " + " and ".join(f"{r.prompt}:{r.output}@{at(r.arrival)}"
                                                   for r in tl.requests))
     if as_json:

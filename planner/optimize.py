@@ -306,8 +306,12 @@ def explain_choice(inp: Inputs, plan: Plan, winner: Candidate, sr: SearchResult)
             parts.append(f"{a} ties at {c.gpus} GPUs but loses on "
                          + ("cost" if c.cost > winner.cost else "headroom"))
     m = plan.metrics
+    if all(p.instances == 1 for p in winner.deployment.pools) and winner.score < 0.8:
+        why = " (the smallest deployment that holds the model; load is not what sizes it)"
+    else:
+        why = _binding(winner, slo, own=True)
     head = (f"{winner.approach} meets P{slo.percentile} TTFT {m.ttft[k] * 1e3:.0f} ms and TPOT "
-            f"{m.tpot[k] * 1e3:.1f} ms with {winner.gpus} GPUs{_binding(winner, slo, own=True)}")
+            f"{m.tpot[k] * 1e3:.1f} ms with {winner.gpus} GPUs{why}")
     return head + ("; " + "; ".join(parts) if parts else "") + "."
 
 

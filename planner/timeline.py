@@ -201,6 +201,10 @@ class Iteration:
     decode_share: float  # time at the end of the iteration drawn as the decode tick
     stalled: tuple = ()  # requests in the running batch that get no token
 
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
 
 @dataclass
 class RequestStats:
@@ -531,11 +535,13 @@ def build(approach: str, requests: list | None = None, clock=None, chunk_size: i
         stats.append(RequestStats(i, times[0] - r.arrival, 0.0, max(gaps) if gaps else None,
                                   times[-1], list(times)))
     for it in its:
-        d = it.end - it.start
+        d = it.duration
         for r in it.stalled:
             stats[r].stalled += d
-        for r in it.decodes:
-            stats[r].stalled += max(d - it.decode_share, 0.0)
+        extra = d - it.decode_share
+        if extra > 1e-9 * d:  # a decode-only iteration has none (up to rounding of end - start)
+            for r in it.decodes:
+                stats[r].stalled += extra
 
     t_end = max(s.finish for s in stats)
     if clock.real:
