@@ -607,6 +607,10 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
     from planner.optimize import recommend as run_recommend
 
     gpus = _gpu_list(ctx, opts)
+    if plot_file:
+        from planner.plots import check_plot_file
+
+        check_plot_file(plot_file, force)
     if output is not None:
         from pathlib import Path
 
@@ -626,7 +630,7 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
     if plot_file:
         from planner.plots import pareto_plot
 
-        pareto_plot(rec, plot_file)
+        pareto_plot(rec, plot_file, force=force)
     if output is not None:
         from planner.plans import write_atomic
 
@@ -712,6 +716,10 @@ def whatif(ctx, as_json, approach, max_gpus, objective, vary, plot, plot_file, *
     from planner.optimize import recommend as run_recommend
 
     axes = _parse_vary(ctx, vary)
+    if plot_file:
+        from planner.plots import check_plot_file
+
+        check_plot_file(plot_file, False)
     if len(axes) == 2 and (plot or plot_file):
         fail("--plot/--plot-file: only with one --vary axis")
     if opts.get("qps") is None and not any(a == "qps" for a, _ in axes):
@@ -962,9 +970,6 @@ def validate(ctx, as_json):
     render.show_validate(render.stdout_console(), report)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main(sys.argv[1:])
-
 
 # --------------------------------------------------------------------------------------------
 # timeline
@@ -1072,3 +1077,7 @@ def timeline(ctx, approach, chunk_size, requests, model, gpu, tp, dtype, kv_dtyp
     con = render.stdout_console()
     render.print_assumed(con, assumed)
     render.show_timeline(con, tl)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

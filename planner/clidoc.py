@@ -27,7 +27,8 @@ _PDPLAN_COMPLETE=fish_source pdplan | source       # ~/.config/fish/completions/
 
 
 def _help(cmd: click.Command, path: list[str]) -> str:
-    ctx = click.Context(cmd, info_name=" ".join(path), terminal_width=100, max_content_width=100)
+    ctx = click.Context(cmd, info_name=" ".join(path), terminal_width=100, max_content_width=100,
+                        help_option_names=["-h", "--help"])
     return cmd.get_help(ctx)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from planner.errors import InvalidRequestError
@@ -53,7 +53,6 @@ class _Chart:
     winners: list  # approach (or None) per row
     percentile: int = 90
     model: str = ""
-    notes: list = field(default_factory=list)
 
 
 def _ms(seconds) -> float | None:

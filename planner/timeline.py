@@ -179,9 +179,6 @@ class StepClock:
         busy = nbytes / (self.streams * self.link.bytes_per_s) + self.link.latency_s
         return exposed, busy
 
-    def decode_step(self, batch: int, context: float) -> float:
-        return float(self.sm.decode_time(batch, context))
-
     def prefill(self, tokens: int) -> float:
         return float(self.sm.prefill_time(tokens))
 

@@ -36,8 +36,8 @@ from planner.serving.common import (
     solve_fixed_point,
     tpot_cdf,
     tpot_quantiles,
-    wait_plus_cdf,
     uniform_points,
+    wait_plus_cdf,
 )
 
 MAX_TPOT_S = 600.0

@@ -371,7 +371,6 @@ def mg1_wait_cdf_fn(lam, service, arrival_cv: float = 1.0):
     lam = np.asarray(lam, dtype=float)
     s = np.asarray(service, dtype=float)
     scale = gg1_scale(arrival_cv, s) if arrival_cv != 1.0 else 1.0
-    lam_b = lam[..., None]
     if is_deterministic(s):
         return _md1_cdf_fast(lam, float(s.reshape(-1)[0]), scale)
     es, es2 = float(s.mean()), float(np.mean(s * s))
