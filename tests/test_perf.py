@@ -152,3 +152,14 @@ def test_chunked_prefill_costs_at_least_the_whole_prefill():
     whole = float(sm.prefill_time(4096))
     assert sm.chunked_prefill_time(4096, 512) > whole
     assert sm.chunked_prefill_time(4096, 4096) == pytest.approx(whole)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 200_000), k=st.integers(2, 9),
+       model=st.sampled_from(["llama-3.1-70b", "deepseek-v3", "qwen3-30b-a3b"]),
+       kv=st.sampled_from(["bf16", "fp8"]))
+def test_kv_bytes_are_linear_in_sequence_length(n, k, model, kv):
+    from planner.perf import kv_transfer_bytes
+
+    m = load_catalog().models[model]
+    assert float(kv_transfer_bytes(m, n * k, kv)) == pytest.approx(k * float(kv_transfer_bytes(m, n, kv)))
