@@ -35,14 +35,33 @@ CHUNK_CHOICES = (256, 512, 1024, 2048, 4096, 8192)
 
 @dataclass
 class Candidate:
+    """One sized configuration. ``score`` is the attainment shortfall ``target / attainment``
+    (at most 1 when feasible). The percentiles are computed on first use (the search itself needs
+    only the attainment)."""
+
     approach: str
     deployment: Deployment
     gpus: int
     cost: float
-    ttft: float  # at the percentile
-    tpot: float
     feasible: bool
-    score: float = math.inf  # max(ttft / slo, tpot / slo): < 1 meets
+    score: float = math.inf
+    percentiles: object = field(default=None, repr=False, compare=False)  # () -> (ttft, tpot)
+    _pct: tuple | None = field(default=None, repr=False, compare=False)
+
+    def _load(self):
+        if self._pct is None:
+            self._pct = self.percentiles() if self.percentiles else (math.inf, math.inf)
+        return self._pct
+
+    @property
+    def ttft(self) -> float:
+        """TTFT at the SLO percentile (seconds)."""
+        return self._load()[0]
+
+    @property
+    def tpot(self) -> float:
+        """TPOT at the SLO percentile (seconds)."""
+        return self._load()[1]
 
 
 @dataclass
@@ -101,15 +120,24 @@ def _size_search(evaluate_n, n_max: int):
 
 
 def _score(r, slo):
-    """Feasible: stable and the joint attainment reaches the percentile. The score (for the
-    nearest miss) is how far the worse percentile is from its SLO."""
+    """Feasible: stable and the joint attainment reaches the percentile. Returns (feasible,
+    shortfall = target / attainment, which is at most 1 exactly when feasible). The search needs
+    only the attainment, a CDF at the SLOs; percentiles are computed for the chosen sizes."""
+    target = slo.percentile / 100.0
+    att = np.where(r["stable"], np.asarray(r["attain"], dtype=float), 0.0)
+    with np.errstate(divide="ignore"):
+        short = np.where(att > 0, target / np.maximum(att, 1e-300), np.inf)
+    return att >= target - 1e-9, short
+
+
+def _pct_score(r, slo):
+    """The percentile-based score of a single evaluated size: how far the worse percentile is
+    from its SLO (used to rank near misses and in messages)."""
     k = slo.key
-    tt = np.asarray(r["ttft"][k], dtype=float)
-    tp = np.asarray(r["tpot"][k], dtype=float)
-    score = np.maximum(tt / slo.ttft_s, tp / slo.tpot_s)
-    score = np.where(r["stable"], score, np.inf)
-    ok = np.asarray(r["stable"]) & (np.asarray(r["attain"]) >= slo.percentile / 100.0 - 1e-9)
-    return ok, score, tt, tp
+    tt = float(np.asarray(r["ttft"][k], dtype=float).reshape(-1)[0])
+    tp = float(np.asarray(r["tpot"][k], dtype=float).reshape(-1)[0])
+    stable = bool(np.asarray(r["stable"]).reshape(-1)[0])
+    return (max(tt / slo.ttft_s, tp / slo.tpot_s) if stable else np.inf), tt, tp
 
 
 def search(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
@@ -149,24 +177,24 @@ def search(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
                 if approach == "chunked":
                     curves = chunked.ChunkCurves(sm, shape, chunk)
 
-                    def ev(n, curves=curves, chunk=chunk, sm=sm):
-                        r = chunked.lane_metrics(sm, shape, qps / (n * sm.pp), chunk, cv, curves,
-                                                 lanes=n * sm.pp, percentiles=pct, slo=pair)
-                        return _score(r, slo)
+                    def ev(n, pcts=(), curves=curves, chunk=chunk, sm=sm):
+                        return chunked.lane_metrics(sm, shape, qps / (n * sm.pp), chunk, cv, curves,
+                                                    lanes=n * sm.pp, percentiles=pcts, slo=pair)
                 else:
-                    def ev(n, sm=sm):
-                        r = unified.lane_metrics(sm, shape, qps / (n * sm.pp), cv, lanes=n * sm.pp,
-                                                 percentiles=pct, slo=pair)
-                        return _score(r, slo)
+                    def ev(n, pcts=(), sm=sm):
+                        return unified.lane_metrics(sm, shape, qps / (n * sm.pp), cv,
+                                                    lanes=n * sm.pp, percentiles=pcts, slo=pair)
 
-                n, score, n_at, cnt = _size_search(lambda a: ev(a)[:2], n_max)
+                n, score, n_at, cnt = _size_search(lambda a: _score(ev(a), slo), n_max)
                 res.evaluated += cnt
                 n_use = n or n_at
-                _, _, tt, tp = ev(np.array([n_use]))
                 dep = Deployment(approach, (Pool("unified", sm.gpu.id, n_use, sm.tp, sm.pp),),
                                  chunk_size=chunk)
-                consider(Candidate(approach, dep, n_use * g, n_use * price, float(tt[0]),
-                                   float(tp[0]), n is not None, score))
+
+                def pcts(ev=ev, n_use=n_use):
+                    return _pct_score(ev(np.array([n_use]), pct), slo)[1:]
+
+                consider(Candidate(approach, dep, n_use * g, n_use * price, n is not None, score, pcts))
 
     if "disaggregated" in approaches:
         _search_disaggregated(inp, configs, shape, max_gpus, res, consider)
@@ -197,20 +225,18 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
     for sm in configs:
         g = sm.tp * sm.pp
         sizes = np.arange(1, max(max_gpus // g, 1) + 1)
-        r = disaggregated.decode_pool(sm, shape, qps, sizes, percentiles=pct, tpot_slo=slo.tpot_s)
+        r = disaggregated.decode_pool(sm, shape, qps, sizes, percentiles=(), tpot_slo=slo.tpot_s)
         res.evaluated += len(sizes)
         f = np.where(r["stable"], np.asarray(r["attain"], dtype=float), 0.0)
-        tp = np.asarray(r["tpot"][k], dtype=float)
         picks = sorted({int(sizes[np.argmax(f >= m)]) for m in margins if (f >= m).any()})
-        if picks:
-            for nd in picks:
-                decode.append((sm, nd, float(f[nd - 1]), float(tp[nd - 1]), True))
-        else:
-            i = int(np.argmin(np.where(np.isfinite(tp), tp, np.inf)))
-            decode.append((sm, int(sizes[i]), float(f[i]), float(tp[i]), False))
-    feasible_d = sorted([d for d in decode if d[4]], key=lambda d: (d[1] * d[0].tp * d[0].pp, -d[2]))
-    chosen = feasible_d[:6] or sorted(decode, key=lambda d: d[3])[:1]
-    for smd, nd, f_p, tpot_p, d_ok in chosen:
+        ok = bool(picks)
+        if not ok:  # the nearest miss: the size with the best attainment (else the largest)
+            picks = [int(sizes[int(np.argmax(f))]) if f.max() > 0 else int(sizes[-1])]
+        for nd in picks:
+            decode.append((sm, nd, float(f[nd - 1]), ok))
+    feasible_d = sorted([d for d in decode if d[3]], key=lambda d: (d[1] * d[0].tp * d[0].pp, -d[2]))
+    chosen = feasible_d[:6] or sorted(decode, key=lambda d: -d[2])[:1]
+    for smd, nd, f_p, d_ok in chosen:
         for smp in configs:
             g = smp.tp * smp.pp
             n_max = (max_gpus - nd * smd.tp * smd.pp) // g
@@ -221,8 +247,7 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
             # The link depends on the prefill pool's size (one node or not): evaluate every size
             # with the link it implies.
             f_t = np.zeros(len(sizes))
-            tt = np.full(len(sizes), np.inf)
-            groups = {}
+            groups, profs = {}, {}
             for n in (1, n_max):
                 link, streams, where = kv_link_for(inp.catalog, smp.gpu, smd.gpu,
                                                    Pool("prefill", smp.gpu.id, n, smp.tp, smp.pp), pd_, None)
@@ -234,24 +259,34 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
                     np.ones(len(sizes), dtype=bool)
                 prof = disaggregated.PrefillProfile(smp, shape, link, streams,
                                                     inp.model.kv_bytes_per_token(inp.kv_dtype), True)
-                r = disaggregated.prefill_pool(prof, qps, sizes[sel], cv, percentiles=pct,
+                r = disaggregated.prefill_pool(prof, qps, sizes[sel], cv, percentiles=(),
                                                ttft_slo=slo.ttft_s)
                 f_t[sel] = np.where(r["stable"], np.asarray(r["attain"], dtype=float), 0.0)
-                tt[sel] = np.asarray(r["ttft"][k], dtype=float)
+                profs[where] = (prof, sel)
             res.evaluated += len(sizes)
             need = target / max(f_p, 1e-9)
             ok = (f_t >= need - 1e-9) & d_ok & (need <= 1.0)
             if ok.any():
                 i = int(np.argmax(ok))
             else:
-                i = int(np.argmin(np.where(np.isfinite(tt), tt, np.inf)))
+                i = int(np.argmax(f_t)) if f_t.max() > 0 else len(sizes) - 1
             np_use = int(sizes[i])
+            prof = next(p for p, sel in profs.values() if sel[i])
             dep = Deployment("disaggregated", (Pool("prefill", smp.gpu.id, np_use, smp.tp, smp.pp),
                                                Pool("decode", smd.gpu.id, nd, smd.tp, smd.pp)))
-            sc = max(tt[i] / slo.ttft_s, tpot_p / slo.tpot_s)
+            att = f_t[i] * f_p
+            sc = (target / att) if att > 0 else math.inf
             cost = sum(p.gpus * inp.catalog.gpu(p.gpu).price_per_hour for p in dep.pools)
-            consider(Candidate("disaggregated", dep, dep.total_gpus, cost, float(tt[i]), tpot_p,
-                               bool(ok.any()), sc))
+
+            def pcts(prof=prof, np_use=np_use, smd=smd, nd=nd):
+                one = disaggregated.prefill_pool(prof, qps, np.array([np_use]), cv, percentiles=pct,
+                                                 ttft_slo=slo.ttft_s)
+                dec = disaggregated.decode_pool(smd, shape, qps, np.array([nd]), percentiles=pct,
+                                                tpot_slo=slo.tpot_s)
+                return (float(np.asarray(one["ttft"][k]).reshape(-1)[0]),
+                        float(np.asarray(dec["tpot"][k]).reshape(-1)[0]))
+
+            consider(Candidate("disaggregated", dep, dep.total_gpus, cost, bool(ok.any()), sc, pcts))
 
 
 # --------------------------------------------------------------------------------------------
