@@ -40,7 +40,9 @@ class _UserError(click.ClickException):
     """A library error shown as ``Error: <message>`` with the library's exit code."""
 
     def __init__(self, message: str, exit_code: int = 2):
-        super().__init__(" ".join(str(message).split("\n")))
+        # Bad input is one line; "no plan" (exit 3) keeps its lines: one per approach.
+        text = str(message) if exit_code == 3 else " ".join(str(message).split("\n"))
+        super().__init__(text)
         self.exit_code = exit_code
 
 

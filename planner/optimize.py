@@ -26,7 +26,7 @@ from planner.api import (
 from planner.errors import InvalidRequestError, NoFeasiblePlanError
 from planner.perf import StepModel, build_step_model
 from planner.serving import chunked, disaggregated, unified
-from planner.serving.common import APPROACHES, Deployment, LoadShape, Pool
+from planner.serving.common import APPROACHES, KV_HEADROOM, Deployment, LoadShape, Pool
 
 TP_CHOICES = (1, 2, 4, 8)
 PP_CHOICES = (1, 2, 4)
@@ -113,7 +113,8 @@ def _size_search(evaluate_n, n_max: int):
     sizes = np.arange(1, max(int(n_max), 1) + 1)
     ok, score = evaluate_n(sizes)
     if not ok.any():
-        i = int(np.argmin(score))
+        # The nearest miss: the best score, or the largest size when none is even stable.
+        i = int(np.argmin(score)) if np.isfinite(score).any() else len(sizes) - 1
         return None, float(score[i]), int(sizes[i]), len(sizes)
     j = int(np.argmax(ok))
     return int(sizes[j]), float(score[j]), int(sizes[j]), len(sizes)
@@ -230,8 +231,8 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
         f = np.where(r["stable"], np.asarray(r["attain"], dtype=float), 0.0)
         picks = sorted({int(sizes[np.argmax(f >= m)]) for m in margins if (f >= m).any()})
         ok = bool(picks)
-        if not ok:  # the nearest miss: the size with the best attainment (else the largest)
-            picks = [int(sizes[int(np.argmax(f))]) if f.max() > 0 else int(sizes[-1])]
+        if not ok:  # the nearest miss: the size with the best attainment (else half the budget)
+            picks = [int(sizes[int(np.argmax(f))]) if f.max() > 0 else max(1, len(sizes) // 2)]
         for nd in picks:
             decode.append((sm, nd, float(f[nd - 1]), ok))
     feasible_d = sorted([d for d in decode if d[3]], key=lambda d: (d[1] * d[0].tp * d[0].pp, -d[2]))
@@ -361,14 +362,16 @@ def _binding(c: Candidate, slo, own: bool = False) -> str:
 
 
 def _why_miss(c: Candidate, slo) -> str:
-    if not math.isfinite(c.score):
+    if not (math.isfinite(c.ttft) or math.isfinite(c.tpot)):
         return "overloaded even at the largest size"
     bits = []
     if c.ttft > slo.ttft_s:
-        bits.append(f"best P{slo.percentile} TTFT {c.ttft * 1e3:.0f} ms")
+        bits.append(f"best P{slo.percentile} TTFT {c.ttft * 1e3:,.0f} ms" if math.isfinite(c.ttft)
+                    else "TTFT unbounded (overloaded)")
     if c.tpot > slo.tpot_s:
-        bits.append(f"best P{slo.percentile} TPOT {c.tpot * 1e3:.1f} ms")
-    return ", ".join(bits) or "misses the SLO"
+        bits.append(f"best P{slo.percentile} TPOT {c.tpot * 1e3:,.1f} ms" if math.isfinite(c.tpot)
+                    else "TPOT unbounded (overloaded)")
+    return ", ".join(bits) or "both percentiles within the SLOs, but too few requests meet both at once"
 
 
 def no_plan_message(inp: Inputs, sr: SearchResult, gpu_ids, max_gpus) -> str:
@@ -383,9 +386,10 @@ def no_plan_message(inp: Inputs, sr: SearchResult, gpu_ids, max_gpus) -> str:
                      + (f" + {c.deployment.pools[1].spec()}" if len(c.deployment.pools) > 1 else "")
                      + f" ({c.gpus} GPUs): {_why_miss(c, slo)}")
     hints = []
-    finite = [c for c in sr.nearest.values() if c is not None and math.isfinite(c.score)]
+    finite = [c for c in sr.nearest.values()
+              if c is not None and (math.isfinite(c.ttft) or math.isfinite(c.tpot))]
     if finite:
-        best = min(finite, key=lambda c: c.score)
+        best = min(finite, key=lambda c: max(c.ttft / slo.ttft_s, c.tpot / slo.tpot_s))
         if best.ttft > slo.ttft_s:
             hints.append(f"a TTFT SLO of {best.ttft * 1e3 * 1.05:.0f} ms")
         if best.tpot > slo.tpot_s:
@@ -394,9 +398,17 @@ def no_plan_message(inp: Inputs, sr: SearchResult, gpu_ids, max_gpus) -> str:
         hints.append("lower QPS or more GPUs (--max-gpus)")
     if inp.dtype == "bf16":
         hints.append("--dtype fp8")
-    others = [g for g in inp.catalog.gpus if g not in gpu_ids]
+    others = sorted((g for g in inp.catalog.gpus if g not in gpu_ids),
+                    key=lambda g: -inp.catalog.gpus[g].hbm_bytes)
     if others:
-        hints.append("another GPU type (--gpu " + ",".join(sorted(others)[:3]) + ")")
+        hints.append("a GPU type with more memory or speed (--gpu " + ",".join(others[:3]) + ")")
+    isl, osl = inp.workload.grid()
+    longest = float(np.max(isl + osl))
+    configs = _configs(inp, gpu_ids)
+    room = max((KV_HEADROOM * sm.kv_capacity_tokens / sm.pp for sm in configs), default=0.0)
+    if longest > room:
+        hints.insert(0, f"shorter requests: the longest ({longest:,.0f} tokens) does not fit the KV "
+                        f"cache of any instance ({room:,.0f} tokens at most)")
     lines.append("what would help: " + "; ".join(hints))
     return "\n".join(lines)
 

@@ -381,8 +381,10 @@ def mg1_wait_cdf_fn(lam, service, arrival_cv: float = 1.0):
     c_b, th_b = c[..., None], theta[..., None]
 
     def cdf(x):
-        tail = c_b * np.exp(-th_b * np.maximum(x, 0.0) / scale)
-        return np.where(x < 0, 0.0, np.where(th_b > 0, 1.0 - tail, 0.0))
+        with np.errstate(all="ignore"):
+            tail = np.where(np.isinf(th_b), 0.0, c_b * np.exp(-np.where(np.isinf(th_b), 0.0, th_b)
+                                                              * np.maximum(x, 0.0) / scale))
+        return np.where(x < 0, 0.0, np.where(th_b > 0, 1.0 - np.nan_to_num(tail), 0.0))
 
     return cdf
 
@@ -435,15 +437,17 @@ def mgc_wait_cdf_fn(lam, servers, es, es2, arrival_cv: float = 1.0):
     c = np.asarray(servers)
     ew = q.mgc_mean_wait(lam, c, es, es2, ca2=arrival_cv**2)
     pw = q.erlang_c(c, lam * es)
-    pw = np.where(np.isfinite(ew), np.clip(pw, 1e-12, 1.0), 1.0)
+    stable = np.isfinite(ew)
+    pw = np.where(stable, np.clip(pw, 0.0, 1.0), 1.0)
     with np.errstate(all="ignore"):
-        rate = np.where(np.isfinite(ew) & (ew > 0), pw / np.where(ew > 0, ew, 1.0), 0.0)
-    pw_b, r_b = pw[..., None], rate[..., None]
+        rate = np.where(stable & (ew > 0), pw / np.where(ew > 0, ew, 1.0), np.inf)
+    pw_b, r_b, st_b = pw[..., None], rate[..., None], stable[..., None]
 
     def cdf(x):
+        # No waiting at all (ew == 0) is an infinite rate: the CDF is 1 from x = 0 on.
         with np.errstate(all="ignore"):
-            tail = pw_b * np.exp(-r_b * np.maximum(x, 0.0))
-        return np.where(x < 0, 0.0, np.where(r_b > 0, 1.0 - np.nan_to_num(tail), 0.0))
+            tail = np.where(np.isinf(r_b), 0.0, pw_b * np.exp(-np.where(np.isinf(r_b), 0.0, r_b) * np.maximum(x, 0.0)))
+        return np.where((x < 0) | ~st_b, 0.0, 1.0 - np.nan_to_num(tail))
 
     return cdf, np.where(np.isfinite(ew), ew, np.inf)
 
