@@ -958,13 +958,31 @@ def step(ctx, tp, pp, prefill_tokens, decode_batch, context, as_json, **opts):
 
 
 @cli.command()
+@click.option("--fit", "fit_gpu", metavar="GPU",
+              help="Refit GPU's efficiency factors on its rows and print them (takes ~30 s); "
+                   "copy the values into the GPU's YAML to adopt them.")
 @json_option
 @click.pass_context
-def validate(ctx, as_json):
+def validate(ctx, fit_gpu, as_json):
     """Predicted versus published measurements, with the relative error of each row."""
     from planner import render
     from planner import validate as validation
 
+    if fit_gpu is not None:
+        cat = catalog_of(ctx)
+        cat.gpu(fit_gpu, "--fit")
+        res = validation.fit_gpu(fit_gpu, cat)
+        if as_json:
+            emit_json(res)
+            return
+        con = render.stdout_console()
+        con.print(f"fitted {fit_gpu} on {res['rows']} rows: loss {res['start_loss']:.4f} -> {res['loss']:.4f} "
+                  "(group-balanced mean |log(predicted/measured)|)")
+        units = {"allreduce_hop_s": ("allreduce_hop_us", 1e6), "step_overhead_s": ("step_overhead_us_per_layer", 1e6)}
+        for k, v in res["params"].items():
+            name, scale = units.get(k, (k.replace("_efficiency", "").replace("compute_half_tokens", "compute_half_tokens"), 1))
+            con.print(f"  {name}: {v * scale:.4g}")
+        return
     report = validation.run(catalog_of(ctx))
     if as_json:
         emit_json(render.validate_document(report))

@@ -1,12 +1,13 @@
 """The search: approaches x GPU types x TP/PP (x chunk size) x pool sizes -> the cheapest plan
 that meets the SLO.
 
-For each parallel configuration the serving model is evaluated on a whole array of pool sizes in
-one vectorised call: a coarse geometric grid of instance counts first, then every count between
-the last miss and the first hit (latency falls monotonically as instances are added, so the
-smallest feasible count lies there). Disaggregated pools are sized independently: the decode
-pool by TPOT and KV memory, the prefill pool by TTFT including the KV transfer over the link
-the pair of configurations implies.
+For each parallel configuration the serving model is evaluated on every pool size at once (one
+vectorised call over the instance counts; latency falls as instances are added, so the first
+size whose attainment reaches the percentile is the answer). The search needs only the
+attainment (a CDF at the SLOs); percentiles are computed afterwards for the candidates that are
+shown. Disaggregated pools are sized independently: the decode pool by TPOT and KV memory, the
+prefill pool by TTFT including the KV transfer over the link the pair of configurations implies,
+with the joint attainment the product of the two.
 """
 
 from __future__ import annotations
