@@ -224,18 +224,11 @@ class LinkSpec:
 def _load_yaml(path: Path) -> dict:
     import yaml
 
-    if path.is_dir():
-        raise CatalogError(f"{path}: is a directory, expected a YAML file")
+    from planner.files import read_text
+
+    text = read_text(path, str(path), "a YAML file", CatalogError)
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if b"\x00" in raw:
-        raise CatalogError(f"{path}: is a binary file, expected YAML")
-    try:
-        data = yaml.load(raw.decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except UnicodeDecodeError:
-        raise CatalogError(f"{path}: is not UTF-8 text") from None
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

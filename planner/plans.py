@@ -52,22 +52,11 @@ def read_plan(path: str) -> dict:
     import yaml
 
     from planner.api import SCHEMA_VERSION
+    from planner.files import read_text
 
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise InvalidRequestError(f"plan file {path} does not exist")
-    if p.is_dir():
-        raise InvalidRequestError(f"plan file {path} is a directory, expected a YAML plan")
+    text = read_text(path, f"plan file {path}", "a YAML plan")
     try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise InvalidRequestError(f"plan file {path}: cannot read ({exc.strerror or exc})") from None
-    if b"\x00" in raw:
-        raise InvalidRequestError(f"plan file {path} is a binary file, expected YAML")
-    try:
-        doc = yaml.safe_load(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise InvalidRequestError(f"plan file {path} is not UTF-8 text") from None
+        doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

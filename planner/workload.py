@@ -147,21 +147,10 @@ _OUT_COLS = ("output_tokens", "osl", "output_length", "completion_tokens", "outp
 def load_trace(path: str) -> Trace:
     """Read a CSV (with a header) or JSONL trace; column names may be any of
     input_tokens/isl/prompt_tokens and output_tokens/osl/completion_tokens."""
+    from planner.files import read_text
+
     p = Path(path).expanduser()
-    if not p.exists():
-        raise InvalidRequestError(f"--trace: file {path} does not exist")
-    if p.is_dir():
-        raise InvalidRequestError(f"--trace: {path} is a directory, expected a CSV or JSONL file")
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise InvalidRequestError(f"--trace: cannot read {path}: {exc.strerror or exc}") from None
-    if b"\x00" in raw:
-        raise InvalidRequestError(f"--trace: {path} is a binary file, expected CSV or JSONL")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidRequestError(f"--trace: {path} is not UTF-8 text") from None
+    text = read_text(p, f"--trace: {path}", "a CSV or JSONL file")
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         raise InvalidRequestError(f"--trace: {path} is empty")
