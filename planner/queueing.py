@@ -519,6 +519,17 @@ def _poisson_cdf(c, a, max_terms: int = 2000):
     ratio ``a / (c + 1 + n)`` is below one, so the loop ends once terms stop counting)."""
     s = np.asarray(c, dtype=float) + 1.0
     x = np.asarray(a, dtype=float)
+    # Far below c the lower tail P(c + 1, a) is below 1e-30 (a Chernoff bound): the CDF is 1.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_chernoff = s - x + s * np.log(np.maximum(x, 1e-300) / s)
+    far = (x < s) & (log_chernoff < -70.0)
+    if np.any(far):
+        out = np.ones(np.broadcast(s, x).shape)
+        near = ~far
+        if np.any(near):
+            out[near] = _poisson_cdf(np.broadcast_to(c, out.shape)[near],
+                                     np.broadcast_to(a, out.shape)[near], max_terms)
+        return out
     term = 1.0 / s
     total = term.copy()
     ap = s.copy()

@@ -177,7 +177,7 @@ def interp_curve(x, grid, values):
     return np.where(x > grid[-1], values[-1] + slope * (x - grid[-1]), y)
 
 
-def solve_fixed_point(f, lo, hi, iters: int = 34):
+def solve_fixed_point(f, lo, hi, iters: int = 28):
     """Smallest T in [lo, hi] with ``f(T) <= 0`` for an increasing-then-crossing residual,
     by vectorised bisection in log space. Entries where ``f(hi) > 0`` come back as inf."""
     lo = np.asarray(lo, dtype=float)
