@@ -613,7 +613,7 @@ def _whitt_phi(rho, ca2, cs2, c):
     return phi
 
 
-def mgc_mean_wait(lam, c, es, es2, ca2=1.0, whitt=True):
+def mgc_mean_wait(lam, c, es, es2, ca2=1.0, whitt=True, pwait=None):
     """Mean wait in G/G/c (``c`` servers, arrival SCV ``ca2``), Allen-Cunneen/Whitt.
 
         E[Wq] ~= phi * ((ca2 + cs2)/2) * E[Wq(M/M/c)],
@@ -628,12 +628,13 @@ def mgc_mean_wait(lam, c, es, es2, ca2=1.0, whitt=True):
     1-8% below Pollaczek-Khinchine for cs2 in 0.25..2, rho in 0.5..0.9); so with
     Poisson arrivals ``c = 1`` reproduces P-K exactly.
 
-    Broadcasts; ``inf`` when ``lam E[S] >= c``; ``0`` at zero load.
+    Broadcasts; ``inf`` when ``lam E[S] >= c``; ``0`` at zero load. ``pwait`` may pass
+    ``erlang_c(c, lam E[S])`` when the caller has it already.
     """
     lam, c, es, es2, ca2 = _f64(lam, c, es, es2, ca2)
     a = lam * es
     ci = np.where(np.isfinite(c), np.floor(c), np.nan)
-    pw = np.asarray(erlang_c(ci, a))
+    pw = np.asarray(erlang_c(ci, a) if pwait is None else pwait, dtype=float)
     with np.errstate(all="ignore"):
         cs2 = np.maximum(es2 / (es * es) - 1.0, 0.0)
         wq_mmc = pw * es / (ci - a)

@@ -435,8 +435,8 @@ def mgc_wait_cdf_fn(lam, servers, es, es2, arrival_cv: float = 1.0):
 
     lam = np.asarray(lam, dtype=float)
     c = np.asarray(servers)
-    ew = q.mgc_mean_wait(lam, c, es, es2, ca2=arrival_cv**2)
     pw = q.erlang_c(c, lam * es)
+    ew = q.mgc_mean_wait(lam, c, es, es2, ca2=arrival_cv**2, pwait=pw)
     stable = np.isfinite(ew)
     pw = np.where(stable, np.clip(pw, 0.0, 1.0), 1.0)
     with np.errstate(all="ignore"):
