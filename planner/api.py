@@ -29,7 +29,7 @@ DEFAULTS = {
     "percentile": 90,
 }
 
-_SPEC = re.compile(r"^\s*(\d+)\s*x\s*tp(\d+)(?:pp(\d+))?(?:@([A-Za-z0-9_.\-]+))?\s*$")
+_SPEC = re.compile(r"^\s*(\d+)\s*x\s*tp(\d+)(?:pp(\d+))?(?:ep(\d+))?(?:@([A-Za-z0-9_.\-]+))?\s*$")
 
 
 @dataclass(frozen=True)
@@ -57,22 +57,27 @@ class Inputs:
     assumed: list = field(default_factory=list)  # defaults the user did not set
 
 
-def parse_spec(text: str, default_gpu: str, flag: str) -> tuple[int, int, int, str]:
-    """``NxtpT[ppP][@gpu]`` -> (instances, tp, pp, gpu)."""
+def parse_spec(text: str, default_gpu: str, flag: str) -> tuple[int, int, int, str, int]:
+    """``NxtpT[ppP][epE][@gpu]`` -> (instances, tp, pp, gpu, ep). ``epE`` (MoE only, ``E`` equal
+    to ``T``) places whole experts on the TP group's GPUs."""
     m = _SPEC.match(str(text))
     if not m:
         raise InvalidRequestError(
-            f"{flag}: cannot read {text!r}; a deployment spec is NxtpT[ppP][@gpu], e.g. 6xtp4 or 2xtp8pp2@h200"
+            f"{flag}: cannot read {text!r}; a deployment spec is NxtpT[ppP][epE][@gpu], e.g. 6xtp4 or "
+            "2xtp8pp2@h200"
         )
     n, tp = int(m.group(1)), int(m.group(2))
     pp = int(m.group(3)) if m.group(3) else 1
+    ep = int(m.group(4)) if m.group(4) else 1
     if n < 1:
         raise InvalidRequestError(f"{flag}: {text!r}: the instance count must be at least 1")
     if tp < 1 or pp < 1:
         raise InvalidRequestError(f"{flag}: {text!r}: tp and pp must be at least 1")
+    if ep not in (1, tp):
+        raise InvalidRequestError(f"{flag}: {text!r}: ep must equal tp ({tp}) or be left out")
     if n > 100_000:
         raise InvalidRequestError(f"{flag}: {text!r}: more than 100,000 instances")
-    return n, tp, pp, (m.group(4) or default_gpu)
+    return n, tp, pp, (m.group(5) or default_gpu), ep
 
 
 # --------------------------------------------------------------------------------------------

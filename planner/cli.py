@@ -335,6 +335,8 @@ def check_pool(inputs, pool, flag: str) -> None:
 
     gpu = inputs.catalog.gpu(pool.gpu, flag)
     check_parallel(inputs.model, gpu, pool.tp, pool.pp, flag)
+    if pool.ep > 1 and not inputs.model.is_moe:
+        fail(f"{flag}: ep{pool.ep}: expert parallelism needs an MoE model; {inputs.model.id} is dense")
     sm = step_model(inputs, pool)
     try:
         sm.require_fit()
@@ -381,8 +383,8 @@ def build_deployment(ctx: click.Context, inputs, opts: dict):
                 inputs.assumed.append(f"chunk {DEFAULT_CHUNK}")
         elif opts.get("chunk_size") is not None:
             fail("--chunk-size: only for --approach chunked")
-        n, tp, pp, g = parse_spec(opts["replicas"], gpu, "--replicas")
-        pool = Pool("unified", g, n, tp, pp)
+        n, tp, pp, g, ep = parse_spec(opts["replicas"], gpu, "--replicas")
+        pool = Pool("unified", g, n, tp, pp, ep)
         check_pool(inputs, pool, "--replicas")
         return Deployment(approach, (pool,), chunk_size=chunk)
     # disaggregated
@@ -395,8 +397,8 @@ def build_deployment(ctx: click.Context, inputs, opts: dict):
         if opts.get(key) is None:
             fail(f"--{role}: missing; --approach disaggregated needs --prefill and --decode, "
                  "e.g. --prefill 6xtp4 --decode 2xtp8")
-        n, tp, pp, g = parse_spec(opts[key], gpu, f"--{role}")
-        pool = Pool(role, g, n, tp, pp)
+        n, tp, pp, g, ep = parse_spec(opts[key], gpu, f"--{role}")
+        pool = Pool(role, g, n, tp, pp, ep)
         check_pool(inputs, pool, f"--{role}")
         pools.append(pool)
     link = opts.get("link")

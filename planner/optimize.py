@@ -92,11 +92,14 @@ def _configs(inp: Inputs, gpu_ids, tps=TP_CHOICES, pps=PP_CHOICES):
             for pp in pps:
                 if pp > 1 and inp.model.num_layers < pp:
                     continue
-                sm = build_step_model(inp.catalog, inp.model, gpu, tp, pp, dtype=inp.dtype,
-                                      kv_dtype=inp.kv_dtype)
-                if not sm.fits:
-                    continue
-                out.append(sm)
+                # MoE: experts sharded inside each expert (ep 1) or whole experts per GPU
+                # (ep = tp, all-to-all instead of the FFN all-reduce).
+                eps = (1, tp) if inp.model.is_moe and tp > 1 else (1,)
+                for ep in eps:
+                    sm = build_step_model(inp.catalog, inp.model, gpu, tp, pp, dtype=inp.dtype,
+                                          kv_dtype=inp.kv_dtype, ep=ep)
+                    if sm.fits:
+                        out.append(sm)
     # Pipeline parallelism only pays when tensor parallelism within a node cannot hold the
     # model: a PP configuration has the latency of its whole pass on fewer GPUs per stage, so
     # where a PP-free configuration fits it dominates. Keep PP only for GPU types that need it.
@@ -190,7 +193,7 @@ def search(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
                 n, score, n_at, cnt = _size_search(lambda a: _score(ev(a), slo), n_max)
                 res.evaluated += cnt
                 n_use = n or n_at
-                dep = Deployment(approach, (Pool("unified", sm.gpu.id, n_use, sm.tp, sm.pp),),
+                dep = Deployment(approach, (Pool("unified", sm.gpu.id, n_use, sm.tp, sm.pp, sm.ep),),
                                  chunk_size=chunk)
 
                 def pcts(ev=ev, n_use=n_use):
@@ -244,7 +247,7 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
             n_max = (max_gpus - nd * smd.tp * smd.pp) // g
             if n_max < 1:
                 continue
-            pd_ = Pool("decode", smd.gpu.id, nd, smd.tp, smd.pp)
+            pd_ = Pool("decode", smd.gpu.id, nd, smd.tp, smd.pp, smd.ep)
             sizes = np.arange(1, n_max + 1)
             # The link depends on the prefill pool's size (one node or not): evaluate every size
             # with the link it implies.
@@ -252,11 +255,11 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
             groups, profs = {}, {}
             for n in (1, n_max):
                 link, streams, where = kv_link_for(inp.catalog, smp.gpu, smd.gpu,
-                                                   Pool("prefill", smp.gpu.id, n, smp.tp, smp.pp), pd_, None)
+                                                   Pool("prefill", smp.gpu.id, n, smp.tp, smp.pp, smp.ep), pd_, None)
                 groups[where] = (link, streams)
             for where, (link, streams) in groups.items():
                 sel = np.array([kv_link_for(inp.catalog, smp.gpu, smd.gpu,
-                                            Pool("prefill", smp.gpu.id, int(n), smp.tp, smp.pp), pd_,
+                                            Pool("prefill", smp.gpu.id, int(n), smp.tp, smp.pp, smp.ep), pd_,
                                             None)[2] == where for n in sizes]) if len(groups) > 1 else \
                     np.ones(len(sizes), dtype=bool)
                 prof = disaggregated.PrefillProfile(smp, shape, link, streams,
@@ -274,8 +277,8 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
                 i = int(np.argmax(f_t)) if f_t.max() > 0 else len(sizes) - 1
             np_use = int(sizes[i])
             prof = next(p for p, sel in profs.values() if sel[i])
-            dep = Deployment("disaggregated", (Pool("prefill", smp.gpu.id, np_use, smp.tp, smp.pp),
-                                               Pool("decode", smd.gpu.id, nd, smd.tp, smd.pp)))
+            dep = Deployment("disaggregated", (Pool("prefill", smp.gpu.id, np_use, smp.tp, smp.pp, smp.ep),
+                                               Pool("decode", smd.gpu.id, nd, smd.tp, smd.pp, smd.ep)))
             att = f_t[i] * f_p
             sc = (target / att) if att > 0 else math.inf
             cost = sum(p.gpus * inp.catalog.gpu(p.gpu).price_per_hour for p in dep.pools)

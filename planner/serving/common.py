@@ -60,6 +60,8 @@ class Pool:
         s = f"{self.instances}xtp{self.tp}"
         if self.pp > 1:
             s += f"pp{self.pp}"
+        if self.ep > 1:
+            s += f"ep{self.ep}"
         return f"{s}@{self.gpu}"
 
 
