@@ -309,16 +309,23 @@ def recommend(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
     if not feasible:
         raise NoFeasiblePlanError(no_plan_message(inp, sr, gpu_ids, max_gpus),
                                   nearest=[c for c in sr.nearest.values() if c is not None])
-    winner = min(feasible, key=lambda c: _key(c, inp))
-    plan = estimate(inp, winner.deployment, with_headroom=headroom)
-    alternatives = []
+    # The best plan of every approach, with its headroom; the winner has the fewest GPUs (or
+    # dollars), then the lower cost (or fewer GPUs), then the most headroom.
+    plans, cands = {}, {}
     for a in approaches:
-        if a == winner.approach:
-            continue
         c = sr.best.get(a) or sr.nearest.get(a)
         if c is not None:
-            alternatives.append(estimate(inp, c.deployment, with_headroom=headroom))
-    plan.reason = explain_choice(inp, plan, winner, sr)
+            plans[a], cands[a] = estimate(inp, c.deployment, with_headroom=headroom), c
+
+    def rank(a):
+        c, p = cands[a], plans[a]
+        room = -p.max_qps if math.isfinite(p.max_qps) else c.score
+        return (c.gpus, c.cost, room) if objective == "gpus" else (c.cost, c.gpus, room)
+
+    best = min((a for a in plans if sr.best.get(a) is not None), key=rank)
+    winner, plan = cands[best], plans[best]
+    alternatives = [plans[a] for a in approaches if a in plans and a != best]
+    plan.reason = explain_choice(inp, plan, winner, sr, plans)
     return Recommendation(plan, alternatives, sr.evaluated, sr.cloud)
 
 
@@ -326,7 +333,8 @@ def _fmt_gpus(c: Candidate | None) -> str:
     return f"{c.gpus} GPUs" if c is not None else "no plan"
 
 
-def explain_choice(inp: Inputs, plan: Plan, winner: Candidate, sr: SearchResult) -> str:
+def explain_choice(inp: Inputs, plan: Plan, winner: Candidate, sr: SearchResult,
+                   plans: dict | None = None) -> str:
     """One sentence naming the constraint that decided."""
     slo, k = inp.slo, inp.slo.key
     parts = []
@@ -343,10 +351,15 @@ def explain_choice(inp: Inputs, plan: Plan, winner: Candidate, sr: SearchResult)
         elif c.gpus > winner.gpus or (c.gpus == winner.gpus and c.cost > winner.cost):
             parts.append(f"{a} needs {c.gpus} GPUs (${c.cost:,.0f}/h){_binding(c, slo)}")
         else:
+            other = (plans or {}).get(a)
+            room = (f" (max {other.max_qps:,.1f} QPS against {plan.max_qps:,.1f})"
+                    if other is not None and math.isfinite(other.max_qps) and math.isfinite(plan.max_qps)
+                    else "")
             parts.append(f"{a} ties at {c.gpus} GPUs but loses on "
-                         + ("cost" if c.cost > winner.cost else "headroom"))
+                         + ("cost" if c.cost > winner.cost else "headroom" + room))
     m = plan.metrics
-    if all(p.instances == 1 for p in winner.deployment.pools) and winner.score < 0.8:
+    if (all(p.instances == 1 for p in winner.deployment.pools)
+            and max(winner.ttft / slo.ttft_s, winner.tpot / slo.tpot_s) < 0.8):
         why = " (the smallest deployment that holds the model; load is not what sizes it)"
     else:
         why = _binding(winner, slo, own=True)
