@@ -12,9 +12,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from planner.catalog import DTYPE_BYTES, Catalog, GPUSpec, LinkSpec, ModelSpec, load_catalog
+from planner.catalog import Catalog, GPUSpec, LinkSpec, ModelSpec, load_catalog
 from planner.errors import InvalidRequestError
-from planner.perf import StepModel, build_step_model, kv_transfer_bytes, kv_transfer_time
+from planner.perf import StepModel, build_step_model, kv_transfer_bytes
 from planner.serving.common import APPROACHES, Deployment, LoadShape, Metrics, Pool
 from planner.workload import Workload, fixed
 
@@ -327,15 +327,6 @@ def smallest_fitting_tp(catalog: Catalog, model: ModelSpec, gpu: GPUSpec, dtype,
     raise InvalidRequestError(
         f"--gpu: {model.id} does not fit one {gpu.id} node at any TP; use --dtype fp8 or a larger GPU"
     )
-
-
-def transfer_with_overlap(link: LinkSpec, nbytes: float, prefill_s: float, layers: int, streams: int = 1):
-    return float(kv_transfer_time(nbytes, link, streams=streams, prefill_time=prefill_s,
-                                  layers=layers, overlap=True))
-
-
-def dtype_bytes(d: str) -> float:
-    return DTYPE_BYTES[d]
 
 
 def default_inputs(catalog_dir: str | None = None, **kw) -> Inputs:

@@ -329,10 +329,6 @@ def recommend(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
     return Recommendation(plan, alternatives, sr.evaluated, sr.cloud)
 
 
-def _fmt_gpus(c: Candidate | None) -> str:
-    return f"{c.gpus} GPUs" if c is not None else "no plan"
-
-
 def explain_choice(inp: Inputs, plan: Plan, winner: Candidate, sr: SearchResult,
                    plans: dict | None = None) -> str:
     """One sentence naming the constraint that decided."""

@@ -27,9 +27,6 @@ MAX_NUM_SEQS_LARGE, MAX_NUM_SEQS_SMALL = 1024, 256
 # them, which the queueing formulas do not capture (the simulator shows TTFT tails growing
 # tenfold). Plans therefore keep 20% of the KV cache as headroom.
 KV_HEADROOM = 0.8
-# Three-point Gauss-Hermite rule for averaging over a normal perturbation.
-_GH_NODES = np.array([-math.sqrt(3.0), 0.0, math.sqrt(3.0)])
-_GH_WEIGHTS = np.array([1 / 6, 2 / 3, 1 / 6])
 _ERFC = np.frompyfunc(math.erfc, 1, 1)
 
 
@@ -99,10 +96,6 @@ class Metrics:
     saturated: str | None = None  # which pool saturates (None when stable)
     breakdown: dict = field(default_factory=dict)
     attainment: float = 0.0  # predicted share of requests within both SLOs
-
-
-def lane_share(rate, lanes):
-    return np.asarray(rate, dtype=float) / np.asarray(lanes, dtype=float)
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,11 +329,6 @@ def compress(samples, k: int = 32) -> np.ndarray:
 def uniform_points(width, k: int = 8):
     """``k`` mid-points of Uniform(0, width) (the residual of a step in progress)."""
     return (np.arange(k) + 0.5) / k * np.asarray(width, dtype=float)[..., None]
-
-
-def as_float(x) -> float:
-    v = float(np.asarray(x).reshape(-1)[0]) if np.ndim(x) else float(x)
-    return v
 
 
 # --------------------------------------------------------------------------------------------
