@@ -1,4 +1,6 @@
-"""The library surface: estimate(), recommend(), whatif(), kv_report(), step_report(), simulate().
+"""The library surface: inputs and deployments, estimate() and evaluate() (metrics of a fixed
+deployment, vectorised over request rates), headroom(), kv_report(). The search is
+:func:`planner.optimize.recommend`; the simulator :func:`planner.simulate.simulate`.
 
 The CLI calls these and renders what they return; nothing here prints. Results are plain
 dataclasses and dicts in SI units; :mod:`planner.render` turns them into tables, JSON and YAML.
