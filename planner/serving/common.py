@@ -349,32 +349,94 @@ def gg1_scale(arrival_cv: float, samples) -> float:
     return (arrival_cv**2 + cs2) / (1.0 + cs2)
 
 
+def gamma_wait_probability(rho, ca2: float):
+    """P(an arrival waits) for Gamma renewal arrivals (squared CV ``ca2``) at a single server
+    of utilisation ``rho``: the root ``sigma`` of ``sigma = A*(mu (1 - sigma))`` with the Gamma
+    transform ``A*(s) = (k lam / (k lam + s))^k``, ``k = 1 / ca2`` (exact for GI/M/1; used as the
+    burstiness correction of the waiting probability). Poisson arrivals give ``rho``."""
+    rho = np.clip(np.asarray(rho, dtype=float), 0.0, 1.0 - 1e-12)
+    if ca2 == 1.0:
+        return rho
+    k = 1.0 / ca2
+    sig = np.where(ca2 > 1.0, np.sqrt(rho), rho ** 2)  # start on the side the root lies
+    for _ in range(200):
+        sig = (k * rho / (k * rho + 1.0 - sig)) ** k
+    return np.clip(sig, 0.0, 1.0)
+
+
+def gamma_tail_rate(lam, es, es2, ca2: float, servers=1.0):
+    """Decay rate ``theta`` of the wait tail under Gamma renewal arrivals (squared CV ``ca2``):
+    the root of ``E[exp(theta (S / c - A))] = 1`` (the Cramer-Lundberg rate of GI/G/1, with the
+    ``c`` servers pooled into one of ``c`` times the speed, the heavy-traffic view of GI/G/c).
+    ``log E[e^{theta S}]`` uses the first two moments of the service (exact when it is fixed)."""
+    lam = np.asarray(lam, dtype=float)
+    c = np.asarray(servers, dtype=float)
+    k = 1.0 / ca2
+    m1, var = es / c, np.maximum(es2 - es * es, 0.0) / c**2
+
+    def f(th):
+        return k * np.log(k * lam / (k * lam + th)) + th * m1 + 0.5 * th * th * var
+
+    stable = lam * m1 < 1.0
+    hi = np.where(stable, 1.0 / np.maximum(m1, 1e-30), 1.0)
+    for _ in range(80):
+        grow = stable & (f(hi) < 0)
+        if not grow.any():
+            break
+        hi = np.where(grow, hi * 2.0, hi)
+    lo = np.zeros_like(hi)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        neg = f(mid) < 0
+        lo = np.where(neg, mid, lo)
+        hi = np.where(neg, hi, mid)
+    return np.where(stable, hi, 0.0)
+
+
 def mg1_wait_cdf_fn(lam, service, arrival_cv: float = 1.0):
     """A vectorised CDF ``x -> P(W <= x)`` of the FCFS wait of an M/G/1 queue with service
     times drawn from ``service``, for every rate in ``lam`` (leading axes of ``x``).
 
     Deterministic service uses the exact M/D/1 distribution; otherwise the mean-matched
     exponential tail (decay rate from ``lam (M_S(theta) - 1) = theta``). Bursty arrivals
-    (Gamma, CV != 1) scale the wait by Kingman's factor."""
+    (Gamma, CV != 1): the waiting probability from the GI/M/1 root
+    (:func:`gamma_wait_probability`) and the mean from Kingman's factor."""
     from planner import queueing as q
 
     lam = np.asarray(lam, dtype=float)
     s = np.asarray(service, dtype=float)
-    scale = gg1_scale(arrival_cv, s) if arrival_cv != 1.0 else 1.0
     if is_deterministic(s):
-        return _md1_cdf_fast(lam, float(s.reshape(-1)[0]), scale)
-    es, es2 = float(s.mean()), float(np.mean(s * s))
-    rho = lam * es
-    ew = q.mg1_mean_wait(lam, es, es2)
-    theta = np.asarray(q.mg1_tail_rate(lam, s), dtype=float)
-    c = np.where(np.isfinite(ew), np.minimum(rho, theta * np.where(np.isfinite(ew), ew, 0.0)), 1.0)
-    c_b, th_b = c[..., None], theta[..., None]
+        cdf = _md1_cdf_fast(lam, float(s.reshape(-1)[0]))
+    else:
+        rho = lam * float(s.mean())
+        ew = q.mg1_mean_wait(lam, float(s.mean()), float(np.mean(s * s)))
+        theta = np.asarray(q.mg1_tail_rate(lam, s), dtype=float)
+        c = np.where(np.isfinite(ew), np.minimum(rho, theta * np.where(np.isfinite(ew), ew, 0.0)), 1.0)
+        c_b, th_b = c[..., None], theta[..., None]
+
+        def cdf(x):
+            with np.errstate(all="ignore"):
+                tail = np.where(np.isinf(th_b), 0.0, c_b * np.exp(-np.where(np.isinf(th_b), 0.0, th_b)
+                                                                  * np.maximum(x, 0.0)))
+            return np.where(x < 0, 0.0, np.where(th_b > 0, 1.0 - np.nan_to_num(tail), 0.0))
+
+    if arrival_cv == 1.0:
+        return cdf
+    return _gamma_wait_cdf(lam, float(s.mean()), float(np.mean(s * s)), arrival_cv**2, 1.0,
+                           gamma_wait_probability(lam * float(s.mean()), arrival_cv**2))
+
+
+def _gamma_wait_cdf(lam, es, es2, ca2, servers, pwait):
+    """Wait under Gamma arrivals: an atom ``1 - pwait`` at zero and the exponential tail with the
+    Cramer-Lundberg rate of :func:`gamma_tail_rate`."""
+    theta = gamma_tail_rate(lam, es, es2, ca2, servers)
+    pw_b, th_b = np.asarray(pwait, dtype=float)[..., None], theta[..., None]
+    ok = th_b > 0
 
     def cdf(x):
         with np.errstate(all="ignore"):
-            tail = np.where(np.isinf(th_b), 0.0, c_b * np.exp(-np.where(np.isinf(th_b), 0.0, th_b)
-                                                              * np.maximum(x, 0.0) / scale))
-        return np.where(x < 0, 0.0, np.where(th_b > 0, 1.0 - np.nan_to_num(tail), 0.0))
+            tail = pw_b * np.exp(-np.where(ok, th_b, 0.0) * np.maximum(x, 0.0))
+        return np.where((x < 0) | ~ok, 0.0, 1.0 - tail)
 
     return cdf
 
@@ -427,6 +489,15 @@ def mgc_wait_cdf_fn(lam, servers, es, es2, arrival_cv: float = 1.0):
     c = np.asarray(servers)
     pw = q.erlang_c(c, lam * es)
     ew = q.mgc_mean_wait(lam, c, es, es2, ca2=arrival_cv**2, pwait=pw)
+    if arrival_cv != 1.0:
+        # Bursty arrivals find the servers busy more often (the GI/M/1 root scales Erlang C) and
+        # wait with the Cramer-Lundberg decay of the pooled server.
+        rho = np.clip(lam * es / np.maximum(c, 1), 0.0, 1.0)
+        sig = gamma_wait_probability(rho, arrival_cv**2)
+        pw = np.minimum(1.0, pw * np.where(rho > 0, sig / np.maximum(rho, 1e-300), 1.0))
+        theta = gamma_tail_rate(lam, es, es2, arrival_cv**2, np.maximum(c, 1))
+        ew = np.where((theta > 0) & np.isfinite(ew), pw / np.where(theta > 0, theta, 1.0), np.inf)
+        return _gamma_wait_cdf(lam, es, es2, arrival_cv**2, np.maximum(c, 1), pw), ew
     stable = np.isfinite(ew)
     pw = np.where(stable, np.clip(pw, 0.0, 1.0), 1.0)
     with np.errstate(all="ignore"):
