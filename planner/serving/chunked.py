@@ -167,7 +167,7 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
     tq = tpot_quantiles(td, td_sd, j1[..., None] if np.ndim(j1) else j1,
                         j2[..., None] if np.ndim(j2) else j2, j3[..., None] if np.ndim(j3) else j3,
                         lam, shape.decode_tokens, tpot, cap=tf, percentiles=percentiles,
-                        clump=1.0 / np.maximum(1.0 - np.clip(u, 0, 1), 1e-3) ** 2 / lanes)
+                        clump=arrival_cv**2 / np.maximum(1.0 - np.clip(u, 0, 1), 1e-3) ** 2 / lanes)
     tq["mean"] = tpot
     inf = np.inf
     res = {
@@ -193,7 +193,7 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
         f_p = tpot_cdf(slo[1], td, td_sd, j1[..., None] if np.ndim(j1) else j1,
                        j2[..., None] if np.ndim(j2) else j2, j3[..., None] if np.ndim(j3) else j3,
                        lam, shape.decode_tokens, tpot, cap=tf,
-                       clump=1.0 / np.maximum(1.0 - np.clip(u, 0, 1), 1e-3) ** 2 / lanes)
+                       clump=arrival_cv**2 / np.maximum(1.0 - np.clip(u, 0, 1), 1e-3) ** 2 / lanes)
         res["attain"] = np.where(stable, f_t * f_p, 0.0)
     return res
 

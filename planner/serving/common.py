@@ -492,9 +492,13 @@ def mgc_wait_cdf_fn(lam, servers, es, es2, arrival_cv: float = 1.0):
     if arrival_cv != 1.0:
         # Bursty arrivals find the servers busy more often (the GI/M/1 root scales Erlang C) and
         # wait with the Cramer-Lundberg decay of the pooled server.
-        rho = np.clip(lam * es / np.maximum(c, 1), 0.0, 1.0)
+        # Erlang C written as rho**e(c, rho); the same exponent applied to the GI/M/1 root sigma
+        # (which replaces rho for bursty arrivals) gives the bursty waiting probability.
+        rho = np.clip(lam * es / np.maximum(c, 1), 1e-12, 1.0 - 1e-12)
         sig = gamma_wait_probability(rho, arrival_cv**2)
-        pw = np.minimum(1.0, pw * np.where(rho > 0, sig / np.maximum(rho, 1e-300), 1.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            expo = np.where((pw > 0) & (pw < 1), np.log(np.maximum(pw, 1e-300)) / np.log(rho), 1.0)
+        pw = np.where(pw >= 1, 1.0, np.clip(sig**expo, 0.0, 1.0))
         theta = gamma_tail_rate(lam, es, es2, arrival_cv**2, np.maximum(c, 1))
         ew = np.where((theta > 0) & np.isfinite(ew), pw / np.where(theta > 0, theta, 1.0), np.inf)
         return _gamma_wait_cdf(lam, es, es2, arrival_cv**2, np.maximum(c, 1), pw), ew

@@ -92,7 +92,8 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, arrival_cv: float = 1.0, 
 
     # TPOT: base step (fluctuating with the batch) plus stalls by prefills.
     td_sd = slope * np.sqrt(np.maximum(np.where(np.isfinite(B), B, 0.0), 0.0) * 2.0 / 3.0)
-    clump = 1.0 / np.maximum(1.0 - rho, 1e-3) ** 2 / lanes
+    # Bursty arrivals (CV > 1) make the count of stalls more variable in proportion to ca2.
+    clump = arrival_cv**2 / np.maximum(1.0 - rho, 1e-3) ** 2 / lanes
     tq = tpot_quantiles(td, td_sd, es, float(np.mean(S**2)), float(np.mean(S**3)), lam,
                         shape.decode_tokens, tpot, percentiles=percentiles, clump=clump)
     tq["mean"] = tpot
