@@ -754,7 +754,11 @@ def recommend_document(rec) -> dict:
 
 def _alt_row(plan, key: str) -> list:
     m = plan.metrics
-    pools = " + ".join(p.spec() for p in plan.deployment.pools)
+    ps = plan.deployment.pools
+    if len({p.gpu for p in ps}) == 1:  # one GPU type: name it once
+        pools = " + ".join(p.spec().rsplit("@", 1)[0] for p in ps) + f" @{ps[0].gpu}"
+    else:
+        pools = " + ".join(p.spec() for p in ps)
     if plan.deployment.approach == "chunked":
         pools += f" c{plan.deployment.chunk_size}"
     return [plan.approach, str(plan.total_gpus), pools, f"${plan.cost_per_hour:,.0f}",
