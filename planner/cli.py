@@ -960,12 +960,16 @@ def step(ctx, tp, pp, prefill_tokens, decode_batch, context, as_json, **opts):
 
 
 @cli.command()
+@click.option("--set", "dataset", type=click.Choice(("measurements", "offline-grid")),
+              default="measurements", show_default=True,
+              help="Validation set: the curated measurements (the fit uses them) or the rest of "
+                   "the TensorRT-LLM offline grids (out of sample).")
 @click.option("--fit", "fit_gpu", metavar="GPU",
               help="Refit GPU's efficiency factors on its rows and print them (takes ~30 s); "
                    "copy the values into the GPU's YAML to adopt them.")
 @json_option
 @click.pass_context
-def validate(ctx, fit_gpu, as_json):
+def validate(ctx, dataset, fit_gpu, as_json):
     """Predicted versus published measurements, with the relative error of each row."""
     from planner import render
     from planner import validate as validation
@@ -985,7 +989,7 @@ def validate(ctx, fit_gpu, as_json):
             name, scale = units.get(k, (k.replace("_efficiency", "").replace("compute_half_tokens", "compute_half_tokens"), 1))
             con.print(f"  {name}: {v * scale:.4g}")
         return
-    report = validation.run(catalog_of(ctx))
+    report = validation.run(catalog_of(ctx), dataset=dataset)
     if as_json:
         emit_json(render.validate_document(report))
         return

@@ -123,9 +123,15 @@ def predict(row: Row, cat: Catalog, extra: dict, gpus: dict | None = None) -> fl
     raise CatalogError(f"validation row {row.id}: unknown kind {row.kind!r}")
 
 
-def run(catalog: Catalog | None = None, gpus: dict | None = None) -> Report:
+DATASETS = {"measurements": "measurements.yaml", "offline-grid": "offline_grid.yaml"}
+
+
+def run(catalog: Catalog | None = None, gpus: dict | None = None,
+        dataset: str = "measurements") -> Report:
+    """Predict every row of a validation set: ``measurements`` (the curated set the efficiency
+    fit uses) or ``offline-grid`` (the rest of the TensorRT-LLM offline grids, out of sample)."""
     cat = catalog or load_catalog()
-    rows, extra = load_rows()
+    rows, extra = load_rows(data_dir() / DATASETS[dataset])
     out = []
     for r in rows:
         try:
