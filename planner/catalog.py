@@ -468,6 +468,20 @@ def parse_link(path: Path, data: dict) -> LinkSpec:
 # --------------------------------------------------------------------------------------------
 
 
+# Architectures whose MLP is a plain two-matrix GELU MLP; every other current decoder (Llama,
+# Mistral, Mixtral, Qwen, Gemma (GeGLU), Phi-3, DeepSeek, ...) uses a gated MLP (three matrices).
+_UNGATED_TYPES = {"gpt2", "gptj", "gpt_neox", "gpt_neo", "falcon", "bloom", "opt", "gpt_bigcode",
+                  "mpt", "starcoder2", "codegen"}
+
+
+def _is_gated(cfg: dict) -> bool:
+    mt = str(cfg.get("model_type", "")).lower()
+    if mt:
+        return mt not in _UNGATED_TYPES
+    act = str(cfg.get("hidden_act", cfg.get("activation_function", "silu"))).lower()
+    return act in ("silu", "swiglu", "swish", "geglu")
+
+
 def model_from_hf_config(path: Path) -> ModelSpec:
     """Build a :class:`ModelSpec` from a Hugging Face ``config.json`` (Llama-, Mistral-, Qwen-,
     Mixtral-, Qwen-MoE- and DeepSeek-style fields)."""
@@ -500,7 +514,8 @@ def model_from_hf_config(path: Path) -> ModelSpec:
     hidden = need("hidden_size", "n_embd", "d_model")
     heads = need("num_attention_heads", "n_head")
     data: dict = {
-        "id": cfg.get("_name_or_path") or path.parent.name or path.stem,
+        "id": cfg.get("_name_or_path") or (path.resolve().parent.name if path.name == "config.json"
+                                            else path.stem) or "model",
         "name": str(cfg.get("_name_or_path") or path),
         "num_layers": need("num_hidden_layers", "n_layer"),
         "hidden_size": hidden,
@@ -510,8 +525,7 @@ def model_from_hf_config(path: Path) -> ModelSpec:
         "intermediate_size": need("intermediate_size", "ffn_dim", default=4 * hidden),
         "vocab_size": need("vocab_size"),
         "tie_word_embeddings": bool(cfg.get("tie_word_embeddings", False)),
-        "gated_ffn": str(cfg.get("hidden_act", cfg.get("activation_function", "silu"))).lower()
-        in ("silu", "swiglu", "swish"),
+        "gated_ffn": _is_gated(cfg),
         "source": f"Hugging Face config.json at {path}",
     }
     experts = need("n_routed_experts", "num_local_experts", "num_experts", default=0)
