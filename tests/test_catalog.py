@@ -310,3 +310,31 @@ def test_hf_config_missing_hidden_size(tmp_path):
 def test_catalog_model_accepts_config_path(tmp_path, catalog):
     path = _write_config(tmp_path, "llama", LLAMA_CFG)
     assert catalog.model(str(path)).hidden_size == 4096
+
+
+def test_hf_import_of_gemma_and_qwen2_moe(tmp_path):
+    """Gemma's GeGLU MLP is gated (three matrices) despite its GELU activation; a Qwen2-MoE
+    shared expert of width 4 x moe_intermediate_size counts as 4 shared experts. Parameter
+    counts: Gemma-2-9B 9.24B, Qwen1.5-MoE-A2.7B 14.3B total / 2.7B active (model cards)."""
+    from planner.catalog import model_from_hf_config
+
+    gemma = tmp_path / "gemma" / "config.json"
+    gemma.parent.mkdir()
+    gemma.write_text(json.dumps({
+        "model_type": "gemma2", "hidden_size": 3584, "num_attention_heads": 16,
+        "num_key_value_heads": 8, "head_dim": 256, "intermediate_size": 14336,
+        "num_hidden_layers": 42, "vocab_size": 256000, "hidden_act": "gelu_pytorch_tanh",
+        "tie_word_embeddings": True}))
+    m = model_from_hf_config(gemma)
+    assert m.gated_ffn and m.id == "gemma"
+    assert m.total_params == pytest.approx(9.24e9, rel=0.01)
+    moe = tmp_path / "qwen-moe.json"
+    moe.write_text(json.dumps({
+        "model_type": "qwen2_moe", "hidden_size": 2048, "num_attention_heads": 16,
+        "num_key_value_heads": 16, "intermediate_size": 5632, "moe_intermediate_size": 1408,
+        "shared_expert_intermediate_size": 5632, "num_experts": 60, "num_experts_per_tok": 4,
+        "num_hidden_layers": 24, "vocab_size": 151936, "hidden_act": "silu"}))
+    q = model_from_hf_config(moe)
+    assert q.num_shared_experts == 4 and q.id == "qwen-moe"
+    assert q.total_params == pytest.approx(14.3e9, rel=0.01)
+    assert q.active_params == pytest.approx(2.7e9, rel=0.02)
