@@ -3,7 +3,6 @@ file-safety rules of --plot-file, and the KV bars of `pdplan kv`."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,20 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from planner import plots
-from planner.catalog import load_catalog
 from planner.cli import cli
 from planner.errors import InvalidRequestError
 
 REPO = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(autouse=True)
-def _clean_catalog(monkeypatch):
-    monkeypatch.delenv("PDPLAN_CATALOG", raising=False)
-    load_catalog.cache_clear()
-    yield
-    load_catalog.cache_clear()
 
 
 # ---- stand-ins for recommend results (the plots read only these attributes) ----------------
@@ -140,15 +130,9 @@ def test_cli_unknown_plot_extension_is_exit_2(tmp_path):
     assert len(errors) == 1 and "--plot-file" in errors[0] and ".png, .svg" in errors[0]
 
 
-def test_help_does_not_import_matplotlib():
-    code = ("import sys, planner.cli\n"
-            "try:\n    planner.cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "try:\n    planner.cli.main(['timeline', '--help'])\nexcept SystemExit:\n    pass\n"
-            "print('MPL=' + str('matplotlib' in sys.modules))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
-                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert "MPL=False" in out.stdout and "timeline" in out.stdout
+def test_help_does_not_import_matplotlib(help_imports):
+    loaded, out = help_imports([["--help"], ["timeline", "--help"]], ("matplotlib",))
+    assert not loaded and "timeline" in out
 
 
 # ---- image files (need matplotlib) ----------------------------------------------------------

@@ -13,14 +13,6 @@ from planner.errors import InvalidRequestError
 from planner.timeline import Request, StepClock, TokenClock, build, parse_request
 
 
-@pytest.fixture(autouse=True)
-def _clean_catalog(monkeypatch):
-    monkeypatch.delenv("PDPLAN_CATALOG", raising=False)
-    load_catalog.cache_clear()
-    yield
-    load_catalog.cache_clear()
-
-
 def run(args):
     return CliRunner().invoke(cli, args)
 
