@@ -253,7 +253,8 @@ class _Reader:
     def _fail(self, key, what, got):
         raise CatalogError(f"{self.path}: {key}: {what}, got {got!r}")
 
-    def number(self, key, *, positive=True, integer=False, default=None, container=None, ctx=None):
+    def number(self, key, *, positive=True, integer=False, default=None, container=None, ctx=None,
+               maximum=1e12):
         data = self.data if container is None else container
         label = key if ctx is None else f"{ctx}.{key}"
         if key not in data:
@@ -271,6 +272,8 @@ class _Reader:
             self._fail(label, "must be positive", v)
         if not positive and v < 0:
             self._fail(label, "must not be negative", v)
+        if v > maximum:
+            self._fail(label, f"is implausibly large (at most {maximum:g})", v)
         return int(v) if integer else float(v)
 
     def text(self, key, default=None, choices=None):
@@ -318,12 +321,12 @@ def parse_model(path: Path, data: dict) -> ModelSpec:
     kw = {
         "id": r.text("id"),
         "name": r.text("name", default=str(data.get("id", path.stem))),
-        "num_layers": r.number("num_layers", integer=True),
-        "hidden_size": r.number("hidden_size", integer=True),
-        "num_heads": r.number("num_heads", integer=True),
+        "num_layers": r.number("num_layers", integer=True, maximum=10_000),
+        "hidden_size": r.number("hidden_size", integer=True, maximum=1_000_000),
+        "num_heads": r.number("num_heads", integer=True, maximum=100_000),
         "num_kv_heads": r.number("num_kv_heads", integer=True),
         "intermediate_size": r.number("intermediate_size", integer=True),
-        "vocab_size": r.number("vocab_size", integer=True),
+        "vocab_size": r.number("vocab_size", integer=True, maximum=100_000_000),
         "default_dtype": r.text("default_dtype", default="bf16", choices=WEIGHT_DTYPES),
         "default_kv_dtype": r.text("default_kv_dtype", default="bf16", choices=KV_DTYPES),
         "source": r.text("source"),
@@ -404,7 +407,7 @@ def parse_gpu(path: Path, data: dict) -> GPUSpec:
     for k in peaks_raw:
         if k not in ("bf16", "fp8", "fp4"):
             raise CatalogError(f"{path}: peak_tflops.{k}: unknown dtype; valid: bf16, fp8, fp4")
-        peaks[k] = r.number(k, container=peaks_raw, ctx="peak_tflops") * 1e12
+        peaks[k] = r.number(k, container=peaks_raw, ctx="peak_tflops", maximum=1e5) * 1e12
     eff = r.mapping("efficiency")
     bad = set(eff) - _EFF_KEYS
     if bad:
@@ -424,14 +427,14 @@ def parse_gpu(path: Path, data: dict) -> GPUSpec:
         id=r.text("id"),
         name=r.text("name"),
         peak_flops=peaks,
-        hbm_bytes=r.number("hbm_gb") * 1e9,
-        hbm_bytes_per_s=r.number("hbm_tb_per_s") * 1e12,
-        gpus_per_node=r.number("gpus_per_node", integer=True),
+        hbm_bytes=r.number("hbm_gb", maximum=1e5) * 1e9,
+        hbm_bytes_per_s=r.number("hbm_tb_per_s", maximum=1e3) * 1e12,
+        gpus_per_node=r.number("gpus_per_node", integer=True, maximum=1024),
         intra_node_link=r.text("intra_node_link"),
         inter_node_link=r.text("inter_node_link"),
-        inter_node_bytes_per_s=r.number("inter_node_gb_per_s") * 1e9,
-        tdp_w=r.number("tdp_w"),
-        price_per_hour=r.number("price_per_hour_usd"),
+        inter_node_bytes_per_s=r.number("inter_node_gb_per_s", maximum=1e5) * 1e9,
+        tdp_w=r.number("tdp_w", maximum=1e5),
+        price_per_hour=r.number("price_per_hour_usd", maximum=1e4),
         price_date=r.text("price_date"),
         compute_efficiency=frac("compute"),
         compute_half_tokens=r.number("compute_half_tokens", container=eff, ctx="efficiency"),
@@ -455,8 +458,8 @@ def parse_link(path: Path, data: dict) -> LinkSpec:
     return LinkSpec(
         id=r.text("id"),
         name=r.text("name"),
-        bytes_per_s=r.number("gb_per_s") * 1e9,
-        latency_s=r.number("latency_us") * 1e-6,
+        bytes_per_s=r.number("gb_per_s", maximum=1e5) * 1e9,
+        latency_s=r.number("latency_us", maximum=1e6) * 1e-6,
         sources=sources,
         path=str(path),
         raw=dict(data),

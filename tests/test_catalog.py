@@ -338,3 +338,17 @@ def test_hf_import_of_gemma_and_qwen2_moe(tmp_path):
     assert q.num_shared_experts == 4 and q.id == "qwen-moe"
     assert q.total_params == pytest.approx(14.3e9, rel=0.01)
     assert q.active_params == pytest.approx(2.7e9, rel=0.02)
+
+
+def test_absurd_numbers_are_refused(tmp_path):
+    from planner.catalog import _load_yaml, parse_gpu
+
+    src = GPU_DIR / "h100-sxm.yaml"
+    text = src.read_text().replace("hbm_tb_per_s: 3.35", "hbm_tb_per_s: 3350000000.0")
+    bad = tmp_path / "h100-sxm.yaml"
+    bad.write_text(text)
+    with pytest.raises(CatalogError, match="hbm_tb_per_s: is implausibly large"):
+        parse_gpu(bad, _load_yaml(bad))
+    bad.write_text(src.read_text().replace("hbm_gb: 80", "hbm_gb: .nan"))
+    with pytest.raises(CatalogError, match="hbm_gb: must be finite"):
+        parse_gpu(bad, _load_yaml(bad))
