@@ -87,9 +87,12 @@ def fail(message: str):
 
 
 class PositiveFloat(click.ParamType):
-    """A finite number greater than zero."""
+    """A finite number greater than zero (and at most ``maximum``)."""
 
     name = "float"
+
+    def __init__(self, maximum: float = math.inf):
+        self.maximum = maximum
 
     def convert(self, value, param, ctx):
         if isinstance(value, float):
@@ -101,10 +104,14 @@ class PositiveFloat(click.ParamType):
                 self.fail(f"{value!r} is not a number", param, ctx)
         if not math.isfinite(v) or v <= 0:
             self.fail(f"must be a finite number greater than 0, got {value!r}", param, ctx)
+        if v > self.maximum:
+            self.fail(f"must be at most {self.maximum:,g}, got {value!r}", param, ctx)
         return v
 
 
 POSITIVE = PositiveFloat()
+QPS = PositiveFloat(maximum=10_000_000)  # requests per second; beyond is surely a typo
+CV = PositiveFloat(maximum=10)  # coefficient of variation of inter-arrival gaps
 
 
 def _size(text, flag: str):
@@ -160,7 +167,7 @@ def model_options(f):
 def workload_options(f):
     """--qps, --isl, --osl, --isl-dist, --osl-dist, --trace, --burstiness."""
     return _stack(
-        click.option("--qps", type=POSITIVE, help="Request rate, requests per second (> 0)."),
+        click.option("--qps", type=QPS, help="Request rate, requests per second (> 0, at most 1e7)."),
         click.option("--isl", metavar="N", help="Input (prompt) length in tokens, e.g. 2048 or 2k "
                                                 "[default: 2048]."),
         click.option("--osl", metavar="N", help="Output length in tokens [default: 256]."),
@@ -172,7 +179,7 @@ def workload_options(f):
         click.option("--trace", metavar="FILE",
                      help="CSV or JSONL with input/output token counts per request "
                           "(overrides the lengths)."),
-        click.option("--burstiness", type=POSITIVE, metavar="CV",
+        click.option("--burstiness", type=CV, metavar="CV",
                      help="Coefficient of variation of inter-arrival gaps [default: 1 = Poisson]."),
     )(f)
 
@@ -686,8 +693,8 @@ def _apply(opts: dict, axis: str, value: str) -> dict:
             v = float(value)
         except ValueError:
             fail(f"--vary: qps: {value!r} is not a number")
-        if not math.isfinite(v) or v <= 0:
-            fail(f"--vary: qps: must be a positive number, got {value!r}")
+        if not math.isfinite(v) or v <= 0 or v > QPS.maximum:
+            fail(f"--vary: qps: must be a positive number up to {QPS.maximum:,.0f}, got {value!r}")
         o["qps"] = v
     elif axis in ("isl", "osl"):
         o[key] = value
@@ -766,7 +773,7 @@ def whatif(ctx, as_json, approach, max_gpus, objective, vary, plot, plot_file, *
 
 @cli.command()
 @click.argument("plan_file", metavar="PLAN")
-@click.option("--qps", type=POSITIVE, help="Re-evaluate at this request rate instead of the plan's.")
+@click.option("--qps", type=QPS, help="Re-evaluate at this request rate instead of the plan's.")
 @json_option
 @click.pass_context
 def evaluate(ctx, plan_file, qps, as_json):
