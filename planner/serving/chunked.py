@@ -36,7 +36,6 @@ from planner.serving.common import (
     solve_fixed_point,
     tpot_cdf,
     tpot_quantiles,
-    uniform_points,
     wait_plus_cdf,
 )
 
@@ -127,12 +126,34 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
     service = isl[None, :] * (tc / c_bar)[:, None] if lam.ndim else isl * tc / c_bar
     n_full = np.floor(isl[None, :] / s.reshape(-1, 1))
     rem = isl[None, :] - n_full * s.reshape(-1, 1)
-    own = (n_full * tf.reshape(-1, 1) + np.where(rem > 0, td.reshape(-1, 1)
-           + (tf - td).reshape(-1, 1) * rem / s.reshape(-1, 1), 0.0))
-    own = own.reshape(lam.shape + (-1,))
-    cur = np.clip(u, 0, 1) * tc + (1 - np.clip(u, 0, 1)) * td
-    r = uniform_points(cur, 4)
-    ys = (np.sort(own, axis=-1)[..., _pick(own.shape[-1], 16), None] + r[..., None, :]).reshape(lam.shape + (-1,))
+    # The iteration in progress when a prompt arrives: a busy one (length tc) if its lane is
+    # carrying prompt chunks, else a decode step (td). With one lane that is the busy share u;
+    # the router sends a prompt to a lane without prompt work unless every lane has some
+    # (Erlang C of the lanes at that share).
+    from planner import queueing as q
+
+    uu = np.clip(u, 0.0, 1.0 - 1e-9)
+    p_busy = np.where(lanes > 1, np.asarray(q.erlang_c(lanes.astype(int), lanes * uu), dtype=float), uu)
+    r = _residual_points(p_busy, tc, td, 8)
+    # The prompt's own iterations: full chunks, then its last piece. That piece rides in a
+    # cheap iteration unless the next prompt is already waiting on the lane, whose first chunk
+    # then fills it (a full iteration): with the probability that the lane is busy.
+    last_cheap = np.where(rem > 0, td.reshape(-1, 1) + (tf - td).reshape(-1, 1) * rem / s.reshape(-1, 1), 0.0)
+    last_full = np.where(rem > 0, tf.reshape(-1, 1), 0.0)
+    base = n_full * tf.reshape(-1, 1)
+    own = (base + last_cheap).reshape(lam.shape + (-1,))
+    pick = _pick(own.shape[-1], 8)
+    cheap = np.sort(own, axis=-1)[..., pick]
+    full = np.sort((base + last_full).reshape(lam.shape + (-1,)), axis=-1)[..., pick]
+    # A prompt queues behind this one on the same lane if it arrives while this one's full
+    # chunks run and the router picks this lane: always with one lane; otherwise only when every
+    # lane is busy, which (given that this one is) has probability p_busy / u.
+    t_own = np.mean(base.reshape(lam.shape + (-1,)), axis=-1)
+    behind = lam * t_own * np.clip(p_busy / np.maximum(uu, 1e-9), 0.0, 1.0)
+    slots = (np.arange(16) + 0.5) / 16
+    nxt = (-np.expm1(-behind))[..., None, None]
+    mixed = np.where(slots[..., :, None] < nxt, full[..., None, :], cheap[..., None, :])  # (slots, pieces)
+    ys = (mixed.reshape(lam.shape + (-1,))[..., :, None] + r[..., None, :]).reshape(lam.shape + (-1,))
     es = np.mean(service, axis=-1)
     es2 = np.mean(np.asarray(service) ** 2, axis=-1)
     if lam.ndim == 0:
@@ -155,7 +176,8 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
 
             ew = np.where(lanes == 1, ew1, ewc)
     tt = quantiles_of_wait_plus(cdf, ys, percentiles, shape=lam.shape)
-    tt["mean"] = ew + cur / 2 + np.mean(own, axis=-1)
+    own_mean = np.mean(mixed.reshape(lam.shape + (-1,)), axis=-1)
+    tt["mean"] = ew + np.mean(r, axis=-1) + own_mean
 
     # TPOT: decode-only iterations plus the extra time busy iterations add.
     jump_scale = np.maximum(tc - td, 0.0) / c_bar  # extra seconds per prompt token
@@ -180,8 +202,8 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
         "kv_used": np.where(stable, B * shape.decode_context * sm.pp, inf),
         "kv_capacity": sm.kv_capacity_tokens,
         "breakdown": {
-            "ttft_queue_s": np.where(stable, ew + cur / 2, inf),
-            "ttft_compute_s": np.mean(own, axis=-1),
+            "ttft_queue_s": np.where(stable, ew + np.mean(r, axis=-1), inf),
+            "ttft_compute_s": own_mean,
             "ttft_transfer_s": np.zeros(lam.shape),
             "tpot_step_s": td,
             "tpot_interference_s": np.where(stable, tpot - td, inf),
@@ -196,6 +218,19 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
                        clump=arrival_cv**2 / np.maximum(1.0 - np.clip(u, 0, 1), 1e-3) ** 2 / lanes)
         res["attain"] = np.where(stable, f_t * f_p, 0.0)
     return res
+
+
+def _residual_points(p_busy, tc, td, k: int):
+    """``k`` quantile mid-points of the residual of the iteration in progress: Uniform(0, tc)
+    with probability ``p_busy``, else Uniform(0, td)."""
+    p = np.clip(np.asarray(p_busy, dtype=float), 0.0, 1.0)[..., None]
+    tc_, td_ = np.asarray(tc, dtype=float)[..., None], np.asarray(td, dtype=float)[..., None]
+    qs = (np.arange(k) + 0.5) / k
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low = qs / (p / tc_ + (1 - p) / td_)  # residuals below td
+        high = tc_ * (qs - (1 - p)) / np.where(p > 0, p, 1.0)  # beyond td: busy iterations only
+    knee = p * td_ / tc_ + (1 - p)  # mixture CDF at td
+    return np.where(qs <= knee, low, np.maximum(high, td_))
 
 
 def _pick(n: int, k: int):
