@@ -226,11 +226,12 @@ def _residual_points(p_busy, tc, td, k: int):
     p = np.clip(np.asarray(p_busy, dtype=float), 0.0, 1.0)[..., None]
     tc_, td_ = np.asarray(tc, dtype=float)[..., None], np.asarray(td, dtype=float)[..., None]
     qs = (np.arange(k) + 0.5) / k
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(all="ignore"):
         low = qs / (p / tc_ + (1 - p) / td_)  # residuals below td
         high = tc_ * (qs - (1 - p)) / np.where(p > 0, p, 1.0)  # beyond td: busy iterations only
-    knee = p * td_ / tc_ + (1 - p)  # mixture CDF at td
-    return np.where(qs <= knee, low, np.maximum(high, td_))
+        knee = p * td_ / tc_ + (1 - p)  # mixture CDF at td
+        out = np.where(qs <= knee, low, np.maximum(high, td_))
+    return np.nan_to_num(out, nan=0.0, posinf=0.0)
 
 
 def _pick(n: int, k: int):
