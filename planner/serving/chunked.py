@@ -25,6 +25,7 @@ from planner.serving.common import (
     KV_HEADROOM,
     PERCENTILES,
     LoadShape,
+    busy_probability,
     compress,
     decode_curve,
     gg1_scale,
@@ -130,10 +131,8 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
     # carrying prompt chunks, else a decode step (td). With one lane that is the busy share u;
     # the router sends a prompt to a lane without prompt work unless every lane has some
     # (Erlang C of the lanes at that share).
-    from planner import queueing as q
-
-    uu = np.clip(u, 0.0, 1.0 - 1e-9)
-    p_busy = np.where(lanes > 1, np.asarray(q.erlang_c(lanes.astype(int), lanes * uu), dtype=float), uu)
+    uu = np.clip(u, 1e-12, 1.0 - 1e-9)
+    p_busy = busy_probability(lanes, uu, arrival_cv)
     r = _residual_points(p_busy, tc, td, 8)
     # The prompt's own iterations: full chunks, then its last piece. That piece rides in a
     # cheap iteration unless the next prompt is already waiting on the lane, whose first chunk
@@ -149,7 +148,7 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
     # chunks run and the router picks this lane: always with one lane; otherwise only when every
     # lane is busy, which (given that this one is) has probability p_busy / u.
     t_own = np.mean(base.reshape(lam.shape + (-1,)), axis=-1)
-    behind = lam * t_own * np.clip(p_busy / np.maximum(uu, 1e-9), 0.0, 1.0)
+    behind = lam * t_own * np.clip(p_busy / np.maximum(busy_probability(1, uu, arrival_cv), 1e-9), 0.0, 1.0)
     slots = (np.arange(16) + 0.5) / 16
     nxt = (-np.expm1(-behind))[..., None, None]
     mixed = np.where(slots[..., :, None] < nxt, full[..., None, :], cheap[..., None, :])  # (slots, pieces)

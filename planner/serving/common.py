@@ -426,6 +426,23 @@ def mg1_wait_cdf_fn(lam, service, arrival_cv: float = 1.0):
                            gamma_wait_probability(lam * float(s.mean()), arrival_cv**2))
 
 
+def busy_probability(lanes, share, arrival_cv: float = 1.0):
+    """Probability that an arrival finds every one of ``lanes`` servers busy, each busy a
+    ``share`` of the time: Erlang C (the share itself for one lane); for Gamma arrivals, Erlang
+    C's exponent applied to the GI/M/1 root (see :func:`mgc_wait_cdf_fn`)."""
+    from planner import queueing as q
+
+    lanes = np.asarray(lanes, dtype=float)
+    u = np.clip(np.asarray(share, dtype=float), 1e-12, 1.0 - 1e-9)
+    pw = np.where(lanes > 1, np.asarray(q.erlang_c(lanes.astype(int), lanes * u), dtype=float), u)
+    if arrival_cv == 1.0:
+        return pw
+    sig = gamma_wait_probability(u, arrival_cv**2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expo = np.where((pw > 0) & (pw < 1), np.log(np.maximum(pw, 1e-300)) / np.log(u), 1.0)
+    return np.where(pw >= 1, 1.0, np.clip(sig**expo, 0.0, 1.0))
+
+
 def _gamma_wait_cdf(lam, es, es2, ca2, servers, pwait):
     """Wait under Gamma arrivals: an atom ``1 - pwait`` at zero and the exponential tail with the
     Cramer-Lundberg rate of :func:`gamma_tail_rate`."""
