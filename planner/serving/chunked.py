@@ -131,9 +131,12 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
     # carrying prompt chunks, else a decode step (td). With one lane that is the busy share u;
     # the router sends a prompt to a lane without prompt work unless every lane has some
     # (Erlang C of the lanes at that share).
+    from planner import queueing as q
+
     uu = np.clip(u, 1e-12, 1.0 - 1e-9)
-    p_busy = busy_probability(lanes, uu, arrival_cv)
-    r = _residual_points(p_busy, tc, td, 8)
+    erl = q.erlang_c(np.maximum(lanes, 1).astype(int), lanes * uu) if np.any(lanes > 1) else uu
+    p_busy = busy_probability(lanes, uu, arrival_cv, erlang=erl)
+    r = _residual_points(p_busy, tc, td, 6)
     # The prompt's own iterations: full chunks, then its last piece. That piece rides in a
     # cheap iteration unless the next prompt is already waiting on the lane, whose first chunk
     # then fills it (a full iteration): with the probability that the lane is busy.
@@ -152,7 +155,9 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
     slots = (np.arange(16) + 0.5) / 16
     nxt = (-np.expm1(-behind))[..., None, None]
     mixed = np.where(slots[..., :, None] < nxt, full[..., None, :], cheap[..., None, :])  # (slots, pieces)
-    ys = (mixed.reshape(lam.shape + (-1,))[..., :, None] + r[..., None, :]).reshape(lam.shape + (-1,))
+    flat = np.sort(mixed.reshape(lam.shape + (-1,)), axis=-1)
+    flat = flat[..., _pick(flat.shape[-1], 16)]
+    ys = (flat[..., :, None] + r[..., None, :]).reshape(lam.shape + (-1,))
     es = np.mean(service, axis=-1)
     es2 = np.mean(np.asarray(service) ** 2, axis=-1)
     if lam.ndim == 0:
@@ -163,17 +168,29 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
         if arrival_cv != 1.0:
             ew = ew * gg1_scale(arrival_cv, np.asarray(service).ravel())
     else:
-        cdf1, ew1 = _rowwise_wait_cdf(lam, service, arrival_cv)
         if np.all(lanes == 1):
-            cdf, ew = cdf1, ew1
+            cdf, ew = _rowwise_wait_cdf(lam, service, arrival_cv)
         else:
-            cdfc, ewc = mgc_wait_cdf_fn(lam * lanes, lanes.astype(int), es, es2, arrival_cv)
-            one = (lanes == 1)[..., None]
+            # Erlang C at the lanes' offered load lam * lanes * E[S] = lanes * u: reuse it.
+            cdfc, ewc = mgc_wait_cdf_fn(lam * lanes, lanes.astype(int), es, es2, arrival_cv,
+                                        pwait=np.where(lanes > 1, erl, uu))
+            idx = np.nonzero((lanes == 1).reshape(-1))[0]
+            ew = np.array(ewc, dtype=float).reshape(-1)
+            if len(idx):  # one-lane rows: M/G/1 (exact M/D/1 for equal prompts), on those rows only
+                svc = np.asarray(service, dtype=float).reshape(-1, np.shape(service)[-1])[idx]
+                cdf1, ew1 = _rowwise_wait_cdf(lam.reshape(-1)[idx], svc, arrival_cv)
+                ew[idx] = ew1
+            lead = lam.shape
 
-            def cdf(x):
-                return np.where(one, cdf1(x), cdfc(x))
+            def cdf(x, idx=idx):
+                out = np.array(cdfc(x), dtype=float)
+                if len(idx):
+                    flat = out.reshape((-1,) + out.shape[len(lead):])
+                    xf = np.broadcast_to(x, out.shape).reshape(flat.shape)
+                    flat[idx] = cdf1(xf[idx])
+                return out
 
-            ew = np.where(lanes == 1, ew1, ewc)
+            ew = ew.reshape(lead)
     tt = quantiles_of_wait_plus(cdf, ys, percentiles, shape=lam.shape)
     own_mean = np.mean(mixed.reshape(lam.shape + (-1,)), axis=-1)
     tt["mean"] = ew + np.mean(r, axis=-1) + own_mean

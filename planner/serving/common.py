@@ -426,7 +426,7 @@ def mg1_wait_cdf_fn(lam, service, arrival_cv: float = 1.0):
                            gamma_wait_probability(lam * float(s.mean()), arrival_cv**2))
 
 
-def busy_probability(lanes, share, arrival_cv: float = 1.0):
+def busy_probability(lanes, share, arrival_cv: float = 1.0, erlang=None):
     """Probability that an arrival finds every one of ``lanes`` servers busy, each busy a
     ``share`` of the time: Erlang C (the share itself for one lane); for Gamma arrivals, Erlang
     C's exponent applied to the GI/M/1 root (see :func:`mgc_wait_cdf_fn`)."""
@@ -434,7 +434,9 @@ def busy_probability(lanes, share, arrival_cv: float = 1.0):
 
     lanes = np.asarray(lanes, dtype=float)
     u = np.clip(np.asarray(share, dtype=float), 1e-12, 1.0 - 1e-9)
-    pw = np.where(lanes > 1, np.asarray(q.erlang_c(lanes.astype(int), lanes * u), dtype=float), u)
+    if erlang is None:
+        erlang = q.erlang_c(np.maximum(lanes, 1).astype(int), lanes * u) if np.any(lanes > 1) else u
+    pw = np.where(lanes > 1, np.asarray(erlang, dtype=float), u)
     if arrival_cv == 1.0:
         return pw
     sig = gamma_wait_probability(u, arrival_cv**2)
@@ -497,14 +499,14 @@ def _md1_cdf_fast(lam, D: float, scale: float = 1.0):
     return cdf
 
 
-def mgc_wait_cdf_fn(lam, servers, es, es2, arrival_cv: float = 1.0):
+def mgc_wait_cdf_fn(lam, servers, es, es2, arrival_cv: float = 1.0, pwait=None):
     """CDF of the wait in an M/G/c queue (Erlang C with the Allen-Cunneen mean): an atom at 0
     of mass ``1 - P_wait`` and an exponential tail with the matching mean."""
     from planner import queueing as q
 
     lam = np.asarray(lam, dtype=float)
     c = np.asarray(servers)
-    pw = q.erlang_c(c, lam * es)
+    pw = q.erlang_c(c, lam * es) if pwait is None else np.asarray(pwait, dtype=float)
     ew = q.mgc_mean_wait(lam, c, es, es2, ca2=arrival_cv**2, pwait=pw)
     if arrival_cv != 1.0:
         # Bursty arrivals find the servers busy more often (the GI/M/1 root scales Erlang C) and
