@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -344,4 +344,4 @@ def default_inputs(catalog_dir: str | None = None, **kw) -> Inputs:
 
 
 __all__ = ["Inputs", "SLO", "Plan", "Deployment", "Pool", "estimate", "evaluate", "headroom",
-           "kv_report", "parse_spec", "default_inputs", "replace"]
+           "kv_report", "parse_spec", "default_inputs"]

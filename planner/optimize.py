@@ -20,12 +20,11 @@ import numpy as np
 from planner.api import (
     Inputs,
     Plan,
-    cost_per_hour,
     estimate,
     kv_link_for,
 )
 from planner.errors import InvalidRequestError, NoFeasiblePlanError
-from planner.perf import StepModel, build_step_model
+from planner.perf import build_step_model
 from planner.serving import chunked, disaggregated, unified
 from planner.serving.common import APPROACHES, KV_HEADROOM, Deployment, LoadShape, Pool
 
@@ -426,4 +425,4 @@ def no_plan_message(inp: Inputs, sr: SearchResult, gpu_ids, max_gpus) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["recommend", "search", "Recommendation", "Candidate", "StepModel", "cost_per_hour"]
+__all__ = ["recommend", "search", "Recommendation", "Candidate", "SearchResult"]

@@ -26,7 +26,6 @@ from planner.serving.common import (
     PERCENTILES,
     LoadShape,
     busy_probability,
-    compress,
     decode_curve,
     gg1_scale,
     interp_curve,
@@ -276,4 +275,4 @@ def _rowwise_wait_cdf(lam, service, arrival_cv):
     return cdf, ew
 
 
-__all__ = ["ChunkCurves", "lane_metrics", "compress"]
+__all__ = ["ChunkCurves", "lane_metrics"]
