@@ -222,17 +222,9 @@ class LinkSpec:
 
 
 def _load_yaml(path: Path) -> dict:
-    import yaml
+    from planner.files import read_yaml
 
-    from planner.files import read_text
-
-    text = read_text(path, str(path), "a YAML file", CatalogError)
-    try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise CatalogError(f"{path}: malformed YAML{where}") from None
+    data = read_yaml(path, str(path), "a YAML file", CatalogError)
     if data is None:
         raise CatalogError(f"{path}: is empty")
     if not isinstance(data, dict):

@@ -26,3 +26,19 @@ def read_text(path, label: str, expected: str, error=None) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise error(f"{label} is not UTF-8 text") from None
+
+
+def read_yaml(path, label: str, expected: str, error=None):
+    """The parsed YAML of ``path`` (``None`` for an empty document), with :func:`read_text`'s
+    checks; malformed YAML is ``error`` naming ``label`` and the line."""
+    import yaml
+
+    if error is None:
+        from planner.errors import InvalidRequestError as error
+    text = read_text(path, label, expected, error)
+    try:
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise error(f"{label}: malformed YAML{where}") from None

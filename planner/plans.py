@@ -49,18 +49,10 @@ def _num(path, d, key, *, integer=False, positive=True, required=True, ctx=""):
 
 
 def read_plan(path: str) -> dict:
-    import yaml
-
     from planner.api import SCHEMA_VERSION
-    from planner.files import read_text
+    from planner.files import read_yaml
 
-    text = read_text(path, f"plan file {path}", "a YAML plan")
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InvalidRequestError(f"plan file {path}: not valid YAML{where}") from None
+    doc = read_yaml(path, f"plan file {path}", "a YAML plan")
     if doc is None:
         raise InvalidRequestError(f"plan file {path} is empty")
     if isinstance(doc, dict) and "plan" in doc and isinstance(doc["plan"], dict) and "schema_version" not in doc:

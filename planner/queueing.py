@@ -430,6 +430,28 @@ def _mg1_dispatch(service_samples):
     return smp, (float(smp[2]) if det else None)
 
 
+def _invalid(*vals):
+    """Where any input is NaN or negative (the functions answer NaN there)."""
+    bad = np.zeros(np.broadcast_shapes(*(np.shape(v) for v in vals)), dtype=bool)
+    for v in vals:
+        bad = bad | np.isnan(v) | (v < 0)
+    return bad
+
+
+def _mg1_setup(a, lam, service_samples, exact):
+    """Shared start of the M/G/1 quantile and CDF: (result, None) when the answer is already
+    known (invalid samples -> NaN; equal samples -> the exact M/D/1 function ``exact``), else
+    (None, (a, lam, rho, theta, C) as broadcast float arrays). The tail parameters are solved on
+    ``lam``'s own shape, then broadcast against ``a``."""
+    smp, det = _mg1_dispatch(service_samples)
+    if smp is None:
+        return _out(np.full(np.broadcast_shapes(np.shape(a), np.shape(lam)), np.nan)), None
+    if det is not None:
+        return exact(a, lam, det), None
+    rho, theta, c = _mg1_tail_params(lam, smp)
+    return None, _f64(a, lam, rho, theta, c)
+
+
 def mg1_wait_quantile(p, lam, service_samples):
     """``p``-quantile of the M/G/1 FCFS wait by a mean-matched exponential tail.
 
@@ -461,14 +483,10 @@ def mg1_wait_quantile(p, lam, service_samples):
     :func:`md1_wait_quantile`.  ``p`` and ``lam`` broadcast (``theta`` is solved once
     per ``lam``); ``inf`` if unstable or ``p >= 1``; ``0`` at zero load.
     """
-    smp, det = _mg1_dispatch(service_samples)
-    if smp is None:
-        return _out(np.full(np.broadcast_shapes(np.shape(p), np.shape(lam)), np.nan))
-    if det is not None:
-        return md1_wait_quantile(p, lam, det)
-    # tail parameters on lam's own shape, then broadcast against p
-    rho, theta, c = _mg1_tail_params(lam, smp)
-    p, lam, rho, theta, c = _f64(p, lam, rho, theta, c)
+    done, args = _mg1_setup(p, lam, service_samples, md1_wait_quantile)
+    if args is None:
+        return done
+    p, lam, rho, theta, c = args
     with np.errstate(all="ignore"):
         q = np.log(c / (1.0 - p)) / theta
     tail = (p > 1.0 - np.minimum(rho, c)) & (rho > 0)
@@ -486,13 +504,10 @@ def mg1_wait_cdf(x, lam, service_samples):
     M/D/1 (:func:`md1_wait_cdf`) for deterministic samples; ``0`` everywhere when
     unstable; ``1`` for ``x >= 0`` at zero load.  ``x`` and ``lam`` broadcast.
     """
-    smp, det = _mg1_dispatch(service_samples)
-    if smp is None:
-        return _out(np.full(np.broadcast_shapes(np.shape(x), np.shape(lam)), np.nan))
-    if det is not None:
-        return md1_wait_cdf(x, lam, det)
-    rho, theta, c = _mg1_tail_params(lam, smp)
-    x, lam, rho, theta, c = _f64(x, lam, rho, theta, c)
+    done, args = _mg1_setup(x, lam, service_samples, md1_wait_cdf)
+    if args is None:
+        return done
+    x, lam, rho, theta, c = args
     with np.errstate(all="ignore"):
         f = 1.0 - np.minimum(rho, c * np.exp(-theta * x))
     f = np.where((rho == 0) | (c == 0), 1.0, f)
@@ -644,18 +659,7 @@ def mgc_mean_wait(lam, c, es, es2, ca2=1.0, whitt=True, pwait=None):
             w = w * np.where(ci == 1, 1.0, _whitt_phi(a / ci, ca2, cs2, ci))
     w = np.where(a == 0, 0.0, w)
     w = np.where(a >= ci, np.inf, w)
-    bad = (
-        np.isnan(lam)
-        | np.isnan(c)
-        | np.isnan(es)
-        | np.isnan(es2)
-        | np.isnan(ca2)
-        | (lam < 0)
-        | (es < 0)
-        | (es2 < 0)
-        | (ca2 < 0)
-    )
-    return _out(np.where(bad, np.nan, w))
+    return _out(np.where(_invalid(lam, c, es, es2, ca2), np.nan, w))
 
 
 def _mgc_tail(lam, c, es, es2, ca2, whitt):
@@ -736,17 +740,7 @@ def gg1_mean_wait(lam, es, es2, ca2, klb=False):
     w = np.maximum(w, 0.0)
     w = np.where(rho >= 1, np.inf, w)
     w = np.where(lam == 0, 0.0, w)
-    bad = (
-        np.isnan(lam)
-        | np.isnan(es)
-        | np.isnan(es2)
-        | np.isnan(ca2)
-        | (lam < 0)
-        | (es < 0)
-        | (es2 < 0)
-        | (ca2 < 0)
-    )
-    return _out(np.where(bad, np.nan, w))
+    return _out(np.where(_invalid(lam, es, es2, ca2), np.nan, w))
 
 
 # --------------------------------------------------------------------------- sums

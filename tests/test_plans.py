@@ -107,7 +107,7 @@ def test_edited_nonsense_is_refused(plan_file, tmp_path, edit, needle):
 
 
 @pytest.mark.parametrize("content,needle", [
-    (b"", "empty"), (b"{{{: not yaml", "not valid YAML"), (b"\x00\x01binary", "binary"),
+    (b"", "empty"), (b"{{{: not yaml", "malformed YAML"), (b"\x00\x01binary", "binary"),
     (b"- a\n- list\n", "mapping"),
 ])
 def test_files_that_are_not_plans(tmp_path, content, needle):
