@@ -159,6 +159,90 @@ class ModelSpec:
         return kv % tp == 0 or tp % kv == 0
 
 
+# Kernel-efficiency constants of a GPU: (YAML group, key, attribute, unit, lower, upper, to SI).
+# Every value is derived from silicon-measured kernel tables (benchmarks/derive_kernel_constants.py)
+# or, for GPUs without such tables, borrowed from the GPU of the same silicon (the entry's
+# sources line says which). The bounds are physical plausibility, not fitting limits.
+EFFICIENCY_FIELDS = (
+    ("gemm_bf16", "mamf", "bf16_mamf", "fraction of dense BF16 peak", 0.3, 1.0, 1.0),
+    ("gemm_bf16", "floor_us", "bf16_floor_s", "us per GEMM", 0.0, 50.0, 1e-6),
+    ("gemm_bf16", "mem", "bf16_mem", "fraction of HBM bandwidth", 0.3, 1.0, 1.0),
+    ("gemm_bf16", "mem_half_mb", "bf16_mem_half_bytes", "MB", 0.0, 200.0, 1e6),
+    ("gemm_bf16", "blend", "bf16_blend", "p-norm exponent", 1.0, 20.0, 1.0),
+    ("gemm_bf16", "wave", "bf16_wave", "exponent", 0.0, 1.0, 1.0),
+    ("gemm_fp8", "mamf", "fp8_mamf", "fraction of dense FP8 peak", 0.3, 1.0, 1.0),
+    ("gemm_fp8", "floor_us", "fp8_floor_s", "us per GEMM", 0.0, 50.0, 1e-6),
+    ("gemm_fp8", "mem", "fp8_mem", "fraction of HBM bandwidth", 0.3, 1.0, 1.0),
+    ("gemm_fp8", "mem_half_mb", "fp8_mem_half_bytes", "MB", 0.0, 200.0, 1e6),
+    ("gemm_fp8", "blend", "fp8_blend", "p-norm exponent", 1.0, 20.0, 1.0),
+    ("gemm_fp8", "wave", "fp8_wave", "exponent", 0.0, 1.0, 1.0),
+    ("gemm_fp8", "quant", "fp8_quant", "multiple of the ideal quantisation traffic", 0.0, 50.0, 1.0),
+    ("attn_prefill", "mamf", "pf_mamf", "fraction of dense BF16 peak", 0.1, 1.0, 1.0),
+    ("attn_prefill", "floor_us", "pf_floor_s", "us per layer", 0.0, 200.0, 1e-6),
+    ("attn_prefill", "half_tokens", "pf_half_tokens", "query tokens", 0.0, 1e5, 1.0),
+    ("attn_prefill", "wave", "pf_wave", "exponent", 0.0, 1.0, 1.0),
+    ("attn_decode", "mem", "dec_mem", "fraction of HBM bandwidth", 0.1, 1.0, 1.0),
+    ("attn_decode", "floor_us", "dec_floor_s", "us per layer", 0.0, 200.0, 1e-6),
+    ("attn_decode", "per_seq_us", "dec_per_seq_s", "us per sequence per layer", 0.0, 5.0, 1e-6),
+    ("attn_decode", "half_occupancy", "dec_half_occupancy", "sequences x KV heads", 0.0, 1e5, 1.0),
+    ("attn_decode", "shape", "dec_shape", "exponent", 0.1, 3.0, 1.0),
+    ("attn_decode", "fp8", "dec_fp8", "FP8-KV bandwidth factor", 0.2, 1.5, 1.0),
+    ("comm", "oneshot_us", "oneshot_s", "us per all-reduce", 0.5, 50.0, 1e-6),
+    ("comm", "busbw", "busbw", "fraction of link bandwidth", 0.02, 1.0, 1.0),
+)
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """What a GPU achieves per kernel shape; used by :mod:`planner.perf.efficiency`."""
+
+    bf16_mamf: float
+    bf16_floor_s: float
+    bf16_mem: float
+    bf16_mem_half_bytes: float
+    bf16_blend: float
+    bf16_wave: float
+    fp8_mamf: float
+    fp8_floor_s: float
+    fp8_mem: float
+    fp8_mem_half_bytes: float
+    fp8_blend: float
+    fp8_wave: float
+    fp8_quant: float
+    pf_mamf: float
+    pf_floor_s: float
+    pf_half_tokens: float
+    pf_wave: float
+    dec_mem: float
+    dec_floor_s: float
+    dec_per_seq_s: float
+    dec_half_occupancy: float
+    dec_shape: float
+    dec_fp8: float
+    oneshot_s: float
+    busbw: float
+
+    def gemm(self, dtype: str) -> dict:
+        """The GEMM constants of a weight dtype (FP4 runs on the FP8 constants; INT4 is
+        weight-only and runs BF16 tensor cores)."""
+        p = "fp8" if dtype in ("fp8", "fp4") else "bf16"
+        d = {k: getattr(self, f"{p}_{k}") for k in ("mamf", "floor_s", "mem", "mem_half_bytes",
+                                                    "blend", "wave")}
+        d["quant"] = self.fp8_quant if p == "fp8" else 0.0
+        return d
+
+    @property
+    def prefill(self) -> dict:
+        return {"mamf": self.pf_mamf, "floor_s": self.pf_floor_s,
+                "half_tokens": self.pf_half_tokens, "wave": self.pf_wave}
+
+    @property
+    def decode(self) -> dict:
+        return {"mem": self.dec_mem, "floor_s": self.dec_floor_s, "per_seq_s": self.dec_per_seq_s,
+                "half_occupancy": self.dec_half_occupancy, "shape": self.dec_shape,
+                "fp8": self.dec_fp8}
+
+
 @dataclass(frozen=True)
 class GPUSpec:
     """One accelerator: dense peaks, memory, links, power, price and default efficiencies."""
@@ -175,13 +259,13 @@ class GPUSpec:
     tdp_w: float
     price_per_hour: float  # USD per GPU-hour, indicative
     price_date: str
-    # Efficiency defaults (fractions of peak), fitted on published measurements.
-    compute_efficiency: float
-    compute_half_tokens: float  # GEMM rows at which achieved compute reaches half the maximum
-    memory_efficiency: float
-    comm_efficiency: float
-    allreduce_hop_s: float  # per-hop latency of a ring all-reduce step
-    step_overhead_s: float  # fixed cost per iteration per layer (kernel launches, scheduling)
+    sm_count: int  # streaming multiprocessors (AMD: compute units): sets GEMM wave quantisation
+    efficiency: Efficiency  # kernel-efficiency constants (see Efficiency)
+    # Measured all-reduce latency by message size: ((n, (bytes, ...), (seconds, ...)), ...);
+    # empty where the GPU has no table (the analytic form is used).
+    allreduce_table: tuple = field(default=(), compare=False, hash=False, repr=False)
+    kernel_tables: str = ""  # the hardware/kernels file the tables came from, if any
+    kernel_raw: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
     sources: dict = field(default_factory=dict, compare=False, hash=False)
     path: str = ""
     raw: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
@@ -375,10 +459,35 @@ def parse_model(path: Path, data: dict) -> ModelSpec:
 _GPU_KEYS = {
     "id", "name", "kind", "peak_tflops", "hbm_gb", "hbm_tb_per_s", "gpus_per_node",
     "intra_node_link", "inter_node_link", "inter_node_gb_per_s", "tdp_w", "price_per_hour_usd",
-    "price_date", "efficiency", "sources", "notes",
+    "price_date", "sm_count", "efficiency", "sources", "notes",
 }
-_EFF_KEYS = {"compute", "compute_half_tokens", "memory", "comm", "allreduce_hop_us",
-             "step_overhead_us_per_layer"}
+
+
+def parse_efficiency(r: _Reader, eff: dict) -> Efficiency:
+    """The ``efficiency:`` block of a GPU entry: every group and key present, numbers in bounds."""
+    groups: dict = {}
+    for group, key, *_ in EFFICIENCY_FIELDS:
+        groups.setdefault(group, set()).add(key)
+    for g in eff:
+        if g not in groups:
+            raise CatalogError(f"{r.path}: efficiency.{g}: unknown group{did_you_mean(str(g), groups)}")
+    for g, keys in groups.items():
+        if g not in eff:
+            raise CatalogError(f"{r.path}: efficiency.{g}: missing (keys: {', '.join(sorted(keys))})")
+        if not isinstance(eff[g], dict):
+            raise CatalogError(f"{r.path}: efficiency.{g}: must be a mapping, got {eff[g]!r}")
+        bad = set(eff[g]) - keys
+        if bad:
+            k = sorted(bad)[0]
+            raise CatalogError(f"{r.path}: efficiency.{g}.{k}: unknown key{did_you_mean(str(k), keys)}")
+    kw = {}
+    for group, key, attr, unit, lo, hi, to_si in EFFICIENCY_FIELDS:
+        v = r.number(key, positive=False, container=eff[group], ctx=f"efficiency.{group}")
+        if not lo <= v <= hi:
+            raise CatalogError(f"{r.path}: efficiency.{group}.{key}: must be within [{lo:g}, {hi:g}] "
+                               f"({unit}), got {v!r}")
+        kw[attr] = v * to_si
+    return Efficiency(**kw)
 
 
 def _require_sources(r: _Reader, keys) -> dict:
@@ -400,21 +509,10 @@ def parse_gpu(path: Path, data: dict) -> GPUSpec:
         if k not in ("bf16", "fp8", "fp4"):
             raise CatalogError(f"{path}: peak_tflops.{k}: unknown dtype; valid: bf16, fp8, fp4")
         peaks[k] = r.number(k, container=peaks_raw, ctx="peak_tflops", maximum=1e5) * 1e12
-    eff = r.mapping("efficiency")
-    bad = set(eff) - _EFF_KEYS
-    if bad:
-        k = sorted(bad)[0]
-        raise CatalogError(f"{path}: efficiency.{k}: unknown key{did_you_mean(k, _EFF_KEYS)}")
-
-    def frac(key):
-        v = r.number(key, container=eff, ctx="efficiency")
-        if v > 1:
-            raise CatalogError(f"{path}: efficiency.{key}: must be a fraction in (0, 1], got {v!r}")
-        return v
-
+    efficiency = parse_efficiency(r, r.mapping("efficiency"))
     sources = _require_sources(
         r, ["peak_tflops", "hbm_gb", "hbm_tb_per_s", "gpus_per_node", "inter_node_gb_per_s",
-            "tdp_w", "price_per_hour_usd", "efficiency"])
+            "tdp_w", "price_per_hour_usd", "sm_count", "efficiency"])
     return GPUSpec(
         id=r.text("id"),
         name=r.text("name"),
@@ -428,17 +526,62 @@ def parse_gpu(path: Path, data: dict) -> GPUSpec:
         tdp_w=r.number("tdp_w", maximum=1e5),
         price_per_hour=r.number("price_per_hour_usd", maximum=1e4),
         price_date=r.text("price_date"),
-        compute_efficiency=frac("compute"),
-        compute_half_tokens=r.number("compute_half_tokens", container=eff, ctx="efficiency"),
-        memory_efficiency=frac("memory"),
-        comm_efficiency=frac("comm"),
-        allreduce_hop_s=r.number("allreduce_hop_us", container=eff, ctx="efficiency") * 1e-6,
-        step_overhead_s=r.number("step_overhead_us_per_layer", positive=False, container=eff,
-                                 ctx="efficiency") * 1e-6,
+        sm_count=r.number("sm_count", integer=True, maximum=10000),
+        efficiency=efficiency,
         sources=sources,
         path=str(path),
         raw=dict(data),
     )
+
+
+_KERNEL_KEYS = {"kind", "gpu", "allreduce_us", "sources", "notes"}
+
+
+def parse_kernels(path: Path, data: dict) -> tuple[str, tuple]:
+    """A measured kernel-table file (``hardware/kernels/*.yaml``): the GPU it belongs to and its
+    all-reduce table ``((n, bytes, seconds), ...)``. Sizes must rise strictly and latencies must
+    not fall with size (the derivation script stores the monotone envelope)."""
+    r = _Reader(path, data, _KERNEL_KEYS)
+    gpu = r.text("gpu")
+    _require_sources(r, ["allreduce_us"])
+    table = r.mapping("allreduce_us")
+    rows = []
+    for n, pts in table.items():
+        if isinstance(n, str) and n.isascii() and n.isdigit() and len(n) < 6:
+            n = int(n)  # a plan written as JSON keeps the GPU count as a string key
+        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+            raise CatalogError(f"{path}: allreduce_us.{n}: GPU count must be a whole number >= 2")
+        if not isinstance(pts, list) or len(pts) < 2:
+            raise CatalogError(f"{path}: allreduce_us.{n}: must be a list of at least two [bytes, us] pairs")
+        xs, ts = [], []
+        for i, pt in enumerate(pts):
+            ok = (isinstance(pt, list) and len(pt) == 2
+                  and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                          and math.isfinite(v) and 0 < v < 1e12 for v in pt))
+            if not ok:
+                raise CatalogError(f"{path}: allreduce_us.{n}[{i}]: must be [bytes, us], two positive numbers, got {pt!r}")
+            if xs and (pt[0] <= xs[-1] or pt[1] * 1e-6 < ts[-1]):
+                raise CatalogError(f"{path}: allreduce_us.{n}[{i}]: sizes must rise and latencies must not fall, got {pt!r} after {[xs[-1], ts[-1] * 1e6]!r}")
+            xs.append(float(pt[0]))
+            ts.append(float(pt[1]) * 1e-6)
+        rows.append((int(n), tuple(xs), tuple(ts)))
+    return gpu, tuple(sorted(rows))
+
+
+def _attach_kernels(directory: Path, cat: Catalog) -> None:
+    for p in sorted(directory.glob("*.yaml")):
+        attach_kernels(cat, p, _load_yaml(p))
+
+
+def attach_kernels(cat: Catalog, path, data: dict) -> None:
+    """Parse one kernel-table mapping and attach it to its GPU in ``cat``."""
+    from dataclasses import replace
+
+    gpu, table = parse_kernels(path, data)
+    if gpu not in cat.gpus:
+        raise CatalogError(f"{path}: gpu: unknown GPU {gpu!r}{did_you_mean(gpu, cat.gpus)}")
+    cat.gpus[gpu] = replace(cat.gpus[gpu], allreduce_table=table, kernel_tables=str(path),
+                            kernel_raw=dict(data))
 
 
 _LINK_KEYS = {"id", "name", "kind", "gb_per_s", "latency_us", "sources", "notes"}
@@ -631,6 +774,8 @@ def load_catalog(user_dir: str | None = None) -> Catalog:
     hw = _builtin_dir("planner.hardware", "hardware")
     _read_dir(hw / "gpus", parse_gpu, cat.gpus)
     _read_dir(hw / "links", parse_link, cat.links)
+    if (hw / "kernels").is_dir():
+        _attach_kernels(hw / "kernels", cat)
     user_dir = user_dir or os.environ.get("PDPLAN_CATALOG") or None
     if user_dir:
         d = Path(user_dir).expanduser()
@@ -650,5 +795,7 @@ def load_catalog(user_dir: str | None = None) -> Catalog:
             parser, table = parsers[kind]
             entry = parser(p, data)
             table[entry.id] = entry
+        if (d / "kernels").is_dir():
+            _attach_kernels(d / "kernels", cat)
     _check_links(cat)
     return cat

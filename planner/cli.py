@@ -967,34 +967,32 @@ def step(ctx, tp, pp, prefill_tokens, decode_batch, context, as_json, **opts):
 
 
 @cli.command()
-@click.option("--set", "dataset", type=click.Choice(("measurements", "offline-grid")),
+@click.option("--set", "dataset", type=click.Choice(("measurements", "offline-grid", "kernels")),
               default="measurements", show_default=True,
-              help="Validation set: the curated measurements (the fit uses them) or the rest of "
-                   "the TensorRT-LLM offline grids (out of sample).")
-@click.option("--fit", "fit_gpu", metavar="GPU",
-              help="Refit GPU's efficiency factors on its rows and print them (takes ~30 s); "
-                   "copy the values into the GPU's YAML to adopt them.")
+              help="Validation set: the curated measurements (the overhead fit uses them), the "
+                   "rest of the TensorRT-LLM offline grids (out of sample), or held-out silicon "
+                   "kernel timings (GEMM and attention; out of sample).")
+@click.option("--fit", "fit", is_flag=True,
+              help="Refit the per-iteration engine overhead (the step model's one fitted constant) "
+                   "on the measurements and print it with its bounds (takes ~10 s).")
 @json_option
 @click.pass_context
-def validate(ctx, dataset, fit_gpu, as_json):
+def validate(ctx, dataset, fit, as_json):
     """Predicted versus published measurements, with the relative error of each row."""
     from planner import render
     from planner import validate as validation
 
-    if fit_gpu is not None:
-        cat = catalog_of(ctx)
-        cat.gpu(fit_gpu, "--fit")
-        res = validation.fit_gpu(fit_gpu, cat)
+    if fit:
+        res = validation.fit_overhead(catalog_of(ctx))
         if as_json:
             emit_json(res)
             return
         con = render.stdout_console()
-        con.print(f"fitted {fit_gpu} on {res['rows']} rows: loss {res['start_loss']:.4f} -> {res['loss']:.4f} "
-                  "(group-balanced mean |log(predicted/measured)|)")
-        units = {"allreduce_hop_s": ("allreduce_hop_us", 1e6), "step_overhead_s": ("step_overhead_us_per_layer", 1e6)}
-        for k, v in res["params"].items():
-            name, scale = units.get(k, (k.replace("_efficiency", "").replace("compute_half_tokens", "compute_half_tokens"), 1))
-            con.print(f"  {name}: {v * scale:.4g}")
+        lo, hi = res["bounds_s"]
+        con.print(f"per-iteration overhead fitted on {res['rows']} rows: {res['overhead_s'] * 1e3:.3f} ms "
+                  f"(bounds {lo * 1e3:g}-{hi * 1e3:g} ms; loss {res['loss_at_catalog']:.4f} at the "
+                  f"catalog's {res['catalog_overhead_s'] * 1e3:.3f} ms -> {res['loss']:.4f}, group-balanced "
+                  "mean |log(predicted/measured)|)")
         return
     report = validation.run(catalog_of(ctx), dataset=dataset)
     if as_json:

@@ -15,6 +15,7 @@ from planner.catalog import (
     KV_TRANSFER_DTYPES,
     WEIGHT_DTYPES,
     Catalog,
+    attach_kernels,
     load_catalog,
     parse_gpu,
     parse_link,
@@ -91,6 +92,16 @@ def catalog_from_plan(path: str, doc: dict) -> Catalog:
             except CatalogError as exc:
                 raise InvalidRequestError(str(exc)) from None
             table[entry.id] = entry
+    kernels = emb.get("kernels") or {}
+    if not isinstance(kernels, dict):
+        _fail(path, "catalog.kernels", "must be a mapping of GPU id -> kernel tables")
+    for gid, data in kernels.items():
+        if not isinstance(data, dict):
+            _fail(path, f"catalog.kernels.{gid}", "must be a mapping")
+        try:
+            attach_kernels(cat, Path(f"{path}: catalog.kernels.{gid}"), data)
+        except CatalogError as exc:
+            raise InvalidRequestError(str(exc)) from None
     return cat
 
 

@@ -259,19 +259,24 @@ def _catalog_embed(plan) -> dict:
     """The catalog entries the plan uses, so that a plan file stands on its own."""
     inp, dep = plan.inputs, plan.deployment
     cat = inp.catalog
-    gpus, links = {}, {}
+    gpus, links, kernels = {}, {}, {}
     for gid in [inp.gpu] + [p.gpu for p in dep.pools]:
         g = cat.gpus.get(gid)
         if g is None or gid in gpus:
             continue
         gpus[gid] = dict(g.raw)
+        if g.kernel_raw:
+            kernels[gid] = dict(g.kernel_raw)
         for lid in (g.intra_node_link, g.inter_node_link):
             if lid in cat.links and lid not in links:
                 links[lid] = dict(cat.links[lid].raw)
     if plan.link and plan.link.get("id") in cat.links and plan.link["id"] not in links:
         links[plan.link["id"]] = dict(cat.links[plan.link["id"]].raw)
-    return {"models": {inp.model.id: dict(inp.model.raw)},
-            "gpus": dict(sorted(gpus.items())), "links": dict(sorted(links.items()))}
+    out = {"models": {inp.model.id: dict(inp.model.raw)},
+           "gpus": dict(sorted(gpus.items())), "links": dict(sorted(links.items()))}
+    if kernels:
+        out["kernels"] = dict(sorted(kernels.items()))
+    return out
 
 
 def _breakdown_ms(breakdown: dict) -> dict:

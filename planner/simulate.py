@@ -183,9 +183,10 @@ class _Engine:
         self.chunk = int(chunk)
         self.ft = ft
         nb = min(ft.max_tokens, max_seqs) + 1
-        self.A = [ft.base_l[b] + ft.lm_l[b] for b in range(nb)]  # decode: base + LM head
+        # Decode iteration of B sequences at context sum X: A[B] + max(F[B] X, G[B] (X + B)).
+        self.A = [ft.base_l[b] + ft.lm_l[b] + ft.dec_floor_l[b] for b in range(nb)]
         self.F = ft.dec_flop_l
-        self.g = ft.pf_byte
+        self.G = ft.dec_byte_l
         self.isl, self.osl, self.P = isl, osl, prefill_s
         n = len(isl)
         self.t_first = t_first
@@ -265,7 +266,7 @@ class _Engine:
             else:
                 self.rev[l] = not q
             a, f = self.A[B], self.F[B]
-            self._schedule(l, _PIECE, t, t + _run_span(a, f, self.g, B, self.X[l], n))
+            self._schedule(l, _PIECE, t, t + _run_span(a, f, self.G[B], B, self.X[l], n))
         else:
             self.t0[l] = t
             self._schedule(l, _IDLE, t, _INF)
@@ -417,7 +418,7 @@ class _Engine:
             n = self.nrun[l]
             if n > 0:
                 B, X, t0 = self.B[l], self.X[l], self.t0[l]
-                a, f, g = self.A[B], self.F[B], self.g
+                a, f, g = self.A[B], self.F[B], self.G[B]
                 d0 = _iter_time(a, f, g, B, X)
                 inner = _iter_time(a, f, g, B, X + (n - 1) * B) if n > 1 else 0.0
                 self._segment(l, t0 + d0, inner, t)
@@ -455,7 +456,7 @@ class _Engine:
         self.rev[l] = False
         n = self.nrun[l]
         B = self.B[l]
-        a, f, g, X, t0 = self.A[B], self.F[B], self.g, self.X[l], self.t0[l]
+        a, f, g, X, t0 = self.A[B], self.F[B], self.G[B], self.X[l], self.t0[l]
         m = _run_reach(a, f, g, B, X, n, ta - t0)
         if m >= n:
             return

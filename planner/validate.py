@@ -29,6 +29,11 @@ from planner.errors import CatalogError
 from planner.perf import build_step_model
 
 KINDS = ("prefill", "decode_step", "static_throughput", "offline_throughput")
+# Silicon kernel timings held out of the derivation of the efficiency constants
+# (tests/data/kernels.yaml, written by benchmarks/derive_kernel_constants.py).
+KERNEL_KINDS = ("kernel_gemm_bf16", "kernel_gemm_fp8", "kernel_prefill_attention",
+                "kernel_decode_attention")
+HEAD_DIM = 128  # the kernel tables' head dimension
 OFFLINE_TOKEN_BUDGET = 8192
 
 
@@ -53,6 +58,7 @@ class Row:
     error: float = math.nan  # (predicted - measured) / measured
     included: bool = True
     note: str = ""
+    shape: dict = field(default_factory=dict)  # kernel rows: the kernel's shape
 
 
 @dataclass
@@ -123,7 +129,53 @@ def predict(row: Row, cat: Catalog, extra: dict, gpus: dict | None = None) -> fl
     raise CatalogError(f"validation row {row.id}: unknown kind {row.kind!r}")
 
 
-DATASETS = {"measurements": "measurements.yaml", "offline-grid": "offline_grid.yaml"}
+DATASETS = {"measurements": "measurements.yaml", "offline-grid": "offline_grid.yaml",
+            "kernels": "kernels.yaml"}
+
+
+def load_kernel_rows(path: Path) -> list:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise CatalogError(f"{path}: cannot read the kernel validation set ({exc})") from None
+    rows = []
+    for i, e in enumerate(data):
+        shape = {k: v for k, v in e.items() if k not in ("kind", "gpu", "source", "measured_us")}
+        kv = str(e.get("kv_dtype", "bf16"))
+        dt = "fp8" if e["kind"] == "kernel_gemm_fp8" else "bf16"
+        rows.append(Row(id=f"{e['kind']}-{e['gpu']}-{i}", kind=e["kind"], model="(kernel)", gpu=e["gpu"],
+                        dtype=dt, kv_dtype=kv, tp=1, pp=1, batch=int(e.get("batch", e.get("m", 1))),
+                        isl=int(e.get("isl", e.get("context", 0))), osl=0, measured=float(e["measured_us"]),
+                        unit="us", source=str(e["source"]), trust="A", shape=shape))
+    return rows
+
+
+def predict_kernel(row: Row, gpu) -> float:
+    """One silicon kernel timing from the efficiency models alone (microseconds)."""
+    from planner.perf import efficiency as eff
+
+    e, sh = gpu.efficiency, row.shape
+    if row.kind.startswith("kernel_gemm"):
+        fp8 = row.kind == "kernel_gemm_fp8"
+        b = 1.0 if fp8 else 2.0
+        t = eff.gemm_time(sh["m"], sh["n"], sh["k"], peak=gpu.peak_flops["fp8" if fp8 else "bf16"],
+                          hbm=gpu.hbm_bytes_per_s, sms=gpu.sm_count, g=e.gemm(row.dtype), w_bytes=b,
+                          a_bytes=b, quantise=fp8)
+    elif row.kind == "kernel_prefill_attention":
+        b, s, h = sh["batch"], sh["isl"], sh["heads"]
+        t = eff.prefill_attention_time(4.0 * b * h * HEAD_DIM * s * s / 2.0, s, b * h * math.ceil(s / 128),
+                                       peak=gpu.peak_flops["bf16"], sms=gpu.sm_count, a=e.prefill)
+    elif row.kind == "kernel_decode_attention":
+        b, ctx, kvh = sh["batch"], sh["context"], sh["kv_heads"]
+        fp8 = row.kv_dtype == "fp8"
+        nbytes = b * ctx * kvh * HEAD_DIM * 2 * (1.0 if fp8 else 2.0)
+        t = (eff.decode_attention_floor(b, d=e.decode)
+             + nbytes / (gpu.hbm_bytes_per_s * eff.decode_attention_eta(b, kvh, d=e.decode, fp8=fp8)))
+    else:
+        raise CatalogError(f"validation row {row.id}: unknown kind {row.kind!r}")
+    return float(t) * 1e6
 
 
 def run(catalog: Catalog | None = None, gpus: dict | None = None,
@@ -131,11 +183,17 @@ def run(catalog: Catalog | None = None, gpus: dict | None = None,
     """Predict every row of a validation set: ``measurements`` (the curated set the efficiency
     fit uses) or ``offline-grid`` (the rest of the TensorRT-LLM offline grids, out of sample)."""
     cat = catalog or load_catalog()
-    rows, extra = load_rows(data_dir() / DATASETS[dataset])
+    if dataset == "kernels":
+        rows, extra = load_kernel_rows(data_dir() / DATASETS[dataset]), {}
+    else:
+        rows, extra = load_rows(data_dir() / DATASETS[dataset])
     out = []
     for r in rows:
         try:
-            p = predict(r, cat, extra, gpus)
+            if r.kind in KERNEL_KINDS:
+                p = predict_kernel(r, (gpus or cat.gpus)[r.gpu])
+            else:
+                p = predict(r, cat, extra, gpus)
         except Exception as exc:  # a row the model cannot express (e.g. does not fit)
             out.append(replace(r, included=False, note=f"not predicted: {exc}"))
             continue
@@ -155,7 +213,10 @@ def summarize(rows: list) -> dict:
                 "median_signed_error": float(np.median([r.error for r in sel]))}
 
     s = stats(inc)
-    s["by_kind"] = {k: stats([r for r in inc if r.kind == k]) for k in KINDS}
+    kinds = [k for k in (*KINDS, *KERNEL_KINDS) if any(r.kind == k for r in rows)]
+    s["by_kind"] = {k: stats([r for r in inc if r.kind == k]) for k in kinds}
+    s["by_kind_gpu"] = {f"{k} {g}": stats(sel) for k in kinds for g in sorted({r.gpu for r in inc})
+                        if (sel := [r for r in inc if r.kind == k and r.gpu == g])}
     s["by_gpu"] = {g: stats([r for r in inc if r.gpu == g]) for g in sorted({r.gpu for r in inc})}
     s["excluded"] = len(rows) - len(inc)
     return s
@@ -173,12 +234,9 @@ def as_dict(row: Row) -> dict:
 # Fitting the efficiency defaults
 # --------------------------------------------------------------------------------------------
 
-FIT_PARAMS = ("compute_efficiency", "compute_half_tokens", "memory_efficiency", "comm_efficiency",
-              "allreduce_hop_s", "step_overhead_s")
-# Physically plausible ranges: the fit may not buy accuracy with an impossible efficiency.
-_BOUNDS = {"compute_efficiency": (0.3, 0.85), "compute_half_tokens": (8.0, 128.0),
-           "memory_efficiency": (0.6, 0.92), "comm_efficiency": (0.5, 0.9),
-           "allreduce_hop_s": (0.5e-6, 6e-6), "step_overhead_s": (0.0, 100e-6)}
+# The one end-to-end fitted constant of the step model: the per-iteration engine overhead
+# (planner.perf.roofline.ITERATION_OVERHEAD_S), shared by every GPU, within these bounds.
+OVERHEAD_BOUNDS_S = (0.0, 3e-3)
 
 
 def group_of(row: Row) -> str:
@@ -191,53 +249,36 @@ def group_of(row: Row) -> str:
 # per step that does not move with batch or TP (TP4 -> TP8 at batch 1: no speed-up on either
 # GPU), the signature of an engine without CUDA graphs or custom all-reduce. pdplan models an
 # engine that has both (vLLM, SGLang, TensorRT-LLM today).
-NOT_FITTED = {"SPLITWISE/decode_step"}
-# All-reduce hop latencies come from measured NCCL sweeps, not from the fit (see the catalog).
-FIXED = {"allreduce_hop_s"}
+NOT_FITTED = {"SPLITWISE/decode_step", "SPLITWISE/prefill"}
+def fit_overhead(catalog: Catalog | None = None) -> dict:
+    """Fit the per-iteration overhead on the in-sample rows: minimise the group-balanced mean of
+    ``|log(predicted / measured)|`` over ``OVERHEAD_BOUNDS_S`` (bounded scalar search)."""
+    from scipy.optimize import minimize_scalar
 
-
-def fit_gpu(gpu_id: str, catalog: Catalog | None = None, iterations: int = 400) -> dict:
-    """Fit the efficiency factors of one GPU on its rows: minimise the group-balanced mean of
-    ``|log(predicted / measured)|`` (Nelder-Mead in a bounded, transformed space)."""
-    from scipy.optimize import minimize
+    from planner.perf import roofline
 
     cat = catalog or load_catalog()
     rows, extra = load_rows()
-    rows = [r for r in rows if r.gpu == gpu_id and group_of(r) not in NOT_FITTED]
-    if not rows:
-        raise CatalogError(f"no validation rows for {gpu_id}")
-    base = cat.gpus[gpu_id]
+    rows = [r for r in rows if group_of(r) not in NOT_FITTED]
     groups = sorted({group_of(r) for r in rows})
-    tp_rows = any(r.tp > 1 for r in rows)
-    names = [p for p in FIT_PARAMS if (tp_rows or p not in ("comm_efficiency", "allreduce_hop_s"))
-             and (p not in FIXED or base.intra_node_link.startswith("pcie"))]
-
-    def to_gpu(x):
-        vals = {}
-        for n, xi in zip(names, x):
-            lo, hi = _BOUNDS[n]
-            vals[n] = lo + (hi - lo) / (1 + math.exp(-xi))
-        return replace(base, **vals), vals
+    saved = roofline.ITERATION_OVERHEAD_S
 
     def loss(x):
-        g, _ = to_gpu(x)
-        gpus = dict(cat.gpus)
-        gpus[gpu_id] = g
+        roofline.ITERATION_OVERHEAD_S = float(x)
         errs = {k: [] for k in groups}
-        for r in rows:
-            try:
-                p = predict(r, cat, extra, gpus)
-            except Exception:
-                continue
-            errs[group_of(r)].append(abs(math.log(max(p, 1e-12) / r.measured)))
+        try:
+            for r in rows:
+                try:
+                    p = predict(r, cat, extra)
+                except Exception:
+                    continue
+                errs[group_of(r)].append(abs(math.log(max(p, 1e-12) / r.measured)))
+        finally:
+            roofline.ITERATION_OVERHEAD_S = saved
         return float(np.mean([np.mean(v) for v in errs.values() if v]))
 
-    def inv(n, v):
-        lo, hi = _BOUNDS[n]
-        f = min(max((v - lo) / (hi - lo), 1e-3), 1 - 1e-3)
-        return math.log(f / (1 - f))
-
-    x0 = [inv(n, getattr(base, n)) for n in names]
-    res = minimize(loss, x0, method="Nelder-Mead", options={"maxiter": iterations, "xatol": 1e-3, "fatol": 1e-5})
-    _, vals = to_gpu(res.x)
-    return {"gpu": gpu_id, "params": vals, "loss": float(res.fun), "start_loss": loss(x0), "rows": len(rows)}
+    lo, hi = OVERHEAD_BOUNDS_S
+    res = minimize_scalar(loss, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
+    return {"overhead_s": float(res.x), "bounds_s": [lo, hi], "loss": float(res.fun),
+            "loss_at_catalog": loss(saved), "catalog_overhead_s": saved, "rows": len(rows),
+            "distance_to_bounds_s": [float(res.x) - lo, hi - float(res.x)]}

@@ -49,8 +49,9 @@ def _numeric_keys(data: dict) -> list[str]:
     for key, value in data.items():
         if key == "sources":
             continue
-        if _is_number(value) or (isinstance(value, dict) and value
-                                 and all(_is_number(v) for v in value.values())):
+        if _is_number(value) or (isinstance(value, dict) and value and all(
+                _is_number(v) or (isinstance(v, dict) and v and all(_is_number(x) for x in v.values()))
+                for v in value.values())):
             keys.append(key)
     return keys
 
@@ -96,18 +97,46 @@ def test_gpu_numbers_are_plausible(catalog):
         assert 0 < gpu.inter_node_bytes_per_s <= catalog.links[gpu.inter_node_link].bytes_per_s
         assert 0 < gpu.price_per_hour < 20, gpu.id
         assert len(gpu.price_date) == 7 and gpu.price_date[4] == "-", gpu.id
-        assert 0 < gpu.compute_efficiency <= 1 and 0 < gpu.memory_efficiency <= 1
+        assert 100 <= gpu.sm_count <= 400, gpu.id
 
 
-def test_efficiency_factors_are_fitted_within_their_bounds(catalog):
-    from planner.validate import _BOUNDS
+def test_efficiency_constants_are_derived_or_borrowed_with_their_source(catalog):
+    from planner.catalog import EFFICIENCY_FIELDS
 
     for gpu in catalog.gpus.values():
-        for name, (lo, hi) in _BOUNDS.items():
-            v = getattr(gpu, name)
-            assert lo - 1e-9 <= v <= hi + 1e-9, (gpu.id, name, v)
+        for group, key, attr, _unit, lo, hi, to_si in EFFICIENCY_FIELDS:
+            v = getattr(gpu.efficiency, attr) / to_si
+            assert lo - 1e-9 <= v <= hi + 1e-9, (gpu.id, group, key, v)
         src = gpu.sources["efficiency"]
-        assert "fitted" in src or "mean of the factors fitted" in src, gpu.id
+        assert "derive_kernel_constants.py" in src, gpu.id
+        assert ("borrowed" in src) == (not gpu.kernel_tables), gpu.id
+
+
+def test_efficiency_field_missing_or_out_of_bounds_names_file_and_key(tmp_path, fresh_catalog):
+    directory, path = _user_gpu(tmp_path, lambda d: d["efficiency"]["gemm_bf16"].pop("mamf"))
+    with pytest.raises(CatalogError, match=r"efficiency\.gemm_bf16\.mamf: missing") as exc:
+        fresh_catalog(str(directory))
+    assert str(path) in str(exc.value)
+    directory, _ = _user_gpu(tmp_path / "b", lambda d: d["efficiency"]["attn_decode"].update(mem=1.7))
+    with pytest.raises(CatalogError, match=r"efficiency\.attn_decode\.mem: must be within \[0\.1, 1\]"):
+        fresh_catalog(str(directory))
+    directory, _ = _user_gpu(tmp_path / "c", lambda d: d["efficiency"].pop("comm"))
+    with pytest.raises(CatalogError, match=r"efficiency\.comm: missing"):
+        fresh_catalog(str(directory))
+
+
+def test_malformed_kernel_table_names_file_and_key(tmp_path, fresh_catalog):
+    d = tmp_path / "cat" / "kernels"
+    d.mkdir(parents=True)
+    p = d / "h200.yaml"
+    p.write_text("kind: kernels\ngpu: h200\nallreduce_us:\n  8: [[1024, 5.0], [4096, 4.0]]\n"
+                 "sources:\n  allreduce_us: test\n", encoding="utf-8")
+    with pytest.raises(CatalogError, match=r"allreduce_us\.8\[1\]: sizes must rise and latencies must not fall") as exc:
+        fresh_catalog(str(tmp_path / "cat"))
+    assert str(p) in str(exc.value)
+    p.write_text("kind: kernels\ngpu: h200\nallreduce_us:\n  8: [[1024, 5.0], [4096, 6.0]]\n"
+                 "sources:\n  allreduce_us: test\n", encoding="utf-8")
+    assert fresh_catalog(str(tmp_path / "cat")).gpus["h200"].kernel_tables == str(p)
 
 
 @pytest.mark.parametrize("path", sorted(GPU_DIR.glob("*.yaml")) + sorted(LINK_DIR.glob("*.yaml")),
@@ -126,7 +155,7 @@ def test_source_rule_covers_the_required_keys():
     for path in GPU_DIR.glob("*.yaml"):
         keys = set(_numeric_keys(_raw(path)))
         assert {"peak_tflops", "hbm_gb", "hbm_tb_per_s", "gpus_per_node", "inter_node_gb_per_s",
-                "tdp_w", "price_per_hour_usd", "efficiency"} <= keys, path
+                "tdp_w", "price_per_hour_usd", "sm_count", "efficiency"} <= keys, path
     for path in LINK_DIR.glob("*.yaml"):
         assert {"gb_per_s", "latency_us"} <= set(_numeric_keys(_raw(path))), path
 

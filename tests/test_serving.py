@@ -91,7 +91,11 @@ def test_unified_tpot_is_inflated_by_prefill_share(inp):
     rate = (1 / 3) / s
     r = evaluate(default_inputs(qps=rate), dep, np.array([rate]))
     b = r["batch"][0]
-    td = float(sm.decode_time(b, 2048 + 127.5))
+    # The step a decoding request sees: itself plus a Poisson(b) number of others (Palm view).
+    from scipy.stats import poisson
+
+    k = np.arange(0, int(b + 12 * np.sqrt(b) + 30))
+    td = float(np.sum(poisson.pmf(k, b) * sm.decode_time(k + 1.0, 2048 + 127.5)))
     assert r["tpot"]["mean"][0] == pytest.approx(td / (1 - 1 / 3), rel=0.01)
 
 

@@ -28,28 +28,56 @@ def test_every_row_is_predicted(report):
 
 
 def test_median_error_stays_at_what_was_measured(report):
-    # Measured 17.0% median absolute error over 321 rows (docs/validation.md); the Splitwise
-    # decode steps (validated, not fitted) account for most of the gap.
+    # Step model v2 (kernel-derived constants, nothing fitted per GPU): measured 31.6% median
+    # absolute error over 321 rows, p90 63.0%, bias -30.0% (docs/validation.md). The Splitwise
+    # profile (204 rows, an engine without CUDA graphs or custom all-reduce) is most of the gap;
+    # the previous per-GPU fit absorbed it into efficiency factors.
     s = report.summary
-    assert s["median_abs_error"] <= 0.18, s["median_abs_error"]
-    assert s["p90_abs_error"] <= 0.47, s["p90_abs_error"]
+    assert s["median_abs_error"] <= 0.32, s["median_abs_error"]
+    assert s["p90_abs_error"] <= 0.64, s["p90_abs_error"]
 
 
-@pytest.mark.parametrize("kind,limit", [("prefill", 0.12), ("decode_step", 0.38),
-                                        ("static_throughput", 0.09), ("offline_throughput", 0.09)])
+@pytest.mark.parametrize("kind,limit", [("prefill", 0.32), ("decode_step", 0.48),
+                                        ("static_throughput", 0.09), ("offline_throughput", 0.11)])
 def test_median_error_per_kind(report, kind, limit):
     assert report.summary["by_kind"][kind]["median_abs_error"] <= limit
 
 
 def test_no_systematic_bias_beyond_what_was_measured(report):
-    assert abs(report.summary["median_signed_error"]) <= 0.15
+    assert abs(report.summary["median_signed_error"]) <= 0.31
 
 
 def test_out_of_sample_offline_grids():
-    """The rest of the TensorRT-LLM offline grids, never used to fit: measured 10.5% median
-    absolute error over 311 rows (docs/validation.md)."""
+    """The rest of the TensorRT-LLM offline grids, never used to fit: measured 14.3% median
+    absolute error over 311 rows, bias -13.1% (docs/validation.md; L40S TP4/TP8 -53% to -89%,
+    where the silicon all-reduce table of a PCIe L40S node is far slower than the published
+    engine runs imply)."""
     rep = run(dataset="offline-grid")
     assert rep.summary["count"] >= 300
-    assert rep.summary["median_abs_error"] <= 0.11, rep.summary["median_abs_error"]
+    assert rep.summary["median_abs_error"] <= 0.145, rep.summary["median_abs_error"]
     fitted = {r.id for r in load_rows()[0]}
     assert not fitted & {r.id for r in rep.rows}
+
+
+@pytest.mark.parametrize("kind,median,p90", [("kernel_gemm_bf16", 0.066, 0.17),
+                                             ("kernel_gemm_fp8", 0.039, 0.12),
+                                             ("kernel_prefill_attention", 0.071, 0.33),
+                                             ("kernel_decode_attention", 0.33, 0.95)])
+def test_held_out_kernel_timings(kind, median, p90):
+    """Silicon kernel timings the derivation of the constants did not use (odd-numbered rows of
+    each table): measured medians 6.5% / 3.8% / 7.0% / 32.1% (docs/validation.md). Decode
+    attention is the weak model: the tables report KV reads above HBM bandwidth at batch >= 16
+    (the collector's sequences share KV blocks), which a bandwidth model cannot follow."""
+    s = _kernels().summary["by_kind"][kind]
+    assert s["count"] >= 200
+    assert s["median_abs_error"] <= median, s["median_abs_error"]
+    assert s["p90_abs_error"] <= p90, s["p90_abs_error"]
+
+
+_KERNELS: list = []
+
+
+def _kernels():
+    if not _KERNELS:
+        _KERNELS.append(run(dataset="kernels"))
+    return _KERNELS[0]

@@ -1,0 +1,236 @@
+"""Derive every kernel-efficiency constant in the GPU catalog from silicon-measured kernel tables.
+
+Source data: AIConfigurator's per-operator silicon database (ai-dynamo/aiconfigurator, Apache-2.0),
+shipped in its 0.4.0 wheel under ``aiconfigurator/systems/data/<gpu>/trtllm/<version>/``. Install
+or unzip that wheel in a scratch directory (it is never a dependency of pdplan) and run:
+
+    python benchmarks/derive_kernel_constants.py /path/to/aiconfigurator/systems/data [--write]
+
+For each GPU it fits the forms of ``planner.perf.efficiency`` (the same functions the planner runs)
+by least squares on log(predicted / measured) over the even-numbered rows of each table:
+GEMM (BF16 and FP8 rows, n and k >= 1024), prefill attention (FP16 rows), decode attention (all
+rows), and stores the custom all-reduce latency table (monotone envelope). The odd-numbered rows
+are held out; a deterministic sample of them is written to ``tests/data/kernels.yaml`` for
+``pdplan validate --set kernels``. ``--write`` rewrites the ``efficiency:`` block of each GPU file
+and ``hardware/kernels/<gpu>.yaml``; without it the script prints what it would write.
+AIConfigurator's end-to-end measured runs are not read here (they are an independent check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import least_squares
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from planner.catalog import EFFICIENCY_FIELDS, load_catalog  # noqa: E402
+from planner.perf import efficiency as eff  # noqa: E402
+
+WHEEL = "aiconfigurator 0.4.0 wheel"
+# pdplan GPU -> (AIConfigurator system, TensorRT-LLM table version)
+GPUS = {
+    "a100-80g": ("a100_sxm", "1.0.0"),
+    "h100-sxm": ("h100_sxm", "1.0.0rc3"),
+    "h200": ("h200_sxm", "1.0.0rc3"),
+    "l40s": ("l40s", "1.0.0"),
+    "b200": ("b200_sxm", "1.0.0rc6"),
+}
+HEAD_DIM = 128  # every attention table row has head_dim 128
+SAMPLE = 60  # held-out rows kept per kind and GPU
+
+
+def read(path: Path, keep=lambda r: True):
+    with path.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if keep(r)]
+    return rows
+
+
+def col(rows, key):
+    return np.array([float(r[key]) for r in rows])
+
+
+def split(n):
+    idx = np.arange(n)
+    return idx % 2 == 0, idx % 2 == 1
+
+
+def fit(fun, x0, lo, hi):
+    r = least_squares(fun, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.2)
+    return r.x
+
+
+def gemm_fit(rows, dtype, gpu):
+    peak = gpu.peak_flops["bf16" if dtype == "bf16" else "fp8"]
+    m, n, k, t = col(rows, "m"), col(rows, "n"), col(rows, "k"), col(rows, "latency") * 1e-3
+    b = 2.0 if dtype == "bf16" else 1.0
+    tr, _ = split(len(t))
+
+    def model(p, s=slice(None)):
+        g = {"mamf": p[0], "floor_s": p[1] * 1e-6, "mem": p[2], "mem_half_bytes": p[3] * 1e6,
+             "blend": p[4], "wave": p[5], "quant": p[6]}
+        return eff.gemm_time(m[s], n[s], k[s], peak=peak, hbm=gpu.hbm_bytes_per_s, sms=gpu.sm_count,
+                             g=g, w_bytes=b, a_bytes=b, quantise=dtype == "fp8")
+
+    x0 = [0.8, 3.0, 0.85, 2.0, 4.0, 0.4, 4.0 if dtype == "fp8" else 0.0]
+    lo = [0.3, 0.0, 0.3, 0.0, 1.0, 0.0, 0.0]
+    hi = [1.0, 50.0, 1.0, 200.0, 20.0, 1.0, 50.0 if dtype == "fp8" else 1e-9]
+    p = fit(lambda p: np.log(model(p, tr) / t[tr]), x0, lo, hi)
+    out = dict(zip(("mamf", "floor_us", "mem", "mem_half_mb", "blend", "wave"), p[:6]))
+    if dtype == "fp8":
+        out["quant"] = p[6]
+    return out
+
+
+def prefill_fit(rows, gpu):
+    b, s, h, t = col(rows, "batch_size"), col(rows, "isl"), col(rows, "num_heads"), col(rows, "latency") * 1e-3
+    flops = 4.0 * b * h * HEAD_DIM * s * s / 2.0
+    blocks = b * h * np.ceil(s / 128.0)
+    tr, _ = split(len(t))
+
+    def model(p, sl=slice(None)):
+        a = {"mamf": p[0], "floor_s": p[1] * 1e-6, "half_tokens": p[2], "wave": p[3]}
+        return eff.prefill_attention_time(flops[sl], s[sl], blocks[sl], peak=gpu.peak_flops["bf16"],
+                                          sms=gpu.sm_count, a=a)
+
+    p = fit(lambda p: np.log(model(p, tr) / t[tr]), [0.6, 10, 500, 0.3], [0.1, 0, 0, 0], [1, 200, 1e5, 1])
+    return dict(zip(("mamf", "floor_us", "half_tokens", "wave"), p))
+
+
+def decode_fit(rows, gpu):
+    b, kvh, ctx, t = (col(rows, "batch_size"), col(rows, "num_key_value_heads"), col(rows, "step"),
+                      col(rows, "latency") * 1e-3)
+    fp8 = np.array([r["kv_cache_dtype"] == "fp8" for r in rows])
+    by = b * ctx * kvh * HEAD_DIM * 2 * np.where(fp8, 1.0, 2.0)
+    tr, _ = split(len(t))
+
+    def model(p, sl=slice(None)):
+        d = {"mem": p[0], "floor_s": p[1] * 1e-6, "per_seq_s": p[2] * 1e-6, "half_occupancy": p[3],
+             "shape": p[4], "fp8": 1.0}
+        e = np.where(fp8[sl], p[5], 1.0) * eff.decode_attention_eta(b[sl], kvh[sl], d=d, fp8=False)
+        return eff.decode_attention_floor(b[sl], d=d) + by[sl] / (gpu.hbm_bytes_per_s * e)
+
+    p = fit(lambda p: np.log(model(p, tr) / t[tr]), [0.8, 8, 0.2, 8, 1, 0.9],
+            [0.1, 0, 0, 0, 0.1, 0.2], [1, 200, 5, 1e5, 3, 1.5])
+    return dict(zip(("mem", "floor_us", "per_seq_us", "half_occupancy", "shape", "fp8"), p))
+
+
+def allreduce_table(rows):
+    """{n: [[bytes, us], ...]}: message_size is in FP16 elements; the latency envelope is made
+    monotone (a larger message never reported faster than a smaller one)."""
+    out = {}
+    for n in sorted({int(r["num_gpus"]) for r in rows}):
+        pts = sorted((int(r["message_size"]) * 2, float(r["latency"]) * 1e3) for r in rows
+                     if int(r["num_gpus"]) == n)
+        env, best = [], 0.0
+        for x, us in pts:
+            best = max(best, us)
+            env.append([x, round(best, 3)])
+        out[n] = env
+    return out
+
+
+def comm_fallback(table, link_bw):
+    """Analytic all-reduce constants for the same GPU: the smallest measured latency (one-shot
+    floor) and the bus-bandwidth share reached by the largest message at the largest GPU count."""
+    n = max(table)
+    oneshot = min(us for _, us in table[n])
+    x, us = table[n][-1]
+    busbw = 2 * (n - 1) / n * x / (us * 1e-6) / link_bw
+    return {"oneshot_us": oneshot, "busbw": min(busbw, 1.0)}
+
+
+def held_out(rows, keys, kind, gpu_id, src, to_row):
+    _, te = split(len(rows))
+    te_rows = [r for r, keep in zip(rows, te) if keep]
+    step = max(len(te_rows) // SAMPLE, 1)
+    return [dict(kind=kind, gpu=gpu_id, source=src, **to_row(r)) for r in te_rows[::step][:SAMPLE]]
+
+
+def fmt(v):
+    return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3e}"
+
+
+def efficiency_block(consts, src):
+    lines = ["efficiency:  # derived by benchmarks/derive_kernel_constants.py (see sources.efficiency)"]
+    groups = {}
+    for group, key, *_ in EFFICIENCY_FIELDS:
+        groups.setdefault(group, []).append(key)
+    for group, keys in groups.items():
+        inner = ", ".join(f"{k}: {fmt(float(consts[group][k]))}" for k in keys)
+        lines.append(f"  {group}: {{{inner}}}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("data", type=Path, help="aiconfigurator/systems/data directory")
+    ap.add_argument("--write", action="store_true", help="rewrite the catalog files")
+    args = ap.parse_args(argv)
+    cat = load_catalog()
+    kernel_rows = []
+    for gid, (system, ver) in GPUS.items():
+        gpu = cat.gpus[gid]
+        d = args.data / system / "trtllm" / ver
+        src = f"{WHEEL} systems/data/{system}/trtllm/{ver}"
+        consts = {}
+        for dtype, tag in (("bf16", "float16"), ("fp8", "fp8")):
+            if dtype not in gpu.peak_flops:  # no FP8 tensor cores: FP8 weights run as BF16 GEMMs
+                consts["gemm_fp8"] = dict(consts["gemm_bf16"], quant=0.0)
+                continue
+            rows = read(d / "gemm_perf.txt", lambda r, tag=tag: r["gemm_dtype"] == tag
+                        and 1024 <= int(r["n"]) < 65536 and 1024 <= int(r["k"]) < 65536)
+            consts[f"gemm_{dtype}"] = gemm_fit(rows, dtype, gpu)
+            kernel_rows += held_out(rows, None, f"kernel_gemm_{dtype}", gid, src + "/gemm_perf.txt",
+                                    lambda r: {"m": int(r["m"]), "n": int(r["n"]), "k": int(r["k"]),
+                                               "measured_us": round(float(r["latency"]) * 1e3, 3)})
+        rows = read(d / "context_attention_perf.txt",
+                    lambda r: r["attn_dtype"] == "float16" and r["kv_cache_dtype"] == "float16")
+        consts["attn_prefill"] = prefill_fit(rows, gpu)
+        kernel_rows += held_out(rows, None, "kernel_prefill_attention", gid, src + "/context_attention_perf.txt",
+                                lambda r: {"batch": int(r["batch_size"]), "isl": int(r["isl"]),
+                                           "heads": int(r["num_heads"]), "kv_heads": int(r["num_key_value_heads"]),
+                                           "measured_us": round(float(r["latency"]) * 1e3, 3)})
+        rows = read(d / "generation_attention_perf.txt")
+        consts["attn_decode"] = decode_fit(rows, gpu)
+        kernel_rows += held_out(rows, None, "kernel_decode_attention", gid, src + "/generation_attention_perf.txt",
+                                lambda r: {"batch": int(r["batch_size"]), "context": int(r["step"]),
+                                           "heads": int(r["num_heads"]), "kv_heads": int(r["num_key_value_heads"]),
+                                           "kv_dtype": "fp8" if r["kv_cache_dtype"] == "fp8" else "bf16",
+                                           "measured_us": round(float(r["latency"]) * 1e3, 3)})
+        ar = allreduce_table(read(d / "custom_allreduce_perf.txt"))
+        link = cat.links[gpu.intra_node_link]
+        consts["comm"] = comm_fallback(ar, link.bytes_per_s)
+        block = efficiency_block(consts, src)
+        kern = [f"kind: kernels\ngpu: {gid}\n# Custom all-reduce latency by message size (bytes per rank, us), "
+                "monotone envelope of the measured table.\nallreduce_us:"]
+        for n, pts in ar.items():
+            kern.append(f"  {n}: [{', '.join(f'[{x}, {us}]' for x, us in pts)}]")
+        kern.append(f"sources:\n  allreduce_us: \"{src}/custom_allreduce_perf.txt (TensorRT-LLM custom "
+                    "all-reduce under CUDA graphs; message_size in FP16 elements, x2 for bytes)\"\n")
+        kern_text = "\n".join(kern)
+        print(f"# {gid}\n{block}")
+        if args.write:
+            p = ROOT / "hardware" / "gpus" / f"{gid}.yaml"
+            text = p.read_text()
+            text = re.sub(r"efficiency:.*?\n(?=sources:)", block, text, flags=re.S)
+            p.write_text(text)
+            (ROOT / "hardware" / "kernels" / f"{gid}.yaml").write_text(kern_text)
+    if args.write:
+        import yaml
+
+        head = ("# Held-out silicon kernel timings (the odd-numbered rows of each table, sampled), written by\n"
+                "# benchmarks/derive_kernel_constants.py; the constants were fitted on the even-numbered rows.\n")
+        (ROOT / "tests" / "data" / "kernels.yaml").write_text(
+            head + yaml.safe_dump(kernel_rows, sort_keys=False, width=120))
+        print(f"wrote {len(kernel_rows)} held-out kernel rows")
+
+
+if __name__ == "__main__":
+    main()

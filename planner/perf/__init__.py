@@ -1,0 +1,18 @@
+"""The model of one engine iteration (see ``docs/methodology.md`` section 1).
+
+``roofline`` costs each operator group from its shape; ``efficiency`` holds the kernel models it
+uses; ``memory`` the weights, reserves and KV capacity; ``placement`` the parallelism checks,
+links and KV transfer; ``tables`` the simulator's fast tables, built by evaluating the roofline.
+"""
+
+from planner.perf.placement import (
+           build_step_model,
+           check_parallel,
+           kv_transfer_bytes,
+           kv_transfer_time,
+)
+from planner.perf.roofline import StepCost, StepModel
+from planner.perf.tables import FastTimes
+
+__all__ = ["FastTimes", "StepCost", "StepModel", "build_step_model", "check_parallel",
+           "kv_transfer_bytes", "kv_transfer_time"]

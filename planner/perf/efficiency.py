@@ -1,0 +1,116 @@
+"""Achieved-throughput models of the kernels one engine iteration runs.
+
+Each function takes the shape of one kernel (numpy arrays broadcast together) and the GPU's
+constants (:class:`planner.catalog.Efficiency`, derived from silicon-measured kernel tables by
+``benchmarks/derive_kernel_constants.py``) and returns seconds. None of them knows about layers,
+models or queues: :mod:`planner.perf.roofline` composes them.
+
+The forms, and why (the constants are in the GPU's catalog entry, each with its source):
+
+* GEMM ``(m x k) @ (k x n)``, ``groups`` independent problems of the same shape (a grouped MoE
+  GEMM): ``floor + smax(t_c, t_m) [+ activation quantisation for FP8]``.
+  ``t_c = 2 m n k g / (peak * mamf * q^wave)`` with ``q`` the wave-quantisation utilisation of
+  128 x 128 output tiles over the SMs; ``t_m = (bytes + half) / (HBM_BW * mem)``, i.e. the achieved
+  bandwidth ``mem * bytes / (bytes + half)`` grows with the transfer; ``smax`` is the p-norm
+  ``(t_c^p + t_m^p)^(1/p)`` (``p = blend``), a smooth roofline corner.
+* Prefill attention (FlashAttention-style, causal): ``floor + FLOPs / (peak * mamf * s / (s + half)
+  * q^wave)`` with ``s`` the mean query length and ``q`` the wave utilisation of
+  ``batch * heads * ceil(s / 128)`` thread blocks.
+* Decode attention (paged, split-K): ``floor + per_seq * B + KV bytes / (HBM_BW * eta)`` with
+  ``eta = mem * x^a / (x^a + half^a)``, ``x = B * KV heads`` per GPU (occupancy), FP8 KV scaled by
+  its own factor.
+* All-reduce: a measured latency table by message size where the GPU has one (log-log
+  interpolation), else ``oneshot + 2 (n - 1) / n * bytes / (link_bw * busbw)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TILE = 128.0  # output tile edge of the dense tensor-core GEMM kernels (CUTLASS / cuBLAS default)
+
+
+def _as(x):
+    return np.asarray(x, dtype=float)
+
+
+def wave_utilisation(blocks, sms: int):
+    """Fraction of SM slots busy when ``blocks`` equal thread blocks run in waves over ``sms``."""
+    b = np.maximum(_as(blocks), 1.0)
+    return b / (np.ceil(b / sms) * sms)
+
+
+def gemm_time(m, n, k, *, peak: float, hbm: float, sms: int, g: dict, w_bytes: float,
+              a_bytes: float = 2.0, out_bytes: float = 2.0, groups=1.0, quantise: bool = False,
+              scale_c: float = 1.0, scale_m: float = 1.0):
+    """Seconds for ``groups`` GEMMs ``(m x k) @ (k x n)``; ``g`` holds the dtype's constants
+    (``mamf floor_s mem mem_half_bytes blend wave`` and ``quant`` for FP8).
+
+    ``m`` may be fractional (mean rows per expert); shapes with ``m == 0`` cost nothing."""
+    m, n, k, groups = _as(m), _as(n), _as(k), _as(groups)
+    live = (m > 0) & (groups > 0)
+    mm = np.maximum(m, 1e-9)
+    tiles = np.ceil(mm / TILE) * np.ceil(n / TILE) * np.maximum(groups, 1.0)
+    q = (mm * n * np.maximum(groups, 1.0) / (TILE * TILE)) / (np.ceil(tiles / sms) * sms)
+    q = np.minimum(q, 1.0) ** g["wave"]
+    t_c = 2.0 * mm * n * k * groups / (peak * g["mamf"] * scale_c * q)
+    nbytes = groups * (n * k * w_bytes + mm * k * a_bytes + mm * n * out_bytes)
+    t_m = (nbytes + g["mem_half_bytes"]) / (hbm * g["mem"] * scale_m)
+    p = g["blend"]
+    t = g["floor_s"] + (t_c ** p + t_m ** p) ** (1.0 / p)
+    if quantise:  # per-tensor FP8 quantisation of the activations: reads BF16, writes FP8
+        t = t + g["quant"] * groups * mm * k * 3.0 / (hbm * scale_m)
+    return np.where(live, t, 0.0)
+
+
+def prefill_attention_time(flops, q_len, blocks, *, peak: float, sms: int, a: dict,
+                           scale_c: float = 1.0):
+    """Seconds for one prefill-attention kernel doing ``flops`` (causal FLOPs) over queries of
+    mean length ``q_len`` in ``blocks`` thread blocks (``batch * heads * ceil(q_len / 128)``)."""
+    fl, s = _as(flops), np.maximum(_as(q_len), 1e-9)
+    eta = a["mamf"] * scale_c * s / (s + a["half_tokens"]) * wave_utilisation(blocks, sms) ** a["wave"]
+    return np.where(fl > 0, a["floor_s"] + fl / (peak * eta), 0.0)
+
+
+def decode_attention_eta(batch, kv_heads, *, d: dict, fp8: bool, scale_m: float = 1.0):
+    """Achieved fraction of HBM bandwidth of a paged decode-attention kernel at ``batch``
+    sequences of ``kv_heads`` KV heads per GPU (occupancy-bound when their product is small)."""
+    x = np.maximum(_as(batch) * kv_heads, 1e-9) ** d["shape"]
+    eta = d["mem"] * scale_m * x / (x + d["half_occupancy"] ** d["shape"])
+    return eta * (d["fp8"] if fp8 else 1.0)
+
+
+def decode_attention_floor(batch, *, d: dict):
+    """Fixed part of one decode-attention kernel: launch plus per-sequence work (seconds)."""
+    B = _as(batch)
+    return np.where(B > 0, d["floor_s"] + d["per_seq_s"] * B, 0.0)
+
+
+def allreduce_time(msg_bytes, n: int, *, table=None, link_bw: float, oneshot_s: float,
+                   busbw: float):
+    """Seconds for one all-reduce of ``msg_bytes`` bytes per rank among ``n`` GPUs.
+
+    ``table``: ``{n: (bytes array, seconds array)}`` measured by message size (the engine's custom
+    one-/two-shot kernels up to its limit, NCCL above), interpolated in log-log and extrapolated
+    linearly in bytes beyond its largest size. Without a row for ``n``:
+    ``oneshot + 2 (n - 1) / n * bytes / (link_bw * busbw)``."""
+    msg = _as(msg_bytes)
+    if n <= 1:
+        return np.zeros_like(msg)
+    if table and n in table:
+        xs, ts = table[n]
+        lx = np.log(np.clip(msg, xs[0], xs[-1]))
+        t = np.exp(np.interp(lx, np.log(xs), np.log(ts)))
+        slope = (ts[-1] - ts[-2]) / (xs[-1] - xs[-2])
+        t = t + np.maximum(msg - xs[-1], 0.0) * slope
+        return np.where(msg > 0, t, 0.0)
+    return np.where(msg > 0, oneshot_s + 2.0 * (n - 1) / n * msg / (link_bw * busbw), 0.0)
+
+
+def alltoall_time(msg_bytes, n: int, *, link_bw: float, latency_s: float, busbw: float):
+    """Seconds for one all-to-all where each rank holds ``msg_bytes`` and keeps ``1/n`` of it:
+    ``latency + (n - 1) / n * bytes / (link_bw * busbw)``."""
+    msg = _as(msg_bytes)
+    if n <= 1:
+        return np.zeros_like(msg)
+    return np.where(msg > 0, latency_s + (n - 1) / n * msg / (link_bw * busbw), 0.0)

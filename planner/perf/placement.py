@@ -1,0 +1,70 @@
+"""Placement: which TP/PP a model and node can take, the links a placement implies, KV transfer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from planner.catalog import GPUSpec, LinkSpec, ModelSpec
+from planner.errors import InvalidRequestError
+from planner.perf.roofline import StepModel
+
+
+def _as(x):
+    return np.asarray(x, dtype=float)
+
+
+def check_parallel(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, flag: str = "--tp") -> None:
+    """Raise a clear error for a TP/PP the model or the node cannot take."""
+    if tp < 1 or pp < 1:
+        raise InvalidRequestError(f"{flag}: must be a positive whole number, got tp={tp} pp={pp}")
+    if tp > gpu.gpus_per_node:
+        raise InvalidRequestError(
+            f"{flag}: tp={tp} exceeds the {gpu.gpus_per_node} GPUs of a {gpu.id} node; "
+            f"valid: {', '.join(str(t) for t in (1, 2, 4, 8) if t <= gpu.gpus_per_node)}"
+        )
+    if not model.valid_tp(tp):
+        valid = [t for t in (1, 2, 4, 8) if model.valid_tp(t) and t <= gpu.gpus_per_node]
+        raise InvalidRequestError(
+            f"{flag}: tp={tp} does not divide the {model.num_heads} attention heads "
+            f"({model.num_kv_heads} KV heads) of {model.id}; valid: {', '.join(map(str, valid))}"
+        )
+    if pp > model.num_layers:
+        raise InvalidRequestError(f"--pp: pp={pp} exceeds the {model.num_layers} layers of {model.id}")
+
+
+def build_step_model(catalog, model: ModelSpec, gpu: GPUSpec, tp: int = 1, pp: int = 1, *,
+                     dtype: str | None = None, kv_dtype: str | None = None, ep: int = 1) -> StepModel:
+    """A :class:`StepModel` with the links implied by the placement: TP inside a node on the
+    GPU's intra-node link; PP hops on the intra-node link while the instance fits one node,
+    else on the inter-node network."""
+    check_parallel(model, gpu, tp, pp)
+    intra = catalog.links[gpu.intra_node_link]
+    pp_link = intra if tp * pp <= gpu.gpus_per_node else LinkSpec(
+        id="inter-node", name="inter-node network", bytes_per_s=gpu.inter_node_bytes_per_s,
+        latency_s=catalog.links[gpu.inter_node_link].latency_s)
+    return StepModel(model, gpu, tp, pp, dtype=dtype, kv_dtype=kv_dtype, ep=ep,
+                     link_pp=pp_link, intra_link=intra)
+
+
+def kv_transfer_bytes(model: ModelSpec, tokens, kv_dtype: str):
+    """Bytes of KV cache for ``tokens`` tokens in ``kv_dtype``."""
+    return _as(tokens) * model.kv_bytes_per_token(kv_dtype)
+
+
+def kv_transfer_time(nbytes, link: LinkSpec, *, streams: int = 1, prefill_time=None,
+                     layers: int = 1, overlap: bool = False):
+    """Time the decode side waits for a KV cache of ``nbytes`` over ``link``.
+
+    ``streams`` GPUs send their shards in parallel (a TP group sends ``tp`` shards over ``tp``
+    NICs or NVLink ports). Serialized: ``latency + S / (streams * B)``. With layer-wise overlap
+    (Splitwise, Mooncake, DistServe) the transfer of layer ``i`` runs during the prefill of layer
+    ``i + 1``; only what the prefill cannot hide is exposed:
+    ``latency + max(S / (layers * BW), S / BW - T_prefill * (layers - 1) / layers)``.
+    """
+    bw = link.bytes_per_s * max(int(streams), 1)
+    full = _as(nbytes) / bw
+    if not overlap or prefill_time is None:
+        return link.latency_s + full
+    per_layer = full / max(layers, 1)
+    hidden = _as(prefill_time) * (layers - 1) / max(layers, 1)
+    return link.latency_s + np.maximum(per_layer, full - hidden)

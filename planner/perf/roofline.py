@@ -1,0 +1,353 @@
+"""Time of one engine iteration of one model instance, costed operator group by operator group.
+
+Each group below is one small method whose docstring gives its shapes; the time of each kernel
+comes from :mod:`planner.perf.efficiency` (GEMMs by ``m x n x k`` and dtype, attention by length
+and occupancy, collectives by message size), with the GPU's constants from the catalog. The
+iteration adds one per-iteration engine overhead (host scheduling and sampling, graph launch):
+there is no per-layer fitted term. Formulas and sources: ``docs/methodology.md`` section 1.
+
+An *instance* is ``tp * pp`` GPUs serving one model replica. With ``pp`` stages it keeps ``pp``
+micro-batches in flight, so it behaves as ``pp`` *lanes*, each of which sees full-pass latency.
+All step times returned here are full-pass latencies of one lane's batch (all layers).
+
+Every method accepts numpy arrays (broadcast together) so that the optimizer and the simulator
+can evaluate whole grids without Python loops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import ceil
+
+import numpy as np
+
+from planner.catalog import ACTIVATION_BYTES, DTYPE_BYTES, GPUSpec, LinkSpec, ModelSpec
+from planner.errors import InvalidRequestError
+from planner.perf import efficiency as eff
+from planner.perf.memory import InstanceMemory
+
+# Latency of one pipeline hop (AIConfigurator's p2p_latency constant, systems/*.yaml).
+P2P_LATENCY_S = 10e-6
+# Host cost of one engine iteration outside the GPU kernels: scheduling, input preparation,
+# sampling and the CUDA-graph launch. One constant for every GPU (it belongs to the engine; the
+# engine profiles of the next issue replace it). Source: ../shared/research/fidelity-findings.md
+# (step model, cause 1: "a few tenths of a ms to about 1.5 ms, by engine"); the lower middle of
+# that range is taken for graph-captured engines. `pdplan validate --fit` shows that the in-sample
+# rows do not identify it (their loss moves 1% between 0 and 3 ms); docs/validation.md.
+ITERATION_OVERHEAD_S = 0.5e-3
+# Fused elementwise kernels per layer outside attention and the GEMMs (two residual-add + RMSNorm
+# kernels in vLLM / TensorRT-LLM); each reads two tensors and writes two of T x hidden.
+ELEMENTWISE_KERNELS = 2
+ELEMENTWISE_PASSES = 4  # tensors read + written per kernel
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """One iteration's cost (arrays broadcast over the inputs)."""
+
+    time_s: np.ndarray  # full-pass latency of the lane's batch
+    flops: np.ndarray  # total FLOPs over the instance
+    bytes: np.ndarray  # total bytes moved to/from HBM over the instance
+    compute_s: np.ndarray  # time of ops whose ideal compute time exceeds their memory time
+    memory_s: np.ndarray  # time of the other GPU ops
+    comm_s: np.ndarray  # collectives and pipeline hops
+    overhead_s: np.ndarray  # the per-iteration engine overhead
+    breakdown: dict  # op group -> seconds
+
+    @property
+    def bound(self):
+        """'compute', 'memory' or 'communication': the largest share of the time."""
+        stack = np.stack(np.broadcast_arrays(self.compute_s, self.memory_s, self.comm_s))
+        names = np.array(["compute", "memory", "communication"])
+        return names[np.argmax(stack, axis=0)]
+
+
+def _as(x):
+    return np.asarray(x, dtype=float)
+
+
+class StepModel(InstanceMemory):
+    """Step-time model of one instance: ``model`` on ``tp * pp`` GPUs of type ``gpu``.
+
+    ``ep`` (MoE only) is the expert-parallel degree inside the instance: 1 shards every expert
+    over the TP group (all-reduce after the FFN), ``tp`` places whole experts on GPUs and
+    replaces that all-reduce by a dispatch and a combine all-to-all.
+    """
+
+    def __init__(self, model: ModelSpec, gpu: GPUSpec, tp: int = 1, pp: int = 1, *,
+                 dtype: str | None = None, kv_dtype: str | None = None, ep: int = 1,
+                 link_pp: LinkSpec | None = None, intra_link: LinkSpec | None = None,
+                 overhead_s: float | None = None):
+        self.model, self.gpu = model, gpu
+        self.tp, self.pp = int(tp), int(pp)
+        self.dtype = dtype or model.default_dtype
+        self.kv_dtype = kv_dtype or model.default_kv_dtype
+        if self.dtype not in DTYPE_BYTES or self.kv_dtype not in DTYPE_BYTES:
+            raise InvalidRequestError(f"--dtype/--kv-dtype: unknown dtype {self.dtype}/{self.kv_dtype}")
+        self.ep = int(ep) if model.is_moe else 1
+        if self.ep not in (1, self.tp):
+            raise InvalidRequestError(f"--ep: must be 1 or equal to tp ({self.tp}), got {ep}")
+        self.bw = DTYPE_BYTES[self.dtype]
+        self.bkv = DTYPE_BYTES[self.kv_dtype]
+        self.peak = gpu.flops_for(self.dtype)
+        self.peak_bf16 = gpu.peak_flops["bf16"]
+        self.eff = gpu.efficiency
+        self.g = self.eff.gemm(self.dtype)
+        self.g_bf16 = self.eff.gemm("bf16")
+        # FP8/FP4 GEMMs quantise their activations; INT4 is weight-only (BF16 activations).
+        self.low_precision = self.dtype in ("fp8", "fp4") and self.peak > self.peak_bf16
+        self.a_bytes = 1.0 if self.low_precision else ACTIVATION_BYTES
+        if not self.low_precision:
+            self.g = self.g_bf16
+            self.peak = self.peak_bf16
+        self.overhead_s = float(ITERATION_OVERHEAD_S if overhead_s is None else overhead_s)
+        self.intra_bw = intra_link.bytes_per_s if intra_link else None
+        self.pp_bw = link_pp.bytes_per_s if link_pp else None
+        self._precompute()
+
+    # ------------------------------------------------------------------------------------
+    def _precompute(self):
+        m, tp = self.model, self.tp
+        h = m.hidden_size
+        self.layers = m.num_layers
+        self.stage_layers = ceil(m.num_layers / self.pp)
+        self.heads_gpu = m.num_heads / tp
+        self.kv_heads_gpu = max(m.num_kv_heads / tp, 1.0)
+        # Per-GPU KV elements per token per layer (KV heads replicate when tp exceeds them; the
+        # MLA latent is shared by all heads and replicated on every TP rank).
+        if m.is_mla:
+            self.kv_elems_gpu = float(m.kv_elements_per_token_per_layer)
+            self.kv_heads_gpu = 1.0
+        else:
+            self.kv_elems_gpu = 2.0 * self.kv_heads_gpu * m.head_dim
+        if m.is_mla:
+            qk = m.qk_nope_head_dim + m.qk_rope_head_dim
+            self.attn_flops_pair_prefill = 2.0 * m.num_heads * (qk + m.v_head_dim)
+            # Absorbed decode: scores over the latent (rank + rope) and values from the latent.
+            self.attn_flops_pair_decode = 2.0 * m.num_heads * (2 * m.kv_lora_rank + m.qk_rope_head_dim)
+            o_in = m.num_heads * m.v_head_dim
+        else:
+            self.attn_flops_pair_prefill = 4.0 * m.num_heads * m.head_dim
+            self.attn_flops_pair_decode = self.attn_flops_pair_prefill
+            o_in = m.num_heads * m.head_dim
+        # Attention projections as two GEMMs: the fused input projection (QKV, or MLA's down
+        # and up projections folded into one of the same parameter count) and the output one.
+        self.o_params = float(o_in * h)
+        self.qkv_n = (m.attn_params_per_layer - self.o_params) / h / tp
+        self.o_k = o_in / tp
+        self.ff_up_n = (m.ffn_matrices - 1) * m.intermediate_size / tp
+        self.ff_down_k = m.intermediate_size / tp
+
+    def _gemm(self, m, n, k, *, groups=1.0, bf16=False):
+        """(seconds, FLOPs, bytes) of a GEMM in the instance's weight dtype (BF16 if asked)."""
+        g, peak = (self.g_bf16, self.peak_bf16) if bf16 else (self.g, self.peak)
+        lp = self.low_precision and not bf16
+        wb = ACTIVATION_BYTES if bf16 else self.bw
+        ab = 1.0 if lp else ACTIVATION_BYTES
+        t = eff.gemm_time(m, n, k, peak=peak, hbm=self.gpu.hbm_bytes_per_s, sms=self.gpu.sm_count,
+                          g=g, w_bytes=wb, a_bytes=ab, groups=groups, quantise=lp)
+        m, groups = _as(m), _as(groups)
+        fl = 2.0 * m * n * k * groups
+        by = groups * (n * k * wb + m * k * ab + m * n * ACTIVATION_BYTES)
+        return t, fl, by, peak
+
+    # ------------------------------------------------------------------------------------
+    # Operator groups: each returns {name: (seconds over all its layers, FLOPs, bytes, peak)}
+    def attention_proj(self, T):
+        """QKV projection ``T x hidden @ hidden x (heads + 2 kv_heads) hd / tp`` and output
+        projection ``T x heads hd / tp @ . x hidden``, every layer."""
+        h = self.model.hidden_size
+        a = self._gemm(T, self.qkv_n, h)
+        b = self._gemm(T, h, self.o_k)
+        return self._sum(a, b, layers=self.layers)
+
+    def dense_ffn(self, T):
+        """Gate+up ``T x hidden @ hidden x 2 ff / tp`` (gated) and down ``T x ff / tp @ . x
+        hidden`` in each dense layer."""
+        m = self.model
+        if not m.dense_layers:
+            return None
+        a = self._gemm(T, self.ff_up_n, m.hidden_size)
+        b = self._gemm(T, m.hidden_size, self.ff_down_k)
+        return self._sum(a, b, layers=m.dense_layers)
+
+    def experts_touched(self, T):
+        """Expected distinct routed experts a batch of ``T`` tokens activates (uniform routing):
+        ``E (1 - (1 - k / E)^T)``."""
+        E, k = self.model.num_experts, self.model.experts_per_token
+        T = _as(T)
+        return E * -np.expm1(T * np.log1p(-k / E)) if k < E else np.full_like(T, float(E))
+
+    def moe_ffn(self, T):
+        """Router ``T x hidden @ hidden x E`` (BF16); routed experts as grouped GEMMs over the
+        experts this GPU holds that the batch touches, with ``T k / touched`` rows each (TP-sharded
+        widths when ``ep == 1``, whole experts when ``ep == tp``); shared experts as dense GEMMs;
+        token permutation (gather + scatter of ``T k`` rows) as HBM traffic."""
+        m = self.model
+        if not m.is_moe:
+            return None
+        T = _as(T)
+        h, fe, E, k = m.hidden_size, m.moe_intermediate_size, m.num_experts, m.experts_per_token
+        touched = self.experts_touched(T)
+        rows = np.where(T > 0, T * k / np.maximum(touched, 1.0), 0.0)
+        if self.ep > 1:
+            groups, width = touched / self.tp, fe
+        else:
+            groups, width = touched, fe / self.tp
+        up_n = (m.ffn_matrices - 1) * width
+        parts = [self._gemm(T, E, h, bf16=True),
+                 self._gemm(rows, up_n, h, groups=groups),
+                 self._gemm(rows, h, width, groups=groups)]
+        if m.num_shared_experts:
+            sw = m.num_shared_experts * fe / self.tp
+            parts += [self._gemm(T, (m.ffn_matrices - 1) * sw, h), self._gemm(T, h, sw)]
+        perm = 2.0 * 2.0 * T * k * h * ACTIVATION_BYTES / (self.ep if self.ep > 1 else 1)
+        t_perm = np.where(T > 0, self.g_bf16["floor_s"] + perm / (self.gpu.hbm_bytes_per_s * self.g_bf16["mem"]), 0.0)
+        parts.append((t_perm, 0.0 * T, perm, self.peak_bf16))
+        return self._sum(*parts, layers=m.moe_layers)
+
+    def elementwise(self, T):
+        """Residual adds + RMSNorms: ``ELEMENTWISE_KERNELS`` fused kernels per layer, each moving
+        ``ELEMENTWISE_PASSES x T x hidden`` BF16 values, at the GEMM kernel floor + bandwidth."""
+        T = _as(T)
+        by = ELEMENTWISE_PASSES * T * self.model.hidden_size * ACTIVATION_BYTES
+        g = self.g_bf16
+        t = np.where(T > 0, ELEMENTWISE_KERNELS * g["floor_s"]
+                     + ELEMENTWISE_KERNELS * by / (self.gpu.hbm_bytes_per_s * g["mem"]), 0.0)
+        return t * self.layers, 0.0 * T, ELEMENTWISE_KERNELS * by * self.layers, self.peak_bf16
+
+    def lm_head(self, logits):
+        """``logits x hidden @ hidden x vocab / tp`` in BF16 (kept so by quantised checkpoints)."""
+        return self._sum(self._gemm(logits, self.model.vocab_size / self.tp, self.model.hidden_size,
+                                    bf16=True), layers=1)
+
+    def tp_comm(self, T):
+        """Two all-reduces of ``T x hidden`` BF16 per layer (after attention and after the FFN;
+        the MoE one becomes all-to-alls under expert parallelism), each timed by message size."""
+        m = self.model
+        if self.tp <= 1:
+            return _as(T) * 0.0
+        one = self.allreduce(_as(T) * m.hidden_size * ACTIVATION_BYTES)
+        n_ar = 2 * m.num_layers - (m.moe_layers if self.ep > 1 else 0)
+        return one * n_ar
+
+    def allreduce(self, msg_bytes):
+        """One all-reduce among the TP group (measured table where the GPU has one)."""
+        table = {n: (np.array(x), np.array(t)) for n, x, t in self.gpu.allreduce_table}
+        return eff.allreduce_time(msg_bytes, self.tp, table=table, link_bw=self.intra_bw or 1e30,
+                                  oneshot_s=self.eff.oneshot_s, busbw=self.eff.busbw)
+
+    def ep_comm(self, T):
+        """Dispatch and combine all-to-alls of ``T k / tp`` rows of hidden per MoE layer."""
+        m = self.model
+        if self.ep <= 1:
+            return _as(T) * 0.0
+        msg = _as(T) * m.experts_per_token * m.hidden_size * ACTIVATION_BYTES / self.tp
+        one = eff.alltoall_time(msg, self.tp, link_bw=self.intra_bw or 1e30,
+                                latency_s=self.eff.oneshot_s, busbw=self.eff.busbw)
+        return 2.0 * one * m.moe_layers
+
+    def pp_comm(self, T):
+        """``pp - 1`` point-to-point hops of ``T x hidden`` BF16 activations."""
+        if self.pp <= 1:
+            return _as(T) * 0.0
+        msg = _as(T) * self.model.hidden_size * ACTIVATION_BYTES
+        return (self.pp - 1) * (P2P_LATENCY_S + msg / (self.pp_bw or 1e30))
+
+    def prefill_attention(self, tokens, pairs, kv, seqs):
+        """FlashAttention-style causal prefill over ``tokens`` query tokens in ``seqs`` pieces
+        (``pairs`` query-key pairs, ``kv`` keys read), per layer:
+        ``max(prefill kernel(FLOPs, mean piece, blocks), KV bytes / (HBM_BW * mem))``."""
+        n, s = _as(tokens), np.maximum(_as(seqs), 1.0)
+        q_len = n / s
+        fl = self.attn_flops_pair_prefill * _as(pairs) / self.tp
+        blocks = s * self.heads_gpu * np.ceil(q_len / 128.0)
+        t = eff.prefill_attention_time(fl, q_len, blocks, peak=self.peak_bf16, sms=self.gpu.sm_count,
+                                       a=self.eff.prefill)
+        kvb = self.kv_elems_gpu * self.bkv
+        by = (_as(kv) + n) * kvb + n * 2 * self.heads_gpu * self.model.head_dim * ACTIVATION_BYTES
+        t = np.where(n > 0, np.maximum(t, by / (self.gpu.hbm_bytes_per_s * self.g_bf16["mem"])), 0.0)
+        return t * self.layers, fl * self.layers, by * self.layers, self.peak_bf16
+
+    def decode_attention(self, batch, ctx):
+        """Paged decode attention for ``batch`` sequences of total context ``ctx``, per layer:
+        ``floor + per_seq B + max(FLOPs / (peak_bf16 * mamf_prefill), KV bytes / (HBM_BW eta(B)))``
+        with ``eta`` occupancy-bound by ``B x KV heads`` (see efficiency.decode_attention_eta)."""
+        B = _as(batch)
+        kvb = self.kv_elems_gpu * self.bkv
+        fl = self.attn_flops_pair_decode * _as(ctx) / self.tp
+        by = (_as(ctx) + B) * kvb
+        t_c, t_m = self._decode_coefficients(B)
+        t = np.where(B > 0, eff.decode_attention_floor(B, d=self.eff.decode)
+                     + np.maximum(t_c * _as(ctx), t_m * (_as(ctx) + B)), 0.0)
+        return t * self.layers, fl * self.layers, by * self.layers, self.peak_bf16
+
+    def _decode_coefficients(self, B):
+        """Per-layer seconds per context token of the decode kernel's compute and memory terms."""
+        kvb = self.kv_elems_gpu * self.bkv
+        eta = eff.decode_attention_eta(B, self.kv_heads_gpu, d=self.eff.decode, fp8=self.kv_dtype == "fp8")
+        t_c = self.attn_flops_pair_decode / self.tp / (self.peak_bf16 * self.eff.pf_mamf)
+        return t_c, kvb / (self.gpu.hbm_bytes_per_s * eta)
+
+    @staticmethod
+    def _sum(*parts, layers):
+        t = sum(p[0] for p in parts) * layers
+        fl = sum(p[1] for p in parts) * layers
+        by = sum(p[2] for p in parts) * layers
+        return t, fl, by, parts[0][3]
+
+    # ------------------------------------------------------------------------------------
+    def iteration(self, *, prefill_tokens=0, prefill_pairs=0, prefill_kv=0, prefill_seqs=0,
+                  decode_batch=0, decode_ctx=0) -> StepCost:
+        """The general iteration: ``decode_batch`` decodes (context sum ``decode_ctx``) plus
+        ``prefill_tokens`` prompt tokens in ``prefill_seqs`` pieces."""
+        T = _as(prefill_tokens) + _as(decode_batch)
+        logits = _as(prefill_seqs) + _as(decode_batch)
+        ops = {"attention_proj": self.attention_proj(T), "ffn": self.dense_ffn(T),
+               "moe_ffn": self.moe_ffn(T), "elementwise": self.elementwise(T),
+               "lm_head": self.lm_head(logits),
+               "attention_prefill": self.prefill_attention(prefill_tokens, prefill_pairs, prefill_kv,
+                                                           prefill_seqs),
+               "attention_decode": self.decode_attention(decode_batch, decode_ctx)}
+        parts, flops, nbytes, comp, mem = {}, 0.0, 0.0, 0.0, 0.0
+        hbm = self.gpu.hbm_bytes_per_s
+        for name, op in ops.items():
+            if op is None:
+                continue
+            t, fl, by, peak = op
+            parts[name] = t
+            flops, nbytes = flops + fl, nbytes + by
+            is_c = _as(fl) / peak >= _as(by) / hbm
+            comp = comp + np.where(is_c, t, 0.0)
+            mem = mem + np.where(is_c, 0.0, t)
+        parts["tp_allreduce"] = self.tp_comm(T)
+        if self.ep > 1:
+            parts["ep_alltoall"] = self.ep_comm(T)
+        if self.pp > 1:
+            parts["pp_sendrecv"] = self.pp_comm(T)
+        comm = parts["tp_allreduce"] + parts.get("ep_alltoall", 0.0) + parts.get("pp_sendrecv", 0.0)
+        busy = (T > 0) | (logits > 0)
+        overhead = np.where(busy, self.overhead_s, 0.0) + 0.0 * T
+        parts["overhead"] = overhead
+        time = sum(parts.values())
+        return StepCost(time_s=time, flops=flops * self.tp, bytes=nbytes * self.tp, compute_s=comp,
+                        memory_s=mem, comm_s=comm, overhead_s=overhead, breakdown=parts)
+
+    def prefill(self, tokens, offset=0, seqs=1) -> StepCost:
+        """Prefill of ``seqs`` sequences of ``tokens`` new tokens each, after ``offset`` cached
+        tokens (a chunk). Causal attention: ``c * (offset + c / 2)`` pairs per sequence."""
+        c, p, s = _as(tokens), _as(offset), _as(seqs)
+        return self.iteration(prefill_tokens=c * s, prefill_pairs=s * c * (p + c / 2),
+                              prefill_kv=s * (p + c), prefill_seqs=s)
+
+    def decode(self, batch, context) -> StepCost:
+        """One decode step of ``batch`` sequences at mean context ``context``."""
+        B = _as(batch)
+        return self.iteration(decode_batch=B, decode_ctx=B * _as(context))
+
+    # Fast paths returning seconds only.
+    def prefill_time(self, tokens, offset=0, seqs=1):
+        return self.prefill(tokens, offset, seqs).time_s
+
+    def decode_time(self, batch, context):
+        return self.decode(batch, context).time_s
