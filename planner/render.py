@@ -549,12 +549,28 @@ def show_catalog(console: Console, cat, tables=CATALOG_TABLES) -> None:
         console.print(t)
 
 
+def kernel_model_of(entry) -> str | None:
+    """For a GPU: which kernel data its step model uses (measured tables or the analytic forms)."""
+    if not hasattr(entry, "allreduce_table"):
+        return None
+    if entry.kernel_tables:
+        return (f"measured all-reduce tables ({entry.kernel_tables}); GEMM and attention constants "
+                "derived from silicon kernel tables")
+    src = str(entry.sources.get("efficiency", ""))
+    how = "borrowed constants" if "borrowed" in src else "constants from its catalog entry"
+    return f"analytic model: no measured kernel tables; all-reduce from link bandwidth, {how}"
+
+
 def entry_document(kind: str, entry) -> dict:
-    return clean({"kind": kind, "id": entry.id, "path": entry.path, "entry": dict(entry.raw)})
+    return clean({"kind": kind, "id": entry.id, "path": entry.path, "entry": dict(entry.raw),
+                  "kernel_model": kernel_model_of(entry)})
 
 
 def show_entry(console: Console, kind: str, entry) -> None:
     console.print(f"[bold]{kind} {escape(entry.id)}[/] [dim]({escape(str(entry.path))})[/]")
+    km = kernel_model_of(entry)
+    if km:
+        console.print(f"[dim]kernel model:[/] {escape(km)}")
     console.print(escape(to_yaml(dict(entry.raw))).rstrip())
 
 
@@ -728,6 +744,7 @@ def show_validate(console: Console, report) -> None:
     groups = [("all", summary)]
     groups += [(f"kind {k}", v) for k, v in (summary.get("by_kind") or {}).items()]
     groups += [(f"gpu {k}", v) for k, v in (summary.get("by_gpu") or {}).items()]
+    groups += [(k, v) for k, v in (summary.get("by_kind_gpu") or {}).items()]
     s = _table(("", {"justify": "left", "style": "bold"}), "rows", "median |err|", "p90 |err|",
                "median err", title="summary (error = predicted / measured - 1)")
     for name, st in groups:
