@@ -39,7 +39,10 @@ DEPLOY = {
 KNOWN_GAPS = {
     ("unified", 0.85, "fixed", "dense", "TPOT p90"): 0.20,  # -17.0%
     ("unified", 0.85, "variable", "dense", "TPOT p90"): 0.23,  # -20.3%
-    ("chunked", 0.6, "fixed", "moe", "TTFT p90"): 0.13,  # +10.5%
+    ("chunked", 0.6, "fixed", "moe", "TTFT p90"): 0.16,  # +14.8% (+10.5% before step model v2)
+    # Step model v2 (grouped-GEMM floors: a MoE chunk's cost is less linear in its tokens) widened
+    # the chunked MoE TTFT gap; not yet analysed further:
+    ("chunked", 0.85, "fixed", "moe", "TTFT p90"): 0.14,  # +12.9%
     ("chunked", 0.85, "fixed", "dense", "TPOT p90"): 0.16,  # +13.5%
     ("chunked", 0.85, "variable", "dense", "TTFT p90"): 0.13,  # -10.1%
 }
@@ -108,20 +111,24 @@ def test_agreement_grid(approach, util, lengths, model):
 
 
 # Bursty arrivals (Gamma gaps, CV 2): the approximations of docs/methodology.md ("Bursty
-# arrivals are approximate"), checked at about 45% load.
+# arrivals are approximate"), checked at 45% load of the busiest pool (the rate is found for the
+# current step model; it was a fixed 12 / 10 / 14 req/s before step model v2 moved the loads).
+BURSTY_UTIL = 0.45
 BURSTY = {
-    "unified": (Deployment("unified", (Pool("unified", "h100-sxm", 4, 8),)), 12.0),
-    "chunked": (Deployment("chunked", (Pool("unified", "h100-sxm", 4, 8),), chunk_size=1024), 10.0),
-    "disaggregated": (Deployment("disaggregated", (Pool("prefill", "h100-sxm", 6, 4),
-                                                   Pool("decode", "h100-sxm", 4, 8))), 14.0),
+    "unified": Deployment("unified", (Pool("unified", "h100-sxm", 4, 8),)),
+    "chunked": Deployment("chunked", (Pool("unified", "h100-sxm", 4, 8),), chunk_size=1024),
+    "disaggregated": Deployment("disaggregated", (Pool("prefill", "h100-sxm", 6, 4),
+                                                  Pool("decode", "h100-sxm", 4, 8))),
 }
-BURSTY_GAPS: dict = {}  # none: every bursty case is within 10% (chunked P50 TTFT -7.4%)
+# Measured with step model v2 at 45% load; the unified P90 TTFT sits just outside 10%:
+BURSTY_GAPS: dict = {("unified", "TTFT p90"): 0.12}  # -10.6% (analytic 155 ms, simulated 173 ms)
 
 
 @pytest.mark.parametrize("approach", list(BURSTY))
 def test_agreement_bursty(approach):
-    dep, qps = BURSTY[approach]
+    dep = BURSTY[approach]
     base = _inputs("llama-3.1-70b", "fixed")
+    qps = _qps_for(replace(base, workload=Workload(1.0, fixed(2048), fixed(256), 2.0)), dep, BURSTY_UTIL)
     inp = replace(base, workload=Workload(qps, fixed(2048), fixed(256), 2.0))
     m = api.estimate(inp, dep, with_headroom=False).metrics
     sim = simulate(inp, dep, 24000, seed=1)

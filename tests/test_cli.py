@@ -150,6 +150,19 @@ def test_catalog_show_has_raw_fields_and_sources():
     assert text.exit_code == 0 and "sources:" in text.output and "gb_per_s: 32" in text.output
 
 
+def test_catalog_show_says_which_kernel_model_a_gpu_uses():
+    measured = run_json(["catalog", "show", "h200", "--json"])
+    assert measured["kernel_model"].startswith("measured all-reduce tables")
+    analytic = run_json(["catalog", "show", "mi300x", "--json"])
+    assert analytic["kernel_model"].startswith("analytic model")
+    text = run(["catalog", "show", "h100-pcie"])
+    assert text.exit_code == 0 and "kernel model: analytic model" in text.output
+    # A GPU without tables still plans (analytic all-reduce, borrowed constants).
+    res = run(["estimate", "--model", "llama-3.1-70b", "--gpu", "mi300x", "--replicas", "2xtp4",
+               "--qps", "2", "--json"])
+    assert res.exit_code == 0, res.output
+
+
 def test_user_catalog_overrides_builtin(tmp_path):
     data = yaml.safe_load((REPO / "hardware" / "gpus" / "h100-sxm.yaml").read_text())
     data["price_per_hour_usd"] = 9.99
