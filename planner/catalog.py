@@ -163,20 +163,25 @@ class ModelSpec:
 # Every value is derived from silicon-measured kernel tables (benchmarks/derive_kernel_constants.py)
 # or, for GPUs without such tables, borrowed from the GPU of the same silicon (the entry's
 # sources line says which). The bounds are physical plausibility, not fitting limits.
+
+
+def _gemm_fields(dtype: str, extra: tuple = ()) -> tuple:
+    """The GEMM constants of one dtype group (BF16 and FP8 share the form)."""
+    g = f"gemm_{dtype}"
+    return (
+        (g, "mamf", f"{dtype}_mamf", f"fraction of dense {dtype.upper()} peak", 0.3, 1.0, 1.0),
+        (g, "floor_us", f"{dtype}_floor_s", "us per GEMM", 0.0, 50.0, 1e-6),
+        (g, "mem", f"{dtype}_mem", "fraction of HBM bandwidth", 0.3, 1.0, 1.0),
+        (g, "mem_half_mb", f"{dtype}_mem_half_bytes", "MB", 0.0, 200.0, 1e6),
+        (g, "blend", f"{dtype}_blend", "p-norm exponent", 1.0, 20.0, 1.0),
+        (g, "wave", f"{dtype}_wave", "exponent", 0.0, 1.0, 1.0),
+    ) + extra
+
+
 EFFICIENCY_FIELDS = (
-    ("gemm_bf16", "mamf", "bf16_mamf", "fraction of dense BF16 peak", 0.3, 1.0, 1.0),
-    ("gemm_bf16", "floor_us", "bf16_floor_s", "us per GEMM", 0.0, 50.0, 1e-6),
-    ("gemm_bf16", "mem", "bf16_mem", "fraction of HBM bandwidth", 0.3, 1.0, 1.0),
-    ("gemm_bf16", "mem_half_mb", "bf16_mem_half_bytes", "MB", 0.0, 200.0, 1e6),
-    ("gemm_bf16", "blend", "bf16_blend", "p-norm exponent", 1.0, 20.0, 1.0),
-    ("gemm_bf16", "wave", "bf16_wave", "exponent", 0.0, 1.0, 1.0),
-    ("gemm_fp8", "mamf", "fp8_mamf", "fraction of dense FP8 peak", 0.3, 1.0, 1.0),
-    ("gemm_fp8", "floor_us", "fp8_floor_s", "us per GEMM", 0.0, 50.0, 1e-6),
-    ("gemm_fp8", "mem", "fp8_mem", "fraction of HBM bandwidth", 0.3, 1.0, 1.0),
-    ("gemm_fp8", "mem_half_mb", "fp8_mem_half_bytes", "MB", 0.0, 200.0, 1e6),
-    ("gemm_fp8", "blend", "fp8_blend", "p-norm exponent", 1.0, 20.0, 1.0),
-    ("gemm_fp8", "wave", "fp8_wave", "exponent", 0.0, 1.0, 1.0),
-    ("gemm_fp8", "quant", "fp8_quant", "multiple of the ideal quantisation traffic", 0.0, 50.0, 1.0),
+    *_gemm_fields("bf16"),
+    *_gemm_fields("fp8", (("gemm_fp8", "quant", "fp8_quant",
+                           "multiple of the ideal quantisation traffic", 0.0, 50.0, 1.0),)),
     ("attn_prefill", "mamf", "pf_mamf", "fraction of dense BF16 peak", 0.1, 1.0, 1.0),
     ("attn_prefill", "floor_us", "pf_floor_s", "us per layer", 0.0, 200.0, 1e-6),
     ("attn_prefill", "half_tokens", "pf_half_tokens", "query tokens", 0.0, 1e5, 1.0),

@@ -71,16 +71,21 @@ def data_dir() -> Path:
     return _builtin_dir("planner.validation", "tests/data")
 
 
+def _read_set(path: Path):
+    """A validation set file (a YAML list of rows)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise CatalogError(f"{path}: cannot read the validation set ({exc})") from None
+
+
 def load_rows(path: Path | None = None) -> tuple[list, dict]:
     """The measurement rows and the extra (validation-only) models."""
     d = data_dir()
     path = path or d / "measurements.yaml"
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise CatalogError(f"{path}: cannot read the validation set ({exc})") from None
+    data = _read_set(path)
     models = {}
     for p in sorted((d / "models").glob("*.yaml")):
         m = parse_model(p, _load_yaml(p))
@@ -134,12 +139,8 @@ DATASETS = {"measurements": "measurements.yaml", "offline-grid": "offline_grid.y
 
 
 def load_kernel_rows(path: Path) -> list:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise CatalogError(f"{path}: cannot read the kernel validation set ({exc})") from None
+    """The held-out silicon kernel timings (``tests/data/kernels.yaml``) as rows."""
+    data = _read_set(path)
     rows = []
     for i, e in enumerate(data):
         shape = {k: v for k, v in e.items() if k not in ("kind", "gpu", "source", "measured_us")}

@@ -6,11 +6,8 @@ import numpy as np
 
 from planner.catalog import GPUSpec, LinkSpec, ModelSpec
 from planner.errors import InvalidRequestError
+from planner.perf.efficiency import _as
 from planner.perf.roofline import StepModel
-
-
-def _as(x):
-    return np.asarray(x, dtype=float)
 
 
 def check_parallel(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, flag: str = "--tp") -> None:

@@ -62,8 +62,7 @@ class StepCost:
         return names[np.argmax(stack, axis=0)]
 
 
-def _as(x):
-    return np.asarray(x, dtype=float)
+_as = eff._as
 
 
 class StepModel(InstanceMemory):
@@ -103,6 +102,8 @@ class StepModel(InstanceMemory):
         self.overhead_s = float(ITERATION_OVERHEAD_S if overhead_s is None else overhead_s)
         self.intra_bw = intra_link.bytes_per_s if intra_link else None
         self.pp_bw = link_pp.bytes_per_s if link_pp else None
+        # The measured all-reduce table as arrays, once (GPU count -> sizes, seconds).
+        self._ar_table = {n: (np.array(x), np.array(t)) for n, x, t in gpu.allreduce_table}
         self._precompute()
 
     # ------------------------------------------------------------------------------------
@@ -233,8 +234,7 @@ class StepModel(InstanceMemory):
 
     def allreduce(self, msg_bytes):
         """One all-reduce among the TP group (measured table where the GPU has one)."""
-        table = {n: (np.array(x), np.array(t)) for n, x, t in self.gpu.allreduce_table}
-        return eff.allreduce_time(msg_bytes, self.tp, table=table, link_bw=self.intra_bw or 1e30,
+        return eff.allreduce_time(msg_bytes, self.tp, table=self._ar_table, link_bw=self.intra_bw or 1e30,
                                   oneshot_s=self.eff.oneshot_s, busbw=self.eff.busbw)
 
     def ep_comm(self, T):

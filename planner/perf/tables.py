@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from planner.perf.efficiency import decode_attention_floor
 from planner.perf.roofline import StepModel
 
 
@@ -34,8 +35,6 @@ class FastTimes:
         base = base + np.where(T > 0, sm.overhead_s, 0.0)
         L = sm.layers
         t_c, t_m = sm._decode_coefficients(T)
-        from planner.perf.efficiency import decode_attention_floor
-
         self.base = base
         self.lm = sm.lm_head(T)[0]
         self.dec_floor = decode_attention_floor(T, d=sm.eff.decode) * L
