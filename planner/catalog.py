@@ -189,7 +189,12 @@ EFFICIENCY_FIELDS = (
     ("attn_decode", "mem", "dec_mem", "fraction of HBM bandwidth", 0.1, 1.0, 1.0),
     ("attn_decode", "floor_us", "dec_floor_s", "us per layer", 0.0, 200.0, 1e-6),
     ("attn_decode", "per_seq_us", "dec_per_seq_s", "us per sequence per layer", 0.0, 5.0, 1e-6),
-    ("attn_decode", "half_occupancy", "dec_half_occupancy", "sequences x KV heads", 0.0, 1e5, 1.0),
+    ("attn_decode", "per_read_ns", "dec_per_read_s", "ns per sequence x KV head read per layer",
+     0.0, 1e3, 1e-9),
+    ("attn_decode", "group_max", "dec_group_max", "query heads a kernel packs per KV head", 1.0,
+     256.0, 1.0),
+    ("attn_decode", "half_occupancy", "dec_half_occupancy", "sequences x KV heads read", 0.0, 1e5,
+     1.0),
     ("attn_decode", "shape", "dec_shape", "exponent", 0.1, 3.0, 1.0),
     ("attn_decode", "fp8", "dec_fp8", "FP8-KV bandwidth factor", 0.2, 1.5, 1.0),
     ("comm", "oneshot_us", "oneshot_s", "us per all-reduce", 0.5, 50.0, 1e-6),
@@ -221,6 +226,8 @@ class Efficiency:
     dec_mem: float
     dec_floor_s: float
     dec_per_seq_s: float
+    dec_per_read_s: float
+    dec_group_max: float
     dec_half_occupancy: float
     dec_shape: float
     dec_fp8: float
@@ -244,6 +251,7 @@ class Efficiency:
     @property
     def decode(self) -> dict:
         return {"mem": self.dec_mem, "floor_s": self.dec_floor_s, "per_seq_s": self.dec_per_seq_s,
+                "per_read_s": self.dec_per_read_s, "group_max": self.dec_group_max,
                 "half_occupancy": self.dec_half_occupancy, "shape": self.dec_shape,
                 "fp8": self.dec_fp8}
 

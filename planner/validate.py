@@ -169,11 +169,10 @@ def predict_kernel(row: Row, gpu) -> float:
         t = eff.prefill_attention_time(4.0 * b * h * HEAD_DIM * s * s / 2.0, s, b * h * math.ceil(s / 128),
                                        peak=gpu.peak_flops["bf16"], sms=gpu.sm_count, a=e.prefill)
     elif row.kind == "kernel_decode_attention":
-        b, ctx, kvh = sh["batch"], sh["context"], sh["kv_heads"]
         fp8 = row.kv_dtype == "fp8"
-        nbytes = b * ctx * kvh * HEAD_DIM * 2 * (1.0 if fp8 else 2.0)
-        t = (eff.decode_attention_floor(b, d=e.decode)
-             + nbytes / (gpu.hbm_bytes_per_s * eff.decode_attention_eta(b, kvh, d=e.decode, fp8=fp8)))
+        t = eff.decode_attention_time(sh["batch"], sh["context"], sh["heads"], sh["kv_heads"], d=e.decode,
+                                      hbm=gpu.hbm_bytes_per_s, fp8=fp8, head_dim=HEAD_DIM,
+                                      kv_bytes=1.0 if fp8 else 2.0)
     else:
         raise CatalogError(f"validation row {row.id}: unknown kind {row.kind!r}")
     return float(t) * 1e6

@@ -20,7 +20,8 @@ IDEAL_EFF = Efficiency(
     bf16_mamf=1.0, bf16_floor_s=0.0, bf16_mem=1.0, bf16_mem_half_bytes=0.0, bf16_blend=20.0,
     bf16_wave=0.0, fp8_mamf=1.0, fp8_floor_s=0.0, fp8_mem=1.0, fp8_mem_half_bytes=0.0,
     fp8_blend=20.0, fp8_wave=0.0, fp8_quant=0.0, pf_mamf=1.0, pf_floor_s=0.0, pf_half_tokens=0.0,
-    pf_wave=0.0, dec_mem=1.0, dec_floor_s=0.0, dec_per_seq_s=0.0, dec_half_occupancy=0.0,
+    pf_wave=0.0, dec_mem=1.0, dec_floor_s=0.0, dec_per_seq_s=0.0, dec_per_read_s=0.0,
+    dec_group_max=256.0, dec_half_occupancy=0.0,
     dec_shape=1.0, dec_fp8=1.0, oneshot_s=5e-6, busbw=1.0)
 IDEAL = GPUSpec(id="ideal", name="ideal", peak_flops={"bf16": 1e15}, hbm_bytes=80e9,
                 hbm_bytes_per_s=1e12, gpus_per_node=8, intra_node_link="l", inter_node_link="l",
@@ -75,12 +76,27 @@ def test_gemm_time_by_hand():
 
 
 def test_decode_attention_by_hand():
-    d = {"mem": 0.8, "floor_s": 10e-6, "per_seq_s": 0.1e-6, "half_occupancy": 2.0, "shape": 1.0,
-         "fp8": 0.9}
+    d = {"mem": 0.8, "floor_s": 10e-6, "per_seq_s": 0.1e-6, "per_read_s": 20e-9, "group_max": 16.0,
+         "half_occupancy": 2.0, "shape": 1.0, "fp8": 0.9}
     eta = float(eff.decode_attention_eta(4, 8, d=d, fp8=False))
     assert eta == pytest.approx(0.8 * 32 / 34)
     assert float(eff.decode_attention_eta(4, 8, d=d, fp8=True)) == pytest.approx(0.9 * eta)
-    assert float(eff.decode_attention_floor(4, d=d)) == pytest.approx(10.4e-6)
+    # 4 sequences x 8 KV heads read: 10 us + 4 x (0.1 us + 8 x 20 ns)
+    assert float(eff.decode_attention_floor(4, 8, d=d)) == pytest.approx(11.04e-6)
+    assert float(eff.decode_attention_floor(0, 8, d=d)) == 0.0
+
+
+def test_decode_kv_reads_follow_the_kernel_packing_limit():
+    d = {"group_max": 16.0}
+    assert eff.decode_kv_reads(64, 8, d=d) == 8.0  # GQA ratio 8: one read per KV head
+    assert eff.decode_kv_reads(128, 8, d=d) == 8.0  # ratio 16: still packed
+    assert eff.decode_kv_reads(232, 8, d=d) == 232.0  # ratio 29: one read per query head
+    assert eff.decode_kv_reads(128, 1, d=d, latent=True) == 1.0  # MLA latent: once for all heads
+    # The kernel-table form agrees: 2 sequences x 100 tokens x 232 reads x 128 dims x K and V x 2 B
+    full = {"mem": 1.0, "floor_s": 0.0, "per_seq_s": 0.0, "per_read_s": 0.0, "group_max": 16.0,
+            "half_occupancy": 0.0, "shape": 1.0, "fp8": 1.0}
+    t = float(eff.decode_attention_time(2, 100, 232, 8, d=full, hbm=1e12, fp8=False))
+    assert t == pytest.approx(2 * 100 * 232 * 128 * 2 * 2 / 1e12)
 
 
 def test_allreduce_is_interpolated_in_log_log_and_analytic_without_a_table():

@@ -48,13 +48,13 @@ def test_no_systematic_bias_beyond_what_was_measured(report):
 
 
 def test_out_of_sample_offline_grids():
-    """The rest of the TensorRT-LLM offline grids, never used to fit: measured 14.3% median
-    absolute error over 311 rows, bias -13.1% (docs/validation.md; L40S TP4/TP8 -53% to -89%,
+    """The rest of the TensorRT-LLM offline grids, never used to fit: measured 11.8% median
+    absolute error over 311 rows, bias -9.9% (docs/validation.md; L40S TP4/TP8 -53% to -89%,
     where the silicon all-reduce table of a PCIe L40S node is far slower than the published
     engine runs imply)."""
     rep = run(dataset="offline-grid")
     assert rep.summary["count"] >= 300
-    assert rep.summary["median_abs_error"] <= 0.145, rep.summary["median_abs_error"]
+    assert rep.summary["median_abs_error"] <= 0.12, rep.summary["median_abs_error"]
     fitted = {r.id for r in load_rows()[0]}
     assert not fitted & {r.id for r in rep.rows}
 
@@ -62,12 +62,13 @@ def test_out_of_sample_offline_grids():
 @pytest.mark.parametrize("kind,median,p90", [("kernel_gemm_bf16", 0.066, 0.17),
                                              ("kernel_gemm_fp8", 0.039, 0.12),
                                              ("kernel_prefill_attention", 0.071, 0.33),
-                                             ("kernel_decode_attention", 0.33, 0.95)])
+                                             ("kernel_decode_attention", 0.20, 0.69)])
 def test_held_out_kernel_timings(kind, median, p90):
     """Silicon kernel timings the derivation of the constants did not use (odd-numbered rows of
-    each table): measured medians 6.5% / 3.8% / 7.0% / 32.1% (docs/validation.md). Decode
-    attention is the weak model: the tables report KV reads above HBM bandwidth at batch >= 16
-    (the collector's sequences share KV blocks), which a bandwidth model cannot follow."""
+    each table): measured medians 6.5% / 3.8% / 7.0% / 19.3% (docs/validation.md). Decode
+    attention is the weak model: 8-37% of its table rows report KV reads above HBM bandwidth
+    (the collector's sequences share KV blocks, or they sit in L2), which a model kept physical
+    cannot follow."""
     s = _kernels().summary["by_kind"][kind]
     assert s["count"] >= 200
     assert s["median_abs_error"] <= median, s["median_abs_error"]

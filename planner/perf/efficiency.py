@@ -16,9 +16,13 @@ The forms, and why (the constants are in the GPU's catalog entry, each with its 
 * Prefill attention (FlashAttention-style, causal): ``floor + FLOPs / (peak * mamf * s / (s + half)
   * q^wave)`` with ``s`` the mean query length and ``q`` the wave utilisation of
   ``batch * heads * ceil(s / 128)`` thread blocks.
-* Decode attention (paged, split-K): ``floor + per_seq * B + KV bytes / (HBM_BW * eta)`` with
-  ``eta = mem * x^a / (x^a + half^a)``, ``x = B * KV heads`` per GPU (occupancy), FP8 KV scaled by
-  its own factor.
+* Decode attention (paged, split-K): ``floor + per_seq * B + per_read * B * r + KV bytes * r /
+  kv_heads / (HBM_BW * eta)`` with ``eta = mem * x^a / (x^a + half^a)``, ``x = B * r`` (occupancy)
+  and ``r`` the KV heads *read* per sequence: the KV heads when the kernel packs the query heads
+  sharing one (GQA packing, up to ``group_max`` of them), else one read per query head (the
+  kernel falls back to one thread block per query head, as the source tables show for ratios
+  above ``group_max``). MLA's absorbed kernel reads its latent once for all heads. FP8 KV is
+  scaled by its own factor.
 * All-reduce: a measured latency table by message size where the GPU has one (log-log
   interpolation), else ``oneshot + 2 (n - 1) / n * bytes / (link_bw * busbw)``.
 """
@@ -72,18 +76,40 @@ def prefill_attention_time(flops, q_len, blocks, *, peak: float, sms: int, a: di
     return np.where(fl > 0, a["floor_s"] + fl / (peak * eta), 0.0)
 
 
-def decode_attention_eta(batch, kv_heads, *, d: dict, fp8: bool, scale_m: float = 1.0):
+def decode_kv_reads(heads, kv_heads, *, d: dict, latent: bool = False) -> float:
+    """KV heads a decode-attention kernel reads per sequence on one GPU: ``kv_heads`` when the
+    ``heads / kv_heads`` query heads sharing each fit one thread block (``<= group_max``), else
+    one read per query head; an MLA latent (``latent``) is read once for all heads."""
+    if latent:
+        return 1.0
+    return float(kv_heads) if heads / kv_heads <= d["group_max"] + 1e-9 else float(heads)
+
+
+def decode_attention_eta(batch, reads, *, d: dict, fp8: bool, scale_m: float = 1.0):
     """Achieved fraction of HBM bandwidth of a paged decode-attention kernel at ``batch``
-    sequences of ``kv_heads`` KV heads per GPU (occupancy-bound when their product is small)."""
-    x = np.maximum(_as(batch) * kv_heads, 1e-9) ** d["shape"]
+    sequences of ``reads`` KV heads read each (occupancy-bound when their product is small)."""
+    x = np.maximum(_as(batch) * reads, 1e-9) ** d["shape"]
     eta = d["mem"] * scale_m * x / (x + d["half_occupancy"] ** d["shape"])
-    return eta * (d["fp8"] if fp8 else 1.0)
+    return eta * np.where(fp8, d["fp8"], 1.0)
 
 
-def decode_attention_floor(batch, *, d: dict):
-    """Fixed part of one decode-attention kernel: launch plus per-sequence work (seconds)."""
+def decode_attention_floor(batch, reads, *, d: dict):
+    """Fixed part of one decode-attention kernel: launch, per-sequence work and per (sequence,
+    KV head read) work (seconds)."""
     B = _as(batch)
-    return np.where(B > 0, d["floor_s"] + d["per_seq_s"] * B, 0.0)
+    return np.where(B > 0, d["floor_s"] + (d["per_seq_s"] + d["per_read_s"] * reads) * B, 0.0)
+
+
+def decode_attention_time(batch, ctx_tokens, heads, kv_heads, *, d: dict, hbm: float, fp8: bool,
+                          head_dim: int = 128, kv_bytes: float = 2.0):
+    """Seconds of one decode-attention kernel over ``batch`` sequences holding ``ctx_tokens``
+    tokens each, ``heads`` query and ``kv_heads`` KV heads of ``head_dim``: the memory-bound form
+    the kernel tables measure (the step model adds a compute bound)."""
+    h, kvh = _as(heads), _as(kv_heads)
+    r = np.where(h / kvh <= d["group_max"] + 1e-9, kvh, h)  # decode_kv_reads, elementwise
+    nbytes = _as(batch) * _as(ctx_tokens) * r * head_dim * 2 * kv_bytes
+    return decode_attention_floor(batch, r, d=d) + nbytes / (
+        hbm * decode_attention_eta(batch, r, d=d, fp8=fp8))
 
 
 def allreduce_time(msg_bytes, n: int, *, table=None, link_bw: float, oneshot_s: float,

@@ -121,6 +121,11 @@ class StepModel(InstanceMemory):
             self.kv_heads_gpu = 1.0
         else:
             self.kv_elems_gpu = 2.0 * self.kv_heads_gpu * m.head_dim
+        # KV heads the decode kernel reads per sequence (more than it holds when the query heads
+        # sharing one exceed what the kernel packs); KV bytes read scale by reads / KV heads.
+        self.kv_reads_gpu = eff.decode_kv_reads(self.heads_gpu, self.kv_heads_gpu, d=self.eff.decode,
+                                                latent=m.is_mla)
+        self.kv_read_factor = self.kv_reads_gpu / self.kv_heads_gpu
         if m.is_mla:
             qk = m.qk_nope_head_dim + m.qk_rope_head_dim
             self.attn_flops_pair_prefill = 2.0 * m.num_heads * (qk + m.v_head_dim)
@@ -271,21 +276,22 @@ class StepModel(InstanceMemory):
 
     def decode_attention(self, batch, ctx):
         """Paged decode attention for ``batch`` sequences of total context ``ctx``, per layer:
-        ``floor + per_seq B + max(FLOPs / (peak_bf16 * mamf_prefill), KV bytes / (HBM_BW eta(B)))``
-        with ``eta`` occupancy-bound by ``B x KV heads`` (see efficiency.decode_attention_eta)."""
+        ``floor + (per_seq + per_read r) B + max(FLOPs / (peak_bf16 * mamf_prefill),
+        KV bytes read / (HBM_BW eta(B r)))`` with ``r`` the KV heads read per sequence and ``eta``
+        occupancy-bound by ``B x r`` (see efficiency.decode_kv_reads, decode_attention_eta)."""
         B = _as(batch)
-        kvb = self.kv_elems_gpu * self.bkv
+        kvb = self.kv_elems_gpu * self.bkv * self.kv_read_factor
         fl = self.attn_flops_pair_decode * _as(ctx) / self.tp
         by = (_as(ctx) + B) * kvb
         t_c, t_m = self._decode_coefficients(B)
-        t = np.where(B > 0, eff.decode_attention_floor(B, d=self.eff.decode)
+        t = np.where(B > 0, eff.decode_attention_floor(B, self.kv_reads_gpu, d=self.eff.decode)
                      + np.maximum(t_c * _as(ctx), t_m * (_as(ctx) + B)), 0.0)
         return t * self.layers, fl * self.layers, by * self.layers, self.peak_bf16
 
     def _decode_coefficients(self, B):
         """Per-layer seconds per context token of the decode kernel's compute and memory terms."""
-        kvb = self.kv_elems_gpu * self.bkv
-        eta = eff.decode_attention_eta(B, self.kv_heads_gpu, d=self.eff.decode, fp8=self.kv_dtype == "fp8")
+        kvb = self.kv_elems_gpu * self.bkv * self.kv_read_factor
+        eta = eff.decode_attention_eta(B, self.kv_reads_gpu, d=self.eff.decode, fp8=self.kv_dtype == "fp8")
         t_c = self.attn_flops_pair_decode / self.tp / (self.peak_bf16 * self.eff.pf_mamf)
         return t_c, kvb / (self.gpu.hbm_bytes_per_s * eta)
 

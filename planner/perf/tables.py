@@ -37,7 +37,7 @@ class FastTimes:
         t_c, t_m = sm._decode_coefficients(T)
         self.base = base
         self.lm = sm.lm_head(T)[0]
-        self.dec_floor = decode_attention_floor(T, d=sm.eff.decode) * L
+        self.dec_floor = decode_attention_floor(T, sm.kv_reads_gpu, d=sm.eff.decode) * L
         self.max_tokens = n - 1
         # Plain Python lists: indexing them is faster than numpy scalars.
         self.base_l = self.base.tolist()
