@@ -29,6 +29,7 @@ DEFAULTS = {
     "ttft_slo": 1.0,
     "tpot_slo": 0.050,
     "percentile": 90,
+    "engine": "vllm",
 }
 
 _SPEC = re.compile(r"^\s*(\d+)\s*x\s*tp(\d+)(?:pp(\d+))?(?:ep(\d+))?(?:@([A-Za-z0-9_.\-]+))?\s*$")
@@ -57,6 +58,11 @@ class Inputs:
     catalog: Catalog
     gpu: str = DEFAULTS["gpu"]
     assumed: list = field(default_factory=list)  # defaults the user did not set
+    engine: object = None  # planner.catalog.EngineSpec; None = the catalog's default engine
+
+    def __post_init__(self):
+        if self.engine is None and self.catalog is not None and DEFAULTS["engine"] in self.catalog.engines:
+            self.engine = self.catalog.engines[DEFAULTS["engine"]]
 
 
 def parse_spec(text: str, default_gpu: str, flag: str) -> tuple[int, int, int, str, int]:
@@ -90,7 +96,7 @@ def parse_spec(text: str, default_gpu: str, flag: str) -> tuple[int, int, int, s
 def step_model(inp: Inputs, pool: Pool) -> StepModel:
     gpu = inp.catalog.gpu(pool.gpu)
     return build_step_model(inp.catalog, inp.model, gpu, pool.tp, pool.pp, dtype=inp.dtype,
-                            kv_dtype=inp.kv_dtype, ep=pool.ep)
+                            kv_dtype=inp.kv_dtype, ep=pool.ep, engine=inp.engine)
 
 
 def kv_link_for(catalog: Catalog, gpu_p: GPUSpec, gpu_d: GPUSpec, pool_p: Pool, pool_d: Pool,
@@ -340,7 +346,8 @@ def default_inputs(catalog_dir: str | None = None, **kw) -> Inputs:
     slo = SLO(kw.get("ttft_slo", DEFAULTS["ttft_slo"]), kw.get("tpot_slo", DEFAULTS["tpot_slo"]),
               kw.get("percentile", DEFAULTS["percentile"]))
     return Inputs(model, wl, slo, kw.get("dtype") or model.default_dtype,
-                  kw.get("kv_dtype") or model.default_kv_dtype, cat, gpu=kw.get("gpu", DEFAULTS["gpu"]))
+                  kw.get("kv_dtype") or model.default_kv_dtype, cat, gpu=kw.get("gpu", DEFAULTS["gpu"]),
+                  engine=cat.engine(kw.get("engine", DEFAULTS["engine"])))
 
 
 __all__ = ["Inputs", "SLO", "Plan", "Deployment", "Pool", "estimate", "evaluate", "headroom",

@@ -614,6 +614,132 @@ def parse_link(path: Path, data: dict) -> LinkSpec:
     )
 
 
+_ENGINE_KEYS = {
+    "id", "name", "kind", "version", "max_num_batched_tokens", "max_num_seqs", "large_gpu",
+    "memory_policy", "memory_fraction", "kv_block_tokens", "cuda_graph_max_batch",
+    "chunked_prefill", "schedule", "custom_allreduce_max_bytes", "preemption", "kv_admission",
+    "iteration_overhead_ms", "sources", "notes",
+}
+_LARGE_GPU_KEYS = {"min_memory_gib", "exclude", "max_num_batched_tokens", "max_num_seqs"}
+MEMORY_POLICIES = ("total_fraction", "static_fraction", "free_fraction")
+SCHEDULES = ("decode_first", "prefill_first")
+PREEMPTIONS = ("recompute", "swap", "none")
+KV_ADMISSIONS = ("incremental", "reserve_full")
+# Sourced keys of an engine profile (iteration_overhead_ms may be null: then the step model's
+# documented default applies and plans say so).
+_ENGINE_SOURCED = ("version", "max_num_batched_tokens", "max_num_seqs", "memory_policy",
+                   "memory_fraction", "kv_block_tokens", "cuda_graph_max_batch", "chunked_prefill",
+                   "schedule", "custom_allreduce_max_bytes", "preemption", "kv_admission",
+                   "iteration_overhead_ms")
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What a serving engine does with a GPU, at one named version (``hardware/engines/*.yaml``)."""
+
+    id: str
+    name: str
+    version: str
+    max_num_batched_tokens: int  # token budget per iteration (chunked prefill on)
+    max_num_seqs: int
+    memory_policy: str  # total_fraction | static_fraction | free_fraction
+    memory_fraction: float
+    kv_block_tokens: int
+    cuda_graph_max_batch: int
+    chunked_prefill: bool
+    schedule: str  # decode_first | prefill_first
+    custom_allreduce_max_bytes: float
+    preemption: str
+    kv_admission: str  # incremental | reserve_full
+    iteration_overhead_s: float | None
+    large_gpu: dict = field(default_factory=dict, compare=False, hash=False)
+    sources: dict = field(default_factory=dict, compare=False, hash=False)
+    notes: str = ""
+    path: str = ""
+    raw: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def _large(self, gpu: GPUSpec) -> bool:
+        lg = self.large_gpu
+        if not lg:
+            return False
+        return (gpu.hbm_bytes >= lg["min_memory_gib"] * 2**30 * 0.99
+                and not any(x in gpu.id for x in lg.get("exclude", ())))
+
+    def token_budget(self, gpu: GPUSpec) -> int:
+        """The default token budget per iteration on ``gpu``."""
+        if self._large(gpu) and "max_num_batched_tokens" in self.large_gpu:
+            return int(self.large_gpu["max_num_batched_tokens"])
+        return self.max_num_batched_tokens
+
+    def max_seqs(self, gpu: GPUSpec) -> int:
+        """The default cap on running sequences on ``gpu``."""
+        if self._large(gpu) and "max_num_seqs" in self.large_gpu:
+            return int(self.large_gpu["max_num_seqs"])
+        return self.max_num_seqs
+
+    @property
+    def label(self) -> str:
+        return f"{self.id} {self.version}"
+
+
+def parse_engine(path: Path, data: dict) -> EngineSpec:
+    r = _Reader(path, data, _ENGINE_KEYS)
+    sources = _require_sources(r, _ENGINE_SOURCED)
+    chunked = data.get("chunked_prefill")
+    if not isinstance(chunked, bool):
+        raise CatalogError(f"{path}: chunked_prefill: must be true or false, got {chunked!r}")
+    overhead = data.get("iteration_overhead_ms", "missing")
+    if overhead == "missing":
+        raise CatalogError(f"{path}: iteration_overhead_ms: missing (a number, or null for the default)")
+    if overhead is not None:
+        overhead = r.number("iteration_overhead_ms", positive=False, maximum=100.0) * 1e-3
+    large = {}
+    if data.get("large_gpu") is not None:
+        lg = r.mapping("large_gpu")
+        bad = set(lg) - _LARGE_GPU_KEYS
+        if bad:
+            k = sorted(bad)[0]
+            raise CatalogError(f"{path}: large_gpu.{k}: unknown key{did_you_mean(str(k), _LARGE_GPU_KEYS)}")
+        large["min_memory_gib"] = r.number("min_memory_gib", container=lg, ctx="large_gpu", maximum=1e4)
+        for k in ("max_num_batched_tokens", "max_num_seqs"):
+            if k in lg:
+                large[k] = r.number(k, integer=True, container=lg, ctx="large_gpu", maximum=1e7)
+        ex = lg.get("exclude", [])
+        if not isinstance(ex, list) or not all(isinstance(x, str) and x for x in ex):
+            raise CatalogError(f"{path}: large_gpu.exclude: must be a list of GPU-id substrings, got {ex!r}")
+        large["exclude"] = tuple(ex)
+    budget = r.number("max_num_batched_tokens", integer=True, maximum=1e7)
+    seqs = r.number("max_num_seqs", integer=True, maximum=1e6)
+    for b, n, where in ((budget, seqs, ""), (large.get("max_num_batched_tokens", budget),
+                                             large.get("max_num_seqs", seqs), "large_gpu.")):
+        if b < n:
+            raise CatalogError(f"{path}: {where}max_num_batched_tokens: the token budget ({b}) must be "
+                               f"at least {where}max_num_seqs ({n}): every running decode takes one token")
+    frac = r.number("memory_fraction", maximum=1.0)
+    return EngineSpec(
+        id=r.text("id"),
+        name=r.text("name"),
+        version=r.text("version"),
+        max_num_batched_tokens=budget,
+        max_num_seqs=seqs,
+        memory_policy=r.text("memory_policy", choices=MEMORY_POLICIES),
+        memory_fraction=frac,
+        kv_block_tokens=r.number("kv_block_tokens", integer=True, maximum=1e5),
+        cuda_graph_max_batch=r.number("cuda_graph_max_batch", integer=True, positive=False, maximum=1e6),
+        chunked_prefill=chunked,
+        schedule=r.text("schedule", choices=SCHEDULES),
+        custom_allreduce_max_bytes=r.number("custom_allreduce_max_bytes", positive=False, maximum=1e12),
+        preemption=r.text("preemption", choices=PREEMPTIONS),
+        kv_admission=r.text("kv_admission", choices=KV_ADMISSIONS),
+        iteration_overhead_s=overhead,
+        large_gpu=large,
+        sources=sources,
+        notes=str(data.get("notes") or ""),
+        path=str(path),
+        raw=dict(data),
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Hugging Face config.json import
 # --------------------------------------------------------------------------------------------
@@ -729,6 +855,7 @@ class Catalog:
     models: dict
     gpus: dict
     links: dict
+    engines: dict = field(default_factory=dict)
 
     def model(self, name: str, flag: str = "--model") -> ModelSpec:
         if name.endswith(".json") or os.sep in name or name.startswith("."):
@@ -756,13 +883,20 @@ class Catalog:
             raise unknown_name("link", name, self.links, flag)
         return self.links[name]
 
+    def engine(self, name: str, flag: str = "--engine") -> EngineSpec:
+        if name not in self.engines:
+            from planner.errors import unknown_name
+
+            raise unknown_name("engine", name, self.engines, flag)
+        return self.engines[name]
+
     def get(self, name: str):
-        for table in (self.models, self.gpus, self.links):
+        for table in (self.models, self.gpus, self.links, self.engines):
             if name in table:
                 return table[name]
         from planner.errors import unknown_name
 
-        raise unknown_name("catalog entry", name, [*self.models, *self.gpus, *self.links])
+        raise unknown_name("catalog entry", name, [*self.models, *self.gpus, *self.links, *self.engines])
 
 
 def _read_dir(directory: Path, parser, table: dict) -> None:
@@ -787,6 +921,7 @@ def load_catalog(user_dir: str | None = None) -> Catalog:
     hw = _builtin_dir("planner.hardware", "hardware")
     _read_dir(hw / "gpus", parse_gpu, cat.gpus)
     _read_dir(hw / "links", parse_link, cat.links)
+    _read_dir(hw / "engines", parse_engine, cat.engines)
     if (hw / "kernels").is_dir():
         _attach_kernels(hw / "kernels", cat)
     user_dir = user_dir or os.environ.get("PDPLAN_CATALOG") or None
@@ -795,16 +930,17 @@ def load_catalog(user_dir: str | None = None) -> Catalog:
         if not d.is_dir():
             raise CatalogError(f"--catalog: {user_dir} is not a directory")
         for sub, parser, table in (("models", parse_model, cat.models), ("gpus", parse_gpu, cat.gpus),
-                                   ("links", parse_link, cat.links)):
+                                   ("links", parse_link, cat.links),
+                                   ("engines", parse_engine, cat.engines)):
             if (d / sub).is_dir():
                 _read_dir(d / sub, parser, table)
         parsers = {"model": (parse_model, cat.models), "gpu": (parse_gpu, cat.gpus),
-                   "link": (parse_link, cat.links)}
+                   "link": (parse_link, cat.links), "engine": (parse_engine, cat.engines)}
         for p in sorted(d.glob("*.yaml")):
             data = _load_yaml(p)
             kind = data.get("kind")
             if kind not in parsers:
-                raise CatalogError(f"{p}: kind: must be one of model, gpu, link, got {kind!r}")
+                raise CatalogError(f"{p}: kind: must be one of model, gpu, link, engine, got {kind!r}")
             parser, table = parsers[kind]
             entry = parser(p, data)
             table[entry.id] = entry

@@ -151,7 +151,7 @@ def json_option(f):
 
 
 def model_options(f):
-    """--model, --gpu, --dtype, --kv-dtype."""
+    """--model, --gpu, --dtype, --kv-dtype, --engine."""
     return _stack(
         click.option("--model", "model", metavar="NAME|config.json",
                      help="Model id from the catalog, or a Hugging Face config.json path "
@@ -161,6 +161,9 @@ def model_options(f):
                      help="Weight dtype [default: the model's default_dtype]."),
         click.option("--kv-dtype", "kv_dtype", type=click.Choice(KV_DTYPES),
                      help="KV-cache dtype [default: the model's default_kv_dtype]."),
+        click.option("--engine", "engine", metavar="NAME",
+                     help="Serving engine profile: vllm, sglang, trtllm or one from --catalog "
+                          "[default: vllm]."),
     )(f)
 
 
@@ -252,6 +255,16 @@ def resolve_dtypes(model, opts: dict, assumed: list) -> tuple[str, str]:
     return dtype, kv_dtype
 
 
+def resolve_engine(cat, opts: dict, assumed: list):
+    from planner.api import DEFAULTS
+
+    name = opts.get("engine")
+    if name is None:
+        name = DEFAULTS["engine"]
+        assumed.append(f"engine {name}")
+    return cat.engine(name, "--engine")
+
+
 def resolve_gpu(cat, opts: dict, assumed: list) -> str:
     from planner.api import DEFAULTS
 
@@ -331,7 +344,8 @@ def build_inputs(ctx: click.Context, opts: dict, *, require_qps: bool = True,
     wl = build_workload(opts, qps, assumed)
     slo = build_slo(opts, assumed, ttft_default)
     dtype, kv_dtype = resolve_dtypes(model, opts, assumed)
-    return Inputs(model, wl, slo, dtype, kv_dtype, cat, gpu=gpu, assumed=assumed)
+    engine = resolve_engine(cat, opts, assumed)
+    return Inputs(model, wl, slo, dtype, kv_dtype, cat, gpu=gpu, assumed=assumed, engine=engine)
 
 
 def check_pool(inputs, pool, flag: str) -> None:
@@ -941,7 +955,8 @@ def step(ctx, tp, pp, prefill_tokens, decode_batch, context, as_json, **opts):
     if tp is None:
         tp = api.smallest_fitting_tp(cat, model, gpu, dtype, kv_dtype)
         assumed.append(f"tp {tp}")
-    sm = build_step_model(cat, model, gpu, tp, pp, dtype=dtype, kv_dtype=kv_dtype)
+    engine = resolve_engine(cat, opts, assumed)
+    sm = build_step_model(cat, model, gpu, tp, pp, dtype=dtype, kv_dtype=kv_dtype, engine=engine)
     try:
         sm.require_fit()
     except DoesNotFitError as exc:

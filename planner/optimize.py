@@ -26,7 +26,7 @@ from planner.api import (
 from planner.errors import InvalidRequestError, NoFeasiblePlanError
 from planner.perf import build_step_model
 from planner.serving import chunked, disaggregated, unified
-from planner.serving.common import APPROACHES, KV_HEADROOM, Deployment, LoadShape, Pool
+from planner.serving.common import APPROACHES, Deployment, LoadShape, Pool
 
 TP_CHOICES = (1, 2, 4, 8)
 PP_CHOICES = (1, 2, 4)
@@ -96,7 +96,7 @@ def _configs(inp: Inputs, gpu_ids, tps=TP_CHOICES, pps=PP_CHOICES):
                 eps = (1, tp) if inp.model.is_moe and tp > 1 else (1,)
                 for ep in eps:
                     sm = build_step_model(inp.catalog, inp.model, gpu, tp, pp, dtype=inp.dtype,
-                                          kv_dtype=inp.kv_dtype, ep=ep)
+                                          kv_dtype=inp.kv_dtype, ep=ep, engine=inp.engine)
                     if sm.fits:
                         out.append(sm)
     # Pipeline parallelism only pays when tensor parallelism within a node cannot hold the
@@ -185,9 +185,12 @@ def search(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
                         return chunked.lane_metrics(sm, shape, qps / (n * sm.pp), chunk, cv, curves,
                                                     lanes=n * sm.pp, percentiles=pcts, slo=pair)
                 else:
-                    def ev(n, pcts=(), sm=sm):
+                    ucurves = unified.curves(sm, shape)
+
+                    def ev(n, pcts=(), sm=sm, ucurves=ucurves):
                         return unified.lane_metrics(sm, shape, qps / (n * sm.pp), cv,
-                                                    lanes=n * sm.pp, percentiles=pcts, slo=pair)
+                                                    lanes=n * sm.pp, percentiles=pcts, slo=pair,
+                                                    curves_=ucurves)
 
                 n, score, n_at, cnt = _size_search(lambda a: _score(ev(a), slo), n_max)
                 res.evaluated += cnt
@@ -417,7 +420,7 @@ def no_plan_message(inp: Inputs, sr: SearchResult, gpu_ids, max_gpus) -> str:
     isl, osl = inp.workload.grid()
     longest = float(np.max(isl + osl))
     configs = _configs(inp, gpu_ids)
-    room = max((KV_HEADROOM * sm.kv_capacity_tokens / sm.pp for sm in configs), default=0.0)
+    room = max((sm.kv_capacity_tokens / sm.pp for sm in configs), default=0.0)
     if longest > room:
         hints.insert(0, f"shorter requests: the longest ({longest:,.0f} tokens) does not fit the KV "
                         f"cache of any instance ({room:,.0f} tokens at most)")

@@ -17,6 +17,7 @@ from planner.catalog import (
     Catalog,
     attach_kernels,
     load_catalog,
+    parse_engine,
     parse_gpu,
     parse_link,
     parse_model,
@@ -75,12 +76,12 @@ def read_plan(path: str) -> dict:
 def catalog_from_plan(path: str, doc: dict) -> Catalog:
     """The embedded catalog entries, over the built-in catalog for anything not embedded."""
     base = load_catalog()
-    cat = Catalog(dict(base.models), dict(base.gpus), dict(base.links))
+    cat = Catalog(dict(base.models), dict(base.gpus), dict(base.links), dict(base.engines))
     emb = doc.get("catalog") or {}
     if not isinstance(emb, dict):
         _fail(path, "catalog", "must be a mapping of models, gpus and links")
     for key, parser, table in (("models", parse_model, cat.models), ("gpus", parse_gpu, cat.gpus),
-                               ("links", parse_link, cat.links)):
+                               ("links", parse_link, cat.links), ("engines", parse_engine, cat.engines)):
         entries = emb.get(key) or {}
         if not isinstance(entries, dict):
             _fail(path, f"catalog.{key}", "must be a mapping of id -> entry")
@@ -180,7 +181,14 @@ def load_plan(path: str, qps: float | None = None):
     dep = Deployment(approach, tuple(pools), chunk_size=chunk, link=link, kv_overlap=bool(overlap),
                      kv_transfer_dtype=tdtype if tdtype != kv_dtype else None)
     gpu_default = pools[0].gpu
-    inputs = Inputs(model, wl, slo, dtype, kv_dtype, cat, gpu=gpu_default)
+    engine = None
+    if "engine" in doc:  # plans before engine profiles carry none: the default engine applies
+        e = doc.get("engine")
+        eid = e.get("id") if isinstance(e, dict) else None
+        if not isinstance(eid, str) or eid not in cat.engines:
+            _fail(path, "engine.id", f"unknown engine {eid!r}; known: {', '.join(sorted(cat.engines))}")
+        engine = cat.engines[eid]
+    inputs = Inputs(model, wl, slo, dtype, kv_dtype, cat, gpu=gpu_default, engine=engine)
     return inputs, dep, doc
 
 

@@ -255,6 +255,21 @@ def engine_hints(plan) -> dict:
     return hints
 
 
+def engine_document(plan) -> dict:
+    """The engine the plan assumes, at its version, with the settings pdplan's numbers use."""
+    inp, dep = plan.inputs, plan.deployment
+    e = inp.engine
+    gpu = inp.catalog.gpus.get(dep.pools[0].gpu)
+    doc = {"id": e.id, "version": e.version, "memory_policy": e.memory_policy,
+           "memory_fraction": e.memory_fraction, "kv_block_tokens": e.kv_block_tokens,
+           "kv_admission": e.kv_admission, "schedule": e.schedule}
+    if gpu is not None:
+        doc["max_num_seqs"] = e.max_seqs(gpu)
+        doc["max_num_batched_tokens"] = (int(dep.chunk_size) if dep.approach == "chunked" and dep.chunk_size
+                                         else e.token_budget(gpu))
+    return doc
+
+
 def _catalog_embed(plan) -> dict:
     """The catalog entries the plan uses, so that a plan file stands on its own."""
     inp, dep = plan.inputs, plan.deployment
@@ -274,6 +289,8 @@ def _catalog_embed(plan) -> dict:
         links[plan.link["id"]] = dict(cat.links[plan.link["id"]].raw)
     out = {"models": {inp.model.id: dict(inp.model.raw)},
            "gpus": dict(sorted(gpus.items())), "links": dict(sorted(links.items()))}
+    if inp.engine is not None and inp.engine.raw:
+        out["engines"] = {inp.engine.id: dict(inp.engine.raw)}
     if kernels:
         out["kernels"] = dict(sorted(kernels.items()))
     return out
@@ -336,6 +353,9 @@ def plan_document(plan) -> dict:
         "total_gpus": int(dep.total_gpus),
         "pools": [pool_document(p) for p in dep.pools],
     }
+    eng = plan.inputs.engine
+    if eng is not None:
+        doc["engine"] = engine_document(plan)
     if dep.approach == "chunked":
         doc["chunk_size"] = int(dep.chunk_size) if dep.chunk_size else None
     if dep.approach == "disaggregated" and plan.link:
@@ -968,8 +988,10 @@ def _tl_cells(cells: str) -> str:
 
 
 _TL_POLICY = {
-    "unified": "prefill-prioritised: a prefill runs alone and every running decode waits for it",
-    "chunked": "each iteration carries the running decodes and up to {chunk} prompt tokens",
+    "unified": "in-flight batching, whole prompts: an iteration with a prompt lasts as long as the "
+               "prompt, and every running decode waits for it",
+    "chunked": "each iteration carries the running decodes and prompt tokens up to a budget of "
+               "{chunk} tokens (decodes included)",
     "disaggregated": "prompts run on the prefill pool; the decode pool only decodes, so no decode "
                      "ever waits for a prefill",
 }
@@ -992,8 +1014,6 @@ def show_timeline(console: Console, tl) -> None:
     else:
         console.print(f"[bold]timeline[/]: {escape(tl.approach)}; one column = one tick: one prompt "
                       "token, or one decode iteration of the batch")
-        if tl.approach == "chunked":
-            policy += f" ({tl.chunk_size} + 1 ticks)"
         console.print(f"[dim]{escape(policy)}[/]")
     pools = list(dict.fromkeys(row.pool for row in tl.rows))
     n = len(tl.ticks)

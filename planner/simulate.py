@@ -58,7 +58,7 @@ import numpy as np
 
 from planner.errors import InvalidRequestError
 from planner.perf import FastTimes, kv_transfer_time
-from planner.serving.common import PERCENTILES, Deployment, max_num_seqs
+from planner.serving.common import PERCENTILES, Deployment, LoadShape, max_num_seqs
 
 # Statistics window: requests whose arrival index is in [WARMUP, DRAIN) of the run.
 WARMUP_SHARE, DRAIN_SHARE = 0.10, 0.90
@@ -67,9 +67,9 @@ BACKLOG_FLOOR, BACKLOG_SHARE, TIME_LIMIT_SPANS = 200, 0.20, 50.0
 
 _INF = math.inf
 # Lane step kinds.
-_IDLE, _PREFILL, _PIECE, _MIXED = 0, 1, 2, 3
-# Engine modes.
-_UNIFIED, _CHUNKED, _DECODE = 0, 1, 2
+_IDLE, _PIECE, _MIXED = 0, 2, 3
+# Engine modes: lanes with prompts (unified or chunked), decode-only lanes.
+_CHUNKED, _DECODE = 1, 2
 ROUTINGS = ("work", "prompts", "outstanding")
 _PROMPT_WEIGHT = 1 << 32
 
@@ -167,9 +167,14 @@ class _Engine:
     """
 
     def __init__(self, mode: int, lanes: int, ft: FastTimes, kv_cap: float, max_seqs: int,
-                 isl: list, osl: list, t_first: list, prefill_s: list | None = None,
-                 chunk: int = 0, route_prompts: bool = False, route_work: bool = False):
+                 isl: list, osl: list, t_first: list, chunk: int = 0, route_prompts: bool = False,
+                 route_work: bool = False, split: bool = True, mixed: bool = True,
+                 reserve_full: bool = False):
         self.mode = mode
+        # Prompts split into pieces (chunked) or whole (unified); iterations carrying prompt
+        # tokens also carry the decodes (mixed) or run alone (prefill-first engines); KV held
+        # from admission for ISL + OSL (reserve_full) or for the tokens a sequence has so far.
+        self.split, self.mixed, self.reserve_full = bool(split), bool(mixed), bool(reserve_full)
         # Routing key per lane: outstanding requests, or (with route_prompts) prompts not yet
         # through their prefill first and outstanding requests second.
         self.prompt_weight = _PROMPT_WEIGHT if route_prompts else 0
@@ -187,7 +192,7 @@ class _Engine:
         self.A = [ft.base_l[b] + ft.lm_l[b] + ft.dec_floor_l[b] for b in range(nb)]
         self.F = ft.dec_flop_l
         self.G = ft.dec_byte_l
-        self.isl, self.osl, self.P = isl, osl, prefill_s
+        self.isl, self.osl = isl, osl
         n = len(isl)
         self.t_first = t_first
         self.t_last = [math.nan] * n
@@ -208,7 +213,8 @@ class _Engine:
         self.k = [0] * L  # decode iterations done
         self.fin = [[] for _ in range(L)]  # heap of (finish iteration, request)
         self.queue = [deque() for _ in range(L)]
-        self.kv = [0.0] * L  # reserved KV tokens
+        self.kv = [0.0] * L  # reserve_full: reserved KV tokens; else prompt tokens of admitted
+        # sequences not yet decoding (decoding ones hold their context, self.X)
         self.ns = [0] * L  # admitted, unfinished sequences (chunked: includes in prefill)
         self.out = [0] * L  # routing key (see prompt_weight)
         self.partial = [None] * L  # chunked: (request, tokens done)
@@ -230,30 +236,31 @@ class _Engine:
             heapq.heappush(self.heap, (ev, l, self.ver[l]))
 
     def _fits(self, l: int, rid: int, running: int) -> bool:
-        return running == 0 or (self.kv[l] + self.isl[rid] + self.osl[rid] <= self.kv_cap
-                                and running < self.max_seqs)
+        if running == 0:
+            return True
+        if running >= self.max_seqs:
+            return False
+        if self.reserve_full:
+            return self.kv[l] + self.isl[rid] + self.osl[rid] <= self.kv_cap
+        return self.X[l] + self.kv[l] + self.isl[rid] <= self.kv_cap
+
+    def _hold(self, l: int, rid: int, sign: int) -> None:
+        """Admission (+1) and its release (-1) in the KV account."""
+        self.kv[l] += sign * (self.isl[rid] + (self.osl[rid] if self.reserve_full else 0))
 
     def _replan(self, l: int, t: float) -> None:
         """Choose the step that starts at boundary ``t``."""
         q = self.queue[l]
         mode = self.mode
-        if mode == _UNIFIED:
-            if q and self._fits(l, q[0], self.B[l]):
-                rid = q.popleft()
-                self.kv[l] += self.isl[rid] + self.osl[rid]
-                self.ns[l] += 1
-                self.data[l] = rid
-                self._schedule(l, _PREFILL, t, t + self.P[rid])
-                return
-        elif mode == _CHUNKED:
+        if mode == _CHUNKED:
             if self._plan_mixed(l, t):
                 return
         else:
             B = self.B[l]
             while q and self._fits(l, q[0], B):
                 rid = q.popleft()
+                self._hold(l, rid, 1)
                 self._join(l, rid)
-                self.kv[l] += self.isl[rid] + self.osl[rid]
                 self.ns[l] += 1
                 B += 1
         B = self.B[l]
@@ -301,12 +308,16 @@ class _Engine:
             else:
                 self.partial[l] = (rid, p + c)
             left -= c
+        split = self.split
         while left > 0 and q and self._fits(l, q[0], self.ns[l]):
-            rid = q.popleft()
-            self.kv[l] += isl[rid] + self.osl[rid]
-            self.ns[l] += 1
+            rid = q[0]
             s = isl[rid]
-            c = s if s < left else left
+            if not split and s > left and tok:
+                break  # a whole prompt that does not fit waits for the next iteration
+            q.popleft()
+            self._hold(l, rid, 1)
+            self.ns[l] += 1
+            c = s if (s < left or not split) else left
             tok += c
             pairs += c * c * 0.5
             kvr += c
@@ -318,19 +329,21 @@ class _Engine:
             left -= c
         if not tok:
             return False
-        d0 = total = time_of(tok, pairs, kvr, seqs, B, X)
+        mixed = self.mixed
+        Bm, Xm = (B, X) if mixed else (0, 0.0)  # prefill-first: the decodes sit this one out
+        d0 = total = time_of(tok, pairs, kvr, seqs, Bm, Xm)
         m = 1
         inner = 0.0
         part = self.partial[l]
         self.rev[l] = False
         if not done and part is not None:
-            limit = self.fin[l][0][0] - self.k[l] if B else 1 << 62
+            limit = self.fin[l][0][0] - self.k[l] if (B and mixed) else 1 << 62
             rid, p = part
             rem = isl[rid] - p
             half = room * 0.5
             while m < limit and rem >= room:
                 last = rem == room
-                d = time_of(room, room * (p + half), float(p + room), 1 if last else 0, B, X + m * B)
+                d = time_of(room, room * (p + half), float(p + room), 1 if last else 0, Bm, Xm + m * Bm)
                 total += d
                 if d > inner:
                     inner = d
@@ -344,7 +357,7 @@ class _Engine:
                 # The prompt's last piece leaves room that an arrival before it starts would
                 # use: plan it now, take it back in _arrive if such an arrival comes.
                 self.spec[l] = (total, inner, p)
-                d = time_of(rem, rem * (p + rem * 0.5), float(p + rem), 1, B, X + m * B)
+                d = time_of(rem, rem * (p + rem * 0.5), float(p + rem), 1, Bm, Xm + m * Bm)
                 total += d
                 if d > inner:
                     inner = d
@@ -373,12 +386,17 @@ class _Engine:
         """``rid`` has its first token; it decodes from the next iteration on."""
         self.B[l] += 1
         self.X[l] += self.isl[rid]
+        if not self.reserve_full:  # its prompt's KV now counts in the context sum
+            self.kv[l] -= self.isl[rid]
         heapq.heappush(self.fin[l], (self.k[l] + self.osl[rid] - 1, rid))
         self.fresh[l].append(rid)
 
     def _finish(self, l: int, rid: int, t: float) -> None:
         self.t_last[rid] = t
-        self.kv[l] -= self.isl[rid] + self.osl[rid]
+        if self.reserve_full:
+            self.kv[l] -= self.isl[rid] + self.osl[rid]
+        elif self.osl[rid] <= 1:  # never decoded: its prompt is still in the KV account
+            self.kv[l] -= self.isl[rid]
         self.ns[l] -= 1
         self.out[l] -= 1
         self.done += 1
@@ -425,18 +443,10 @@ class _Engine:
                 self.k[l] += n
                 self.X[l] = X + n * B
                 self._completions(l, t)
-        elif kind == _PREFILL:
-            rid = self.data[l]
-            self.t_first[rid] = t
-            self.out[l] -= self.prompt_weight
-            if self.osl[rid] <= 1:
-                self._finish(l, rid, t)
-            else:
-                self._join(l, rid)
         elif kind == _MIXED:
             m, d0, dl, done = self.data[l]
             B = self.B[l]
-            if B > 0:
+            if B > 0 and self.mixed:
                 self._segment(l, self.t0[l] + d0, dl, t)
                 self.k[l] += m
                 self.X[l] += m * B
@@ -465,12 +475,10 @@ class _Engine:
 
     def _prompt_cost(self, l: int, rid: int) -> float:
         """Estimated lane time the prompt of ``rid`` takes (routing only)."""
-        if self.mode == _UNIFIED:
-            return self.P[rid]
         B = self.B[l]
         room = max(self.chunk - B, 1)
         isl = self.isl[rid]
-        c = min(room, isl)
+        c = min(room, isl) if self.split else isl
         t = self.ft.time(c, c * (isl * 0.5), float(isl), 0, B, self.X[l])
         return t * isl / c
 
@@ -612,25 +620,26 @@ def simulate(inp, dep: Deployment, requests: int = 20000, seed: int = 0,
     t_first = [math.nan] * n
 
     if dep.approach in ("unified", "chunked"):
+        from planner.serving import unified as _unified
+
         pool = dep.pool("unified")
         sm = api.step_model(inp, pool)
         sm.require_fit()
         lanes = pool.instances * pool.pp
         mseq = max_num_seqs(sm)
-        if dep.approach == "unified":
-            ft = FastTimes(sm, mseq)
-            P = np.asarray(sm.prefill_time(isl_a), dtype=float).reshape(-1).tolist()
-            eng = _Engine(_UNIFIED, lanes, ft, sm.kv_capacity_tokens / pool.pp, mseq, isl, osl,
-                          t_first, prefill_s=P, route_prompts=by_prompts,
-                      route_work=by_work)
-        else:
+        split = dep.approach == "chunked"
+        if split:
             C = dep.chunk_size
             if not C or C < 1:
                 raise InvalidRequestError("--chunk-size: chunked prefill needs a positive chunk size")
-            ft = FastTimes(sm, max(int(C), mseq))
-            eng = _Engine(_CHUNKED, lanes, ft, sm.kv_capacity_tokens / pool.pp, mseq, isl, osl,
-                          t_first, chunk=int(C), route_prompts=by_prompts,
-                      route_work=by_work)
+        else:
+            C = _unified.budget(sm, LoadShape(isl_a, osl_a), dep.chunk_size)
+        eng_spec = sm.engine
+        ft = FastTimes(sm, max(int(C), mseq) if split else max(int(C), mseq) + int(isl_a.max()))
+        eng = _Engine(_CHUNKED, lanes, ft, sm.kv_capacity_tokens / pool.pp, mseq, isl, osl, t_first,
+                      chunk=int(C), route_prompts=by_prompts, route_work=by_work, split=split,
+                      mixed=eng_spec is None or eng_spec.schedule == "decode_first",
+                      reserve_full=eng_spec is not None and eng_spec.kv_admission == "reserve_full")
         stable = eng.run(list(range(n)), arr.tolist(), span, backlog_limit, t_limit)
         duration = eng.now
     else:
@@ -699,7 +708,9 @@ def _run_disaggregated(api, inp, dep, arr, isl_a, osl_a, isl, osl, t_first, span
     mseq = max_num_seqs(smd)
     ft = FastTimes(smd, mseq)
     Ld = pool_d.instances * pool_d.pp
-    eng = _Engine(_DECODE, Ld, ft, smd.kv_capacity_tokens / pool_d.pp, mseq, isl, osl, t_first)
+    e = smd.engine
+    eng = _Engine(_DECODE, Ld, ft, smd.kv_capacity_tokens / pool_d.pp, mseq, isl, osl, t_first,
+                  reserve_full=e is not None and e.kv_admission == "reserve_full")
     one = osl_a <= 1
     for i in np.nonzero(one)[0].tolist():
         eng.t_last[i] = t_first[i]

@@ -4,14 +4,13 @@ This is the simulator's policy at the scale of a handful of requests on one lane
 lane and one decode lane when disaggregated), where every iteration is kept so that it can be
 drawn. The rules are those of :mod:`planner.simulate`:
 
-* ``unified``: prefill-prioritised continuous batching. At every iteration boundary the oldest
-  waiting prompt is prefilled alone; only when no prompt waits does the lane run one decode
-  iteration over every running sequence. Running sequences get no token during a prefill.
-* ``chunked``: every iteration carries all running decodes plus up to ``chunk`` prompt tokens
-  taken first come, first served (the partly prefilled head first). Here ``chunk`` counts the
-  prompt tokens of an iteration (the decodes ride along), so a chunk of 2 next to one decode is
-  an iteration of three tokens; the simulator's ``--chunk-size`` is the whole token budget
-  (prompt tokens plus decodes). At the batch sizes drawn here the difference is a token or two.
+* ``unified``: in-flight batching without splitting. Every iteration carries the running decodes
+  plus whole waiting prompts, first come first served, while they fit in the token budget left
+  by the decodes (the first always fits: the budget is raised to the longest prompt). A long
+  prompt makes its iteration long, and every running sequence waits for it: the stall.
+* ``chunked``: every iteration carries all running decodes plus prompt tokens taken first come,
+  first served (the partly prefilled head first) up to ``chunk``, the token budget of the
+  iteration, decodes included (one token each), as ``--chunk-size`` means everywhere.
 * ``disaggregated``: a prefill lane takes whole prompts first come, first served; the KV cache
   then crosses the link (a FIFO server), and the decode lane admits the request at its next
   iteration boundary and runs decode-only iterations. Nothing ever stalls a decode.
@@ -23,8 +22,8 @@ in gives it one more. ``output`` counts all of them, as ``--osl`` does.
 Two clocks give the iterations a duration:
 
 * :class:`TokenClock` (abstract, no model): one tick per token processed. A prefill of ``L``
-  tokens takes ``L`` ticks, a decode iteration of the whole batch one tick, a chunked iteration
-  with ``c`` prompt tokens next to decodes ``c + 1`` ticks; the KV transfer is free.
+  tokens takes ``L`` ticks, a decode iteration of the whole batch one tick, an iteration with
+  ``c`` prompt tokens next to decodes ``c + 1`` ticks; the KV transfer is free.
 * :class:`StepClock` (real): the iteration times of :class:`planner.perf.StepModel` for a model on
   a GPU at a TP degree, and the KV transfer over the link the placement implies.
 
@@ -264,29 +263,35 @@ def _after_decode(reqs, tokens, running, t) -> list:
     return [r for r in running if len(tokens[r]) < reqs[r].output]
 
 
-def _unified(reqs, clock) -> tuple[list, list]:
+def _unified(reqs, clock, budget: int) -> tuple[list, list]:
+    """In-flight batching without splitting: every iteration carries the running decodes plus
+    whole waiting prompts, FCFS, while they fit in ``budget - decodes`` (the first always)."""
     tokens = [[] for _ in reqs]
     pending = deque(_fcfs(reqs))
     running: list = []
     its: list = []
     t = 0.0
     while pending or running:
-        if pending and reqs[pending[0]].arrival <= t:
-            r = pending.popleft()
+        room, pieces = budget - len(running), []
+        for r in pending:
             L = reqs[r].prompt
-            d, _ = clock.iteration(((L, 0, True),), ())
-            its.append(Iteration("unified", t, t + d, ((r, L, 0),), (), 0.0, tuple(running)))
-            t += d
+            if reqs[r].arrival > t or (pieces and L > room):
+                break
+            pieces.append((r, L, 0))
+            room -= L
+        if not pieces and not running:
+            t = max(t, reqs[pending[0]].arrival)  # idle until the next arrival
+            continue
+        d, share = clock.iteration(tuple((c, 0, True) for _, c, _ in pieces),
+                                   _contexts(reqs, tokens, running))
+        its.append(Iteration("unified", t, t + d, tuple(pieces), tuple(running), share))
+        t += d
+        running = _after_decode(reqs, tokens, running, t)
+        for r, _, _ in pieces:
+            pending.remove(r)
             tokens[r].append(t)
             if reqs[r].output > 1:
-                running.append(r)
-        elif running:
-            d, share = clock.iteration((), _contexts(reqs, tokens, running))
-            its.append(Iteration("unified", t, t + d, (), tuple(running), share))
-            t += d
-            running = _after_decode(reqs, tokens, running, t)
-        else:
-            t = max(t, reqs[pending[0]].arrival)  # idle until the next arrival
+                running.append(r)  # decodes from the next iteration on
     return its, tokens
 
 
@@ -298,7 +303,7 @@ def _chunked(reqs, clock, chunk: int) -> tuple[list, list]:
     its: list = []
     t = 0.0
     while pending or running:
-        room, pieces = chunk, []
+        room, pieces = chunk - len(running), []  # the budget counts the decodes too
         for r in pending:  # FCFS: the partly prefilled head first
             if room <= 0 or reqs[r].arrival > t:
                 break
@@ -519,7 +524,17 @@ def build(approach: str, requests: list | None = None, clock=None, chunk_size: i
 
     prefill_end, exposed = {}, {}
     if approach == "unified":
-        its, tokens = _unified(reqs, clock)
+        # The engine's token budget (real time) raised to the longest prompt, as engines without
+        # chunked prefill do; in abstract time just the longest prompt (one at a time unless
+        # short ones fit together).
+        longest = max(r.prompt for r in reqs)
+        if clock.real:
+            from planner.serving.common import token_budget
+
+            budget = max(token_budget(clock.sm), longest)
+        else:
+            budget = longest
+        its, tokens = _unified(reqs, clock, budget)
     elif approach == "chunked":
         its, tokens = _chunked(reqs, clock, chunk_size)
     else:

@@ -80,23 +80,45 @@ def test_light_load_latency_is_the_bare_step_time(inp):
     assert m.tpot["p50"] == pytest.approx(float(smu.decode_time(1, 2048 + 128)), rel=0.05)
 
 
-def test_unified_tpot_is_inflated_by_prefill_share(inp):
-    """TPOT = t_d / (1 - rho_p): at a load where prefills take a third of the time the mean TPOT
-    exceeds the bare step by half."""
+def test_unified_tpot_is_the_iteration_mix(inp):
+    """Whole prompts ride in iterations with the decodes: TPOT = 1 / (u / T_c + (1 - u) / t_d),
+    u = lam E[ISL] T_c / c the share of time in iterations that carry prompts (c prompt tokens
+    each, T_c long), t_d the decode step a decoding request sees (itself plus Poisson(B) others)."""
     from planner.api import step_model
+    from planner.serving import unified
+    from planner.serving.common import LoadShape
 
     dep = Deployment("unified", (Pool("unified", "h100-sxm", 1, 8),))
     sm = step_model(inp, dep.pool("unified"))
-    s = float(sm.prefill_time(2048))
-    rate = (1 / 3) / s
+    rate = (1 / 3) / float(sm.prefill_time(2048))
     r = evaluate(default_inputs(qps=rate), dep, np.array([rate]))
-    b = r["batch"][0]
-    # The step a decoding request sees: itself plus a Poisson(b) number of others (Palm view).
-    from scipy.stats import poisson
+    b, tpot = r["batch"][0], r["tpot"]["mean"][0]
+    cv = unified.curves(sm, LoadShape(np.array([2048]), np.array([256])))
+    td = float(cv.decode(b))
+    t0, t1 = float(cv.empty(b)), float(cv.busy(b, 2048.0))
+    n, _, _ = unified.whole_prompts(rate, t0, t1 - t0, float(cv.room(b)) / 2048, td)
+    tc = float(cv.busy(b, 2048.0 * n))
+    u = rate * 2048 * tc / (2048 * n)
+    assert tpot == pytest.approx(1 / (u / tc + (1 - u) / td), rel=1e-3)
+    assert b == pytest.approx(rate * 255 * tpot, rel=1e-3)  # Little: B = lam E[OSL - 1] TPOT
+    assert td < tpot < t1  # slower than bare decodes, faster than prefill-alone stalls
 
-    k = np.arange(0, int(b + 12 * np.sqrt(b) + 30))
-    td = float(np.sum(poisson.pmf(k, b) * sm.decode_time(k + 1.0, 2048 + 127.5)))
-    assert r["tpot"]["mean"][0] == pytest.approx(td / (1 - 1 / 3), rel=0.01)
+
+def test_whole_prompts_by_hand():
+    from planner.serving.lanes import whole_prompts
+
+    # Light load: one prompt per busy iteration.
+    assert float(whole_prompts(1e-9, 0.01, 0.1, 8, 0.01)[0]) == pytest.approx(1.0)
+    # lam 5/s, T(n) = 0.02 + 0.1 n, decode step 0.02 s: n1 = 1 + 5 * 0.01 = 1.05 and the fixed
+    # point n = m + n1 e^-m with m = 5 (0.02 + 0.1 n) = 0.1 + 0.5 n (root: n = 1.2282).
+    n, n1, later = (float(x) for x in whole_prompts(5.0, 0.02, 0.1, 8, 0.02, iters=60))
+    m = 5 * (0.02 + 0.1 * n)
+    assert n1 == pytest.approx(1.05)
+    assert n == pytest.approx(m + 1.05 * np.exp(-m), rel=1e-9)
+    assert n == pytest.approx(1.2282, abs=1e-4)
+    assert later == pytest.approx(m / (1 - np.exp(-m)), rel=1e-9)
+    # The batch cap binds.
+    assert float(whole_prompts(500.0, 0.02, 0.1, 3, 0.02)[0]) == 3.0
 
 
 def test_chunked_bounds_the_worst_gap_below_unified():

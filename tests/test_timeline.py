@@ -23,12 +23,15 @@ def cells(tl, pool=None) -> list[str]:
 
 # ---- the known pictures (abstract ticks, default scenario: 2:12@0 and 8:4@3) ----------------
 
+# Unified: the long prompt enters whole next to the short request's decode, so its iteration
+# lasts 8 prompt ticks + 1 decode tick; the chunk size is the iteration's token budget, decodes
+# included, so chunk 2 next to one decode carries one prompt token and chunk 4 three.
 UNIFIED = ["PPDxxxxxxxxDDDDDDDDDD",
-           "...PPPPPPPPDDD......."]
-CHUNK_2 = ["PPDxxDxxDxxDxxDDDDDDD",
-           "...PP-PP-PP-PP-DDD..."]
-CHUNK_4 = ["PPDxxxxDxxxxDDDDDDDDD",
-           "...PPPP-PPPP-DDD....."]
+           "...PPPPPPPP-DDD......"]
+CHUNK_2 = ["PPDxDxDxDxDxDxDxDxDDD.",
+           "...P-P-P-P-P-P-P-P-DDD"]
+CHUNK_4 = ["PPDxxxDxxxDxxDDDDDDDD",
+           "...PPP-PPP-PP-DDD...."]
 DISAGG_PREFILL = ["PP............",
                   "...PPPPPPPP..."]
 DISAGG_DECODE = ["..DDDDDDDDDDD.",
@@ -49,21 +52,21 @@ def test_unified_stalls_the_short_request_for_the_whole_long_prefill():
     assert tl.stats[1].stalled == 0
 
 
-def test_chunk_2_lets_the_short_request_decode_every_third_tick():
+def test_chunk_2_lets_the_short_request_decode_every_second_tick():
     tl = build("chunked", chunk_size=2)
     assert cells(tl) == CHUNK_2
     short = tl.rows[0].cells
     decodes = [i for i, c in enumerate(short) if c == "D" and i < 15]
-    assert decodes == [2, 5, 8, 11, 14]
-    assert tl.stats[0].worst_gap == 3
+    assert decodes == [2, 4, 6, 8, 10, 12, 14]
+    assert tl.stats[0].worst_gap == 2
 
 
-def test_chunk_4_lets_the_short_request_decode_every_fifth_tick():
+def test_chunk_4_lets_the_short_request_decode_every_fourth_tick():
     tl = build("chunked", chunk_size=4)
     assert cells(tl) == CHUNK_4
     decodes = [i for i, c in enumerate(tl.rows[0].cells) if c == "D" and i < 13]
-    assert decodes == [2, 7, 12]
-    assert tl.stats[0].worst_gap == 5
+    assert decodes == [2, 6, 10]
+    assert tl.stats[0].worst_gap == 4
 
 
 def test_disaggregated_shows_two_pools_and_never_stalls():
@@ -87,8 +90,9 @@ def test_every_request_gets_its_tokens_and_its_prompt():
 
 
 def test_two_requests_arriving_together_queue_fcfs():
+    # The second (6 tokens) does not fit next to the first in a budget of the longest prompt.
     tl = build("unified", [Request(2, 8, 0), Request(6, 8, 0)])
-    assert cells(tl) == ["PPxxxxxxDDDDDDD", "--PPPPPPDDDDDDD"]
+    assert cells(tl) == ["PPxxxxxxDDDDDDD.", "--PPPPPP-DDDDDDD"]
 
 
 def test_chunked_fills_the_chunk_with_several_prompts():
@@ -135,8 +139,10 @@ def test_real_mode_uses_step_times():
     assert uni.real and uni.tick > 0
     short, long_ = uni.stats
     assert short.stalled > 0 and short.worst_gap >= short.stalled * 0.99
-    # The stall is the long prompt's prefill, from the roofline.
-    assert short.stalled == pytest.approx(clock.prefill(uni.requests[1].prompt), rel=1e-9)
+    # The stall is the iteration that carries the long prompt next to the short decode.
+    ctx = uni.requests[0].prompt + 1
+    d, _ = clock.iteration(((uni.requests[1].prompt, 0, True),), (ctx,))
+    assert short.worst_gap == pytest.approx(d, rel=0.05)
     chunked = build("chunked", clock=clock, chunk_size=1024)
     assert 0 < chunked.stats[0].worst_gap < short.worst_gap
     dis = build("disaggregated", clock=clock)
@@ -195,14 +201,14 @@ def test_cli_json_shape():
     assert all(set(row) == {"request", "pool", "cells"} for row in doc["rows"])
     stall = doc["stall"]
     assert stall["unit"] == "tick"
-    assert stall["requests"][0]["stalled_ticks"] == 8 and stall["requests"][0]["worst_gap_ticks"] == 5
+    assert stall["requests"][0]["stalled_ticks"] == 8 and stall["requests"][0]["worst_gap_ticks"] == 4
     assert stall["stalled_requests"] == 1
 
 
 def test_cli_requests_as_given():
     doc = json.loads(run(["timeline", "--request", "2", "--request", "6", "--json"]).stdout)
     assert [r["prompt"] for r in doc["requests"]] == [2, 6]
-    assert [row["cells"] for row in doc["rows"]] == ["PPxxxxxxDDDDDDD", "--PPPPPPDDDDDDD"]
+    assert [row["cells"] for row in doc["rows"]] == ["PPxxxxxxDDDDDDD.", "--PPPPPP-DDDDDDD"]
     assert "assumed" not in doc
 
 

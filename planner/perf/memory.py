@@ -8,10 +8,10 @@ from __future__ import annotations
 from planner.catalog import ACTIVATION_BYTES
 from planner.errors import DoesNotFitError
 
-# Share of HBM an engine hands to weights + KV cache (vLLM's default gpu_memory_utilization).
+# Without an engine profile: vLLM's policy (weights + activations + KV within 90% of HBM, the
+# default gpu_memory_utilization) and an activation reserve for an 8192-token iteration. With one,
+# the engine's memory policy and token budget apply (hardware/engines/*.yaml, with sources).
 GPU_MEMORY_UTILIZATION = 0.90
-# Tokens per iteration the activation reserve is sized for (vLLM's default token budget on
-# large GPUs is 8192; arg_utils.get_batch_defaults).
 ACTIVATION_RESERVE_TOKENS = 8192
 # Fixed runtime reserve per GPU: CUDA context, CUDA graphs, NCCL buffers (an approximation;
 # vLLM reports 1-2 GiB for these on H100-class GPUs).
@@ -34,16 +34,34 @@ class InstanceMemory:
     def activation_reserve_bytes(self) -> float:
         m = self.model
         width = 4 * m.hidden_size + 2 * max(m.intermediate_size, m.moe_intermediate_size * m.experts_per_token) / self.tp
-        return RUNTIME_RESERVE_BYTES + ACTIVATION_RESERVE_TOKENS * width * ACTIVATION_BYTES
+        tokens = ACTIVATION_RESERVE_TOKENS if self.engine is None else self.engine.token_budget(self.gpu)
+        return RUNTIME_RESERVE_BYTES + tokens * width * ACTIVATION_BYTES
 
     @property
     def kv_bytes_per_token_per_gpu(self) -> float:
         return self.stage_layers * self.kv_elems_gpu * self.bkv
 
     @property
+    def usable_bytes_per_gpu(self) -> float:
+        """HBM the engine lets weights, activations and KV use (its memory policy)."""
+        e = self.engine
+        if e is None or e.memory_policy == "total_fraction":
+            return self.gpu.hbm_bytes * (GPU_MEMORY_UTILIZATION if e is None else e.memory_fraction)
+        if e.memory_policy == "static_fraction":  # weights + KV pool; activations outside it
+            return self.gpu.hbm_bytes * e.memory_fraction + self.activation_reserve_bytes
+        # free_fraction: the KV pool takes a share of what is free after weights and activations
+        free = self.gpu.hbm_bytes - self.weight_bytes_per_gpu - self.activation_reserve_bytes
+        return (self.weight_bytes_per_gpu + self.activation_reserve_bytes
+                + max(free, 0.0) * e.memory_fraction)
+
+    @property
     def kv_budget_bytes_per_gpu(self) -> float:
-        return (self.gpu.hbm_bytes * GPU_MEMORY_UTILIZATION - self.weight_bytes_per_gpu
-                - self.activation_reserve_bytes)
+        """Memory policies (the engine's source is cited in its profile):
+        ``total_fraction`` (vLLM ``gpu_memory_utilization``): ``f * HBM - weights - activations``;
+        ``static_fraction`` (SGLang ``mem_fraction_static``): ``f * HBM - weights``;
+        ``free_fraction`` (TensorRT-LLM ``free_gpu_memory_fraction``):
+        ``f * (HBM - weights - activations)``."""
+        return self.usable_bytes_per_gpu - self.weight_bytes_per_gpu - self.activation_reserve_bytes
 
     @property
     def fits(self) -> bool:
@@ -57,7 +75,7 @@ class InstanceMemory:
     def require_fit(self) -> None:
         if not self.fits:
             need = (self.weight_bytes_per_gpu + self.activation_reserve_bytes) / 1e9
-            have = self.gpu.hbm_bytes * GPU_MEMORY_UTILIZATION / 1e9
+            have = self.usable_bytes_per_gpu / 1e9
             raise DoesNotFitError(
                 f"{self.model.id} in {self.dtype} does not fit {self.gpu.id} at tp={self.tp} pp={self.pp}: "
                 f"needs {need:.1f} GB per GPU for weights and runtime, {have:.1f} GB usable; "

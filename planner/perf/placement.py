@@ -30,7 +30,8 @@ def check_parallel(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, flag: str =
 
 
 def build_step_model(catalog, model: ModelSpec, gpu: GPUSpec, tp: int = 1, pp: int = 1, *,
-                     dtype: str | None = None, kv_dtype: str | None = None, ep: int = 1) -> StepModel:
+                     dtype: str | None = None, kv_dtype: str | None = None, ep: int = 1,
+                     engine=None) -> StepModel:
     """A :class:`StepModel` with the links implied by the placement: TP inside a node on the
     GPU's intra-node link; PP hops on the intra-node link while the instance fits one node,
     else on the inter-node network."""
@@ -40,7 +41,7 @@ def build_step_model(catalog, model: ModelSpec, gpu: GPUSpec, tp: int = 1, pp: i
         id="inter-node", name="inter-node network", bytes_per_s=gpu.inter_node_bytes_per_s,
         latency_s=catalog.links[gpu.inter_node_link].latency_s)
     return StepModel(model, gpu, tp, pp, dtype=dtype, kv_dtype=kv_dtype, ep=ep,
-                     link_pp=pp_link, intra_link=intra)
+                     link_pp=pp_link, intra_link=intra, engine=engine)
 
 
 def kv_transfer_bytes(model: ModelSpec, tokens, kv_dtype: str):

@@ -76,8 +76,11 @@ class StepModel(InstanceMemory):
     def __init__(self, model: ModelSpec, gpu: GPUSpec, tp: int = 1, pp: int = 1, *,
                  dtype: str | None = None, kv_dtype: str | None = None, ep: int = 1,
                  link_pp: LinkSpec | None = None, intra_link: LinkSpec | None = None,
-                 overhead_s: float | None = None):
+                 overhead_s: float | None = None, engine=None):
         self.model, self.gpu = model, gpu
+        # The serving engine (planner.catalog.EngineSpec): memory policy, token budget, sequence
+        # cap and per-iteration overhead; None = the documented defaults (vLLM-like).
+        self.engine = engine
         self.tp, self.pp = int(tp), int(pp)
         self.dtype = dtype or model.default_dtype
         self.kv_dtype = kv_dtype or model.default_kv_dtype
@@ -99,6 +102,8 @@ class StepModel(InstanceMemory):
         if not self.low_precision:
             self.g = self.g_bf16
             self.peak = self.peak_bf16
+        if overhead_s is None and engine is not None and engine.iteration_overhead_s is not None:
+            overhead_s = engine.iteration_overhead_s
         self.overhead_s = float(ITERATION_OVERHEAD_S if overhead_s is None else overhead_s)
         self.intra_bw = intra_link.bytes_per_s if intra_link else None
         self.pp_bw = link_pp.bytes_per_s if link_pp else None

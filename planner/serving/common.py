@@ -19,19 +19,53 @@ from planner.perf import StepModel
 
 APPROACHES = ("unified", "chunked", "disaggregated")
 PERCENTILES = (50, 90, 95, 99)
-# vLLM's max_num_seqs default on GPUs with at least 70 GiB (arg_utils.get_batch_defaults);
-# smaller GPUs use 256.
+# Without an engine profile (StepModel.engine None): vLLM 0.11.0's defaults
+# (hardware/engines/vllm.yaml has them with their sources): 1024 sequences on GPUs of at least
+# 70 GiB other than the A100, else 256; paged KV in blocks of 16 tokens, allocated as tokens arrive.
 MAX_NUM_SEQS_LARGE, MAX_NUM_SEQS_SMALL = 1024, 256
-# Share of the KV cache a plan may fill on average. The number of running sequences fluctuates
-# (Poisson-like around its mean); near the capacity admissions block and prompts queue behind
-# them, which the queueing formulas do not capture (the simulator shows TTFT tails growing
-# tenfold). Plans therefore keep 20% of the KV cache as headroom.
-KV_HEADROOM = 0.8
+DEFAULT_KV_BLOCK = 16
+DEFAULT_TOKEN_BUDGET = 8192
 _ERFC = np.frompyfunc(math.erfc, 1, 1)
 
 
 def max_num_seqs(sm: StepModel) -> int:
+    """The engine's cap on running sequences on this GPU."""
+    if sm.engine is not None:
+        return sm.engine.max_seqs(sm.gpu)
     return MAX_NUM_SEQS_LARGE if sm.gpu.hbm_bytes >= 70 * 2**30 * 0.99 and "a100" not in sm.gpu.id else MAX_NUM_SEQS_SMALL
+
+
+def token_budget(sm: StepModel) -> int:
+    """The engine's default token budget per iteration on this GPU."""
+    return sm.engine.token_budget(sm.gpu) if sm.engine is not None else DEFAULT_TOKEN_BUDGET
+
+
+def kv_tokens_per_sequence(sm: StepModel, shape: LoadShape) -> float:
+    """KV-cache tokens a running sequence holds on average, by the engine's admission policy.
+
+    * ``incremental`` (paged, vLLM and SGLang): blocks for what it has so far; over its decode
+      lifetime that is ``E[(ISL + OSL/2) (OSL - 1)] / E[OSL - 1]`` tokens plus half a block.
+    * ``reserve_full`` (TensorRT-LLM's GUARANTEED_NO_EVICT): blocks for ``ISL + OSL`` from
+      admission on."""
+    eng = sm.engine
+    block = DEFAULT_KV_BLOCK if eng is None else eng.kv_block_tokens
+    if eng is not None and eng.kv_admission == "reserve_full":
+        full = shape.isl + shape.osl
+        return float(np.mean(np.ceil(full / block) * block))
+    return shape.decode_context + block / 2.0
+
+
+def batch_cap(sm: StepModel, shape: LoadShape) -> tuple[float, str]:
+    """Most sequences one lane keeps decoding, and what binds: ``"kv-memory"`` (the KV cache at
+    the steady mean occupancy per sequence) or ``"max-num-seqs"`` (the engine's cap)."""
+    kv = sm.kv_capacity_tokens / sm.pp / kv_tokens_per_sequence(sm, shape)
+    seqs = float(max_num_seqs(sm))
+    return (kv, "kv-memory") if kv < seqs else (seqs, "max-num-seqs")
+
+
+def cap_label(by: str) -> str:
+    """The saturated resource named in results when the batch a load needs exceeds the cap."""
+    return {"kv-memory": "kv-memory", "max-num-seqs": "max-num-seqs"}.get(by, "token-budget")
 
 
 @dataclass(frozen=True)
@@ -183,19 +217,30 @@ def interp_curve(x, grid, values):
     return np.where(x > grid[-1], values[-1] + slope * (x - grid[-1]), y)
 
 
-def solve_fixed_point(f, lo, hi, iters: int = 22):
-    """Smallest T in [lo, hi] with ``f(T) <= 0`` for an increasing-then-crossing residual,
-    by vectorised bisection in log space. Entries where ``f(hi) > 0`` come back as inf."""
+def solve_fixed_point(f, lo, hi, iters: int = 18, scan: int = 5):
+    """Smallest T in [lo, hi] with ``f(T) <= 0`` for a residual that is positive below its first
+    crossing: a coarse scan of ``scan`` points (log-spaced) finds the first bracket, vectorised
+    bisection in log space refines it. Entries with no crossing come back as inf (a residual may
+    turn positive again at large T, e.g. when decodes starve, so ``f(hi)`` alone cannot decide)."""
     lo = np.asarray(lo, dtype=float)
     hi = np.broadcast_to(np.asarray(hi, dtype=float), lo.shape).copy()
-    ok = f(hi) <= 0
-    a, b = np.log(lo), np.log(hi)
+    la, lb = np.log(lo), np.log(hi)
+    a, b = la.copy(), lb.copy()
+    found = np.zeros(lo.shape, dtype=bool)
+    prev = la
+    for k in range(1, scan + 1):
+        x = la + (lb - la) * k / scan
+        neg = (f(np.exp(x)) <= 0) & ~found
+        a = np.where(neg, prev, a)
+        b = np.where(neg, x, b)
+        found |= neg
+        prev = x
     for _ in range(iters):
         mid = (a + b) / 2
         neg = f(np.exp(mid)) <= 0
         b = np.where(neg, mid, b)
         a = np.where(neg, a, mid)
-    return np.where(ok, np.exp(b), np.inf)
+    return np.where(found, np.exp(b), np.inf)
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,38 +334,46 @@ def tpot_cdf(x, td, td_sd, jumps_mean, jumps_m2, jumps_m3, rate, decode_tokens, 
     return np.where(bad, 0.0, f)
 
 
-def wait_plus_cdf(wait_cdf, samples, x, shape=()):
+def _avg(values, weights):
+    return np.mean(values, axis=-1) if weights is None else np.sum(values * weights, axis=-1)
+
+
+def wait_plus_cdf(wait_cdf, samples, x, shape=(), weights=None):
     """P(W + Y <= x) for the mixture of :func:`quantiles_of_wait_plus`."""
     samples = np.broadcast_to(np.asarray(samples, dtype=float), tuple(shape) + (np.shape(samples)[-1],))
     xx = np.broadcast_to(np.asarray(x, dtype=float), tuple(shape))
-    return np.mean(wait_cdf(xx[..., None] - samples), axis=-1)
+    return _avg(wait_cdf(xx[..., None] - samples), weights)
 
 
-def quantiles_of_wait_plus(wait_cdf, samples, percentiles=PERCENTILES, shape=(), iters=26):
+def quantiles_of_wait_plus(wait_cdf, samples, percentiles=PERCENTILES, shape=(), iters=26,
+                           weights=None):
     """Percentiles of ``W + Y`` where ``W`` has CDF ``wait_cdf(x)`` (``x`` of shape
-    ``shape + (k,)``, returning the same shape; candidates on the leading axes) and ``Y`` is
-    uniform over ``samples`` (``k`` values on the last axis, optionally per candidate).
-    Vectorised bisection on the mixture CDF."""
+    ``shape + (k,)``, returning the same shape; candidates on the leading axes) and ``Y`` takes
+    the ``samples`` (``k`` values on the last axis, optionally per candidate), equally likely or
+    with ``weights`` (same shape, summing to one on the last axis). Vectorised bisection on the
+    mixture CDF."""
     samples = np.broadcast_to(np.asarray(samples, dtype=float),
                               tuple(shape) + (np.shape(samples)[-1],))
+    if weights is not None:
+        weights = np.broadcast_to(np.asarray(weights, dtype=float), samples.shape)
     out = {}
     y_max = samples.max(-1)
     for p in percentiles:
         target = p / 100.0
         lo = samples.min(-1).copy()
         # Rows whose wait never reaches the target (unstable queues) stay infinite.
-        finite = np.mean(wait_cdf(np.full(lo.shape, 1e9)[..., None] - samples), axis=-1) >= target
+        finite = _avg(wait_cdf(np.full(lo.shape, 1e9)[..., None] - samples), weights) >= target
         # Upper bracket: grow until the CDF passes the target.
         hi = y_max + np.maximum(y_max, 1e-3)
         for _ in range(60):
-            c = np.mean(wait_cdf(hi[..., None] - samples), axis=-1)
+            c = _avg(wait_cdf(hi[..., None] - samples), weights)
             need = (c < target) & finite
             if not need.any():
                 break
             hi = np.where(need, hi * 2.0, hi)
         for _ in range(iters):
             mid = (lo + hi) / 2
-            c = np.mean(wait_cdf(mid[..., None] - samples), axis=-1)
+            c = _avg(wait_cdf(mid[..., None] - samples), weights)
             up = c >= target
             hi = np.where(up, mid, hi)
             lo = np.where(up, lo, mid)

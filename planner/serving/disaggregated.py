@@ -22,6 +22,7 @@ from planner.perf import StepModel, kv_transfer_time
 from planner.serving.common import (
     PERCENTILES,
     LoadShape,
+    cap_label,
     compress,
     mgc_wait_cdf_fn,
     quantiles_of_wait_plus,
@@ -29,7 +30,7 @@ from planner.serving.common import (
     tpot_quantiles,
     wait_plus_cdf,
 )
-from planner.serving.unified import decode_equilibrium
+from planner.serving.lanes import decode_equilibrium
 
 
 class PrefillProfile:
@@ -90,7 +91,7 @@ def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances, percentil
     """TPOT of a decode pool of ``instances`` (array) instances at total rate ``lam_total``."""
     n = np.asarray(instances, dtype=float)
     lam = np.asarray(lam_total, dtype=float) / (n * sm.pp)
-    tpot, B, td, slope, bcap = decode_equilibrium(sm, shape, lam, np.zeros(n.shape))
+    tpot, B, td, slope, bcap, cap_by = decode_equilibrium(sm, shape, lam, np.zeros(n.shape))
     stable = np.isfinite(tpot) & (B <= bcap)
     Bf = np.where(np.isfinite(B), B, 0.0)
     td_sd = slope * np.sqrt(Bf * 2.0 / 3.0)
@@ -106,7 +107,7 @@ def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances, percentil
         "tpot": {k: np.where(stable, v, np.inf) for k, v in tq.items()},
         "stable": stable,
         "utilization": np.where(np.isfinite(B), np.maximum(B / bcap, slope * lam * shape.mean_decode_tokens), np.inf),
-        "saturated": np.where(stable, "", "decode"),
+        "saturated": np.where(stable, "", np.where(B > bcap, cap_label(cap_by), "decode")),
         "batch": B,
         "step": td,
         "itl_max": np.where(stable, td * 1.0, np.inf),

@@ -1,0 +1,479 @@
+"""Lanes that run in-flight (continuous) batching: every iteration carries all running decodes
+plus prompt tokens up to the token budget ``C`` (vLLM V1, SGLang and TensorRT-LLM schedulers).
+
+Two policies share this model and differ only in how prompts enter an iteration:
+
+* **chunked** (``split=True``, Sarathi-Serve's stall-free batching, vLLM's default): prompts are
+  split into pieces that fill the budget left by the decodes, ``s = C - B``;
+* **unified** (``split=False``): prompts enter whole, as many as fit in ``C - B`` (the head of
+  the queue always enters, as engines without chunking raise the budget to the longest prompt),
+  so the room a prompt can take is ``s = max(C - B, max ISL)``. A long prompt makes its iteration
+  long and every decode of the lane waits for it: the stall of unified serving.
+
+Model (docs/methodology.md, "In-flight batching"):
+
+* With ``B`` running decodes an iteration carries up to ``s`` prompt tokens. A busy iteration
+  (one that carries prompt tokens) takes ``T_c = T_mix(B, c)``; a decode-only iteration takes
+  ``t_d(B)``.
+* Prompt tokens arrive at ``lam * E[ISL]``; the share of time spent in busy iterations is
+  ``u = lam * E[ISL] * T_c / c`` and stability needs ``u < 1``.
+* Every iteration gives each decode one token, so ``TPOT = 1 / (u / T_c + (1 - u) / t_d)`` with
+  ``B = lam * E[OSL - 1] * TPOT`` (fixed point). The worst inter-token gap is one busy iteration.
+* TTFT: the prompt-token backlog is an M/G/1 "token server" (service ``ISL * T_c / c``); a prompt
+  then needs ``ceil(ISL / s)`` iterations of its own (one when whole), after the residual of the
+  iteration in progress.
+* Chunking re-reads the KV of earlier chunks: every chunk's attention reads all keys before it.
+
+Decode-only lanes (the decode pool of a disaggregated deployment) are the case without prompts:
+:func:`decode_equilibrium`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from planner.perf import StepModel
+from planner.serving.common import (
+    _ERFC,
+    PERCENTILES,
+    LoadShape,
+    batch_cap,
+    busy_probability,
+    cap_label,
+    decode_curve,
+    gg1_scale,
+    interp_curve,
+    mg1_wait_cdf_fn,
+    mgc_wait_cdf_fn,
+    quantiles_of_wait_plus,
+    solve_fixed_point,
+    tpot_cdf,
+    tpot_quantiles,
+    wait_plus_cdf,
+)
+
+MAX_TPOT_S = 600.0
+
+
+class IterationCurves:
+    """Step-time curves of one lane for a token budget, on a grid of decode batch sizes;
+    ``split`` says whether prompts are split into pieces (chunked) or enter whole (unified)."""
+
+    def __init__(self, sm: StepModel, shape: LoadShape, chunk: int, split: bool = True):
+        self.chunk = int(chunk)
+        self.split = bool(split)
+        # Whether an iteration carrying prompt tokens also carries the running decodes (vLLM,
+        # TensorRT-LLM: decode_first) or runs the prompts alone (SGLang's default: prefill_first,
+        # mixed chunks off), stalling every decode for its length.
+        self.mixed = sm.engine is None or sm.engine.schedule == "decode_first"
+        isl = shape.isl.astype(float)
+        cap, self.cap_by = batch_cap(sm, shape)
+        self.bcap = float(min(cap, chunk - 1))
+        if self.bcap < cap:
+            self.cap_by = "token budget"
+        self.ctx = shape.decode_context
+        bmax = max(self.bcap, 1.0)
+        self.grid, self.td = decode_curve(sm, self.ctx, bmax * 1.2)
+        b = self.grid
+        s = np.maximum(self.chunk - b, 1.0)
+        if not self.split:
+            s = np.maximum(s, float(isl.max()))
+        self.pairs_per_token = float(np.sum(isl * isl) / (2.0 * np.sum(isl)))
+        # Mean chunk when a prompt is processed alone (token-weighted) and when it is merged
+        # with a backlog (full chunks).
+        pieces = np.ceil(isl[None, :] / s[:, None])
+        self.alone = np.sum(isl) / np.sum(pieces, axis=1)  # per grid B
+        kv_per_token = np.sum(pieces * (pieces + 1) / 2.0 * np.minimum(s[:, None], isl[None, :]),
+                              axis=1) / np.sum(isl)
+        self.s = s
+        self.kv_per_token = kv_per_token
+        self.sm = sm
+        self.mean_isl = float(isl.mean())
+        self._full = self._busy(s)
+        # A busy iteration with no prompt tokens: the decode step when mixed, else the engine's
+        # empty iteration (its overhead); busy times interpolate from it to a full room.
+        self._empty = self.td if self.mixed else np.full_like(self.td, sm.overhead_s)
+        # Whole prompts: the busy time is piecewise linear in its prompt tokens through one
+        # mean prompt (the usual load), not a straight line to a full room.
+        self._one = self._busy(np.full_like(self.grid, self.mean_isl)) if not self.split else None
+
+    def busy(self, B, c):
+        """Seconds of an iteration with ``B`` decodes and ``c`` prompt tokens."""
+        t0, tf, s = self.empty(B), self.full(B), np.maximum(self.room(B), 1e-9)
+        if self.split:
+            s = np.maximum(np.maximum(self.chunk - np.asarray(B, dtype=float), 1.0), 1e-9)
+            return t0 + (tf - t0) * c / s
+        s = np.maximum(np.asarray(B, dtype=float) * 0.0 + self.s_whole(B), 1e-9)
+        t1 = interp_curve(B, self.grid, self._one)
+        c = np.asarray(c, dtype=float)
+        low = t0 + (t1 - t0) * c / self.mean_isl
+        high = t1 + (tf - t1) * (c - self.mean_isl) / np.maximum(s - self.mean_isl, 1e-9)
+        return np.where(c <= self.mean_isl, low, high)
+
+    def s_whole(self, B):
+        return np.interp(B, self.grid, self.s)
+
+    def _busy(self, c):
+        b = self.grid if self.mixed else 0.0 * self.grid
+        c = np.minimum(c, self.s)
+        return np.asarray(self.sm.iteration(
+            decode_batch=b, decode_ctx=b * self.ctx, prefill_tokens=c,
+            prefill_pairs=c * self.pairs_per_token, prefill_kv=c * self.kv_per_token,
+            prefill_seqs=np.maximum(c / self.mean_isl, 1.0)).time_s, dtype=float)
+
+    def full(self, B):
+        return interp_curve(B, self.grid, self._full)
+
+    def decode(self, B):
+        return interp_curve(B, self.grid, self.td)
+
+    def empty(self, B):
+        return interp_curve(B, self.grid, self._empty)
+
+    def room(self, B):
+        return np.maximum(self.chunk - np.asarray(B, dtype=float), 0.0)
+
+
+def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: float = 1.0,
+                 curves: IterationCurves | None = None, lanes=1,
+                 percentiles=PERCENTILES, slo=None, split: bool = True) -> dict:
+    """Metrics of in-flight-batching lanes at per-lane rates ``lam``; ``lanes`` lanes share the
+    traffic by shortest-queue routing (pooled prompt queue, M/G/c)."""
+    lam = np.asarray(lam, dtype=float)
+    lanes = np.broadcast_to(np.asarray(lanes, dtype=float), lam.shape)
+    cv = curves or IterationCurves(sm, shape, chunk, split)
+    m_o = shape.mean_decode_tokens
+    work = lam * shape.mean_isl  # prompt tokens per second
+
+    multi = bool(np.any(lanes > 1))
+
+    def mates(t1):
+        """Share of a lane's arrivals that can join a prompt already waiting on it: all of them
+        with one lane; with several, a router sends a prompt to a lane without prompt work
+        unless every lane has some (Erlang C given this one is busy)."""
+        if cv.split or not multi:
+            return 1.0
+        # Sakasegawa's approximation of Erlang C, rho^(sqrt(2 (c + 1)) - 1), divided by rho
+        # (exact for one lane; this runs inside the fixed point, where Erlang C proper is slow).
+        u1 = np.clip(work * t1 / cv.mean_isl, 1e-9, 1.0 - 1e-9)
+        return u1 ** (np.sqrt(2.0 * (lanes + 1.0)) - 2.0)
+
+    def state(B):
+        s = np.maximum(cv.room(B), 1e-9)
+        tf = cv.full(B)
+        td = cv.decode(B)
+        t0 = cv.empty(B)
+        if cv.split:
+            u_full = work * tf / s
+            # Busy iterations carry full chunks under a backlog, a lone prompt's pieces otherwise.
+            c_alone = np.interp(B, cv.grid, cv.alone)
+            c_bar = np.clip(u_full * s + (1 - np.minimum(u_full, 1.0)) * c_alone, 1.0, s)
+        else:
+            t1 = cv.busy(B, cv.mean_isl)
+            c_bar = cv.mean_isl * whole_prompts(lam * mates(t1), t0, t1 - t0, s / cv.mean_isl, td)[0]
+        tc = cv.busy(B, c_bar)
+        u = work * tc / c_bar
+        # Tokens per second per decode: every iteration gives one, busy ones only when mixed.
+        rate = (np.minimum(u, 1.0) / tc if cv.mixed else 0.0) + np.maximum(1.0 - u, 0.0) / td
+        return 1.0 / rate, u, tc, td, tf, c_bar, s
+
+    def resid(t):
+        tp = state(lam * m_o * t)[0]
+        return tp - t
+
+    lo = np.maximum(cv.td[1], 1e-6) * 0.999
+    tpot = solve_fixed_point(resid, np.full(lam.shape, lo), MAX_TPOT_S)
+    B = np.where(np.isfinite(tpot), lam * m_o * tpot, 0.0)
+    _, u, tc, td, tf, c_bar, s = state(B)
+    stable = np.isfinite(tpot) & (u < 1.0) & (B <= cv.bcap) & (cv.room(B) >= 1.0)
+    util = np.maximum(u, B / cv.bcap)
+
+    # TTFT: token-server wait + residual of the current iteration + own iterations.
+    isl = shape.isl.astype(float)
+    per_token = tc / c_bar
+    service = isl[None, :] * per_token[:, None] if lam.ndim else isl * per_token
+    n_full = np.floor(isl[None, :] / s.reshape(-1, 1))
+    rem = isl[None, :] - n_full * s.reshape(-1, 1)
+    # The iteration in progress when a prompt arrives: a busy one (length tc) if its lane is
+    # carrying prompt chunks, else a decode step (td). With one lane that is the busy share u;
+    # the router sends a prompt to a lane without prompt work unless every lane has some
+    # (Erlang C of the lanes at that share).
+    from planner import queueing as q
+
+    uu = np.clip(u, 1e-12, 1.0 - 1e-9)
+    erl = q.erlang_c(np.maximum(lanes, 1).astype(int), lanes * uu) if np.any(lanes > 1) else uu
+    p_busy = busy_probability(lanes, uu, arrival_cv, erlang=erl)
+    r = _residual_points(p_busy, tc, td, 6)
+    if not cv.split:
+        # Whole prompts: the wait of the token server already holds the busy iteration in
+        # progress (its prompts are the ones "in service"); only a decode step in progress adds.
+        # (A decode step runs only while sequences are decoding: probability 1 - e^-B.)
+        decoding = -np.expm1(-np.asarray(B, dtype=float))
+        r = _residual_points(np.zeros_like(p_busy), tc, td, 6) * ((1 - p_busy) * decoding)[..., None]
+    # The prompt's own iterations: full chunks, then its last piece. That piece rides in a
+    # cheap iteration unless the next prompt is already waiting on the lane, whose first chunk
+    # then fills it (a full iteration): with the probability that the lane is busy.
+    t0 = cv.empty(B)
+    last_cheap = np.where(rem > 0, t0.reshape(-1, 1) + (tf - t0).reshape(-1, 1) * rem / s.reshape(-1, 1), 0.0)
+    last_full = np.where(rem > 0, tf.reshape(-1, 1), 0.0)
+    base = n_full * tf.reshape(-1, 1)
+    own = (base + last_cheap).reshape(lam.shape + (-1,))
+    pick = _pick(own.shape[-1], 8)
+    cheap = np.sort(own, axis=-1)[..., pick]
+    full = np.sort((base + last_full).reshape(lam.shape + (-1,)), axis=-1)[..., pick]
+    # A prompt queues behind this one on the same lane if it arrives while this one's full
+    # chunks run and the router picks this lane: always with one lane; otherwise only when every
+    # lane is busy, which (given that this one is) has probability p_busy / u.
+    t_own = np.mean(base.reshape(lam.shape + (-1,)), axis=-1)
+    behind = lam * t_own * np.clip(p_busy / np.maximum(busy_probability(1, uu, arrival_cv), 1e-9), 0.0, 1.0)
+    slots = (np.arange(16) + 0.5) / 16
+    nxt = (-np.expm1(-behind))[..., None, None]
+    mixed = np.where(slots[..., :, None] < nxt, full[..., None, :], cheap[..., None, :])  # (slots, pieces)
+    if not cv.split:
+        # Its own iteration carries it and the others that came during the previous one: a
+        # prompt is in the first iteration of a run (share n1 e^-m / n of prompts) or a later one.
+        t1 = cv.busy(B, cv.mean_isl)
+        lam_m = lam * mates(t1)
+        n, n1, later = whole_prompts(lam_m, t0, t1 - t0, s / cv.mean_isl, td)
+        m = np.maximum(lam_m * (t0 + n * (t1 - t0)), 1e-12)
+        p_first = np.clip(n1 * np.exp(-m) / n, 0.0, 1.0)
+        Bc = np.reshape(B, (-1, 1))
+
+        def own_with(k):
+            c = isl[None, :] + (np.maximum(np.reshape(k, (-1, 1)), 1.0) - 1.0) * cv.mean_isl
+            o = cv.busy(Bc, c).reshape(lam.shape + (-1,))
+            return np.sort(o, axis=-1)[..., _pick(o.shape[-1], 8)]
+
+        first, rest = own_with(n1), own_with(later)
+        mixed = np.where(slots[..., :, None] < p_first[..., None, None], first[..., None, :],
+                         rest[..., None, :])
+    flat = np.sort(mixed.reshape(lam.shape + (-1,)), axis=-1)
+    flat = flat[..., _pick(flat.shape[-1], 16)]
+    ys = (flat[..., :, None] + r[..., None, :]).reshape(lam.shape + (-1,))
+    # Admission: a prompt enters only when the KV cache (or the sequence cap) has room.
+    td_b = np.maximum(cv.decode(B), 1e-12)
+    elastic = B * (cv.decode(B + 1.0) - td_b) / td_b
+    kv_pts, kv_mean, kv_pwait = admission_wait(lam, B, cv.bcap, shape, 4, elastic)
+    weights = None
+    if np.any(kv_pwait > 1e-4):  # (candidates far from their cap skip this)
+        # No wait with probability 1 - p, else one of 4 conditional quantiles of the wait.
+        ys = np.sort(ys, axis=-1)[..., _pick(ys.shape[-1], 24)]
+        kv = np.concatenate([np.zeros(lam.shape + (1,)), kv_pts], axis=-1)
+        wk = np.concatenate([(1.0 - kv_pwait)[..., None], np.repeat((kv_pwait / 4.0)[..., None], 4, -1)], -1)
+        ys = (ys[..., :, None] + kv[..., None, :]).reshape(lam.shape + (-1,))
+        weights = np.broadcast_to(wk[..., None, :] / ys.shape[-1] * 5, lam.shape + (24, 5)).reshape(ys.shape)
+    es = np.mean(service, axis=-1)
+    es2 = np.mean(np.asarray(service) ** 2, axis=-1)
+    if lam.ndim == 0:
+        cdf = mg1_wait_cdf_fn(lam, np.asarray(service).ravel(), arrival_cv)
+        from planner import queueing as q
+
+        ew = q.mg1_mean_wait(lam, es, es2)
+        if arrival_cv != 1.0:
+            ew = ew * gg1_scale(arrival_cv, np.asarray(service).ravel())
+    else:
+        if np.all(lanes == 1):
+            cdf, ew = _rowwise_wait_cdf(lam, service, arrival_cv)
+        else:
+            # Erlang C at the lanes' offered load lam * lanes * E[S] = lanes * u: reuse it.
+            cdfc, ewc = mgc_wait_cdf_fn(lam * lanes, lanes.astype(int), es, es2, arrival_cv,
+                                        pwait=np.where(lanes > 1, erl, uu))
+            idx = np.nonzero((lanes == 1).reshape(-1))[0]
+            ew = np.array(ewc, dtype=float).reshape(-1)
+            if len(idx):  # one-lane rows: M/G/1 (exact M/D/1 for equal prompts), on those rows only
+                svc = np.asarray(service, dtype=float).reshape(-1, np.shape(service)[-1])[idx]
+                cdf1, ew1 = _rowwise_wait_cdf(lam.reshape(-1)[idx], svc, arrival_cv)
+                ew[idx] = ew1
+            lead = lam.shape
+
+            def cdf(x, idx=idx):
+                out = np.array(cdfc(x), dtype=float)
+                if len(idx):
+                    flat = out.reshape((-1,) + out.shape[len(lead):])
+                    xf = np.broadcast_to(x, out.shape).reshape(flat.shape)
+                    flat[idx] = cdf1(xf[idx])
+                return out
+
+            ew = ew.reshape(lead)
+    tt = quantiles_of_wait_plus(cdf, ys, percentiles, shape=lam.shape, weights=weights)
+    own_mean = np.mean(mixed.reshape(lam.shape + (-1,)), axis=-1)
+    tt["mean"] = ew + np.mean(r, axis=-1) + own_mean + kv_mean
+
+    # TPOT: decode-only iterations plus the extra time busy iterations add.
+    # Extra seconds per prompt token a decode waits: what a busy iteration adds to a decode step
+    # when mixed, the whole busy iteration when prompts run alone.
+    jump_scale = (np.maximum(tc - td, 0.0) if cv.mixed else tc) / c_bar
+    j1 = jump_scale * float(np.mean(isl))
+    j2 = jump_scale**2 * float(np.mean(isl**2))
+    j3 = jump_scale**3 * float(np.mean(isl**3))
+    slope = (cv.decode(B + 1.0) - td)
+    td_sd = slope * np.sqrt(B * 2.0 / 3.0)
+    tq = tpot_quantiles(td, td_sd, j1[..., None] if np.ndim(j1) else j1,
+                        j2[..., None] if np.ndim(j2) else j2, j3[..., None] if np.ndim(j3) else j3,
+                        lam, shape.decode_tokens, tpot, cap=tf, percentiles=percentiles,
+                        clump=arrival_cv**2 / np.maximum(1.0 - np.clip(u, 0, 1), 1e-3) ** 2 / lanes)
+    tq["mean"] = tpot
+    inf = np.inf
+    res = {
+        "ttft": {k: np.where(stable, v, inf) for k, v in tt.items()},
+        "tpot": {k: np.where(stable, v, inf) for k, v in tq.items()},
+        "itl_max": np.where(stable, tf if cv.mixed else tf + td, inf),
+        "stable": stable,
+        "utilization": util,
+        "batch": np.where(stable, B, inf),
+        "kv_used": np.where(stable, B * shape.decode_context * sm.pp, inf),
+        "kv_capacity": sm.kv_capacity_tokens,
+        "breakdown": {
+            "ttft_queue_s": np.where(stable, ew + np.mean(r, axis=-1) + kv_mean, inf),
+            "ttft_compute_s": own_mean,
+            "ttft_transfer_s": np.zeros(lam.shape),
+            "tpot_step_s": td,
+            "tpot_interference_s": np.where(stable, tpot - td, inf),
+        },
+    }
+    over = "unified" if not cv.split else "chunked"
+    res["saturated"] = np.where(stable, "", np.where(B > cv.bcap, cap_label(cv.cap_by), over))
+    res["batch_cap"] = cv.bcap
+    res["batch_cap_by"] = cv.cap_by
+    if slo is not None:
+        f_t = wait_plus_cdf(cdf, ys, slo[0], shape=lam.shape, weights=weights)
+        f_p = tpot_cdf(slo[1], td, td_sd, j1[..., None] if np.ndim(j1) else j1,
+                       j2[..., None] if np.ndim(j2) else j2, j3[..., None] if np.ndim(j3) else j3,
+                       lam, shape.decode_tokens, tpot, cap=tf,
+                       clump=arrival_cv**2 / np.maximum(1.0 - np.clip(u, 0, 1), 1e-3) ** 2 / lanes)
+        res["attain"] = np.where(stable, f_t * f_p, 0.0)
+    return res
+
+
+def decode_equilibrium(sm: StepModel, shape: LoadShape, lam, stall_share):
+    """Decode-only lanes: solve ``TPOT (1 - stall_share) = t_d(lam * E[OSL-1] * TPOT)`` per
+    candidate. Returns (tpot, batch, t_d at that batch, slope of t_d in B, batch cap, what caps)."""
+    lam = np.asarray(lam, dtype=float)
+    bcap, by = batch_cap(sm, shape)
+    ctx = shape.decode_context
+    m_o = shape.mean_decode_tokens
+    grid, vals = decode_curve(sm, ctx, max(bcap, 1.0) * 1.5)
+    free = 1.0 - np.asarray(stall_share, dtype=float)
+    ok = free > 0
+    free_safe = np.where(ok, free, 1.0)
+
+    def resid(t):
+        return interp_curve(lam * m_o * t, grid, vals) - t * free_safe
+
+    lo = np.maximum(vals[1] / free_safe, 1e-6) * 0.999
+    tpot = solve_fixed_point(resid, lo, MAX_TPOT_S)
+    tpot = np.where(ok, tpot, np.inf)
+    batch = np.where(np.isfinite(tpot), lam * m_o * tpot, np.inf)
+    td = interp_curve(np.where(np.isfinite(batch), batch, 0.0), grid, vals)
+    eps = np.maximum(batch, 1.0) * 0.01
+    slope = (interp_curve(np.where(np.isfinite(batch), batch + eps, 1.0), grid, vals) - td) / eps
+    return tpot, batch, td, slope, bcap, by
+
+
+def admission_wait(lam, batch, cap, shape: LoadShape, k: int = 4, elasticity=0.0):
+    """The wait for a place in the running batch, as an M/G/c queue whose servers are the
+    ``cap`` places (KV memory at the steady occupancy per sequence, or the engine's sequence cap)
+    and whose service is a sequence's stay, ``L = batch / lam`` (Little), ``a = batch`` places in
+    use. The probability of waiting is Erlang C in the Halfin-Whitt form,
+    ``1 / (1 + b Phi(b) / phi(b))`` with ``b = (c - a) / sqrt(a s / (1 - e))``: ``s``, the
+    spread ``E[ctx^2] / E[ctx]^2`` of the KV a sequence holds, and ``e``, the elasticity of the
+    step time in the batch (a fuller batch steps slower, so its sequences stay longer), widen the
+    fluctuations of the occupancy. Given a wait it is exponential with mean
+    ``L / (c - a) * (1 + cs^2) / 2`` (Kingman's correction, ``cs^2`` that of the output lengths).
+
+    Returns ``k`` quantile mid-points of the wait given that there is one, the mean wait and the
+    probability of waiting."""
+    lam = np.asarray(lam, dtype=float)
+    a = np.nan_to_num(np.asarray(batch, dtype=float), nan=0.0, posinf=0.0)
+    c = float(max(math.floor(cap), 1))
+    o = shape.decode_tokens
+    cs2 = float(np.var(o) / max(np.mean(o) ** 2, 1e-12)) if o.size else 0.0
+    ok = (a > 0) & (a < c) & (lam > 0)
+    a_safe = np.where(ok, a, 0.5)
+    e = np.clip(np.asarray(elasticity, dtype=float), 0.0, 0.9)
+    # Places are KV tokens in units of the mean held per sequence: a population of Poisson(a)
+    # sequences holding ctx each varies as a E[ctx^2] / E[ctx]^2 (time-weighted over each
+    # sequence's decode: ctx = ISL + U OSL, U uniform).
+    w = np.maximum(o, 1e-9)
+    isl_f = shape.isl.astype(float)
+    m1 = np.sum((isl_f + o / 2.0) * w) / np.sum(w)
+    m2 = np.sum((isl_f**2 + isl_f * o + o**2 / 3.0) * w) / np.sum(w)
+    spread = m2 / max(m1 * m1, 1e-12)
+    b = (c - a_safe) / np.sqrt(a_safe * spread / (1.0 - e))
+    phi = np.exp(-0.5 * b * b) / math.sqrt(2.0 * math.pi)
+    Phi = 0.5 * np.asarray(_ERFC(-b / math.sqrt(2.0)), dtype=float)
+    pw = np.where(ok, 1.0 / (1.0 + b * Phi / np.maximum(phi, 1e-300)), 0.0)
+    stay = np.where(ok, a_safe / np.where(lam > 0, lam, 1.0), 0.0)
+    mean_w = np.where(ok, stay / np.maximum(c - a_safe, 1e-9) * (1.0 + cs2) / 2.0, 0.0)
+    qs = (np.arange(k) + 0.5) / k
+    pts = -mean_w[..., None] * np.log1p(-qs)  # quantile mid-points of the wait, given one
+    return pts, pw * mean_w, pw
+
+
+def whole_prompts(lam, t_empty, t_prompt, k_max, t_decode, iters: int = 6):
+    """Whole prompts per iteration that carries prompts, when prompts that arrive during an
+    iteration join the next one together (at most ``k_max``). Returns ``(mean, first, later)``:
+    the mean over busy iterations, and the prompts in the first iteration of a run of busy
+    iterations and in each later one.
+
+    A busy iteration of ``n`` prompts lasts ``T(n) = t_empty + n t_prompt``; the next carries the
+    ``A ~ Poisson(m)``, ``m = lam T``, that arrived meanwhile, and the run ends when none did:
+    runs last ``e^m`` iterations on average. The first carries the prompt that started it and
+    those arriving in the rest of the decode step, ``n1 = 1 + lam t_decode / 2``, each later one
+    ``E[A | A >= 1] = m / (1 - e^-m)``; averaged over the run, ``n = m + n1 e^-m`` (one prompt
+    at light load, ``m`` under saturation). Solved by fixed-point iteration."""
+    lam = np.asarray(lam, dtype=float)
+    kmax = np.maximum(k_max, 1.0)
+    n1 = np.minimum(1.0 + lam * np.asarray(t_decode, dtype=float) / 2.0, kmax)
+    n = np.ones(np.broadcast(lam, t_empty, t_prompt, k_max, t_decode).shape)
+    for _ in range(iters):
+        m = np.maximum(lam * (t_empty + n * t_prompt), 1e-12)
+        n = np.clip(m + n1 * np.exp(-m), 1.0, kmax)
+    m = np.maximum(lam * (t_empty + n * t_prompt), 1e-12)
+    later = np.clip(m / -np.expm1(-m), 1.0, kmax)
+    return n, n1 * np.ones_like(n), later
+
+
+def _residual_points(p_busy, tc, td, k: int):
+    """``k`` quantile mid-points of the residual of the iteration in progress: Uniform(0, tc)
+    with probability ``p_busy``, else Uniform(0, td)."""
+    p = np.clip(np.asarray(p_busy, dtype=float), 0.0, 1.0)[..., None]
+    tc_, td_ = np.asarray(tc, dtype=float)[..., None], np.asarray(td, dtype=float)[..., None]
+    qs = (np.arange(k) + 0.5) / k
+    with np.errstate(all="ignore"):
+        low = qs / (p / tc_ + (1 - p) / td_)  # residuals below td
+        high = tc_ * (qs - (1 - p)) / np.where(p > 0, p, 1.0)  # beyond td: busy iterations only
+        knee = p * td_ / tc_ + (1 - p)  # mixture CDF at td
+        out = np.where(qs <= knee, low, np.maximum(high, td_))
+    return np.nan_to_num(out, nan=0.0, posinf=0.0)
+
+
+def _pick(n: int, k: int):
+    if n <= k:
+        return np.arange(n)
+    return ((np.arange(k) + 0.5) / k * n).astype(int)
+
+
+def _rowwise_wait_cdf(lam, service, arrival_cv):
+    """M/G/1 wait CDFs when the service samples differ per candidate (rows of ``service``):
+    service scales with a per-row factor, so each row is ``base * factor``."""
+    service = np.asarray(service, dtype=float)
+    base = service[0] / max(service[0].mean(), 1e-30)
+    factor = service.mean(axis=-1)
+    # Time-scaling: W(lam, a*S) = a * W(lam*a, S) -- evaluate with unit-mean service.
+    cdf_unit = mg1_wait_cdf_fn(lam * factor, base, arrival_cv)
+
+    def cdf(x):
+        return cdf_unit(x / factor[..., None])
+
+    from planner import queueing as q
+
+    ew = q.mg1_mean_wait(lam, factor, factor**2 * float(np.mean(base**2)))
+    if arrival_cv != 1.0:
+        ew = ew * gg1_scale(arrival_cv, base)
+    return cdf, ew
+
+
+__all__ = ["IterationCurves", "decode_equilibrium", "lane_metrics", "whole_prompts"]
