@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -118,8 +118,9 @@ def kv_link_for(catalog: Catalog, gpu_p: GPUSpec, gpu_d: GPUSpec, pool_p: Pool, 
                     latency_s=base.latency_s), streams, "inter-node"
 
 
-def evaluate(inp: Inputs, dep: Deployment, qps) -> dict:
-    """Metrics arrays of ``dep`` at every rate in ``qps`` (1-D array)."""
+def evaluate(inp: Inputs, dep: Deployment, qps, at_boundary: bool = False) -> dict:
+    """Metrics arrays of ``dep`` at every rate in ``qps`` (1-D array). ``at_boundary``: requests
+    arrive at iteration boundaries (closed-loop clients without think time)."""
     from planner.serving import chunked, disaggregated, unified
 
     qps = np.atleast_1d(np.asarray(qps, dtype=float))
@@ -134,10 +135,11 @@ def evaluate(inp: Inputs, dep: Deployment, qps) -> dict:
         lanes = pool.instances * pool.pp
         lam = qps / lanes
         if dep.approach == "unified":
-            r = unified.lane_metrics(sm, shape, lam, arrival_cv=cv, lanes=lanes, slo=slo_pair)
+            r = unified.lane_metrics(sm, shape, lam, arrival_cv=cv, lanes=lanes, slo=slo_pair,
+                                     at_boundary=at_boundary)
         else:
             r = chunked.lane_metrics(sm, shape, lam, dep.chunk_size, arrival_cv=cv, lanes=lanes,
-                                      slo=slo_pair)
+                                      slo=slo_pair, at_boundary=at_boundary)
         r["utilization"] = {"unified": r["utilization"]}
         r["link"] = None
         return r
@@ -165,6 +167,8 @@ def evaluate(inp: Inputs, dep: Deployment, qps) -> dict:
         "batch": dr["batch"],
         "kv_used": dr["kv_used"],
         "kv_capacity": dr["kv_capacity"],
+        "batch_cap": dr["batch_cap"],
+        "batch_cap_by": dr["batch_cap_by"],
         "breakdown": {
             "ttft_queue_s": pr["queue"],
             "ttft_compute_s": pr["compute"],
@@ -202,6 +206,9 @@ def metrics_at(r: dict, qps: float, inp: Inputs, i: int = 0) -> Metrics:
         saturated=sat,
         breakdown=g(r["breakdown"]),
         attainment=float(_pick(r["attain"], i)),
+        batch_cap=float(r.get("batch_cap", math.nan)),
+        batch_cap_by=str(r.get("batch_cap_by", "")),
+        admission_wait_probability=float(_pick(r["admission_wait"], i)) if "admission_wait" in r else 0.0,
     )
 
 
@@ -258,11 +265,76 @@ class Plan:
         return self.deployment.total_gpus
 
 
+_CLOSED_GRID = 10.0 ** (np.arange(-72, 121) / 24.0)  # 1e-3 .. 1e5 requests/s, 24 a decade
+
+
+def closed_loop(inp: Inputs, dep: Deployment) -> tuple[float, dict]:
+    """The throughput ``N`` closed-loop clients reach on ``dep``, and the metrics there.
+
+    Each client sends its next request ``Z`` (think time) after its previous one completes, so
+    the throughput solves ``lam (Z + R(lam)) = N`` with ``R`` the mean response time
+    (``TTFT + E[OSL - 1] TPOT``): the fixed point of a closed queueing network. By the arrival
+    theorem (Reiser and Lavenberg) an arriving request sees the system as it is with one client
+    fewer; with Schweitzer's approximation that is the load ``lam (N - 1) / N``, at which its
+    TTFT is evaluated (one client never waits for another). TPOT, the batch and the memory are
+    those at ``lam``. The open-loop models give both; so that the solution is found on a fixed
+    grid of rates (refined in the bracket), the answer does not depend on a starting guess.
+
+    Clients that start together and stay in step (equal lengths) make bursts this steady view
+    does not see; ``pdplan simulate`` shows them (docs/validation.md)."""
+    wl = inp.workload
+    N = int(wl.concurrency)
+    Z = float(wl.think_s)
+    # Clients' requests arrive as their previous ones complete: as regular as the requests'
+    # stays, whose variability is mostly that of the output length. The arrival process is
+    # taken as renewal with that coefficient of variation (at least 0.1, at most Poisson's 1).
+    _, osl_g = wl.grid()
+    cv_o = float(np.std(osl_g) / max(np.mean(osl_g), 1e-12))
+    inp = replace(inp, workload=replace(wl, arrival_cv=float(np.clip(cv_o, 0.1, 1.0))))
+    # (one client: the system it sees is empty; a vanishing load stands for that)
+    share = max((N - 1) / N, 1e-9)
+    d_mean = max(wl.mean_osl - 1.0, 0.0)
+    boundary = Z == 0
+
+    def gap(lams):
+        r = evaluate(inp, dep, lams)
+        ttft = np.asarray(evaluate(inp, dep, lams * share, at_boundary=boundary)["ttft"]["mean"], dtype=float)
+        resp = ttft + d_mean * np.asarray(r["tpot"]["mean"], dtype=float)
+        return np.where(np.isfinite(resp) & np.asarray(r["stable"]), lams * (Z + resp) - N, np.inf)
+
+    grid = _CLOSED_GRID
+    g = gap(grid)
+    above = np.nonzero(g >= 0)[0]
+    if len(above) == 0:
+        lam = float(grid[-1])
+    elif above[0] == 0:
+        lam = float(grid[0])
+    else:
+        j = int(above[0])
+        fine = np.linspace(grid[j - 1], grid[j], 33)
+        gf = gap(fine)
+        k = int(np.argmax(gf >= 0))
+        lo, hi = fine[k - 1], fine[k]
+        glo, ghi = gf[k - 1], gf[k]
+        lam = float(lo + (hi - lo) * (-glo / (ghi - glo))) if np.isfinite(ghi) and ghi > glo else float(lo)
+    r = evaluate(inp, dep, [lam])
+    seen = evaluate(inp, dep, [lam * share], at_boundary=boundary)
+    r["ttft"] = seen["ttft"]
+    r["breakdown"] = dict(r["breakdown"], ttft_queue_s=seen["breakdown"]["ttft_queue_s"],
+                          ttft_compute_s=seen["breakdown"]["ttft_compute_s"])
+    return lam, r
+
+
 def estimate(inp: Inputs, dep: Deployment, with_headroom: bool = True) -> Plan:
-    """Metrics of a fixed deployment at the workload's rate, the SLO check and the headroom."""
+    """Metrics of a fixed deployment at the workload's rate (or, for closed-loop clients, at the
+    throughput they reach), the SLO check and the headroom."""
     if dep.approach not in APPROACHES:
         raise InvalidRequestError(f"--approach: unknown {dep.approach!r}; valid: {', '.join(APPROACHES)}")
-    r = evaluate(inp, dep, [inp.workload.qps])
+    if inp.workload.closed:
+        lam, r = closed_loop(inp, dep)
+        inp = replace(inp, workload=inp.workload.with_qps(lam))
+    else:
+        r = evaluate(inp, dep, [inp.workload.qps])
     m = metrics_at(r, inp.workload.qps, inp)
     ok = bool(np.asarray(meets_mask(r, inp.slo)).reshape(-1)[0])
     plan = Plan(inp, dep, m, ok, headroom(inp, dep) if with_headroom else math.nan,

@@ -168,7 +168,8 @@ def model_options(f):
 
 
 def workload_options(f):
-    """--qps, --isl, --osl, --isl-dist, --osl-dist, --trace, --burstiness."""
+    """--qps, --isl, --osl, --isl-dist, --osl-dist, --trace, --burstiness, --concurrency,
+    --think-time."""
     return _stack(
         click.option("--qps", type=QPS, help="Request rate, requests per second (> 0, at most 1e7)."),
         click.option("--isl", metavar="N", help="Input (prompt) length in tokens, e.g. 2048 or 2k "
@@ -184,6 +185,13 @@ def workload_options(f):
                           "(overrides the lengths)."),
         click.option("--burstiness", type=CV, metavar="CV",
                      help="Coefficient of variation of inter-arrival gaps [default: 1 = Poisson]."),
+        click.option("--concurrency", type=click.IntRange(1, 1_000_000), metavar="N",
+                     help="Closed loop instead of --qps: N clients, each sending its next request "
+                          "when its previous one completes (as benchmark tools' "
+                          "--max-concurrency does)."),
+        click.option("--think-time", "think_time", metavar="DURATION",
+                     help="With --concurrency: pause of a client between a response and its "
+                          "next request [default: 0]."),
     )(f)
 
 
@@ -213,7 +221,8 @@ def deployment_options(f):
         click.option("--replicas", metavar="SPEC",
                      help="Unified/chunked instances as NxtpT[ppP][@gpu], e.g. 4xtp8."),
         click.option("--chunk-size", "chunk_size", metavar="N",
-                     help=f"Chunked prefill token budget per iteration [default: {DEFAULT_CHUNK}]."),
+                     help="Chunked prefill token budget per iteration, decodes included "
+                          "[default: the engine's, e.g. vLLM 8192 on an H100, 2048 on an A100]."),
         click.option("--prefill", "prefill_spec", metavar="SPEC",
                      help="Disaggregated prefill pool, e.g. 6xtp4 or 2xtp8@h200."),
         click.option("--decode", "decode_spec", metavar="SPEC",
@@ -303,7 +312,14 @@ def build_workload(opts: dict, qps: float, assumed: list):
             if trace is None:
                 assumed.append(f"{key} {DEFAULTS[key]}")
     cv = opts.get("burstiness") or 1.0
-    return Workload(qps, lengths["isl"], lengths["osl"], arrival_cv=cv, trace=trace)
+    conc = opts.get("concurrency")
+    think = _duration(opts.get("think_time"), "--think-time")
+    if think is not None and conc is None:
+        fail("--think-time: only with --concurrency (closed-loop clients)")
+    if conc is not None and opts.get("burstiness") is not None:
+        fail("--burstiness: only with --qps; closed-loop clients (--concurrency) send when served")
+    return Workload(qps, lengths["isl"], lengths["osl"], arrival_cv=cv, trace=trace,
+                    concurrency=conc, think_s=think or 0.0)
 
 
 def build_slo(opts: dict, assumed: list, ttft_default: float | None = None):
@@ -337,9 +353,13 @@ def build_inputs(ctx: click.Context, opts: dict, *, require_qps: bool = True,
     model = resolve_model(cat, opts, assumed)
     gpu = resolve_gpu(cat, opts, assumed)
     qps = opts.get("qps")
+    if qps is not None and opts.get("concurrency") is not None:
+        fail("--qps and --concurrency: give one of them: an open-loop request rate or a number of "
+             "closed-loop clients")
     if qps is None:
-        if require_qps and default_qps is None:
-            fail("--qps: missing; give the request rate in requests per second, e.g. --qps 20")
+        if require_qps and default_qps is None and opts.get("concurrency") is None:
+            fail("--qps: missing; give the request rate in requests per second (e.g. --qps 20) or "
+                 "closed-loop clients (e.g. --concurrency 64)")
         qps = default_qps if default_qps is not None else 1.0
     wl = build_workload(opts, qps, assumed)
     slo = build_slo(opts, assumed, ttft_default)
@@ -400,8 +420,9 @@ def build_deployment(ctx: click.Context, inputs, opts: dict):
         if approach == "chunked":
             chunk = _size(opts.get("chunk_size"), "--chunk-size")
             if chunk is None:
-                chunk = DEFAULT_CHUNK
-                inputs.assumed.append(f"chunk {DEFAULT_CHUNK}")
+                g0 = inputs.catalog.gpu(parse_spec(opts["replicas"], gpu, "--replicas")[3], "--replicas")
+                chunk = inputs.engine.token_budget(g0) if inputs.engine is not None else DEFAULT_CHUNK
+                inputs.assumed.append(f"chunk {chunk}")
         elif opts.get("chunk_size") is not None:
             fail("--chunk-size: only for --approach chunked")
         n, tp, pp, g, ep = parse_spec(opts["replicas"], gpu, "--replicas")
@@ -558,7 +579,7 @@ def simulate(ctx, plan_file, as_json, requests, seed, **opts):
 # --------------------------------------------------------------------------------------------
 
 OBJECTIVES = ("gpus", "cost")
-WHATIF_AXES = ("qps", "isl", "osl", "ttft-slo", "tpot-slo", "gpu", "model")
+WHATIF_AXES = ("qps", "concurrency", "isl", "osl", "ttft-slo", "tpot-slo", "gpu", "model", "engine")
 
 
 def search_options(f):
@@ -710,6 +731,12 @@ def _apply(opts: dict, axis: str, value: str) -> dict:
         if not math.isfinite(v) or v <= 0 or v > QPS.maximum:
             fail(f"--vary: qps: must be a positive number up to {QPS.maximum:,.0f}, got {value!r}")
         o["qps"] = v
+        o["concurrency"] = None
+    elif axis == "concurrency":
+        if not value.isdigit() or not 1 <= int(value) <= 1_000_000:
+            fail(f"--vary: concurrency: must be a whole number of clients from 1 to 1,000,000, got {value!r}")
+        o["concurrency"] = int(value)
+        o["qps"] = None
     elif axis in ("isl", "osl"):
         o[key] = value
         o[f"{key}_dist"] = None
@@ -722,7 +749,8 @@ def _apply(opts: dict, axis: str, value: str) -> dict:
 @common_options
 @search_options
 @click.option("--vary", "vary", multiple=True, metavar="AXIS=v1,v2,...",
-              help="Axis to vary (qps, isl, osl, ttft-slo, tpot-slo, gpu, model); once for a "
+              help="Axis to vary (qps, concurrency, isl, osl, ttft-slo, tpot-slo, gpu, model, "
+                   "engine); once for a "
                    "table, twice for a grid of winning approaches.")
 @click.option("--plot", is_flag=True, help="Draw TTFT and TPOT against the axis in the terminal.")
 @click.option("--plot-file", "plot_file", metavar="FILE.png|FILE.svg",
@@ -747,8 +775,9 @@ def whatif(ctx, as_json, approach, max_gpus, objective, vary, plot, plot_file, *
         check_plot_file(plot_file, False)
     if len(axes) == 2 and (plot or plot_file):
         fail("--plot/--plot-file: only with one --vary axis")
-    if opts.get("qps") is None and not any(a == "qps" for a, _ in axes):
-        fail("--qps: missing; give the request rate or vary it with --vary qps=...")
+    if (opts.get("qps") is None and opts.get("concurrency") is None
+            and not any(a in ("qps", "concurrency") for a, _ in axes)):
+        fail("--qps: missing; give the request rate (or --concurrency) or vary it with --vary qps=...")
     combos = [[(axes[0][0], v)] for v in axes[0][1]]
     if len(axes) == 2:
         combos = [[(axes[0][0], a), (axes[1][0], b)] for a in axes[0][1] for b in axes[1][1]]

@@ -13,7 +13,7 @@ with the joint attainment the product of the two.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -306,7 +306,20 @@ def recommend(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
     if objective not in ("gpus", "cost"):
         raise InvalidRequestError(f"--objective: unknown {objective!r}; valid: gpus, cost")
     inp.objective = objective
-    sr = search(inp, gpu_ids, approaches, max_gpus)
+    closed = inp.workload.closed
+    if closed:
+        # N closed-loop clients generate at least lam = N / (Z + TTFT_SLO + E[OSL - 1] TPOT_SLO)
+        # on a deployment that serves every request within the SLOs' sum (a faster one sees
+        # more, but its clients then wait less: the closed-loop mean response stays within that
+        # sum). Size for that rate, then evaluate the winners with the clients themselves.
+        wl, slo = inp.workload, inp.slo
+        resp = slo.ttft_s + max(wl.mean_osl - 1.0, 0.0) * slo.tpot_s
+        sizing = replace(inp, workload=replace(wl, qps=wl.concurrency / (wl.think_s + resp),
+                                               concurrency=None))
+        sizing.objective = objective
+        sr = search(sizing, gpu_ids, approaches, max_gpus)
+    else:
+        sr = search(inp, gpu_ids, approaches, max_gpus)
     feasible = [c for c in sr.best.values() if c is not None]
     if not feasible:
         raise NoFeasiblePlanError(no_plan_message(inp, sr, gpu_ids, max_gpus),

@@ -135,7 +135,12 @@ def load_plan(path: str, qps: float | None = None):
     rate = qps if qps is not None else _num(path, inp, "qps", ctx="inputs.")
     trace = load_trace(inp["trace"]) if inp.get("trace") else None
     cv = _num(path, inp, "burstiness", required=False, ctx="inputs.") or 1.0
-    wl = Workload(rate, lengths("isl"), lengths("osl"), cv, trace)
+    conc = _num(path, inp, "concurrency", integer=True, required=False, ctx="inputs.")
+    think = (_num(path, inp, "think_time_ms", required=False, ctx="inputs.") or 0.0) / 1e3
+    if qps is not None:  # --qps over a closed-loop plan: an open-loop question
+        conc = None
+    wl = Workload(rate, lengths("isl"), lengths("osl"), cv, trace, concurrency=conc,
+                  think_s=think if conc else 0.0)
     pct = inp.get("percentile")
     if pct not in (50, 90, 95, 99):
         _fail(path, "inputs.percentile", f"must be one of 50, 90, 95, 99, got {pct!r}")

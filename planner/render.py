@@ -219,6 +219,10 @@ def inputs_document(inp) -> dict:
     doc["kv_dtype"] = inp.kv_dtype
     if wl.arrival_cv != 1.0:
         doc["burstiness"] = rnd(wl.arrival_cv, 6)
+    if wl.concurrency is not None:  # closed loop: qps is the throughput the clients reach
+        doc["concurrency"] = int(wl.concurrency)
+        if wl.think_s:
+            doc["think_time_ms"] = ms(wl.think_s)
     if inp.assumed:
         doc["assumed"] = list(inp.assumed)
     return doc
@@ -304,6 +308,23 @@ def _breakdown_ms(breakdown: dict) -> dict:
     return out
 
 
+def kv_cache_document(plan) -> dict:
+    """The KV cache of the busiest lane: paged occupancy against capacity, the engine's policy,
+    the batch cap it implies and what binds it."""
+    m, e = plan.metrics, plan.inputs.engine
+    doc = {"used_tokens": count(m.kv_used_tokens), "capacity_tokens": count(m.kv_capacity_tokens)}
+    if m.kv_capacity_tokens and math.isfinite(m.kv_used_tokens):
+        doc["occupancy"] = rnd(m.kv_used_tokens / m.kv_capacity_tokens, 4)
+    if e is not None:
+        doc["admission"] = e.kv_admission
+        doc["block_tokens"] = int(e.kv_block_tokens)
+    if math.isfinite(m.batch_cap):
+        doc["batch_cap"] = rnd(m.batch_cap, 2)
+        doc["batch_cap_by"] = m.batch_cap_by or None
+    doc["admission_wait_probability"] = rnd(m.admission_wait_probability, 4)
+    return doc
+
+
 def metrics_document(plan) -> dict:
     m = plan.metrics
     return {
@@ -316,8 +337,7 @@ def metrics_document(plan) -> dict:
         "cost_per_hour": rnd(plan.cost_per_hour, 2),
         "utilization": {k: rnd(v, 4) for k, v in m.utilization.items()},
         "decode_batch": rnd(m.decode_batch, 2),
-        "kv_cache": {"used_tokens": count(m.kv_used_tokens),
-                     "capacity_tokens": count(m.kv_capacity_tokens)},
+        "kv_cache": kv_cache_document(plan),
         "breakdown_ms": _breakdown_ms(m.breakdown),
         "stable": bool(m.stable),
         "saturated": m.saturated or None,
@@ -386,7 +406,9 @@ def show_plan(console: Console, plan, title: str | None = None) -> None:
     inp, dep, m = plan.inputs, plan.deployment, plan.metrics
     slo = inp.slo
     head = title or "estimate"
-    console.print(f"[bold]{escape(head)}[/]: {escape(inp.model.id)} at {inp.workload.qps:g} QPS, "
+    load = (f"{inp.workload.concurrency} concurrent clients ({inp.workload.qps:.3g} QPS)"
+            if inp.workload.concurrency is not None else f"{inp.workload.qps:g} QPS")
+    console.print(f"[bold]{escape(head)}[/]: {escape(inp.model.id)} at {load}, "
                   f"{escape(dep.approach)}, {dep.total_gpus} GPUs, ${plan.cost_per_hour:,.2f}/h")
     pools = _pools_line(dep)
     if dep.approach == "chunked":

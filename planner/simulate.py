@@ -226,6 +226,7 @@ class _Engine:
         self.heap: list = []
         self.now = 0.0
         self.done = 0
+        self.spawn: list | None = None  # closed loop: completion times not yet turned into arrivals
 
     # ----------------------------------------------------------------------------------------
     def _schedule(self, l: int, kind: int, t0: float, ev: float) -> None:
@@ -400,6 +401,8 @@ class _Engine:
         self.ns[l] -= 1
         self.out[l] -= 1
         self.done += 1
+        if self.spawn is not None:
+            self.spawn.append(t)  # closed loop: this client sends its next request
 
     def _segment(self, l: int, first_end: float, inner: float, end: float) -> None:
         """Log a run of decode iterations (tokens for every running sequence)."""
@@ -552,6 +555,50 @@ class _Engine:
                 return False
         return True
 
+    def run_closed(self, clients: int, think_s: float, n: int, t_arr: list, t_limit: float) -> bool:
+        """Closed loop: ``clients`` clients send requests ``0..n-1`` in order, all at time 0 at
+        first, then each ``think_s`` after its previous request completes (``t_arr`` receives the
+        arrival times). Returns False when simulated time passes ``t_limit``."""
+        heap = self.heap
+        pop = heapq.heappop
+        ver = self.ver
+        self.spawn = []
+        arrivals: list = []
+        nxt = 0
+        for _ in range(min(clients, n)):
+            heapq.heappush(arrivals, (0.0, nxt))
+            t_arr[nxt] = 0.0
+            nxt += 1
+        while True:
+            while heap and heap[0][2] != ver[heap[0][1]]:
+                pop(heap)
+            ta = arrivals[0][0] if arrivals else _INF
+            if heap and heap[0][0] <= ta:
+                t_next, is_event = heap[0][0], True
+            elif arrivals:
+                t_next, is_event = ta, False
+            else:
+                break
+            if t_next > t_limit:
+                self.now = t_limit
+                return False
+            if is_event:
+                ev, l, _ = pop(heap)
+                self.now = ev
+                self._on_event(l, ev)
+            else:
+                self.now = ta
+                _, rid = pop(arrivals)
+                self._arrive(rid, ta)
+            if self.spawn:
+                for tc in self.spawn:
+                    if nxt < n:
+                        t_arr[nxt] = tc + think_s
+                        heapq.heappush(arrivals, (tc + think_s, nxt))
+                        nxt += 1
+                self.spawn.clear()
+        return True
+
     def itl_max(self, rids: np.ndarray) -> float:
         """Largest inter-token gap over the requests ``rids`` (finished, osl >= 2)."""
         rids = rids[np.isfinite(np.asarray(self.t_last)[rids])]
@@ -640,9 +687,24 @@ def simulate(inp, dep: Deployment, requests: int = 20000, seed: int = 0,
                       chunk=int(C), route_prompts=by_prompts, route_work=by_work, split=split,
                       mixed=eng_spec is None or eng_spec.schedule == "decode_first",
                       reserve_full=eng_spec is not None and eng_spec.kv_admission == "reserve_full")
-        stable = eng.run(list(range(n)), arr.tolist(), span, backlog_limit, t_limit)
+        if inp.workload.closed:
+            t_arr = [math.nan] * n
+            # The clients' rate is not known in advance: bound simulated time by the whole run
+            # done one request at a time (every request alone, back to back), times 50.
+            alone = float(np.sum(np.asarray(sm.prefill_time(isl_a), dtype=float)
+                                 + np.maximum(osl_a - 1, 0) * float(sm.decode_time(1, float(np.mean(isl_a))))))
+            stable = eng.run_closed(int(inp.workload.concurrency), float(inp.workload.think_s), n, t_arr,
+                                    TIME_LIMIT_SPANS * (alone + n * inp.workload.think_s))
+            arr = np.asarray(t_arr, dtype=float)
+        else:
+            stable = eng.run(list(range(n)), arr.tolist(), span, backlog_limit, t_limit)
         duration = eng.now
     else:
+        if inp.workload.closed:
+            raise InvalidRequestError(
+                "--concurrency: the simulator runs closed-loop clients on unified and chunked "
+                "deployments only so far; for disaggregated give --qps (pdplan estimate models "
+                "closed loops for every approach)")
         eng, stable, duration = _run_disaggregated(api, inp, dep, arr, isl_a, osl_a, isl, osl,
                                                    t_first, span, backlog_limit, t_limit)
 

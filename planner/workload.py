@@ -205,12 +205,26 @@ class Workload:
     osl: LengthDist
     arrival_cv: float = 1.0
     trace: Trace | None = None
+    # Closed loop: ``concurrency`` clients, each sending its next request ``think_s`` after its
+    # previous one completes (how benchmark tools with --max-concurrency load an engine). ``qps``
+    # is then the throughput those clients reach, which the serving model solves for.
+    concurrency: int | None = None
+    think_s: float = 0.0
 
     def with_qps(self, qps: float) -> Workload:
-        return Workload(qps, self.isl, self.osl, self.arrival_cv, self.trace)
+        return Workload(qps, self.isl, self.osl, self.arrival_cv, self.trace, self.concurrency,
+                        self.think_s)
+
+    @property
+    def closed(self) -> bool:
+        return self.concurrency is not None
 
     def describe(self) -> dict:
         d = {"qps": self.qps, "isl": self.isl.describe(), "osl": self.osl.describe()}
+        if self.concurrency is not None:
+            d["concurrency"] = self.concurrency
+            if self.think_s:
+                d["think_time_s"] = self.think_s
         if self.arrival_cv != 1.0:
             d["burstiness_cv"] = self.arrival_cv
         if self.trace is not None:

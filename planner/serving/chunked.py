@@ -20,11 +20,12 @@ def ChunkCurves(sm: StepModel, shape: LoadShape, chunk: int) -> IterationCurves:
 
 def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: float = 1.0,
                  curves: IterationCurves | None = None, lanes=1, percentiles=PERCENTILES,
-                 slo=None) -> dict:
+                 slo=None, at_boundary: bool = False) -> dict:
     """Metrics of chunked-prefill lanes at per-lane rates ``lam``; ``lanes`` lanes share the
     traffic by shortest-queue routing (pooled prompt queue, M/G/c)."""
     return _lanes(sm, shape, lam, chunk, arrival_cv, curves or ChunkCurves(sm, shape, chunk),
-                  lanes=lanes, percentiles=percentiles, slo=slo, split=True)
+                  lanes=lanes, percentiles=percentiles, slo=slo, split=True,
+                  at_boundary=at_boundary)
 
 
 __all__ = ["ChunkCurves", "lane_metrics"]

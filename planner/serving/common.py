@@ -130,6 +130,9 @@ class Metrics:
     saturated: str | None = None  # which pool saturates (None when stable)
     breakdown: dict = field(default_factory=dict)
     attainment: float = 0.0  # predicted share of requests within both SLOs
+    batch_cap: float = math.nan  # most sequences a lane keeps running (paged KV or the engine cap)
+    batch_cap_by: str = ""  # kv-memory | max-num-seqs | token budget
+    admission_wait_probability: float = 0.0  # a prompt waits for a place in the batch
 
 
 # --------------------------------------------------------------------------------------------

@@ -113,4 +113,6 @@ def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances, percentil
         "itl_max": np.where(stable, td * 1.0, np.inf),
         "kv_used": np.where(np.isfinite(B), B * shape.decode_context * sm.pp, np.inf),
         "kv_capacity": sm.kv_capacity_tokens,
+        "batch_cap": bcap,
+        "batch_cap_by": cap_by,
     }

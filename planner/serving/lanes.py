@@ -64,7 +64,9 @@ class IterationCurves:
     def __init__(self, sm: StepModel, shape: LoadShape, chunk: int, split: bool = True):
         self.chunk = int(chunk)
         self.split = bool(split)
-        # Whether an iteration carrying prompt tokens also carries the running decodes (vLLM,
+        # Prompts that always fit whole (all of them in half the budget) batch the same way
+        # with or without splitting: whole-prompt iterations, several prompts each.
+        self.whole = not self.split or float(shape.isl.max()) <= self.chunk / 2        # Whether an iteration carrying prompt tokens also carries the running decodes (vLLM,
         # TensorRT-LLM: decode_first) or runs the prompts alone (SGLang's default: prefill_first,
         # mixed chunks off), stalling every decode for its length.
         self.mixed = sm.engine is None or sm.engine.schedule == "decode_first"
@@ -97,12 +99,12 @@ class IterationCurves:
         self._empty = self.td if self.mixed else np.full_like(self.td, sm.overhead_s)
         # Whole prompts: the busy time is piecewise linear in its prompt tokens through one
         # mean prompt (the usual load), not a straight line to a full room.
-        self._one = self._busy(np.full_like(self.grid, self.mean_isl)) if not self.split else None
+        self._one = self._busy(np.full_like(self.grid, self.mean_isl)) if self.whole else None
 
     def busy(self, B, c):
         """Seconds of an iteration with ``B`` decodes and ``c`` prompt tokens."""
         t0, tf, s = self.empty(B), self.full(B), np.maximum(self.room(B), 1e-9)
-        if self.split:
+        if not self.whole:
             s = np.maximum(np.maximum(self.chunk - np.asarray(B, dtype=float), 1.0), 1e-9)
             return t0 + (tf - t0) * c / s
         s = np.maximum(np.asarray(B, dtype=float) * 0.0 + self.s_whole(B), 1e-9)
@@ -138,9 +140,12 @@ class IterationCurves:
 
 def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: float = 1.0,
                  curves: IterationCurves | None = None, lanes=1,
-                 percentiles=PERCENTILES, slo=None, split: bool = True) -> dict:
+                 percentiles=PERCENTILES, slo=None, split: bool = True,
+                 at_boundary: bool = False) -> dict:
     """Metrics of in-flight-batching lanes at per-lane rates ``lam``; ``lanes`` lanes share the
-    traffic by shortest-queue routing (pooled prompt queue, M/G/c)."""
+    traffic by shortest-queue routing (pooled prompt queue, M/G/c). ``at_boundary``: requests
+    arrive at iteration boundaries (closed-loop clients without think time send the next request
+    when the previous one's last token comes out), so none waits for an iteration in progress."""
     lam = np.asarray(lam, dtype=float)
     lanes = np.broadcast_to(np.asarray(lanes, dtype=float), lam.shape)
     cv = curves or IterationCurves(sm, shape, chunk, split)
@@ -153,19 +158,22 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
         """Share of a lane's arrivals that can join a prompt already waiting on it: all of them
         with one lane; with several, a router sends a prompt to a lane without prompt work
         unless every lane has some (Erlang C given this one is busy)."""
-        if cv.split or not multi:
-            return 1.0
+        # Smoother arrivals than Poisson (closed-loop clients: ca^2 < 1) bring fewer prompts
+        # into one iteration; burstier ones are left at Poisson (their clumps are in the wait).
+        smooth = min(arrival_cv**2, 1.0)
+        if not cv.whole or not multi:
+            return smooth
         # Sakasegawa's approximation of Erlang C, rho^(sqrt(2 (c + 1)) - 1), divided by rho
         # (exact for one lane; this runs inside the fixed point, where Erlang C proper is slow).
         u1 = np.clip(work * t1 / cv.mean_isl, 1e-9, 1.0 - 1e-9)
-        return u1 ** (np.sqrt(2.0 * (lanes + 1.0)) - 2.0)
+        return smooth * u1 ** (np.sqrt(2.0 * (lanes + 1.0)) - 2.0)
 
     def state(B):
         s = np.maximum(cv.room(B), 1e-9)
         tf = cv.full(B)
         td = cv.decode(B)
         t0 = cv.empty(B)
-        if cv.split:
+        if not cv.whole:
             u_full = work * tf / s
             # Busy iterations carry full chunks under a backlog, a lone prompt's pieces otherwise.
             c_alone = np.interp(B, cv.grid, cv.alone)
@@ -206,18 +214,23 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
     erl = q.erlang_c(np.maximum(lanes, 1).astype(int), lanes * uu) if np.any(lanes > 1) else uu
     p_busy = busy_probability(lanes, uu, arrival_cv, erlang=erl)
     r = _residual_points(p_busy, tc, td, 6)
-    if not cv.split:
+    if cv.whole:
         # Whole prompts: the wait of the token server already holds the busy iteration in
         # progress (its prompts are the ones "in service"); only a decode step in progress adds.
         # (A decode step runs only while sequences are decoding: probability 1 - e^-B.)
         decoding = -np.expm1(-np.asarray(B, dtype=float))
         r = _residual_points(np.zeros_like(p_busy), tc, td, 6) * ((1 - p_busy) * decoding)[..., None]
+    if at_boundary:
+        r = np.zeros_like(r)
     # The prompt's own iterations: full chunks, then its last piece. That piece rides in a
     # cheap iteration unless the next prompt is already waiting on the lane, whose first chunk
     # then fills it (a full iteration): with the probability that the lane is busy.
     t0 = cv.empty(B)
     last_cheap = np.where(rem > 0, t0.reshape(-1, 1) + (tf - t0).reshape(-1, 1) * rem / s.reshape(-1, 1), 0.0)
-    last_full = np.where(rem > 0, tf.reshape(-1, 1), 0.0)
+    # (the next prompt adds its first chunk, at most the room left: with a budget much larger
+    # than the prompts the iteration is not full)
+    fill = np.minimum(rem + cv.mean_isl, s.reshape(-1, 1))
+    last_full = np.where(rem > 0, t0.reshape(-1, 1) + (tf - t0).reshape(-1, 1) * fill / s.reshape(-1, 1), 0.0)
     base = n_full * tf.reshape(-1, 1)
     own = (base + last_cheap).reshape(lam.shape + (-1,))
     pick = _pick(own.shape[-1], 8)
@@ -231,7 +244,7 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
     slots = (np.arange(16) + 0.5) / 16
     nxt = (-np.expm1(-behind))[..., None, None]
     mixed = np.where(slots[..., :, None] < nxt, full[..., None, :], cheap[..., None, :])  # (slots, pieces)
-    if not cv.split:
+    if cv.whole:
         # Its own iteration carries it and the others that came during the previous one: a
         # prompt is in the first iteration of a run (share n1 e^-m / n of prompts) or a later one.
         t1 = cv.busy(B, cv.mean_isl)
@@ -337,6 +350,7 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
     res["saturated"] = np.where(stable, "", np.where(B > cv.bcap, cap_label(cv.cap_by), over))
     res["batch_cap"] = cv.bcap
     res["batch_cap_by"] = cv.cap_by
+    res["admission_wait"] = np.where(stable, kv_pwait, 1.0)
     if slo is not None:
         f_t = wait_plus_cdf(cdf, ys, slo[0], shape=lam.shape, weights=weights)
         f_p = tpot_cdf(slo[1], td, td_sd, j1[..., None] if np.ndim(j1) else j1,
@@ -404,7 +418,8 @@ def admission_wait(lam, batch, cap, shape: LoadShape, k: int = 4, elasticity=0.0
     b = (c - a_safe) / np.sqrt(a_safe * spread / (1.0 - e))
     phi = np.exp(-0.5 * b * b) / math.sqrt(2.0 * math.pi)
     Phi = 0.5 * np.asarray(_ERFC(-b / math.sqrt(2.0)), dtype=float)
-    pw = np.where(ok, 1.0 / (1.0 + b * Phi / np.maximum(phi, 1e-300)), 0.0)
+    with np.errstate(over="ignore", divide="ignore"):
+        pw = np.where(ok, 1.0 / (1.0 + b * Phi / np.maximum(phi, 1e-300)), 0.0)
     stay = np.where(ok, a_safe / np.where(lam > 0, lam, 1.0), 0.0)
     mean_w = np.where(ok, stay / np.maximum(c - a_safe, 1e-9) * (1.0 + cs2) / 2.0, 0.0)
     qs = (np.arange(k) + 0.5) / k

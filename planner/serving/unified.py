@@ -31,12 +31,12 @@ def curves(sm: StepModel, shape: LoadShape, chunk: int | None = None) -> Iterati
 
 def lane_metrics(sm: StepModel, shape: LoadShape, lam, arrival_cv: float = 1.0, lanes=1,
                  percentiles=PERCENTILES, slo=None, curves_: IterationCurves | None = None,
-                 chunk: int | None = None) -> dict:
+                 chunk: int | None = None, at_boundary: bool = False) -> dict:
     """Metrics of unified lanes at per-lane arrival rates ``lam`` (array); ``lanes`` lanes share
     the traffic (pooled prompt queue, M/G/c)."""
     cv = curves_ or curves(sm, shape, chunk)
     return _lanes(sm, shape, lam, cv.chunk, arrival_cv, cv, lanes=lanes, percentiles=percentiles,
-                  slo=slo, split=False)
+                  slo=slo, split=False, at_boundary=at_boundary)
 
 
 __all__ = ["budget", "curves", "lane_metrics", "whole_prompts"]
