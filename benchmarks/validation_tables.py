@@ -22,14 +22,14 @@ def table(summary: dict) -> str:
                      f"| {s['median_signed_error']:+.1%} |")
 
     row("all", summary)
-    for key in ("by_kind", "by_gpu", "by_kind_gpu"):
-        for name, s in summary[key].items():
-            row(name.replace("/", " "), s)
+    for key in ("by_kind", "by_gpu", "by_kind_gpu", "by_source_kind"):
+        for name, s in summary.get(key, {}).items():
+            row(("source " if key == "by_source_kind" else "") + name.replace("/", " "), s)
     return "\n".join(lines)
 
 
 def main(argv=None):
-    for ds in (argv or sys.argv[1:]) or ("kernels", "measurements", "offline-grid"):
+    for ds in (argv or sys.argv[1:]) or ("kernels", "measurements", "offline-grid", "serving"):
         print(f"## {ds}\n\n{table(run(dataset=ds).summary)}\n")
 
 

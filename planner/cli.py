@@ -1011,7 +1011,7 @@ def step(ctx, tp, pp, prefill_tokens, decode_batch, context, as_json, **opts):
 
 
 @cli.command()
-@click.option("--set", "dataset", type=click.Choice(("measurements", "offline-grid", "kernels")),
+@click.option("--set", "dataset", type=click.Choice(("measurements", "offline-grid", "kernels", "serving")),
               default="measurements", show_default=True,
               help="Validation set: the curated measurements (the overhead fit uses them), the "
                    "rest of the TensorRT-LLM offline grids (out of sample), or held-out silicon "

@@ -787,6 +787,7 @@ def show_validate(console: Console, report) -> None:
     groups += [(f"kind {k}", v) for k, v in (summary.get("by_kind") or {}).items()]
     groups += [(f"gpu {k}", v) for k, v in (summary.get("by_gpu") or {}).items()]
     groups += [(k, v) for k, v in (summary.get("by_kind_gpu") or {}).items()]
+    groups += [(f"source {k}", v) for k, v in (summary.get("by_source_kind") or {}).items()]
     s = _table(("", {"justify": "left", "style": "bold"}), "rows", "median |err|", "p90 |err|",
                "median err", title="summary (error = predicted / measured - 1)")
     for name, st in groups:
@@ -795,6 +796,15 @@ def show_validate(console: Console, report) -> None:
     console.print(s)
     if summary.get("excluded"):
         console.print(f"[dim]{summary['excluded']} row(s) excluded (not predicted)[/]")
+    if "points" in summary:  # the serving set
+        from collections import Counter
+
+        why = Counter(s["why"] for s in summary.get("skipped", []))
+        console.print(f"operating points: {summary['points']} published, {summary['points_predicted']} "
+                      f"predicted; not predicted: " + (", ".join(f"{n} ({w})" for w, n in why.items()) or "none"))
+        un, sus = summary.get("called_unstable", []), summary.get("called_unstable_sustained", [])
+        console.print(f"called unstable: {len(un)}, of which the engine sustained {len(sus)}"
+                      + (f": {', '.join(sus)}" if sus else ""))
 
 
 # --------------------------------------------------------------------------------------------

@@ -135,7 +135,98 @@ def predict(row: Row, cat: Catalog, extra: dict, gpus: dict | None = None) -> fl
 
 
 DATASETS = {"measurements": "measurements.yaml", "offline-grid": "offline_grid.yaml",
-            "kernels": "kernels.yaml"}
+            "kernels": "kernels.yaml", "serving": "serving.yaml"}
+
+# Published serving runs (tests/data/serving.yaml): one row per (operating point, metric).
+SERVING_METRICS = {  # measured key -> (kind, predicted from)
+    "ttft_ms_mean": ("serving_ttft_mean", ("ttft", "mean")),
+    "ttft_ms_p50": ("serving_ttft_p50", ("ttft", "p50")),
+    "ttft_ms_p90": ("serving_ttft_p90", ("ttft", "p90")),
+    "ttft_ms_p99": ("serving_ttft_p99", ("ttft", "p99")),
+    "tpot_ms_mean": ("serving_tpot_mean", ("tpot", "mean")),
+    "itl_ms_mean": ("serving_tpot_mean", ("tpot", "mean")),  # mean ITL = mean TPOT
+    "tpot_ms_p50": ("serving_tpot_p50", ("tpot", "p50")),
+    "tpot_ms_p90": ("serving_tpot_p90", ("tpot", "p90")),
+    "tpot_ms_p99": ("serving_tpot_p99", ("tpot", "p99")),
+    "output_tok_s": ("serving_throughput", ("throughput", None)),
+}
+SERVING_KINDS = tuple(dict.fromkeys(k for k, _ in SERVING_METRICS.values()))
+# The engine each source's runs used; the approach is the engine's default (TensorRT-LLM's
+# in-flight batching without chunked context, vLLM's and SGLang's chunked prefill).
+SERVING_ENGINES = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm"}
+
+
+def load_serving_rows(path: Path) -> tuple[list, list]:
+    """The serving set as one row per (operating point, metric), and the points that cannot be
+    predicted with the reason (lengths not stated, an engine pdplan has no profile of, ...)."""
+    data = _read_set(path)
+    rows, skipped = [], []
+    for e in data:
+        why = None
+        if e.get("isl") is None or e.get("osl") is None:
+            why = "mean input/output lengths not stated in the source"
+        elif e.get("load") not in ("poisson", "closed"):
+            why = f"load {e.get('load')!r} (offline runs are the offline-throughput sets' job)"
+        elif str(e.get("engine")) not in SERVING_ENGINES:
+            why = f"engine {e.get('engine')!r} has no profile"
+        if why:
+            skipped.append((str(e["id"]), why))
+            continue
+        for key, value in (e.get("metrics") or {}).items():
+            if key not in SERVING_METRICS or value is None:
+                continue
+            kind = SERVING_METRICS[key][0]
+            rows.append(Row(
+                id=f"{e['id']}:{key}", kind=kind, model=str(e["model"]), gpu=str(e["gpu"]),
+                dtype=str(e.get("dtype") or ""), kv_dtype=str(e.get("kv_dtype") or ""),
+                tp=int(e.get("tp") or 1), pp=int(e.get("pp") or 1), batch=int(e.get("concurrency") or 0),
+                isl=int(e["isl"]), osl=int(e["osl"]), measured=float(value),
+                unit="tok_s" if kind == "serving_throughput" else "ms", source=str(e["source"]),
+                trust=str(e.get("trust", "")), note=str(e.get("note") or ""),
+                shape={"engine": SERVING_ENGINES[str(e["engine"])], "load": e["load"],
+                       "qps": e.get("qps"), "concurrency": e.get("concurrency"),
+                       "replicas": int(e.get("replicas") or 1), "metric": key,
+                       "sustained": e.get("sustained"), "point": str(e["id"])}))
+    return rows, skipped
+
+
+_SERVING_CACHE: dict = {}
+
+
+def predict_serving(row: Row, cat: Catalog, extra: dict) -> float:
+    """One published serving metric from the serving model at the run's load (the approach the
+    engine runs by default, the lengths fixed at the published means)."""
+    from planner import api
+    from planner.serving.common import Deployment, Pool
+    from planner.workload import Workload, fixed
+
+    sh = row.shape
+    key = (sh["point"],)
+    if key not in _SERVING_CACHE:
+        model = _model(cat, extra, row.model)
+        engine = cat.engines[sh["engine"]]
+        dtype = row.dtype if row.dtype in ("bf16", "fp8", "fp4", "int4") else model.default_dtype
+        if dtype == "fp16":
+            dtype = "bf16"
+        kv = row.kv_dtype if row.kv_dtype in ("bf16", "fp8") else (
+            "fp8" if dtype in ("fp8", "fp4") and sh["engine"] == "trtllm" else model.default_kv_dtype)
+        closed = sh["load"] == "closed"
+        wl = Workload(float(sh["qps"] or 1.0), fixed(row.isl), fixed(row.osl),
+                      concurrency=int(sh["concurrency"]) if closed else None)
+        inp = api.Inputs(model, wl, api.SLO(1.0, 0.05), dtype, kv, cat, gpu=row.gpu, engine=engine)
+        approach = "chunked" if engine.chunked_prefill else "unified"
+        pool = Pool("unified", row.gpu, sh["replicas"], row.tp, row.pp)
+        dep = Deployment(approach, (pool,), chunk_size=engine.token_budget(cat.gpus[row.gpu])
+                         if approach == "chunked" else None)
+        _SERVING_CACHE[key] = api.estimate(inp, dep, with_headroom=False)
+        if len(_SERVING_CACHE) > 512:
+            _SERVING_CACHE.clear()
+    plan = _SERVING_CACHE[key]
+    what, stat = SERVING_METRICS[sh["metric"]][1]
+    if what == "throughput":
+        return plan.metrics.throughput_out_tok_s if plan.metrics.stable else 0.0
+    v = getattr(plan.metrics, what)[stat]
+    return float(v) * 1e3
 
 
 def load_kernel_rows(path: Path) -> list:
@@ -183,8 +274,13 @@ def run(catalog: Catalog | None = None, gpus: dict | None = None,
     """Predict every row of a validation set: ``measurements`` (the curated set the efficiency
     fit uses) or ``offline-grid`` (the rest of the TensorRT-LLM offline grids, out of sample)."""
     cat = catalog or load_catalog()
+    skipped: list = []
     if dataset == "kernels":
         rows, extra = load_kernel_rows(data_dir() / DATASETS[dataset]), {}
+    elif dataset == "serving":
+        rows, skipped = load_serving_rows(data_dir() / DATASETS[dataset])
+        extra = load_rows()[1]
+        _SERVING_CACHE.clear()
     else:
         rows, extra = load_rows(data_dir() / DATASETS[dataset])
     out = []
@@ -192,28 +288,51 @@ def run(catalog: Catalog | None = None, gpus: dict | None = None,
         try:
             if r.kind in KERNEL_KINDS:
                 p = predict_kernel(r, (gpus or cat.gpus)[r.gpu])
+            elif r.kind in SERVING_KINDS:
+                p = predict_serving(r, cat, extra)
             else:
                 p = predict(r, cat, extra, gpus)
         except Exception as exc:  # a row the model cannot express (e.g. does not fit)
             out.append(replace(r, included=False, note=f"not predicted: {exc}"))
             continue
+        if not math.isfinite(p) or p <= 0:
+            # called unstable (or nothing served): counted apart, not as an error
+            out.append(replace(r, predicted=p, included=False,
+                               note="called unstable" + (" (the engine sustained it)" if r.shape.get("sustained") else "")))
+            continue
         out.append(replace(r, predicted=p, error=(p - r.measured) / r.measured))
-    return Report(out, summarize(out))
+    rep = Report(out, summarize(out))
+    if dataset == "serving":
+        pts = {r.shape["point"]: r for r in out}
+        rep.summary["points"] = len(pts) + len(skipped)
+        rep.summary["points_predicted"] = len(pts)
+        rep.summary["skipped"] = [{"id": i, "why": w} for i, w in skipped]
+        unstable = sorted({r.shape["point"] for r in out if r.note.startswith("called unstable")})
+        rep.summary["called_unstable"] = unstable
+        rep.summary["called_unstable_sustained"] = sorted(
+            {r.shape["point"] for r in out if r.note.startswith("called unstable") and r.shape.get("sustained")})
+        by_src: dict = {}
+        for r in out:
+            if r.included and np.isfinite(r.error):
+                by_src.setdefault(f"{r.id.split('-')[0]} {r.kind}", []).append(r)
+        rep.summary["by_source_kind"] = {k: _stats(v) for k, v in sorted(by_src.items())}
+    return rep
+
+
+def _stats(sel):
+    e = np.abs([r.error for r in sel])
+    if not len(e):
+        return {"count": 0}
+    return {"count": int(len(e)), "median_abs_error": float(np.median(e)),
+            "mean_abs_error": float(np.mean(e)), "p90_abs_error": float(np.percentile(e, 90)),
+            "median_signed_error": float(np.median([r.error for r in sel]))}
 
 
 def summarize(rows: list) -> dict:
     inc = [r for r in rows if r.included and np.isfinite(r.error)]
-
-    def stats(sel):
-        e = np.abs([r.error for r in sel])
-        if not len(e):
-            return {"count": 0}
-        return {"count": int(len(e)), "median_abs_error": float(np.median(e)),
-                "mean_abs_error": float(np.mean(e)), "p90_abs_error": float(np.percentile(e, 90)),
-                "median_signed_error": float(np.median([r.error for r in sel]))}
-
+    stats = _stats
     s = stats(inc)
-    kinds = [k for k in (*KINDS, *KERNEL_KINDS) if any(r.kind == k for r in rows)]
+    kinds = [k for k in (*KINDS, *KERNEL_KINDS, *SERVING_KINDS) if any(r.kind == k for r in rows)]
     s["by_kind"] = {k: stats([r for r in inc if r.kind == k]) for k in kinds}
     s["by_kind_gpu"] = {f"{k} {g}": stats(sel) for k in kinds for g in sorted({r.gpu for r in inc})
                         if (sel := [r for r in inc if r.kind == k and r.gpu == g])}
