@@ -19,16 +19,18 @@ import numpy as np
 
 from planner.catalog import LinkSpec
 from planner.perf import StepModel, kv_transfer_time
+from planner.queueing.fast import (
+    mgc_wait_cdf_fn,
+    quantiles_of_wait_plus,
+    wait_plus_cdf,
+)
 from planner.serving.common import (
     PERCENTILES,
     LoadShape,
     cap_label,
     compress,
-    mgc_wait_cdf_fn,
-    quantiles_of_wait_plus,
     tpot_cdf,
     tpot_quantiles,
-    wait_plus_cdf,
 )
 from planner.serving.lanes import decode_equilibrium
 

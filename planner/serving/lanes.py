@@ -35,23 +35,25 @@ import math
 import numpy as np
 
 from planner.perf import StepModel
+from planner.queueing.fast import (
+    busy_probability,
+    gg1_scale,
+    mg1_wait_cdf_fn,
+    mgc_wait_cdf_fn,
+    quantiles_of_wait_plus,
+    wait_plus_cdf,
+)
 from planner.serving.common import (
     _ERFC,
     PERCENTILES,
     LoadShape,
     batch_cap,
-    busy_probability,
     cap_label,
     decode_curve,
-    gg1_scale,
     interp_curve,
-    mg1_wait_cdf_fn,
-    mgc_wait_cdf_fn,
-    quantiles_of_wait_plus,
     solve_fixed_point,
     tpot_cdf,
     tpot_quantiles,
-    wait_plus_cdf,
 )
 
 MAX_TPOT_S = 600.0
