@@ -133,17 +133,18 @@ def mg1_wait_cdf_fn(lam, service, arrival_cv: float = 1.0):
     if is_deterministic(s):
         cdf = _md1_cdf_fast(lam, float(s.reshape(-1)[0]))
     else:
-        rho = lam * float(s.mean())
-        ew = q.mg1_mean_wait(lam, float(s.mean()), float(np.mean(s * s)))
-        theta = np.asarray(q.mg1_tail_rate(lam, s), dtype=float)
-        c = np.where(np.isfinite(ew), np.minimum(rho, theta * np.where(np.isfinite(ew), ew, 0.0)), 1.0)
-        c_b, th_b = c[..., None], theta[..., None]
+        # The tail of planner.queueing.exact.mg1_wait_cdf: P(W > x) = min(rho, C e^{-theta x})
+        # with its mean-matched constant (refined where theta E[W] > rho), solved once per rate.
+        rho, theta, c = q._mg1_tail_params(lam, q._samples(s.reshape(-1)))
+        rho_b, c_b, th_b = rho[..., None], c[..., None], theta[..., None]
+        live = (rho_b > 0) & (c_b > 0) & np.isfinite(th_b)
 
         def cdf(x):
             with np.errstate(all="ignore"):
-                tail = np.where(np.isinf(th_b), 0.0, c_b * np.exp(-np.where(np.isinf(th_b), 0.0, th_b)
-                                                                  * np.maximum(x, 0.0)))
-            return np.where(x < 0, 0.0, np.where(th_b > 0, 1.0 - np.nan_to_num(tail), 0.0))
+                tail = np.minimum(rho_b, c_b * np.exp(-np.where(live, th_b, 0.0) * np.maximum(x, 0.0)))
+            f = np.where(live, 1.0 - tail, 1.0)
+            f = np.where(rho_b >= 1, 0.0, f)
+            return np.where(x < 0, 0.0, np.clip(f, 0.0, 1.0))
 
     if arrival_cv == 1.0:
         return cdf
