@@ -17,7 +17,7 @@ import numpy as np
 from planner.catalog import Catalog, GPUSpec, LinkSpec, ModelSpec, load_catalog
 from planner.errors import InvalidRequestError
 from planner.perf import StepModel, build_step_model, kv_transfer_bytes
-from planner.serving.common import APPROACHES, Deployment, LoadShape, Metrics, Pool
+from planner.serving.common import APPROACHES, PERCENTILES, Deployment, LoadShape, Metrics, Pool
 from planner.workload import Workload, fixed
 
 SCHEMA_VERSION = 1
@@ -118,7 +118,8 @@ def kv_link_for(catalog: Catalog, gpu_p: GPUSpec, gpu_d: GPUSpec, pool_p: Pool, 
                     latency_s=base.latency_s), streams, "inter-node"
 
 
-def evaluate(inp: Inputs, dep: Deployment, qps, at_boundary: bool = False) -> dict:
+def evaluate(inp: Inputs, dep: Deployment, qps, at_boundary: bool = False,
+             percentiles=PERCENTILES) -> dict:
     """Metrics arrays of ``dep`` at every rate in ``qps`` (1-D array). ``at_boundary``: requests
     arrive at iteration boundaries (closed-loop clients without think time)."""
     from planner.serving import chunked, disaggregated, unified
@@ -136,10 +137,10 @@ def evaluate(inp: Inputs, dep: Deployment, qps, at_boundary: bool = False) -> di
         lam = qps / lanes
         if dep.approach == "unified":
             r = unified.lane_metrics(sm, shape, lam, arrival_cv=cv, lanes=lanes, slo=slo_pair,
-                                     at_boundary=at_boundary)
+                                     at_boundary=at_boundary, percentiles=percentiles)
         else:
             r = chunked.lane_metrics(sm, shape, lam, dep.chunk_size, arrival_cv=cv, lanes=lanes,
-                                      slo=slo_pair, at_boundary=at_boundary)
+                                      slo=slo_pair, at_boundary=at_boundary, percentiles=percentiles)
         r["utilization"] = {"unified": r["utilization"]}
         r["link"] = None
         return r
@@ -152,8 +153,10 @@ def evaluate(inp: Inputs, dep: Deployment, qps, at_boundary: bool = False) -> di
     prof = disaggregated.PrefillProfile(smp, shape, link, streams,
                                         inp.model.kv_bytes_per_token(tdtype), dep.kv_overlap)
     n = np.ones_like(qps)
-    pr = disaggregated.prefill_pool(prof, qps, n * pp_.instances, cv, ttft_slo=inp.slo.ttft_s)
-    dr = disaggregated.decode_pool(smd, shape, qps, n * pd_.instances, tpot_slo=inp.slo.tpot_s)
+    pr = disaggregated.prefill_pool(prof, qps, n * pp_.instances, cv, percentiles=percentiles,
+                                    ttft_slo=inp.slo.ttft_s)
+    dr = disaggregated.decode_pool(smd, shape, qps, n * pd_.instances, percentiles=percentiles,
+                                   tpot_slo=inp.slo.tpot_s)
     stable = pr["stable"] & dr["stable"]
     sat = np.where(pr["stable"], np.where(dr["stable"], "", dr["saturated"]), pr["saturated"])
     return {
@@ -224,7 +227,8 @@ def headroom(inp: Inputs, dep: Deployment) -> float:
     (24 points a decade, 1e-4 to 1e5 QPS, so the answer does not depend on the rate asked) finds
     the bracket, then 65 evenly spaced rates inside it refine the answer to about 0.15%."""
     grid = 10.0 ** (np.arange(-96, 121) / 24.0)
-    ok = np.asarray(meets_mask(evaluate(inp, dep, grid), inp.slo))
+    # (only the attainment decides: no percentiles are computed on these grids)
+    ok = np.asarray(meets_mask(evaluate(inp, dep, grid, percentiles=()), inp.slo))
     if not ok.any():
         return 0.0
     first = int(np.argmax(ok))
@@ -233,7 +237,7 @@ def headroom(inp: Inputs, dep: Deployment) -> float:
     bad = first + int(np.argmax(~ok[first:]))
     lo, hi = grid[bad - 1], grid[bad]
     fine = np.linspace(lo, hi, 65)
-    okf = np.asarray(meets_mask(evaluate(inp, dep, fine), inp.slo))
+    okf = np.asarray(meets_mask(evaluate(inp, dep, fine, percentiles=()), inp.slo))
     return float(fine[okf][-1]) if okf.any() else float(lo)
 
 
