@@ -59,6 +59,7 @@ class Row:
     included: bool = True
     note: str = ""
     shape: dict = field(default_factory=dict)  # kernel rows: the kernel's shape
+    engine: str = ""  # the engine the source ran (as the source names it)
 
 
 @dataclass
@@ -96,8 +97,18 @@ def load_rows(path: Path | None = None) -> tuple[list, dict]:
             id=str(e["id"]), kind=e["kind"], model=e["model"], gpu=e["gpu"], dtype=e["dtype"],
             kv_dtype=e["kv_dtype"], tp=int(e["tp"]), pp=int(e.get("pp", 1)), batch=int(e["batch"]),
             isl=int(e["isl"]), osl=int(e["osl"]), measured=float(e["measured"]), unit=e["unit"],
-            source=str(e["source"]), trust=str(e.get("trust", "")), note=str(e.get("note") or "")))
+            source=str(e["source"]), trust=str(e.get("trust", "")), note=str(e.get("note") or ""),
+            engine=str(e.get("engine") or "")))
     return rows, models
+
+
+def engine_of(row: Row, cat: Catalog):
+    """The engine profile of the engine a row's source ran: TensorRT-LLM's for its performance
+    pages and blogs; none (the documented defaults) for the others (Splitwise's own engine)."""
+    name = row.engine.lower()
+    if ("trt" in name or "tensorrt" in name) and "trtllm" in cat.engines:
+        return cat.engines["trtllm"]
+    return None
 
 
 def _model(cat: Catalog, extra: dict, name: str):
@@ -110,7 +121,8 @@ def predict(row: Row, cat: Catalog, extra: dict, gpus: dict | None = None) -> fl
 
     model = _model(cat, extra, row.model)
     gpu = (gpus or cat.gpus)[row.gpu]
-    sm = build_step_model(cat, model, gpu, row.tp, row.pp, dtype=row.dtype, kv_dtype=row.kv_dtype)
+    sm = build_step_model(cat, model, gpu, row.tp, row.pp, dtype=row.dtype, kv_dtype=row.kv_dtype,
+                          engine=engine_of(row, cat))
     ctx = row.isl + row.osl / 2.0
     if row.kind == "prefill":
         return float(sm.prefill_time(row.isl, 0, max(row.batch, 1))) * 1e3

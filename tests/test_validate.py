@@ -48,13 +48,13 @@ def test_no_systematic_bias_beyond_what_was_measured(report):
 
 
 def test_out_of_sample_offline_grids():
-    """The rest of the TensorRT-LLM offline grids, never used to fit: measured 11.8% median
-    absolute error over 311 rows, bias -9.9% (docs/validation.md; L40S TP4/TP8 -53% to -89%,
+    """The rest of the TensorRT-LLM offline grids, never used to fit: measured 11.5% median
+    absolute error over 311 rows, bias -5.2%, with TensorRT-LLM's engine profile (docs/validation.md; L40S TP4/TP8 -53% to -89%,
     where the silicon all-reduce table of a PCIe L40S node is far slower than the published
     engine runs imply)."""
     rep = run(dataset="offline-grid")
     assert rep.summary["count"] >= 300
-    assert rep.summary["median_abs_error"] <= 0.12, rep.summary["median_abs_error"]
+    assert rep.summary["median_abs_error"] <= 0.116, rep.summary["median_abs_error"]
     fitted = {r.id for r in load_rows()[0]}
     assert not fitted & {r.id for r in rep.rows}
 
