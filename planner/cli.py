@@ -242,14 +242,19 @@ def catalog_of(ctx: click.Context):
     return load_catalog(obj.get("catalog_dir"))
 
 
-def resolve_model(cat, opts: dict, assumed: list):
+def _named(opts: dict, key: str, assumed: list) -> str:
+    """The name the user gave for ``key``, or the documented default (then listed as assumed)."""
     from planner.api import DEFAULTS
 
-    name = opts.get("model")
+    name = opts.get(key)
     if name is None:
-        name = DEFAULTS["model"]
-        assumed.append(f"model {name}")
-    return cat.model(name, "--model")
+        name = DEFAULTS[key]
+        assumed.append(f"{key} {name}")
+    return name
+
+
+def resolve_model(cat, opts: dict, assumed: list):
+    return cat.model(_named(opts, "model", assumed), "--model")
 
 
 def resolve_dtypes(model, opts: dict, assumed: list) -> tuple[str, str]:
@@ -265,22 +270,11 @@ def resolve_dtypes(model, opts: dict, assumed: list) -> tuple[str, str]:
 
 
 def resolve_engine(cat, opts: dict, assumed: list):
-    from planner.api import DEFAULTS
-
-    name = opts.get("engine")
-    if name is None:
-        name = DEFAULTS["engine"]
-        assumed.append(f"engine {name}")
-    return cat.engine(name, "--engine")
+    return cat.engine(_named(opts, "engine", assumed), "--engine")
 
 
 def resolve_gpu(cat, opts: dict, assumed: list) -> str:
-    from planner.api import DEFAULTS
-
-    name = opts.get("gpu")
-    if name is None:
-        name = DEFAULTS["gpu"]
-        assumed.append(f"gpu {name}")
+    name = _named(opts, "gpu", assumed)
     cat.gpu(name, "--gpu")
     return name
 

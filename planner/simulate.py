@@ -511,27 +511,37 @@ class _Engine:
                 self._take_back_tail(l, ta)
 
     # ----------------------------------------------------------------------------------------
+    def _next(self, ta: float):
+        """The next thing to happen, given the next arrival at ``ta``: ``(time, True)`` for the
+        lane event on top of the heap (revised steps' stale entries dropped), ``(ta, False)``
+        for the arrival, ``None`` when nothing is left."""
+        heap, ver = self.heap, self.ver
+        while heap and heap[0][2] != ver[heap[0][1]]:
+            heapq.heappop(heap)  # a revised step
+        if heap and heap[0][0] <= ta:
+            return heap[0][0], True
+        return (ta, False) if ta < _INF else None
+
+    def _fire(self) -> None:
+        """Run the lane event on top of the heap."""
+        ev, l, _ = heapq.heappop(self.heap)
+        self.now = ev
+        self._on_event(l, ev)
+
     def run(self, order: list, times: list, t_snap: float, backlog_limit: float,
             t_limit: float, extra_waiting: int = 0) -> bool:
         """Feed the arrivals ``order`` (request ids) at ``times`` (sorted) and run until every
         admitted request finishes. Returns False (and stops) when the backlog at ``t_snap``
         exceeds ``backlog_limit`` or simulated time passes ``t_limit``."""
-        heap = self.heap
-        pop = heapq.heappop
-        ver = self.ver
         n = len(order)
         i = 0
         snapped = False
         while True:
-            while heap and heap[0][2] != ver[heap[0][1]]:
-                pop(heap)  # a revised step
             ta = times[i] if i < n else _INF
-            if heap and heap[0][0] <= ta:
-                t_next, is_event = heap[0][0], True
-            elif i < n:
-                t_next, is_event = ta, False
-            else:
+            nxt = self._next(ta)
+            if nxt is None:
                 break
+            t_next, is_event = nxt
             if not snapped and t_next > t_snap:
                 snapped = True
                 waiting = extra_waiting + sum(len(q) for q in self.queue)
@@ -542,9 +552,7 @@ class _Engine:
                 self.now = t_limit
                 return False
             if is_event:
-                ev, l, _ = pop(heap)
-                self.now = ev
-                self._on_event(l, ev)
+                self._fire()
             else:
                 self.now = ta
                 self._arrive(order[i], ta)
@@ -559,44 +567,32 @@ class _Engine:
         """Closed loop: ``clients`` clients send requests ``0..n-1`` in order, all at time 0 at
         first, then each ``think_s`` after its previous request completes (``t_arr`` receives the
         arrival times). Returns False when simulated time passes ``t_limit``."""
-        heap = self.heap
-        pop = heapq.heappop
-        ver = self.ver
         self.spawn = []
         arrivals: list = []
-        nxt = 0
+        rid = 0
         for _ in range(min(clients, n)):
-            heapq.heappush(arrivals, (0.0, nxt))
-            t_arr[nxt] = 0.0
-            nxt += 1
+            heapq.heappush(arrivals, (0.0, rid))
+            t_arr[rid] = 0.0
+            rid += 1
         while True:
-            while heap and heap[0][2] != ver[heap[0][1]]:
-                pop(heap)
-            ta = arrivals[0][0] if arrivals else _INF
-            if heap and heap[0][0] <= ta:
-                t_next, is_event = heap[0][0], True
-            elif arrivals:
-                t_next, is_event = ta, False
-            else:
+            nxt = self._next(arrivals[0][0] if arrivals else _INF)
+            if nxt is None:
                 break
+            t_next, is_event = nxt
             if t_next > t_limit:
                 self.now = t_limit
                 return False
             if is_event:
-                ev, l, _ = pop(heap)
-                self.now = ev
-                self._on_event(l, ev)
+                self._fire()
             else:
-                self.now = ta
-                _, rid = pop(arrivals)
-                self._arrive(rid, ta)
-            if self.spawn:
-                for tc in self.spawn:
-                    if nxt < n:
-                        t_arr[nxt] = tc + think_s
-                        heapq.heappush(arrivals, (tc + think_s, nxt))
-                        nxt += 1
-                self.spawn.clear()
+                self.now = t_next
+                self._arrive(heapq.heappop(arrivals)[1], t_next)
+            for tc in self.spawn:  # completions: those clients send their next requests
+                if rid < n:
+                    t_arr[rid] = tc + think_s
+                    heapq.heappush(arrivals, (tc + think_s, rid))
+                    rid += 1
+            self.spawn.clear()
         return True
 
     def itl_max(self, rids: np.ndarray) -> float:

@@ -217,9 +217,9 @@ def predict_serving(row: Row, cat: Catalog, extra: dict) -> float:
     if key not in _SERVING_CACHE:
         model = _model(cat, extra, row.model)
         engine = cat.engines[sh["engine"]]
-        dtype = row.dtype if row.dtype in ("bf16", "fp8", "fp4", "int4") else model.default_dtype
-        if dtype == "fp16":
-            dtype = "bf16"
+        # (FP16 weights cost what BF16 ones do; a dtype the source does not state is the model's)
+        dtype = {"fp16": "bf16"}.get(row.dtype, row.dtype)
+        dtype = dtype if dtype in ("bf16", "fp8", "fp4", "int4") else model.default_dtype
         kv = row.kv_dtype if row.kv_dtype in ("bf16", "fp8") else (
             "fp8" if dtype in ("fp8", "fp4") and sh["engine"] == "trtllm" else model.default_kv_dtype)
         closed = sh["load"] == "closed"

@@ -105,19 +105,16 @@ class IterationCurves:
 
     def busy(self, B, c):
         """Seconds of an iteration with ``B`` decodes and ``c`` prompt tokens."""
-        t0, tf, s = self.empty(B), self.full(B), np.maximum(self.room(B), 1e-9)
+        t0, tf = self.empty(B), self.full(B)
         if not self.whole:
             s = np.maximum(np.maximum(self.chunk - np.asarray(B, dtype=float), 1.0), 1e-9)
             return t0 + (tf - t0) * c / s
-        s = np.maximum(np.asarray(B, dtype=float) * 0.0 + self.s_whole(B), 1e-9)
+        s = np.maximum(np.interp(B, self.grid, self.s), 1e-9)
         t1 = interp_curve(B, self.grid, self._one)
         c = np.asarray(c, dtype=float)
         low = t0 + (t1 - t0) * c / self.mean_isl
         high = t1 + (tf - t1) * (c - self.mean_isl) / np.maximum(s - self.mean_isl, 1e-9)
         return np.where(c <= self.mean_isl, low, high)
-
-    def s_whole(self, B):
-        return np.interp(B, self.grid, self.s)
 
     def _busy(self, c):
         b = self.grid if self.mixed else 0.0 * self.grid
