@@ -75,7 +75,7 @@ def _inputs(model: str, lengths: str):
 def _qps_for(inp, dep, target):
     def util(q):
         r = api.evaluate(inp, dep, [q])
-        return max(float(np.asarray(v).reshape(-1)[0]) for v in r["utilization"].values())
+        return max(float(np.asarray(v).reshape(-1)[0]) for v in r.utilization.values())
 
     lo, hi = 1e-3, 1.0
     while util(hi) < target:

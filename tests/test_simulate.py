@@ -474,7 +474,7 @@ KNOWN_GAPS: dict = {
 
 def _util(inp, dep, qps):
     r = api.evaluate(inp, dep, [qps])
-    return max(float(np.asarray(v).reshape(-1)[0]) for v in r["utilization"].values())
+    return max(float(np.asarray(v).reshape(-1)[0]) for v in r.utilization.values())
 
 
 _QPS_CACHE: dict = {}
