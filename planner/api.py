@@ -1,6 +1,6 @@
 """The library surface: inputs and deployments, estimate() and evaluate() (metrics of a fixed
 deployment, vectorised over request rates), headroom(), kv_report(). The search is
-:func:`planner.optimize.recommend`; the simulator :func:`planner.simulate.simulate`.
+:func:`planner.optimize.recommend`; the simulator :func:`planner.sim.simulate`.
 
 The CLI calls these and renders what they return; nothing here prints. Results are plain
 dataclasses and dicts in SI units; :mod:`planner.render` turns them into tables, JSON and YAML.
@@ -200,64 +200,14 @@ class Plan:
         return self.deployment.total_gpus
 
 
-_CLOSED_GRID = 10.0 ** (np.arange(-72, 121) / 24.0)  # 1e-3 .. 1e5 requests/s, 24 a decade
-
-
 def closed_loop(inp: Inputs, dep: Deployment) -> tuple[float, LaneResult]:
-    """The throughput ``N`` closed-loop clients reach on ``dep``, and the metrics there.
+    """The throughput ``N`` closed-loop clients reach on ``dep``, and the metrics there
+    (:func:`planner.serving.closed.solve`: the closed network's fixed point, saturation and
+    cohorts)."""
+    from planner.serving import closed
 
-    Each client sends its next request ``Z`` (think time) after its previous one completes, so
-    the throughput solves ``lam (Z + R(lam)) = N`` with ``R`` the mean response time
-    (``TTFT + E[OSL - 1] TPOT``): the fixed point of a closed queueing network. By the arrival
-    theorem (Reiser and Lavenberg) an arriving request sees the system as it is with one client
-    fewer; with Schweitzer's approximation that is the load ``lam (N - 1) / N``, at which its
-    TTFT is evaluated (one client never waits for another). TPOT, the batch and the memory are
-    those at ``lam``. The open-loop models give both; so that the solution is found on a fixed
-    grid of rates (refined in the bracket), the answer does not depend on a starting guess.
-
-    Clients that start together and stay in step (equal lengths) make bursts this steady view
-    does not see; ``pdplan simulate`` shows them (docs/validation.md)."""
-    wl = inp.workload
-    N = int(wl.concurrency)
-    Z = float(wl.think_s)
-    # Clients' requests arrive as their previous ones complete: as regular as the requests'
-    # stays, whose variability is mostly that of the output length. The arrival process is
-    # taken as renewal with that coefficient of variation (at least 0.1, at most Poisson's 1).
-    _, osl_g = wl.grid()
-    cv_o = float(np.std(osl_g) / max(np.mean(osl_g), 1e-12))
-    inp = replace(inp, workload=replace(wl, arrival_cv=float(np.clip(cv_o, 0.1, 1.0))))
-    # (one client: the system it sees is empty; a vanishing load stands for that)
-    share = max((N - 1) / N, 1e-9)
-    d_mean = max(wl.mean_osl - 1.0, 0.0)
-    boundary = Z == 0
-
-    def gap(lams):
-        r = evaluate(inp, dep, lams)
-        ttft = np.asarray(evaluate(inp, dep, lams * share, at_boundary=boundary).ttft["mean"], dtype=float)
-        resp = ttft + d_mean * np.asarray(r.tpot["mean"], dtype=float)
-        return np.where(np.isfinite(resp) & np.asarray(r.stable), lams * (Z + resp) - N, np.inf)
-
-    grid = _CLOSED_GRID
-    g = gap(grid)
-    above = np.nonzero(g >= 0)[0]
-    if len(above) == 0:
-        lam = float(grid[-1])
-    elif above[0] == 0:
-        lam = float(grid[0])
-    else:
-        j = int(above[0])
-        fine = np.linspace(grid[j - 1], grid[j], 33)
-        gf = gap(fine)
-        k = int(np.argmax(gf >= 0))
-        lo, hi = fine[k - 1], fine[k]
-        glo, ghi = gf[k - 1], gf[k]
-        lam = float(lo + (hi - lo) * (-glo / (ghi - glo))) if np.isfinite(ghi) and ghi > glo else float(lo)
-    r = evaluate(inp, dep, [lam])
-    seen = evaluate(inp, dep, [lam * share], at_boundary=boundary)
-    r = replace(r, ttft=seen.ttft,
-                breakdown=dict(r.breakdown, ttft_queue_s=seen.breakdown["ttft_queue_s"],
-                               ttft_compute_s=seen.breakdown["ttft_compute_s"]))
-    return lam, r
+    sol = closed.solve(inp, dep)
+    return sol.qps, sol.result
 
 
 def estimate(inp: Inputs, dep: Deployment, with_headroom: bool = True) -> Plan:

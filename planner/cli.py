@@ -555,7 +555,7 @@ def simulate(ctx, plan_file, as_json, requests, seed, **opts):
         inputs = build_inputs(ctx, opts)
         dep = build_deployment(ctx, inputs, opts)
     plan = api.estimate(inputs, dep)
-    from planner.simulate import simulate as run_simulation
+    from planner.sim import simulate as run_simulation
 
     sim = run_simulation(inputs, dep, requests, seed)
     if as_json:
@@ -609,7 +609,7 @@ def _approaches(approach: str):
 
 def _verify(plan, inputs, requests: int, seed: int) -> dict:
     from planner.render import ms
-    from planner.simulate import simulate as run_simulation
+    from planner.sim import simulate as run_simulation
 
     sim = run_simulation(inputs, plan.deployment, requests, seed)
     target = inputs.slo.percentile / 100.0
