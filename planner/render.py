@@ -488,6 +488,8 @@ def simulation_document(sim, seed: int | None = None, requested: int | None = No
         "throughput_tokens_per_s": {"input": rnd(_get(sim, "throughput_in_tok_s"), 1),
                                     "output": rnd(_get(sim, "throughput_out_tok_s"), 1)},
         "stable": bool(_get(sim, "stable")),
+        "preemptions": _get(sim, "preemptions", 0),
+        "preempted_share": rnd(_get(sim, "preempted_share", 0.0), 4),
         "duration_s": rnd(_get(sim, "duration_s"), 3),
         "wall_s": rnd(_get(sim, "wall_s"), 3),
     }
@@ -513,6 +515,9 @@ def show_simulation(console: Console, plan, sim, requested: int | None = None) -
     t.add_row("SLO attainment", "meets" if plan.meets_slo else "misses",
               _pct(_get(sim, "attainment"), 1))
     console.print(t)
+    if _get(sim, "preemptions", 0):
+        console.print(f"[dim]KV cache outgrown: {_get(sim, 'preemptions'):,} recompute preemptions; "
+                      f"{_pct(_get(sim, 'preempted_share'), 1)} of counted requests preempted[/]")
     console.print(f"[dim]simulated {_num(_get(sim, 'duration_s'), ',.1f')} s of traffic in "
                   f"{_num(_get(sim, 'wall_s'), ',.2f')} s[/]")
 

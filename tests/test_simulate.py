@@ -46,6 +46,9 @@ def _disagg(np_=6, tpp=4, nd=2, tpd=8, gpu=GPU, ppp=1, ppd=1):
 # --------------------------------------------------------------------------------------------
 
 
+_LAST_PREEMPTIONS: list = []  # per request, from the last in-flight reference run
+
+
 def _engine_kw(sm):
     e = sm.engine
     return dict(max_seqs=max_num_seqs(sm), reserve_full=e is not None and e.kv_admission == "reserve_full")
@@ -64,10 +67,12 @@ def _reference(inp, dep, n, seed, routing="outstanding"):
             chunk = unified.budget(sm, LoadShape(np.asarray(isl), np.asarray(osl)))
         clock = reference.TableClock(FastTimes(sm, chunk + int(np.max(isl)) + max_num_seqs(sm)), sm)
         e = sm.engine
+        pre: list = []
         _, tokens = reference.in_flight(
             reqs, clock, chunk, dep.approach == "chunked", lanes=pool.instances * pool.pp,
             kv_cap=sm.kv_capacity_tokens / pool.pp, routing=routing,
-            mixed=e is None or e.schedule == "decode_first", **_engine_kw(sm))
+            mixed=e is None or e.schedule == "decode_first", preemptions=pre, **_engine_kw(sm))
+        _LAST_PREEMPTIONS[:] = pre
         return arr, np.asarray(isl), np.asarray(osl), tokens
     pp_, pd_ = dep.pool("prefill"), dep.pool("decode")
     smp, smd = api.step_model(inp, pp_), api.step_model(inp, pd_)
@@ -84,7 +89,11 @@ def _reference(inp, dep, n, seed, routing="outstanding"):
 
 def _check_against_reference(inp, dep, n, seed=3, routing="outstanding"):
     res = simulate(inp, dep, n, seed=seed, keep_requests=True, routing=routing)
+    _LAST_PREEMPTIONS.clear()
     arr, isl, osl, tokens = _reference(inp, dep, n, seed, routing)
+    if _LAST_PREEMPTIONS:
+        assert res.per_request["preemptions"].tolist() == _LAST_PREEMPTIONS
+        assert res.preemptions == sum(_LAST_PREEMPTIONS)
     assert res.stable
     assert all(len(tk) == o for tk, o in zip(tokens, osl)), "reference lost tokens"
     ttft = np.array([tk[0] for tk in tokens]) - arr
@@ -431,3 +440,17 @@ def test_engine_rules_match_the_reference(engine, approach):
     else:
         dep = _unified(n=1, tp=4, gpu="l40s")
     _check_against_reference(inp, dep, 300)
+
+
+@pytest.mark.parametrize("approach", ["unified", "chunked"])
+def test_recompute_preemption_matches_the_reference(approach):
+    """Long outputs outgrow the paged cache of one L40S tp4 instance (69k KV tokens): the newest
+    running sequence is preempted and recomputed, hundreds of times, and the simulator's token
+    times and per-request preemption counts equal the reference's."""
+    inp = _inputs(qps=1.0, gpu="l40s", isl_dist=SHORT_ISL, osl_dist=LengthDist("lognormal", 1500.0, cv=0.8))
+    dep = _unified(n=1, tp=4, gpu="l40s") if approach == "unified" else _chunked(n=1, tp=4, chunk=256, gpu="l40s")
+    res, _ = _check_against_reference(inp, dep, 300)
+    assert res.preemptions > 100 and res.preempted_share > 0.3
+    # TensorRT-LLM reserves a sequence's full length at admission and never preempts:
+    trt = simulate(replace(inp, engine=api.load_catalog().engine("trtllm")), dep, 300, seed=3)
+    assert trt.preemptions == 0

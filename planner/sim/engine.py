@@ -49,6 +49,9 @@ class LaneEngine:
         # (prefill-first engines); KV held from admission for ISL + OSL (reserve_full) or for
         # the tokens a sequence has so far.
         self.mixed, self.reserve_full = bool(getattr(policy, "mixed", True)), bool(reserve_full)
+        # Paged KV on lanes that prefill: when the running sequences outgrow the cache, the
+        # newest is preempted and recomputed later (vLLM's recompute preemption).
+        self.preempt = bool(getattr(policy, "preempts", False)) and not self.reserve_full
         # Routing key per lane: outstanding requests, or (with route_prompts) prompts not yet
         # through their prefill first and outstanding requests second.
         self.prompt_weight = _PROMPT_WEIGHT if route_prompts else 0
@@ -73,6 +76,20 @@ class LaneEngine:
         self.seg_a = [-1] * n
         self.seg_b = [-1] * n
         self.gap1 = [0.0] * n
+        # Preemption: original lengths (isl/osl then hold what a recompute prefills and what is
+        # left to produce), tokens produced before the current admission, when the current
+        # batch membership's finish iteration is due (-1: not decoding), when it joined, the
+        # time of the token it joined with, when it was preempted, its longest preempted gap.
+        self.isl0, self.osl0 = list(isl), list(osl)
+        self.done_tok = [0] * n
+        self.fin_at = [-1] * n
+        self.kjoin = [0] * n
+        self.jn = [0] * n
+        self.t_tok = [0.0] * n
+        self.t_pre = [0.0] * n
+        self.gap_pre = [0.0] * n
+        self.npre = [0] * n
+        self.preemptions = 0
         # Per-lane state.
         L = lanes
         self.t0 = [0.0] * L  # start of the current step
@@ -93,6 +110,7 @@ class LaneEngine:
         self.partial = [None] * L  # chunked: (request, tokens done)
         self.spec = [None] * L  # chunked: the step before its speculative last piece
         self.fresh = [[] for _ in range(L)]  # joined, waiting for their second token
+        self.joined = [[] for _ in range(L)]  # (request, join serial) in join order (preemption)
         self.cross = [[] for _ in range(L)]  # per segment: gap into its first iteration
         self.inner = [[] for _ in range(L)]  # per segment: largest gap inside it
         self.last_end = [0.0] * L
@@ -117,7 +135,9 @@ class LaneEngine:
             return False
         if self.reserve_full:
             return self.kv[l] + self.isl[rid] + self.osl[rid] <= self.kv_cap
-        return self.X[l] + self.kv[l] + self.isl[rid] <= self.kv_cap
+        # Paged: the running sequences' next tokens are placed first (vLLM schedules the running
+        # requests before the waiting ones), the prompt in what is left.
+        return self.X[l] + self.kv[l] + self.B[l] + self.isl[rid] <= self.kv_cap
 
     def hold(self, l: int, rid: int, sign: int) -> None:
         """Admission (+1) and its release (-1) in the KV account."""
@@ -126,12 +146,17 @@ class LaneEngine:
     def replan(self, l: int, t: float) -> None:
         """Choose the step that starts at boundary ``t``."""
         policy = self.policy
+        if self.preempt:
+            self._relieve(l, t)
+            self._clean(l)
         if policy.plan(self, l, t):
             return  # a step with prompt work
         B = self.B[l]
         if B > 0:
             fin = self.fin[l]
             n = fin[0][0] - self.k[l]
+            if self.preempt and B > 1:
+                n = min(n, self.kv_iterations(l))  # the run ends where the cache is full
             self.nrun[l] = n
             self.rev[l] = policy.run_revisable(self, l)
             a, f = self.A[B], self.F[B]
@@ -141,13 +166,68 @@ class LaneEngine:
             self.schedule(l, _IDLE, t, _INF)
 
     def join(self, l: int, rid: int) -> None:
-        """``rid`` has its first token; it decodes from the next iteration on."""
+        """``rid`` has its first token (or, recomputed, its next); it decodes from the next
+        iteration on."""
         self.B[l] += 1
         self.X[l] += self.isl[rid]
         if not self.reserve_full:  # its prompt's KV now counts in the context sum
             self.kv[l] -= self.isl[rid]
-        heapq.heappush(self.fin[l], (self.k[l] + self.osl[rid] - 1, rid))
+        if not self.done_tok[rid]:
+            self.t_tok[rid] = self.t_first[rid]
+        k = self.k[l]
+        due = k + self.osl[rid] - 1
+        self.fin_at[rid] = due
+        self.kjoin[rid] = k
+        heapq.heappush(self.fin[l], (due, rid))
         self.fresh[l].append(rid)
+        if self.preempt:
+            self.jn[rid] += 1
+            self.joined[l].append((rid, self.jn[rid]))
+
+    def _clean(self, l: int) -> None:
+        """Drop finish entries of sequences preempted since (their batch membership ended)."""
+        fin, fa = self.fin[l], self.fin_at
+        while fin and fa[fin[0][1]] != fin[0][0]:
+            heapq.heappop(fin)
+
+    def kv_iterations(self, l: int) -> int:
+        """Decode iterations lane ``l`` can run before its cache is full: each needs room for
+        one more token per running sequence (``X + kv + B <= capacity`` before it)."""
+        B = self.B[l]
+        room = self.kv_cap - self.kv[l] - self.X[l] - B
+        return int(room // B) + 1 if room >= 0 else 0
+
+    def _relieve(self, l: int, t: float) -> None:
+        """At boundary ``t``: preempt the newest running sequences until the next iteration's
+        tokens fit (a lone sequence always runs)."""
+        while self.B[l] > 1 and self.X[l] + self.kv[l] + self.B[l] > self.kv_cap:
+            self._preempt(l, t)
+
+    def _preempt(self, l: int, t: float) -> None:
+        """Recompute preemption of the sequence that joined last: its blocks are freed and it
+        goes back to the head of the queue, to prefill its prompt and the tokens it has."""
+        joined, fa, jn = self.joined[l], self.fin_at, self.jn
+        while joined:
+            rid, serial = joined.pop()
+            if fa[rid] >= 0 and jn[rid] == serial:
+                break
+        else:
+            return
+        j = self.k[l] - self.kjoin[rid]  # decode iterations since it joined
+        self.B[l] -= 1
+        self.X[l] -= self.isl[rid] + j
+        fa[rid] = -1
+        self.done_tok[rid] += 1 + j
+        self.isl[rid] = self.isl0[rid] + self.done_tok[rid]
+        self.osl[rid] = self.osl0[rid] - self.done_tok[rid]
+        self.ns[l] -= 1
+        self.queue[l].appendleft(rid)
+        self.out[l] += self.prompt_weight
+        self.t_pre[rid] = t
+        self.npre[rid] += 1
+        self.preemptions += 1
+        if rid in self.fresh[l]:  # preempted before its first decode iteration
+            self.fresh[l].remove(rid)
 
     def _finish(self, l: int, rid: int, t: float) -> None:
         self.t_last[rid] = t
@@ -169,10 +249,13 @@ class LaneEngine:
         fresh = self.fresh[l]
         if fresh:
             s = len(cross) - 1
-            tf, ga, sa = self.t_first, self.gap1, self.seg_a
+            tt, ga, sa = self.t_tok, self.gap1, self.seg_a
             for rid in fresh:
-                ga[rid] = first_end - tf[rid]
-                sa[rid] = s
+                gap = first_end - tt[rid]
+                if gap > ga[rid]:
+                    ga[rid] = gap
+                if sa[rid] < 0:
+                    sa[rid] = s
             fresh.clear()
         self.last_end[l] = end
 
@@ -181,9 +264,12 @@ class LaneEngine:
         k = self.k[l]
         if fin and fin[0][0] == k:
             s = len(self.cross[l]) - 1
-            isl, osl, sb = self.isl, self.osl, self.seg_b
+            isl, osl, sb, fa = self.isl, self.osl, self.seg_b, self.fin_at
             while fin and fin[0][0] == k:
                 rid = heapq.heappop(fin)[1]
+                if fa[rid] != k:
+                    continue  # preempted since
+                fa[rid] = -1
                 self.B[l] -= 1
                 self.X[l] -= isl[rid] + osl[rid] - 1
                 sb[rid] = s
@@ -214,7 +300,13 @@ class LaneEngine:
             if done:
                 self.out[l] -= self.prompt_weight * len(done)
             for rid in done:
-                self.t_first[rid] = t
+                if self.done_tok[rid]:  # a recomputed sequence: its next token
+                    gap = t - self.t_pre[rid]
+                    if gap > self.gap_pre[rid]:
+                        self.gap_pre[rid] = gap
+                else:
+                    self.t_first[rid] = t
+                self.t_tok[rid] = t
                 if self.osl[rid] <= 1:
                     self._finish(l, rid, t)
                 else:
@@ -364,7 +456,7 @@ class LaneEngine:
         lane = np.asarray(self.lane_of)[rids]
         sa = np.asarray(self.seg_a)[rids]
         sb = np.asarray(self.seg_b)[rids]
-        best = float(np.max(np.asarray(self.gap1)[rids]))
+        best = float(max(np.max(np.asarray(self.gap1)[rids]), np.max(np.asarray(self.gap_pre)[rids])))
         for l in np.unique(lane):
             sel = lane == l
             cross = np.asarray(self.cross[l])

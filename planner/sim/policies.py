@@ -66,6 +66,7 @@ class InFlightBatching:
 
     approach = ""
     split = True
+    preempts = True  # paged KV: recompute preemption when the running sequences outgrow it
 
     def __init__(self, chunk: int, mixed: bool = True):
         self.chunk = int(chunk)
@@ -140,6 +141,8 @@ class InFlightBatching:
         e.rev[l] = False
         if not done and part is not None:
             limit = e.fin[l][0][0] - e.k[l] if (B and mixed) else 1 << 62
+            if e.preempt and mixed and B > 1:
+                limit = min(limit, e.kv_iterations(l))  # the decodes' growth fills the cache
             rid, p = part
             rem = isl[rid] - p
             half = room * 0.5

@@ -18,8 +18,12 @@ decode iterations in closed form) to it token by token. One rule per approach, i
 Admission (every approach): a lane admits the head of its queue while it has fewer than
 ``max_seqs`` sequences and the KV cache has room: with ``reserve_full`` for the prompt and the
 whole output (TensorRT-LLM's guaranteed-no-evict), otherwise (paged, vLLM and SGLang) for the
-prompt next to the context every decoding sequence holds. A lane with nothing admitted always
-admits. With ``mixed=False`` (SGLang's prefill-first default) an iteration that carries prompt
+prompt next to the context every decoding sequence holds and its next token (the running
+requests are scheduled first, as vLLM does). A lane with nothing admitted always admits. Paged lanes that prefill preempt: at a boundary where the running sequences' next tokens
+no longer fit, the one that joined last is put back at the head of the queue and later prefills
+its prompt and the tokens it had, which yields its next token (vLLM's recompute preemption). A
+lone sequence always runs; disaggregated decode lanes admit against the current occupancy
+without preempting. With ``mixed=False`` (SGLang's prefill-first default) an iteration that carries prompt
 tokens carries no decodes: the running sequences sit it out.
 
 Routing: an arrival goes to the lane with the fewest outstanding requests (``outstanding``) or
@@ -180,12 +184,17 @@ class _Server:
     """Lanes of one pool under one rule, fed by arrivals, iteration by iteration."""
 
     def __init__(self, reqs, clock, tokens, its, pool, lanes, budget, split, kv_cap, max_seqs,
-                 mixed, reserve_full, decode_only):
+                 mixed, reserve_full, decode_only, preempt=False):
         self.reqs, self.clock, self.tokens, self.its, self.pool = reqs, clock, tokens, its, pool
         self.L = [_Lane() for _ in range(lanes)]
         self.budget, self.split = budget, split
         self.kv_cap, self.max_seqs = kv_cap, max_seqs
         self.mixed, self.reserve_full, self.decode_only = mixed, reserve_full, decode_only
+        self.preempt = preempt and not reserve_full and not decode_only
+        # What a request's (next) prefill computes: its prompt, after a recompute preemption
+        # its prompt and the tokens it had.
+        self.prompt = [r.prompt for r in reqs]
+        self.preemptions = [0] * len(reqs)
 
     def _context(self, r) -> int:
         # A decode attends to the prompt and the tokens generated before the one it feeds in.
@@ -197,13 +206,14 @@ class _Server:
             return True
         if count >= self.max_seqs:
             return False
-        need = self.reqs[r].prompt + (self.reqs[r].output if self.reserve_full else 0)
-        held = ln.kv + (0 if self.reserve_full else sum(self._context(x) for x in ln.running))
+        need = self.prompt[r] + (self.reqs[r].output if self.reserve_full else 0)
+        # Paged: the running sequences' next tokens are placed first, the prompt in what is left.
+        held = ln.kv + (0 if self.reserve_full else sum(self._context(x) + 1 for x in ln.running))
         return held + need <= self.kv_cap
 
     def _admit(self, ln, r) -> None:
         ln.queue.remove(r)
-        ln.kv += self.reqs[r].prompt + (self.reqs[r].output if self.reserve_full else 0)
+        ln.kv += self.prompt[r] + (self.reqs[r].output if self.reserve_full else 0)
         if self.decode_only:
             self._join(ln, r)
         else:
@@ -212,8 +222,20 @@ class _Server:
 
     def _join(self, ln, r) -> None:
         if not self.reserve_full:  # its prompt's KV now counts in its context
-            ln.kv -= self.reqs[r].prompt
+            ln.kv -= self.prompt[r]
         ln.running.append(r)
+
+    def _relieve(self, ln) -> None:
+        """Recompute preemption (vLLM): while the running sequences' next tokens do not fit,
+        the one that joined last frees its blocks and goes back to the head of the queue, to
+        prefill its prompt and the tokens it has (a lone sequence always runs)."""
+        while len(ln.running) > 1 and (sum(self._context(x) for x in ln.running) + ln.kv
+                                       + len(ln.running) > self.kv_cap):
+            r = ln.running.pop()
+            self.prompt[r] = self.reqs[r].prompt + len(self.tokens[r])
+            ln.queue.appendleft(r)
+            ln.prompts += 1
+            self.preemptions[r] += 1
 
     def _release(self, ln, r) -> None:
         if self.reserve_full:
@@ -224,6 +246,8 @@ class _Server:
         """Choose the iteration lane ``i`` starts at boundary ``t``."""
         ln = self.L[i]
         pieces = []
+        if self.preempt:
+            self._relieve(ln)
         if self.decode_only:
             while ln.queue and self._fits(ln, ln.queue[0]):
                 self._admit(ln, ln.queue[0])
@@ -232,12 +256,12 @@ class _Server:
             for r in list(ln.admitted):  # the partly prefilled head first
                 if room <= 0:
                     break
-                c = min(self.reqs[r].prompt - ln.done[r], room)
+                c = min(self.prompt[r] - ln.done[r], room)
                 pieces.append((r, c, ln.done[r]))
                 room -= c
             while room > 0 and ln.queue and self._fits(ln, ln.queue[0]):
                 r = ln.queue[0]
-                L = self.reqs[r].prompt
+                L = self.prompt[r]
                 if not self.split and pieces and L > room:
                     break  # a whole prompt that does not fit waits for the next iteration
                 self._admit(ln, r)
@@ -249,7 +273,7 @@ class _Server:
             return
         decodes = tuple(ln.running) if (self.mixed or not pieces) else ()
         d, share = self.clock.iteration(
-            tuple((c, off, off + c == self.reqs[r].prompt) for r, c, off in pieces),
+            tuple((c, off, off + c == self.prompt[r]) for r, c, off in pieces),
             [self._context(r) for r in decodes])
         stalled = tuple(r for r in ln.running if r not in decodes)
         self.its.append(Iteration(self.pool, t, t + d, tuple(pieces), decodes, share, stalled, i))
@@ -267,16 +291,16 @@ class _Server:
                 self._release(ln, r)
         for r, c, _ in pieces:
             ln.done[r] += c
-            if ln.done[r] == self.reqs[r].prompt:
+            if ln.done[r] == self.prompt[r]:
                 ln.admitted.remove(r)
                 del ln.done[r]
                 self.tokens[r].append(t)
                 ln.prompts -= 1
-                if self.reqs[r].output > 1:
+                if len(self.tokens[r]) < self.reqs[r].output:
                     self._join(ln, r)  # decodes from the next iteration on
                 else:
                     if not self.reserve_full:
-                        ln.kv -= self.reqs[r].prompt
+                        ln.kv -= self.prompt[r]
                     self._release(ln, r)
 
     def run(self, arrivals, routing: str = "outstanding") -> None:
@@ -320,13 +344,16 @@ def _fcfs(reqs) -> list:
 
 def in_flight(reqs, clock, budget: int, split: bool, lanes: int = 1, kv_cap: float = math.inf,
               max_seqs: float = math.inf, mixed: bool = True, reserve_full: bool = False,
-              routing: str = "outstanding") -> tuple[list, list]:
-    """Unified (``split=False``) or chunked lanes. Returns (iterations, token times per request)."""
+              routing: str = "outstanding", preemptions: list | None = None) -> tuple[list, list]:
+    """Unified (``split=False``) or chunked lanes. Returns (iterations, token times per
+    request); ``preemptions``, when given, receives each request's preemption count."""
     tokens: list = [[] for _ in reqs]
     its: list = []
     srv = _Server(reqs, clock, tokens, its, "unified", lanes, budget, split, kv_cap, max_seqs,
-                  mixed, reserve_full, decode_only=False)
+                  mixed, reserve_full, decode_only=False, preempt=True)
     srv.run([(reqs[i].arrival, i) for i in _fcfs(reqs)], routing)
+    if preemptions is not None:
+        preemptions[:] = srv.preemptions
     return its, tokens
 
 

@@ -27,7 +27,9 @@ class SimResult:
     stable: bool
     duration_s: float  # simulated time
     wall_s: float  # wall-clock time of the simulation
-    per_request: dict | None = None  # 'arrival','ttft','tpot' (+ 'isl','osl','counted') arrays
+    per_request: dict | None = None  # 'arrival','ttft','tpot' (+ 'isl','osl','counted','preemptions') arrays
+    preemptions: int = 0  # recompute preemptions over the whole run (paged KV outgrown)
+    preempted_share: float = 0.0  # share of counted requests preempted at least once
 
 
 def _pct(x: np.ndarray) -> dict:
@@ -89,7 +91,7 @@ def statistics(inp, eng: LaneEngine, arr, isl, osl, stable, duration, keep) -> S
         counted = np.zeros(n, dtype=bool)
         counted[lo:hi] = True
         per = {"arrival": arr, "ttft": ttft, "tpot": tpot, "isl": isl, "osl": osl,
-               "counted": counted}
+               "counted": counted, "preemptions": np.asarray(eng.npre, dtype=int)}
     return SimResult(
         requests=int(idx.size),
         ttft=ttft_s,
@@ -102,6 +104,8 @@ def statistics(inp, eng: LaneEngine, arr, isl, osl, stable, duration, keep) -> S
         duration_s=float(duration),
         wall_s=0.0,
         per_request=per,
+        preemptions=int(eng.preemptions),
+        preempted_share=float(np.mean(np.asarray(eng.npre)[idx] > 0)) if idx.size else 0.0,
     )
 
 
