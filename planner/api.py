@@ -32,7 +32,9 @@ DEFAULTS = {
     "engine": "vllm",
 }
 
-_SPEC = re.compile(r"^\s*(\d+)\s*x\s*tp(\d+)(?:pp(\d+))?(?:ep(\d+))?(?:@([A-Za-z0-9_.\-]+))?\s*$")
+# ASCII digits, at most 9 of them (\d would take other scripts' digits; int() refuses 4,300+).
+_SPEC = re.compile(r"^\s*([0-9]{1,9})\s*x\s*tp([0-9]{1,9})(?:pp([0-9]{1,9}))?(?:ep([0-9]{1,9}))?"
+                   r"(?:@([A-Za-z0-9_.\-]+))?\s*$")
 
 
 @dataclass(frozen=True)
