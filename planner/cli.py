@@ -573,7 +573,7 @@ def simulate(ctx, plan_file, as_json, requests, seed, **opts):
         dep = build_deployment(ctx, inputs, opts)
     plan = api.estimate(inputs, dep)
     from planner.progress import Progress
-    from planner.simulate import simulate as run_simulation
+    from planner.sim import simulate as run_simulation
 
     with Progress(f"simulating {requests:,} requests"):
         sim = run_simulation(inputs, dep, requests, seed)
@@ -629,7 +629,7 @@ def _approaches(approach: str):
 def _verify(plan, inputs, requests: int, seed: int) -> dict:
     from planner.progress import Progress
     from planner.render import ms
-    from planner.simulate import simulate as run_simulation
+    from planner.sim import simulate as run_simulation
 
     with Progress(f"verifying: simulating {requests:,} requests"):
         sim = run_simulation(inputs, plan.deployment, requests, seed)

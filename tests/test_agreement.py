@@ -15,7 +15,7 @@ import pytest
 
 from planner import api
 from planner.serving.common import Deployment, Pool
-from planner.simulate import simulate
+from planner.sim import simulate
 from planner.workload import Workload, fixed, parse_length_dist
 
 pytestmark = pytest.mark.slow
@@ -75,7 +75,7 @@ def _inputs(model: str, lengths: str):
 def _qps_for(inp, dep, target):
     def util(q):
         r = api.evaluate(inp, dep, [q])
-        return max(float(np.asarray(v).reshape(-1)[0]) for v in r["utilization"].values())
+        return max(float(np.asarray(v).reshape(-1)[0]) for v in r.utilization.values())
 
     lo, hi = 1e-3, 1.0
     while util(hi) < target:
@@ -155,3 +155,61 @@ def test_agreement_bursty(approach):
             if abs(a - s) > max(rel * s, ABS):
                 bad.append(f"{metric} {k}: analytic {a * 1e3:.2f} ms vs simulated {s * 1e3:.2f} ms")
     assert not bad, f"{approach} CV 2: " + "; ".join(bad)
+
+
+# Closed loop (planner.serving.closed): N clients, no think time, llama-3.1-8b on one H100, fixed
+# lengths (clients move in cohorts) and variable ones (lognormal, CV 0.5: they drift apart), up
+# to saturation (N = 256: compute-bound with a filling budget, or the batch cap). P50 TTFT and
+# TPOT and the throughput within 10% (or 2 ms), except the measured gaps below:
+CLOSED_N = (4, 16, 64, 256)
+CLOSED_SHAPES = ((256, 256), (1024, 128))
+CLOSED_GAPS = {
+    # four fixed-length clients: the cohort of four short prompts rides with the decodes; the
+    # steady model still charges a little prompt wait:
+    ("unified", 256, 4, "fixed", "TTFT p50"): 0.12,  # +10.4%
+    # variable lengths at moderate N: the renewal arrivals (CV of the output length) queue a
+    # little more than the simulated clients, whose arrivals spread over the cycle:
+    ("unified", 1024, 4, "variable", "TTFT p50"): 0.14,  # +11%
+    ("unified", 1024, 16, "variable", "TTFT p50"): 0.13,  # +10%
+    ("unified", 1024, 64, "variable", "TTFT p50"): 0.15,  # +12%
+    ("chunked", 1024, 4, "variable", "TTFT p50"): 0.17,  # +14%
+    ("chunked", 1024, 16, "variable", "TTFT p50"): 0.13,  # +10%
+    # N = 256 with variable lengths near saturation: the open-loop prompt queue at the edge of
+    # stability is far longer than what 256 clients can build, and unified compute saturation
+    # puts the whole shortfall on TPOT where the simulator also queues prompts a little:
+    ("unified", 256, 256, "variable", "TTFT p50"): 0.2,  # +16%
+    ("chunked", 256, 256, "variable", "TTFT p50"): 0.17,  # +14%
+    ("unified", 1024, 256, "variable", "TTFT p50"): 3.6,  # +341% (329 vs 75 ms)
+    ("unified", 1024, 256, "variable", "TPOT p50"): 0.14,  # -11%
+    ("chunked", 1024, 256, "variable", "TPOT p50"): 0.2,  # -18%
+}
+
+
+@pytest.mark.parametrize("lengths", ["fixed", "variable"])
+@pytest.mark.parametrize("n", CLOSED_N)
+@pytest.mark.parametrize("isl,osl", CLOSED_SHAPES)
+@pytest.mark.parametrize("approach", ["unified", "chunked"])
+def test_agreement_closed_loop(approach, isl, osl, n, lengths):
+    inp = api.default_inputs(model="llama-3.1-8b", gpu="h100-sxm", isl=isl, osl=osl)
+    wl = replace(inp.workload, concurrency=n, think_s=0.0)
+    if lengths == "variable":
+        wl = replace(wl, isl=parse_length_dist(f"lognormal:mean={isl},cv=0.5", "--isl-dist"),
+                     osl=parse_length_dist(f"lognormal:mean={osl},cv=0.5", "--osl-dist"))
+    inp = replace(inp, workload=wl)
+    dep = Deployment(approach, (Pool("unified", "h100-sxm", 1, 1),),
+                     chunk_size=2048 if approach == "chunked" else None)
+    plan = api.estimate(inp, dep, with_headroom=False)
+    m = plan.metrics
+    sim = simulate(inp, dep, 3000)
+    assert sim.stable
+    bad = []
+    checks = [("TTFT p50", m.ttft["p50"], sim.ttft["p50"]), ("TPOT p50", m.tpot["p50"], sim.tpot["p50"]),
+              ("throughput", plan.inputs.workload.qps * plan.inputs.workload.mean_osl, sim.throughput_out_tok_s)]
+    for what, a, s in checks:
+        rel = CLOSED_GAPS.get((approach, isl, n, lengths, what), REL)
+        ok = abs(a - s) <= max(rel * s, ABS if what != "throughput" else 0.0)
+        _ROWS.append((approach, f"N{n}", lengths, f"{isl}x{osl}", what, a * 1e3, s * 1e3, (a - s) / s,
+                      "" if ok else "  <-- beyond"))
+        if not ok:
+            bad.append(f"{what}: analytic {a:.4g} vs simulated {s:.4g} ({(a - s) / s:+.1%})")
+    assert not bad, f"{approach} {isl}x{osl} N={n} {lengths}: " + "; ".join(bad)

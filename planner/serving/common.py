@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from planner.perf import StepModel
+from planner.perf import StepModel, build_step_model
+from planner.serving import REGISTRY  # noqa: E402
 
-APPROACHES = ("unified", "chunked", "disaggregated")
+APPROACHES = tuple(REGISTRY)
 PERCENTILES = (50, 90, 95, 99)
 # Without an engine profile (StepModel.engine None): vLLM 0.11.0's defaults
 # (hardware/engines/vllm.yaml has them with their sources): 1024 sequences on GPUs of at least
@@ -133,6 +134,40 @@ class Metrics:
     batch_cap: float = math.nan  # most sequences a lane keeps running (paged KV or the engine cap)
     batch_cap_by: str = ""  # kv-memory | max-num-seqs | token budget
     admission_wait_probability: float = 0.0  # a prompt waits for a place in the batch
+
+
+@dataclass
+class LaneResult:
+    """What every approach's analytic model returns for a deployment at an array of request
+    rates (each array has the shape of the rates; SI units; ``inf`` where overloaded).
+
+    ``stable`` is true exactly where every metric is finite; ``saturated`` names the resource an
+    unstable point runs out of (the approach's compute, ``kv-memory``, ``max-num-seqs``,
+    ``kv-link``), ``""`` where stable."""
+
+    ttft: dict  # 'mean', 'p50', ... -> array of seconds
+    tpot: dict
+    itl_max: np.ndarray  # largest gap between two tokens of a request
+    stable: np.ndarray
+    attain: np.ndarray | None  # share of requests within both SLOs (None: no SLO given)
+    saturated: np.ndarray
+    utilization: dict  # pool role -> array
+    batch: np.ndarray  # decoding sequences per lane (decode or unified pool)
+    kv_used: np.ndarray  # KV tokens in use per instance
+    kv_capacity: float  # KV tokens an instance holds
+    batch_cap: float  # most sequences a lane keeps running
+    batch_cap_by: str  # kv-memory | max-num-seqs
+    breakdown: dict  # ttft_queue_s, ttft_compute_s, ttft_transfer_s, tpot_step_s, tpot_interference_s
+    admission_wait: np.ndarray | float = 0.0  # probability a prompt waits for a place in the batch
+    link: dict | None = None  # the KV-transfer link (disaggregated)
+
+
+def step_model(inp, pool: Pool) -> StepModel:
+    """The step model of one pool's instances under the question ``inp`` (model, dtypes,
+    engine, catalog)."""
+    gpu = inp.catalog.gpu(pool.gpu)
+    return build_step_model(inp.catalog, inp.model, gpu, pool.tp, pool.pp, dtype=inp.dtype,
+                            kv_dtype=inp.kv_dtype, ep=pool.ep, engine=inp.engine)
 
 
 # --------------------------------------------------------------------------------------------
