@@ -40,7 +40,9 @@ DEFAULTS = {
     "engine": "vllm",
 }
 
-_SPEC = re.compile(r"^\s*(\d+)\s*x\s*tp(\d+)(?:pp(\d+))?(?:ep(\d+))?(?:@([A-Za-z0-9_.\-]+))?\s*$")
+# ASCII digits, at most 9 of them (\d would take other scripts' digits; int() refuses 4,300+).
+_SPEC = re.compile(r"^\s*([0-9]{1,9})\s*x\s*tp([0-9]{1,9})(?:pp([0-9]{1,9}))?(?:ep([0-9]{1,9}))?"
+                   r"(?:@([A-Za-z0-9_.\-]+))?\s*$")
 
 
 @dataclass(frozen=True)
@@ -76,10 +78,12 @@ class Inputs:
 def parse_spec(text: str, default_gpu: str, flag: str) -> tuple[int, int, int, str, int]:
     """``NxtpT[ppP][epE][@gpu]`` -> (instances, tp, pp, gpu, ep). ``epE`` (MoE only, ``E`` equal
     to ``T``) places whole experts on the TP group's GPUs."""
+    from planner.units import shown
+
     m = _SPEC.match(str(text))
     if not m:
         raise InvalidRequestError(
-            f"{flag}: cannot read {text!r}; a deployment spec is NxtpT[ppP][epE][@gpu], e.g. 6xtp4 or "
+            f"{flag}: cannot read {shown(text, 40)}; a deployment spec is NxtpT[ppP][epE][@gpu], e.g. 6xtp4 or "
             "2xtp8pp2@h200"
         )
     n, tp = int(m.group(1)), int(m.group(2))

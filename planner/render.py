@@ -204,7 +204,9 @@ def _length(dist) -> int | str:
 
 def inputs_document(inp) -> dict:
     wl, slo = inp.workload, inp.slo
-    doc = {"model": inp.model.id, "gpu": inp.gpu, "qps": rnd(wl.qps, 6)}
+    # The rate and the burstiness as given (not rounded): a plan must load back to the same
+    # inputs, and 6 decimals would turn --qps 1e-7 into 0.
+    doc = {"model": inp.model.id, "gpu": inp.gpu, "qps": finite(wl.qps)}
     if wl.trace is not None:  # the trace's mean lengths, for people; the trace decides
         doc["isl"] = count(wl.mean_isl)
         doc["osl"] = count(wl.mean_osl)
@@ -218,7 +220,7 @@ def inputs_document(inp) -> dict:
     doc["dtype"] = inp.dtype
     doc["kv_dtype"] = inp.kv_dtype
     if wl.arrival_cv != 1.0:
-        doc["burstiness"] = rnd(wl.arrival_cv, 6)
+        doc["burstiness"] = finite(wl.arrival_cv)
     if wl.concurrency is not None:  # closed loop: qps is the throughput the clients reach
         doc["concurrency"] = int(wl.concurrency)
         if wl.think_s:

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from planner.errors import InvalidRequestError
 from planner.sim import reference
 from planner.sim.reference import Iteration, Request, StepClock, TokenClock  # noqa: F401  (re-exported)
+from planner.units import MAX_TIMELINE_COLUMNS, TICK_STEP_FRACTION
 
 APPROACHES = ("unified", "chunked", "disaggregated")
 PREFILL, DECODE, STALLED, WAITING, IDLE = "P", "D", "x", "-", "."
@@ -76,12 +77,12 @@ def parse_request(text: str, real: bool, flag: str = "--request") -> tuple[int, 
 
     ARRIVAL is a whole number of ticks in abstract mode and a duration (``150ms``, ``0.2s``,
     ``150`` = ms) in real mode."""
-    from planner.units import parse_duration, parse_size
+    from planner.units import parse_count, parse_duration, parse_size, shown
 
     raw = str(text).strip()
     head, at, when = raw.partition("@")
     length, colon, out = head.partition(":")
-    where = f"{flag} {raw!r}"
+    where = f"{flag} {shown(raw, 40)}"
     if not length.strip():
         raise InvalidRequestError(f"{where}: expected LEN[:OUT[@ARRIVAL]], e.g. 2048:64@100ms or 8")
     prompt = parse_size(length, f"{where}: LEN", maximum=1_000_000)
@@ -94,17 +95,12 @@ def parse_request(text: str, real: bool, flag: str = "--request") -> tuple[int, 
         if not w:
             raise InvalidRequestError(f"{where}: ARRIVAL is empty; expected LEN[:OUT[@ARRIVAL]]")
         if real:
-            try:
-                zero = float(w.rstrip("msu ")) == 0.0
-            except ValueError:
-                zero = False
+            zero = (w.isascii() and w.rstrip("msu ").strip("0.") == "" and "0" in w)
             arrival = 0.0 if zero else parse_duration(w, f"{where}: ARRIVAL")
         else:
-            if not w.isdigit():
-                raise InvalidRequestError(
-                    f"{where}: ARRIVAL must be a whole number of ticks without --model/--gpu, "
-                    f"got {w!r}")
-            arrival = float(int(w))
+            # ASCII digits only ('²'.isdigit() is true), bounded before int() (MAX_TICKS below).
+            arrival = float(parse_count(w, f"{where}: ARRIVAL", 0, MAX_TICKS,
+                                        "a whole number of ticks (without --model/--gpu)"))
     return prompt, output, arrival
 
 
@@ -352,8 +348,18 @@ def build(approach: str, requests: list | None = None, clock=None, chunk_size: i
 
     t_end = max(s.finish for s in stats)
     if clock.real:
+        if tick:
+            step, _ = clock.iteration((), (reqs[0].prompt,))
+            if tick < step * TICK_STEP_FRACTION * (1 - 1e-9):
+                raise InvalidRequestError(
+                    f"--tick: {tick * 1e3:g} ms is finer than the decode step ({step * 1e3:.3g} ms) "
+                    f"/ {1 / TICK_STEP_FRACTION:,.0f}; give at least {step * TICK_STEP_FRACTION * 1e6:.3g}us")
         width = float(tick) if tick else nice_tick(t_end, columns)
         n = max(1, math.ceil(t_end / width - 1e-9))
+        if n > MAX_TIMELINE_COLUMNS:
+            raise InvalidRequestError(
+                f"--tick: {width * 1e3:g} ms makes {n:,} columns, more than {MAX_TIMELINE_COLUMNS:,}; "
+                f"give --tick {nice_tick(t_end, MAX_TIMELINE_COLUMNS) * 1e3:g}ms or coarser")
     else:
         width, n = 1.0, max(1, int(round(t_end)))
 
