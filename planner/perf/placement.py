@@ -35,13 +35,27 @@ def build_step_model(catalog, model: ModelSpec, gpu: GPUSpec, tp: int = 1, pp: i
     """A :class:`StepModel` with the links implied by the placement: TP inside a node on the
     GPU's intra-node link; PP hops on the intra-node link while the instance fits one node,
     else on the inter-node network."""
+    key = (id(catalog), id(model), id(gpu), int(tp), int(pp), dtype, kv_dtype, int(ep), id(engine))
+    hit = _STEP_MODELS.get(key)
+    if hit is not None and hit[0] is catalog and hit[1] is model and hit[2] is gpu and hit[3] is engine:
+        return hit[4]
     check_parallel(model, gpu, tp, pp)
     intra = catalog.links[gpu.intra_node_link]
     pp_link = intra if tp * pp <= gpu.gpus_per_node else LinkSpec(
         id="inter-node", name="inter-node network", bytes_per_s=gpu.inter_node_bytes_per_s,
         latency_s=catalog.links[gpu.inter_node_link].latency_s)
-    return StepModel(model, gpu, tp, pp, dtype=dtype, kv_dtype=kv_dtype, ep=ep,
-                     link_pp=pp_link, intra_link=intra, engine=engine)
+    sm = StepModel(model, gpu, tp, pp, dtype=dtype, kv_dtype=kv_dtype, ep=ep,
+                   link_pp=pp_link, intra_link=intra, engine=engine)
+    if len(_STEP_MODELS) >= 512:
+        _STEP_MODELS.clear()
+    _STEP_MODELS[key] = (catalog, model, gpu, engine, sm)
+    return sm
+
+
+# Step models are immutable once built and the search, what-if grids and the closed-loop solver
+# ask for the same ones repeatedly (their decode curves and iteration curves are cached by
+# identity): one per placement, keyed by the identity of the catalog objects it is built from.
+_STEP_MODELS: dict = {}
 
 
 def kv_transfer_bytes(model: ModelSpec, tokens, kv_dtype: str):

@@ -18,7 +18,7 @@ from planner.serving.lanes import lane_metrics as _lanes
 
 def ChunkCurves(sm: StepModel, shape: LoadShape, chunk: int) -> IterationCurves:  # noqa: N802
     """The step-time curves of a chunked lane with token budget ``chunk``."""
-    return IterationCurves(sm, shape, chunk, split=True)
+    return IterationCurves.cached(sm, shape, chunk, split=True)
 
 
 def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: float = 1.0,

@@ -58,6 +58,7 @@ from planner.serving.common import (
 )
 
 MAX_TPOT_S = 600.0
+_CURVES: dict = {}  # (step model, chunk, split, lengths) -> IterationCurves
 
 
 class IterationCurves:
@@ -103,6 +104,21 @@ class IterationCurves:
         # Whole prompts: the busy time is piecewise linear in its prompt tokens through one
         # mean prompt (the usual load), not a straight line to a full room.
         self._one = self._busy(np.full_like(self.grid, self.mean_isl)) if self.whole else None
+        self._table = None  # lookup()'s stacked curves, built on first use
+
+    @classmethod
+    def cached(cls, sm: StepModel, shape: LoadShape, chunk: int, split: bool = True) -> IterationCurves:
+        """The curves of ``sm`` for ``shape`` and ``chunk``, built once (the search and what-if
+        grids ask for the same ones at every rate)."""
+        key = (id(sm), int(chunk), bool(split), shape.isl.tobytes(), shape.osl.tobytes())
+        hit = _CURVES.get(key)
+        if hit is not None and hit[0] is sm:
+            return hit[1]
+        cv = cls(sm, shape, chunk, split)
+        if len(_CURVES) >= 256:
+            _CURVES.clear()
+        _CURVES[key] = (sm, cv)
+        return cv
 
     def busy(self, B, c):
         """Seconds of an iteration with ``B`` decodes and ``c`` prompt tokens."""
@@ -124,6 +140,36 @@ class IterationCurves:
             decode_batch=b, decode_ctx=b * self.ctx, prefill_tokens=c,
             prefill_pairs=c * self.pairs_per_token, prefill_kv=c * self.kv_per_token,
             prefill_seqs=np.maximum(c / self.mean_isl, 1.0)).time_s, dtype=float)
+
+    def lookup(self, B):
+        """(empty, full, decode, one-prompt, whole room, lone-prompt chunk) at ``B`` in one pass:
+        the first four interpolated and extended linearly beyond the grid (as
+        :func:`interp_curve`), the last two held at the grid's ends (as ``np.interp``)."""
+        tab = self._table
+        if tab is None:
+            one = self._one if self._one is not None else self._full
+            tab = self._table = np.stack([self._empty, self._full, self.td, one, self.s, self.alone])
+        B = np.asarray(B, dtype=float)
+        g = self.grid
+        j = np.clip(np.searchsorted(g, B, side="right"), 1, len(g) - 1)
+        g0 = g[j - 1]
+        w = (B - g0) / (g[j] - g0)
+        lo, hi = tab[:, j - 1], tab[:, j]
+        ext = lo[:4] + (hi[:4] - lo[:4]) * w
+        wc = np.clip(w, 0.0, 1.0)
+        held = lo[4:] + (hi[4:] - lo[4:]) * wc
+        return ext[0], ext[1], ext[2], ext[3], held[0], held[1]
+
+    def busy_at(self, B, c, t0, tf, t1, s_whole):
+        """:meth:`busy` from values :meth:`lookup` gave at ``B``."""
+        if not self.whole:
+            s = np.maximum(np.maximum(self.chunk - np.asarray(B, dtype=float), 1.0), 1e-9)
+            return t0 + (tf - t0) * c / s
+        s = np.maximum(s_whole, 1e-9)
+        c = np.asarray(c, dtype=float)
+        low = t0 + (t1 - t0) * c / self.mean_isl
+        high = t1 + (tf - t1) * (c - self.mean_isl) / np.maximum(s - self.mean_isl, 1e-9)
+        return np.where(c <= self.mean_isl, low, high)
 
     def full(self, B):
         return interp_curve(B, self.grid, self._full)
@@ -170,18 +216,15 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
 
     def state(B):
         s = np.maximum(cv.room(B), 1e-9)
-        tf = cv.full(B)
-        td = cv.decode(B)
-        t0 = cv.empty(B)
+        t0, tf, td, t_one, s_whole, c_alone = cv.lookup(B)
         if not cv.whole:
             u_full = work * tf / s
             # Busy iterations carry full chunks under a backlog, a lone prompt's pieces otherwise.
-            c_alone = np.interp(B, cv.grid, cv.alone)
             c_bar = np.clip(u_full * s + (1 - np.minimum(u_full, 1.0)) * c_alone, 1.0, s)
         else:
-            t1 = cv.busy(B, cv.mean_isl)
+            t1 = cv.busy_at(B, cv.mean_isl, t0, tf, t_one, s_whole)
             c_bar = cv.mean_isl * whole_prompts(lam * mates(t1), t0, t1 - t0, s / cv.mean_isl, td)[0]
-        tc = cv.busy(B, c_bar)
+        tc = cv.busy_at(B, c_bar, t0, tf, t_one, s_whole)
         u = work * tc / c_bar
         # Tokens per second per decode: every iteration gives one, busy ones only when mixed.
         rate = (np.minimum(u, 1.0) / tc if cv.mixed else 0.0) + np.maximum(1.0 - u, 0.0) / td

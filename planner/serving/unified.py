@@ -28,7 +28,7 @@ def budget(sm: StepModel, shape: LoadShape, chunk: int | None = None) -> int:
 
 
 def curves(sm: StepModel, shape: LoadShape, chunk: int | None = None) -> IterationCurves:
-    return IterationCurves(sm, shape, budget(sm, shape, chunk), split=False)
+    return IterationCurves.cached(sm, shape, budget(sm, shape, chunk), split=False)
 
 
 def lane_metrics(sm: StepModel, shape: LoadShape, lam, arrival_cv: float = 1.0, lanes=1,
