@@ -157,23 +157,29 @@ def meets_mask(r: LaneResult, slo: SLO):
     return r.stable & (np.asarray(r.attain) >= slo.percentile / 100.0 - 1e-9)
 
 
-def headroom(inp: Inputs, dep: Deployment) -> float:
+def headroom(inp: Inputs, dep: Deployment, at: float | None = None) -> float:
     """The largest QPS at which ``dep`` still meets the SLO (0 if none). A fixed geometric grid
     (24 points a decade, 1e-4 to 1e5 QPS, so the answer does not depend on the rate asked) finds
-    the bracket, then 65 evenly spaced rates inside it refine the answer to about 0.15%."""
-    grid = 10.0 ** (np.arange(-96, 121) / 24.0)
+    the last rate that meets it, then 65 evenly spaced rates up to the next grid point refine the
+    answer to about 0.15%. ``at``: a rate known to meet the SLO (the one asked), added to the
+    grid so that the answer is never below it."""
+    grid = _HEADROOM_GRID
+    if at is not None and grid[0] < at < grid[-1]:
+        grid = np.unique(np.append(grid, float(at)))
     # (only the attainment decides: no percentiles are computed on these grids)
     ok = np.asarray(meets_mask(evaluate(inp, dep, grid, percentiles=()), inp.slo))
     if not ok.any():
         return 0.0
-    first = int(np.argmax(ok))
-    if ok[first:].all():
+    last = len(ok) - 1 - int(np.argmax(ok[::-1]))
+    if last == len(ok) - 1:
         return float(grid[-1])
-    bad = first + int(np.argmax(~ok[first:]))
-    lo, hi = grid[bad - 1], grid[bad]
+    lo, hi = grid[last], grid[last + 1]
     fine = np.linspace(lo, hi, 65)
     okf = np.asarray(meets_mask(evaluate(inp, dep, fine, percentiles=()), inp.slo))
     return float(fine[okf][-1]) if okf.any() else float(lo)
+
+
+_HEADROOM_GRID = 10.0 ** (np.arange(-96, 121) / 24.0)
 
 
 def cost_per_hour(inp: Inputs, dep: Deployment) -> float:
@@ -226,7 +232,7 @@ def estimate(inp: Inputs, dep: Deployment, with_headroom: bool = True) -> Plan:
         r = evaluate(inp, dep, [inp.workload.qps])
     m = metrics_at(r, inp.workload.qps, inp)
     ok = bool(np.asarray(meets_mask(r, inp.slo)).reshape(-1)[0])
-    plan = Plan(inp, dep, m, ok, headroom(inp, dep) if with_headroom else math.nan,
+    plan = Plan(inp, dep, m, ok, headroom(inp, dep, inp.workload.qps if ok else None) if with_headroom else math.nan,
                 cost_per_hour(inp, dep), link=r.link)
     plan.reason = explain_single(plan)
     return plan

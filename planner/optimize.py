@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from planner.api import Inputs, Plan, estimate
+from planner.api import headroom as api_headroom
 from planner.errors import InvalidRequestError, NoFeasiblePlanError
 from planner.perf import build_step_model, kv_link_for
 from planner.serving import chunked, disaggregated, unified
@@ -321,18 +322,27 @@ def recommend(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
                                   nearest=[c for c in sr.nearest.values() if c is not None])
     # The best plan of every approach, with its headroom; the winner has the fewest GPUs (or
     # dollars), then the lower cost (or fewer GPUs), then the most headroom.
+    # Headroom is computed for every plan when asked, and otherwise (what-if grids) only where
+    # it decides (a tie in GPUs and cost) and for the winner, so both rank the same way.
     plans, cands = {}, {}
     for a in approaches:
         c = sr.best.get(a) or sr.nearest.get(a)
         if c is not None:
             plans[a], cands[a] = estimate(inp, c.deployment, with_headroom=headroom), c
 
-    def rank(a):
-        c, p = cands[a], plans[a]
-        room = -p.max_qps if math.isfinite(p.max_qps) else c.score
-        return (c.gpus, c.cost, room) if objective == "gpus" else (c.cost, c.gpus, room)
+    def first(a):
+        c = cands[a]
+        return (c.gpus, c.cost) if objective == "gpus" else (c.cost, c.gpus)
 
-    best = min((a for a in plans if sr.best.get(a) is not None), key=rank)
+    ok = [a for a in plans if sr.best.get(a) is not None]
+    top = min(first(a) for a in ok)
+    tied = [a for a in ok if first(a) == top]
+    for a in tied:
+        if not math.isfinite(plans[a].max_qps):
+            p = plans[a]
+            p.max_qps = api_headroom(inp, cands[a].deployment,
+                                     inp.workload.qps if p.meets_slo else None)
+    best = min(tied, key=lambda a: (-plans[a].max_qps, cands[a].score))
     winner, plan = cands[best], plans[best]
     alternatives = [plans[a] for a in approaches if a in plans and a != best]
     plan.reason = explain_choice(inp, plan, winner, sr, plans)

@@ -1,0 +1,83 @@
+"""Self-consistency (issue 11): what a plan says about itself must hold together, over random
+scenarios. A recommended plan that meets its SLO meets it up to its own headroom and within its
+KV cache; metrics are finite exactly when the plan is stable; ``whatif`` picks the winner
+``recommend`` picks at the same inputs; ``evaluate`` of a written plan reproduces it."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from planner import cli
+
+SCENARIO = st.fixed_dictionaries({
+    "qps": st.floats(0.1, 150.0).map(lambda q: round(q, 3)),
+    "isl": st.sampled_from([128, 512, 2048, 8000]),
+    "osl": st.sampled_from([16, 128, 512]),
+    "ttft": st.sampled_from(["200ms", "500ms", "2s"]),
+    "tpot": st.sampled_from(["20ms", "50ms", "100ms"]),
+    "model": st.sampled_from(["llama-3.1-8b", "llama-3.1-70b", "qwen3-32b", "mixtral-8x7b"]),
+})
+
+
+def _args(s) -> list:
+    return ["--qps", str(s["qps"]), "--isl", str(s["isl"]), "--osl", str(s["osl"]), "--ttft-slo", s["ttft"],
+            "--tpot-slo", s["tpot"], "--model", s["model"], "--json"]
+
+
+def _key(plan) -> tuple:
+    return plan["approach"], json.dumps(plan["pools"], sort_keys=True), plan.get("chunk_size")
+
+
+def _check(s, tmp_path=None):
+    run = CliRunner().invoke
+    r = run(cli.cli, ["recommend"] + _args(s))
+    assert r.exit_code in (0, 3), r.output
+    if r.exit_code == 3:
+        return
+    plan = json.loads(r.stdout)["plan"]
+    m = plan["metrics"]
+    finite = all(v is not None and math.isfinite(v) for d in (m["ttft_ms"], m["tpot_ms"]) for v in d.values())
+    assert finite == bool(m["stable"])
+    if plan["meets_slo"]:
+        assert m["stable"]
+        assert m["max_qps_within_slo"] is not None and m["max_qps_within_slo"] >= s["qps"]
+        kv = m["kv_cache"]
+        assert kv["used_tokens"] <= kv["capacity_tokens"]
+    w = run(cli.cli, ["whatif", "--vary", f"qps={s['qps']}"] + _args(s)[2:])
+    assert w.exit_code == 0, w.output
+    row = json.loads(w.stdout)["rows"][0]
+    assert row["plan"] is not None and _key(row["plan"]) == _key(plan)
+    assert row["plan"]["meets_slo"] == plan["meets_slo"]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(s=SCENARIO)
+def test_plans_are_self_consistent(s):
+    _check(s)
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(s=SCENARIO)
+def test_plans_are_self_consistent_at_volume(s):
+    _check(s)
+
+
+def test_evaluate_reproduces_a_written_plan(tmp_path):
+    out = tmp_path / "plan.yaml"
+    r = CliRunner().invoke(cli.cli, ["recommend", "--qps", "23.7", "--isl", "900", "--osl", "200",
+                                     "-o", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    written = json.loads(r.stdout)["plan"]
+    ev = CliRunner().invoke(cli.cli, ["evaluate", str(out), "--json"])
+    assert ev.exit_code == 0, ev.output
+    again = json.loads(ev.stdout)["plan"]
+    for k in ("ttft_ms", "tpot_ms", "max_qps_within_slo", "decode_batch", "kv_cache"):
+        assert again["metrics"][k] == written["metrics"][k], k
+    assert again["meets_slo"] == written["meets_slo"]
