@@ -172,12 +172,19 @@ def _width(stream) -> int | None:
         return WIDTH
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader went away: stop printing and let the CLI end quietly (exit 141)."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def stdout_console() -> Console:
-    return Console(highlight=False, width=_width(sys.stdout))
+    return _Console(highlight=False, width=_width(sys.stdout))
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return _Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:
@@ -208,7 +215,7 @@ def inputs_document(inp) -> dict:
     if wl.trace is not None:  # the trace's mean lengths, for people; the trace decides
         doc["isl"] = count(wl.mean_isl)
         doc["osl"] = count(wl.mean_osl)
-        doc["trace"] = wl.trace.path
+        doc["trace"] = wl.trace.document()  # by content: the plan stands alone
     else:
         doc["isl"] = _length(wl.isl)
         doc["osl"] = _length(wl.osl)
