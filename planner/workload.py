@@ -146,9 +146,12 @@ class Trace:
     def __post_init__(self):
         isl = np.asarray(self.isl, dtype=np.int64)
         osl = np.asarray(self.osl, dtype=np.int64)
-        order = np.lexsort((osl, isl))
-        object.__setattr__(self, "isl", isl[order])
-        object.__setattr__(self, "osl", osl[order])
+        key = isl * (MAX_TOKENS + 1) + osl  # one integer per row, ordered as (ISL, OSL)
+        if len(key) > 1 and np.any(key[1:] < key[:-1]):
+            key = np.sort(key)
+            isl, osl = key // (MAX_TOKENS + 1), key % (MAX_TOKENS + 1)
+        object.__setattr__(self, "isl", isl)
+        object.__setattr__(self, "osl", osl)
         if not self.sha256:
             import hashlib
 
@@ -174,7 +177,7 @@ def encode_lengths(isl: np.ndarray, osl: np.ndarray) -> str:
     import zlib
 
     d = np.concatenate([np.diff(isl, prepend=0), np.diff(osl, prepend=0)]).astype("<i4")
-    return base64.b64encode(zlib.compress(d.tobytes(), 9)).decode("ascii")
+    return base64.b64encode(zlib.compress(d.tobytes(), 6)).decode("ascii")
 
 
 MAX_TRACE_ROWS = 20_000_000
@@ -264,12 +267,38 @@ def _columns(keys, path) -> tuple[str, str]:
     return in_col, out_col
 
 
+def _plain_csv(raw: bytes, header_lines: int, ci: int, co: int):
+    """The two columns of a plain CSV (no quotes; every cell of them a token count in range) in
+    one pass of numpy's parser, or None: then the row-by-row reader runs and names the row."""
+    import io
+
+    if b'"' in raw:
+        return None
+    try:
+        a = np.loadtxt(io.BytesIO(raw), delimiter=",", skiprows=header_lines, usecols=(ci, co),
+                       dtype=np.int64, ndmin=2, comments=None, encoding="utf-8")
+    except (ValueError, IndexError, OverflowError, UnicodeDecodeError):
+        return None
+    if a.shape[0] == 0 or a.min() < 1 or a.max() > MAX_TOKENS:
+        return None
+    return a[:, 0].copy(), a[:, 1].copy()
+
+
+def _lines(text: str):
+    """The lines of ``text`` (with their line ends), one at a time: no copy of the whole."""
+    pos, n = 0, len(text)
+    while pos < n:
+        j = text.find("\n", pos)
+        j = n if j < 0 else j + 1
+        yield text[pos:j]
+        pos = j
+
+
 def load_trace(path: str) -> Trace:
     """Read a CSV (with a header) or JSONL trace; column names may be any of
     input_tokens/isl/prompt_tokens and output_tokens/osl/completion_tokens. At most
     :data:`planner.files.TRACE_MAX_BYTES` of file; the plan records it by content."""
     import hashlib
-    import io
     from array import array
 
     from planner.files import TRACE_MAX_BYTES, decode_text, parse_json, read_bytes
@@ -277,14 +306,16 @@ def load_trace(path: str) -> Trace:
     p = Path(path).expanduser()
     label = f"--trace: {path}"
     raw = read_bytes(p, label, "a CSV or JSONL trace", max_bytes=TRACE_MAX_BYTES)
+    sha = hashlib.sha256(raw).hexdigest()
     text = decode_text(raw, label, "a CSV or JSONL file")
-    first = next((ln for ln in io.StringIO(text) if ln.strip()), None)
+    first = next((ln for ln in _lines(text) if ln.strip()), None)
     if first is None:
         raise InvalidRequestError(f"--trace: {path} is empty")
     isl, osl = array("q"), array("q")
     if first.lstrip().startswith("{"):
+        del raw
         cols = None
-        for i, ln in enumerate(io.StringIO(text), start=1):
+        for i, ln in enumerate(_lines(text), start=1):
             if not ln.strip():
                 continue
             obj = parse_json(ln, f"--trace: {path}: line {i}")
@@ -295,12 +326,18 @@ def load_trace(path: str) -> Trace:
             isl.append(_length_value(obj.get(cols[0]), cols[0], f"row {i}", path))
             osl.append(_length_value(obj.get(cols[1]), cols[1], f"row {i}", path))
     else:
-        reader = csv.reader(io.StringIO(text))
+        reader = csv.reader(_lines(text))
         try:
             header = next(reader)
+            while not any(h.strip() for h in header):  # blank lines before the header
+                header = next(reader)
             names = [h.strip() for h in header]
             in_col, out_col = _columns(names, path)
             ci, co = names.index(in_col), names.index(out_col)
+            fast = _plain_csv(raw, reader.line_num, ci, co)
+            del raw
+            if fast is not None:
+                return Trace(str(p), fast[0], fast[1], sha256=sha)
             for row in reader:
                 if not row or not any(c.strip() for c in row):
                     continue
@@ -313,7 +350,7 @@ def load_trace(path: str) -> Trace:
         if not isl:
             raise InvalidRequestError(f"--trace: {path}: has a header but no rows")
     return Trace(str(p), np.frombuffer(isl, dtype=np.int64), np.frombuffer(osl, dtype=np.int64),
-                 sha256=hashlib.sha256(raw).hexdigest())
+                 sha256=sha)
 
 
 @dataclass(frozen=True)
