@@ -143,7 +143,7 @@ def check_yaml_events(text: str, label: str, error) -> None:
 
     import yaml
 
-    long_int = re.compile(r"^[-+]?(0[xob])?[0-9_a-fA-F]{" + str(MAX_INT_DIGITS + 1) + r",}$")
+    long_int = re.compile(r"^[-+]?(?:[0-9][0-9_]*|0x[0-9a-fA-F_]+|0o[0-7_]+|0b[01_]+)$")  # YAML ints
     stack: list[list] = []  # open collections: [expanded node count, anchor or None]
     anchors: dict = {}
     aliases = total = 0

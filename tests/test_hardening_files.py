@@ -657,3 +657,15 @@ def test_catalog_flag_and_environment_agree(tmp_path, monkeypatch):
     by_env = run(["evaluate", plan])
     assert by_flag.exit_code == by_env.exit_code == 2
     assert by_flag.output == by_env.output and "broken.yaml" in by_flag.output
+
+
+def test_only_the_plan_itself_carries_the_trace_rows(tmp_path):
+    (tmp_path / "t.csv").write_text(TRACE)
+    doc = json.loads(run(["recommend", "--qps", "4", "--max-gpus", "16", "--trace", tmp_path / "t.csv",
+                          "--json"]).stdout)
+    assert "lengths" in doc["plan"]["inputs"]["trace"]
+    assert doc["alternatives"] and all("lengths" not in a["inputs"]["trace"] and a["inputs"]["trace"]["sha256"]
+                                       == doc["plan"]["inputs"]["trace"]["sha256"] for a in doc["alternatives"])
+    rows = json.loads(run(["whatif", "--vary", "qps=2,4", "--max-gpus", "16", "--trace", tmp_path / "t.csv",
+                           "--json"]).stdout)
+    assert "lengths" not in json.dumps(rows)
