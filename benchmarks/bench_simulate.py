@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    from planner.simulate import simulate
+    from planner.sim import simulate
 
     print(f"{'scenario':40} {'requests':>8} {'wall s':>8} {'req/s best':>11} {'req/s median':>13}  "
           f"{'stable':>6} {'TTFT p90 ms':>11} {'TPOT p90 ms':>11}")

@@ -1,6 +1,6 @@
 """The library surface: inputs and deployments, estimate() and evaluate() (metrics of a fixed
 deployment, vectorised over request rates), headroom(), kv_report(). The search is
-:func:`planner.optimize.recommend`; the simulator :func:`planner.simulate.simulate`.
+:func:`planner.optimize.recommend`; the simulator :func:`planner.sim.simulate`.
 
 The CLI calls these and renders what they return; nothing here prints. Results are plain
 dataclasses and dicts in SI units; :mod:`planner.render` turns them into tables, JSON and YAML.
@@ -14,10 +14,18 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from planner.catalog import Catalog, GPUSpec, LinkSpec, ModelSpec, load_catalog
+from planner.catalog import Catalog, GPUSpec, ModelSpec, load_catalog
 from planner.errors import InvalidRequestError
-from planner.perf import StepModel, build_step_model, kv_transfer_bytes
-from planner.serving.common import APPROACHES, PERCENTILES, Deployment, LoadShape, Metrics, Pool
+from planner.perf import StepModel, build_step_model, kv_link_for, kv_transfer_bytes  # noqa: F401  (kv_link_for re-exported)
+from planner.serving.common import (
+    APPROACHES,
+    PERCENTILES,
+    Deployment,
+    LaneResult,
+    Metrics,
+    Pool,
+)
+from planner.serving.common import step_model as _step_model
 from planner.workload import Workload, fixed
 
 SCHEMA_VERSION = 1
@@ -32,7 +40,9 @@ DEFAULTS = {
     "engine": "vllm",
 }
 
-_SPEC = re.compile(r"^\s*(\d+)\s*x\s*tp(\d+)(?:pp(\d+))?(?:ep(\d+))?(?:@([A-Za-z0-9_.\-]+))?\s*$")
+# ASCII digits, at most 9 of them (\d would take other scripts' digits; int() refuses 4,300+).
+_SPEC = re.compile(r"^\s*([0-9]{1,9})\s*x\s*tp([0-9]{1,9})(?:pp([0-9]{1,9}))?(?:ep([0-9]{1,9}))?"
+                   r"(?:@([A-Za-z0-9_.\-]+))?\s*$")
 
 
 @dataclass(frozen=True)
@@ -68,10 +78,12 @@ class Inputs:
 def parse_spec(text: str, default_gpu: str, flag: str) -> tuple[int, int, int, str, int]:
     """``NxtpT[ppP][epE][@gpu]`` -> (instances, tp, pp, gpu, ep). ``epE`` (MoE only, ``E`` equal
     to ``T``) places whole experts on the TP group's GPUs."""
+    from planner.units import shown
+
     m = _SPEC.match(str(text))
     if not m:
         raise InvalidRequestError(
-            f"{flag}: cannot read {text!r}; a deployment spec is NxtpT[ppP][epE][@gpu], e.g. 6xtp4 or "
+            f"{flag}: cannot read {shown(text, 40)}; a deployment spec is NxtpT[ppP][epE][@gpu], e.g. 6xtp4 or "
             "2xtp8pp2@h200"
         )
     n, tp = int(m.group(1)), int(m.group(2))
@@ -94,96 +106,18 @@ def parse_spec(text: str, default_gpu: str, flag: str) -> tuple[int, int, int, s
 
 
 def step_model(inp: Inputs, pool: Pool) -> StepModel:
-    gpu = inp.catalog.gpu(pool.gpu)
-    return build_step_model(inp.catalog, inp.model, gpu, pool.tp, pool.pp, dtype=inp.dtype,
-                            kv_dtype=inp.kv_dtype, ep=pool.ep, engine=inp.engine)
-
-
-def kv_link_for(catalog: Catalog, gpu_p: GPUSpec, gpu_d: GPUSpec, pool_p: Pool, pool_d: Pool,
-                override: str | None) -> tuple[LinkSpec, int, str]:
-    """The link a KV cache crosses between a prefill and a decode instance, the number of
-    parallel streams (shards) and where: NVLink when both pools fit in one node of the same GPU
-    type, else the inter-node network (per-GPU NIC bandwidth). Larger deployments could pair
-    prefill and decode instances inside nodes (DistServe's high-affinity placement); pdplan
-    assumes the general case where the KV cache crosses the network (``--link`` overrides)."""
-    streams = min(pool_p.tp * pool_p.pp, pool_d.tp * pool_d.pp)
-    if override:
-        return catalog.link(override, "--link"), streams, "override"
-    same_node = gpu_p.id == gpu_d.id and pool_p.gpus + pool_d.gpus <= gpu_p.gpus_per_node
-    if same_node:
-        return catalog.links[gpu_p.intra_node_link], streams, "same-node"
-    bw = min(gpu_p.inter_node_bytes_per_s, gpu_d.inter_node_bytes_per_s)
-    base = catalog.links[gpu_p.inter_node_link]
-    return LinkSpec(id=base.id, name=f"{base.name} ({bw / 1e9:g} GB/s per GPU)", bytes_per_s=bw,
-                    latency_s=base.latency_s), streams, "inter-node"
+    """The step model of ``pool``'s instances (see :func:`planner.serving.common.step_model`)."""
+    return _step_model(inp, pool)
 
 
 def evaluate(inp: Inputs, dep: Deployment, qps, at_boundary: bool = False,
-             percentiles=PERCENTILES) -> dict:
-    """Metrics arrays of ``dep`` at every rate in ``qps`` (1-D array). ``at_boundary``: requests
-    arrive at iteration boundaries (closed-loop clients without think time)."""
-    from planner.serving import chunked, disaggregated, unified
+             percentiles=PERCENTILES) -> LaneResult:
+    """The :class:`LaneResult` of ``dep`` at every rate in ``qps`` (1-D array), from the serving
+    registry. ``at_boundary``: requests arrive at iteration boundaries (closed-loop clients
+    without think time)."""
+    from planner import serving
 
-    qps = np.atleast_1d(np.asarray(qps, dtype=float))
-    isl, osl = inp.workload.grid()
-    shape = LoadShape(isl, osl)
-    cv = inp.workload.arrival_cv
-    slo_pair = (inp.slo.ttft_s, inp.slo.tpot_s)
-    if dep.approach in ("unified", "chunked"):
-        pool = dep.pool("unified")
-        sm = step_model(inp, pool)
-        sm.require_fit()
-        lanes = pool.instances * pool.pp
-        lam = qps / lanes
-        if dep.approach == "unified":
-            r = unified.lane_metrics(sm, shape, lam, arrival_cv=cv, lanes=lanes, slo=slo_pair,
-                                     at_boundary=at_boundary, percentiles=percentiles)
-        else:
-            r = chunked.lane_metrics(sm, shape, lam, dep.chunk_size, arrival_cv=cv, lanes=lanes,
-                                      slo=slo_pair, at_boundary=at_boundary, percentiles=percentiles)
-        r["utilization"] = {"unified": r["utilization"]}
-        r["link"] = None
-        return r
-    pp_, pd_ = dep.pool("prefill"), dep.pool("decode")
-    smp, smd = step_model(inp, pp_), step_model(inp, pd_)
-    smp.require_fit()
-    smd.require_fit()
-    link, streams, where = kv_link_for(inp.catalog, smp.gpu, smd.gpu, pp_, pd_, dep.link)
-    tdtype = dep.kv_transfer_dtype or inp.kv_dtype
-    prof = disaggregated.PrefillProfile(smp, shape, link, streams,
-                                        inp.model.kv_bytes_per_token(tdtype), dep.kv_overlap)
-    n = np.ones_like(qps)
-    pr = disaggregated.prefill_pool(prof, qps, n * pp_.instances, cv, percentiles=percentiles,
-                                    ttft_slo=inp.slo.ttft_s)
-    dr = disaggregated.decode_pool(smd, shape, qps, n * pd_.instances, percentiles=percentiles,
-                                   tpot_slo=inp.slo.tpot_s)
-    stable = pr["stable"] & dr["stable"]
-    sat = np.where(pr["stable"], np.where(dr["stable"], "", dr["saturated"]), pr["saturated"])
-    return {
-        "ttft": {k: np.where(stable, v, np.inf) for k, v in pr["ttft"].items()},
-        "tpot": {k: np.where(stable, v, np.inf) for k, v in dr["tpot"].items()},
-        "itl_max": np.where(stable, dr["itl_max"], np.inf),
-        "stable": stable,
-        "attain": np.where(stable, pr["attain"] * dr["attain"], 0.0),
-        "saturated": sat,
-        "utilization": {"prefill": pr["utilization"], "decode": dr["utilization"]},
-        "batch": dr["batch"],
-        "kv_used": dr["kv_used"],
-        "kv_capacity": dr["kv_capacity"],
-        "batch_cap": dr["batch_cap"],
-        "batch_cap_by": dr["batch_cap_by"],
-        "breakdown": {
-            "ttft_queue_s": pr["queue"],
-            "ttft_compute_s": pr["compute"],
-            "ttft_transfer_s": pr["transfer"],
-            "tpot_step_s": dr["step"],
-            "tpot_interference_s": np.zeros_like(qps),
-        },
-        "link": {"id": link.id, "name": link.name, "where": where, "streams": streams,
-                 "bytes_per_s": link.bytes_per_s, "dtype": tdtype, "overlap": dep.kv_overlap,
-                 "bytes_per_request": float(prof.kv_bytes.mean()),
-                 "exposed_s": float(prof.exposed.mean())},
-    }
+    return serving.evaluate(inp, dep, qps, at_boundary=at_boundary, percentiles=percentiles)
 
 
 def _pick(arr, i):
@@ -191,35 +125,36 @@ def _pick(arr, i):
     return a.reshape(-1)[i] if a.ndim else a.item()
 
 
-def metrics_at(r: dict, qps: float, inp: Inputs, i: int = 0) -> Metrics:
+def metrics_at(r: LaneResult, qps: float, inp: Inputs, i: int = 0) -> Metrics:
+    """The metrics of the ``i``-th rate of ``r`` (evaluated at ``qps``)."""
     g = lambda d: {k: float(_pick(v, i)) for k, v in d.items()}  # noqa: E731
-    stable = bool(_pick(r["stable"], i))
-    sat = str(_pick(r["saturated"], i)) or None
+    stable = bool(_pick(r.stable, i))
+    sat = str(_pick(r.saturated, i)) or None
     return Metrics(
-        ttft=g(r["ttft"]),
-        tpot=g(r["tpot"]),
-        itl_max_s=float(_pick(r["itl_max"], i)),
+        ttft=g(r.ttft),
+        tpot=g(r.tpot),
+        itl_max_s=float(_pick(r.itl_max, i)),
         throughput_in_tok_s=qps * inp.workload.mean_isl if stable else 0.0,
         throughput_out_tok_s=qps * inp.workload.mean_osl if stable else 0.0,
-        utilization=g(r["utilization"]),
-        decode_batch=float(_pick(r["batch"], i)),
-        kv_used_tokens=float(_pick(r["kv_used"], i)),
-        kv_capacity_tokens=float(r["kv_capacity"]),
+        utilization=g(r.utilization),
+        decode_batch=float(_pick(r.batch, i)),
+        kv_used_tokens=float(_pick(r.kv_used, i)),
+        kv_capacity_tokens=float(r.kv_capacity),
         stable=stable,
         saturated=sat,
-        breakdown=g(r["breakdown"]),
-        attainment=float(_pick(r["attain"], i)),
-        batch_cap=float(r.get("batch_cap", math.nan)),
-        batch_cap_by=str(r.get("batch_cap_by", "")),
-        admission_wait_probability=float(_pick(r["admission_wait"], i)) if "admission_wait" in r else 0.0,
+        breakdown=g(r.breakdown),
+        attainment=float(_pick(r.attain, i)),
+        batch_cap=float(r.batch_cap),
+        batch_cap_by=str(r.batch_cap_by),
+        admission_wait_probability=float(_pick(r.admission_wait, i)),
     )
 
 
-def meets_mask(r: dict, slo: SLO):
+def meets_mask(r: LaneResult, slo: SLO):
     """Meets the SLO: the predicted share of requests within both the TTFT and the TPOT SLO
     (DistServe's attainment, phases taken as independent) is at least the percentile. This
     implies that both percentiles are within their SLOs."""
-    return r["stable"] & (np.asarray(r["attain"]) >= slo.percentile / 100.0 - 1e-9)
+    return r.stable & (np.asarray(r.attain) >= slo.percentile / 100.0 - 1e-9)
 
 
 def headroom(inp: Inputs, dep: Deployment) -> float:
@@ -269,64 +204,14 @@ class Plan:
         return self.deployment.total_gpus
 
 
-_CLOSED_GRID = 10.0 ** (np.arange(-72, 121) / 24.0)  # 1e-3 .. 1e5 requests/s, 24 a decade
+def closed_loop(inp: Inputs, dep: Deployment) -> tuple[float, LaneResult]:
+    """The throughput ``N`` closed-loop clients reach on ``dep``, and the metrics there
+    (:func:`planner.serving.closed.solve`: the closed network's fixed point, saturation and
+    cohorts)."""
+    from planner.serving import closed
 
-
-def closed_loop(inp: Inputs, dep: Deployment) -> tuple[float, dict]:
-    """The throughput ``N`` closed-loop clients reach on ``dep``, and the metrics there.
-
-    Each client sends its next request ``Z`` (think time) after its previous one completes, so
-    the throughput solves ``lam (Z + R(lam)) = N`` with ``R`` the mean response time
-    (``TTFT + E[OSL - 1] TPOT``): the fixed point of a closed queueing network. By the arrival
-    theorem (Reiser and Lavenberg) an arriving request sees the system as it is with one client
-    fewer; with Schweitzer's approximation that is the load ``lam (N - 1) / N``, at which its
-    TTFT is evaluated (one client never waits for another). TPOT, the batch and the memory are
-    those at ``lam``. The open-loop models give both; so that the solution is found on a fixed
-    grid of rates (refined in the bracket), the answer does not depend on a starting guess.
-
-    Clients that start together and stay in step (equal lengths) make bursts this steady view
-    does not see; ``pdplan simulate`` shows them (docs/validation.md)."""
-    wl = inp.workload
-    N = int(wl.concurrency)
-    Z = float(wl.think_s)
-    # Clients' requests arrive as their previous ones complete: as regular as the requests'
-    # stays, whose variability is mostly that of the output length. The arrival process is
-    # taken as renewal with that coefficient of variation (at least 0.1, at most Poisson's 1).
-    _, osl_g = wl.grid()
-    cv_o = float(np.std(osl_g) / max(np.mean(osl_g), 1e-12))
-    inp = replace(inp, workload=replace(wl, arrival_cv=float(np.clip(cv_o, 0.1, 1.0))))
-    # (one client: the system it sees is empty; a vanishing load stands for that)
-    share = max((N - 1) / N, 1e-9)
-    d_mean = max(wl.mean_osl - 1.0, 0.0)
-    boundary = Z == 0
-
-    def gap(lams):
-        r = evaluate(inp, dep, lams)
-        ttft = np.asarray(evaluate(inp, dep, lams * share, at_boundary=boundary)["ttft"]["mean"], dtype=float)
-        resp = ttft + d_mean * np.asarray(r["tpot"]["mean"], dtype=float)
-        return np.where(np.isfinite(resp) & np.asarray(r["stable"]), lams * (Z + resp) - N, np.inf)
-
-    grid = _CLOSED_GRID
-    g = gap(grid)
-    above = np.nonzero(g >= 0)[0]
-    if len(above) == 0:
-        lam = float(grid[-1])
-    elif above[0] == 0:
-        lam = float(grid[0])
-    else:
-        j = int(above[0])
-        fine = np.linspace(grid[j - 1], grid[j], 33)
-        gf = gap(fine)
-        k = int(np.argmax(gf >= 0))
-        lo, hi = fine[k - 1], fine[k]
-        glo, ghi = gf[k - 1], gf[k]
-        lam = float(lo + (hi - lo) * (-glo / (ghi - glo))) if np.isfinite(ghi) and ghi > glo else float(lo)
-    r = evaluate(inp, dep, [lam])
-    seen = evaluate(inp, dep, [lam * share], at_boundary=boundary)
-    r["ttft"] = seen["ttft"]
-    r["breakdown"] = dict(r["breakdown"], ttft_queue_s=seen["breakdown"]["ttft_queue_s"],
-                          ttft_compute_s=seen["breakdown"]["ttft_compute_s"])
-    return lam, r
+    sol = closed.solve(inp, dep)
+    return sol.qps, sol.result
 
 
 def estimate(inp: Inputs, dep: Deployment, with_headroom: bool = True) -> Plan:
@@ -342,7 +227,7 @@ def estimate(inp: Inputs, dep: Deployment, with_headroom: bool = True) -> Plan:
     m = metrics_at(r, inp.workload.qps, inp)
     ok = bool(np.asarray(meets_mask(r, inp.slo)).reshape(-1)[0])
     plan = Plan(inp, dep, m, ok, headroom(inp, dep) if with_headroom else math.nan,
-                cost_per_hour(inp, dep), link=r.get("link"))
+                cost_per_hour(inp, dep), link=r.link)
     plan.reason = explain_single(plan)
     return plan
 

@@ -20,13 +20,13 @@ import warnings
 
 import click
 
-from planner import __version__
+from planner import __version__, units
 
 WEIGHT_DTYPES = ("bf16", "fp8", "fp4", "int4")  # planner.catalog.WEIGHT_DTYPES (kept in sync by a test)
 KV_DTYPES = ("bf16", "fp8")  # planner.catalog.KV_DTYPES
 KV_TRANSFER_DTYPES = ("bf16", "fp8", "int4")  # planner.catalog.KV_TRANSFER_DTYPES
 APPROACHES = ("unified", "chunked", "disaggregated")  # planner.serving.common.APPROACHES
-PERCENTILES = ("50", "90", "95", "99")
+PERCENTILES = tuple(str(p) for p in units.PERCENTILES)
 DEFAULT_CHUNK = 2048
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -165,31 +165,47 @@ def fail(message: str):
 
 
 class PositiveFloat(click.ParamType):
-    """A finite number greater than zero (and at most ``maximum``)."""
+    """A finite number greater than zero (or at least ``minimum``) and at most ``maximum``, read
+    by the input layer (:func:`planner.units.parse_number`: ASCII only, bounds in
+    :mod:`planner.units`)."""
 
     name = "float"
 
-    def __init__(self, maximum: float = math.inf):
-        self.maximum = maximum
+    def __init__(self, maximum: float = math.inf, minimum: float = 0.0, lo_open: bool = True):
+        self.maximum, self.minimum, self.lo_open = maximum, minimum, lo_open
 
     def convert(self, value, param, ctx):
-        if isinstance(value, float):
-            v = value
-        else:
-            try:
-                v = float(str(value).strip())
-            except ValueError:
-                self.fail(f"{value!r} is not a number", param, ctx)
-        if not math.isfinite(v) or v <= 0:
-            self.fail(f"must be a finite number greater than 0, got {value!r}", param, ctx)
-        if v > self.maximum:
-            self.fail(f"must be at most {self.maximum:,g}, got {value!r}", param, ctx)
-        return v
+        from planner.errors import InvalidRequestError
+        from planner.units import parse_number
+
+        try:
+            return parse_number(value, "", self.minimum, self.maximum, lo_open=self.lo_open)
+        except InvalidRequestError as exc:
+            self.fail(str(exc).removeprefix(": "), param, ctx)
+
+
+class Whole(click.IntRange):
+    """click's IntRange, reading ASCII digits only (``int()`` takes other scripts' digits) and
+    refusing overlong ones before ``int()`` does (Python's 4,300-digit limit)."""
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, int):
+            from planner.units import MAX_NUMBER_CHARS, shown
+
+            t = str(value).strip()
+            digits = t.lstrip("+-").lstrip("0")
+            if not (t.isascii() and t.lstrip("+-").isdigit()):
+                self.fail(f"{shown(value)} is not a whole number", param, ctx)
+            if len(digits) > MAX_NUMBER_CHARS:
+                self.fail(f"{shown(value)} is not in the range {self._describe_range()}", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 POSITIVE = PositiveFloat()
-QPS = PositiveFloat(maximum=10_000_000)  # requests per second; beyond is surely a typo
-CV = PositiveFloat(maximum=10)  # coefficient of variation of inter-arrival gaps
+QPS = PositiveFloat(maximum=units.MAX_QPS, minimum=units.MIN_QPS, lo_open=False)
+# Coefficient of variation of inter-arrival gaps; 0 (clockwork arrivals) is allowed and values
+# under units.MIN_BURSTINESS are read as it (see there).
+CV = PositiveFloat(maximum=units.MAX_BURSTINESS, minimum=0.0, lo_open=False)
 
 
 def _size(text, flag: str):
@@ -249,7 +265,7 @@ def workload_options(f):
     """--qps, --isl, --osl, --isl-dist, --osl-dist, --trace, --burstiness, --concurrency,
     --think-time."""
     return _stack(
-        click.option("--qps", type=QPS, help="Request rate, requests per second (> 0, at most 1e7)."),
+        click.option("--qps", type=QPS, help="Request rate, requests per second (1e-6 to 1e7)."),
         click.option("--isl", metavar="N", help="Input (prompt) length in tokens, e.g. 2048 or 2k "
                                                 "[default: 2048]."),
         click.option("--osl", metavar="N", help="Output length in tokens [default: 256]."),
@@ -262,8 +278,9 @@ def workload_options(f):
                      help="CSV or JSONL with input/output token counts per request "
                           "(overrides the lengths)."),
         click.option("--burstiness", type=CV, metavar="CV",
-                     help="Coefficient of variation of inter-arrival gaps [default: 1 = Poisson]."),
-        click.option("--concurrency", type=click.IntRange(1, 1_000_000), metavar="N",
+                     help="Coefficient of variation of inter-arrival gaps, 0 (regular) to 10 "
+                          "[default: 1 = Poisson]."),
+        click.option("--concurrency", type=Whole(1, 1_000_000), metavar="N",
                      help="Closed loop instead of --qps: N clients, each sending its next request "
                           "when its previous one completes (as benchmark tools' "
                           "--max-concurrency does)."),
@@ -383,7 +400,7 @@ def build_workload(opts: dict, qps: float, assumed: list):
             lengths[key] = fixed(DEFAULTS[key])
             if trace is None:
                 assumed.append(f"{key} {DEFAULTS[key]}")
-    cv = opts.get("burstiness") or 1.0
+    cv = 1.0 if opts.get("burstiness") is None else max(float(opts["burstiness"]), units.MIN_BURSTINESS)
     conc = opts.get("concurrency")
     think = _duration(opts.get("think_time"), "--think-time")
     if think is not None and conc is None:
@@ -649,9 +666,9 @@ def _load_plan_file(path: str, opts: dict):
 @click.argument("plan_file", metavar="[PLAN]", required=False)
 @common_options
 @deployment_options
-@click.option("--requests", type=click.IntRange(1, 10_000_000), default=20000, show_default=True,
+@click.option("--requests", type=Whole(1, units.MAX_SIM_REQUESTS), default=20000, show_default=True,
               help="Requests to simulate.")
-@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+@click.option("--seed", type=Whole(0, units.MAX_SEED), default=0, show_default=True,
               help="Random seed of the arrivals and lengths.")
 @click.pass_context
 def simulate(ctx, plan_file, as_json, requests, seed, **opts):
@@ -671,9 +688,11 @@ def simulate(ctx, plan_file, as_json, requests, seed, **opts):
         inputs = build_inputs(ctx, opts)
         dep = build_deployment(ctx, inputs, opts)
     plan = api.estimate(inputs, dep)
-    from planner.simulate import simulate as run_simulation
+    from planner.progress import Progress
+    from planner.sim import simulate as run_simulation
 
-    sim = run_simulation(inputs, dep, requests, seed)
+    with Progress(f"simulating {requests:,} requests"):
+        sim = run_simulation(inputs, dep, requests, seed)
     if as_json:
         emit_json({"plan": render.plan_document(plan),
                    "simulation": render.simulation_document(sim, seed, requests)})
@@ -697,7 +716,7 @@ def search_options(f):
     return _stack(
         click.option("--approach", type=click.Choice(("auto",) + APPROACHES), default="auto",
                      show_default=True, help="Restrict the search to one approach."),
-        click.option("--max-gpus", "max_gpus", type=click.IntRange(1, 100_000), default=1024,
+        click.option("--max-gpus", "max_gpus", type=Whole(1, 100_000), default=1024,
                      show_default=True, help="Largest total GPU count considered."),
         click.option("--objective", type=click.Choice(OBJECTIVES), default="gpus", show_default=True,
                      help="Minimise GPUs (ties: cost, then headroom) or dollars per hour."),
@@ -724,10 +743,12 @@ def _approaches(approach: str):
 
 
 def _verify(plan, inputs, requests: int, seed: int) -> dict:
+    from planner.progress import Progress
     from planner.render import ms
-    from planner.simulate import simulate as run_simulation
+    from planner.sim import simulate as run_simulation
 
-    sim = run_simulation(inputs, plan.deployment, requests, seed)
+    with Progress(f"verifying: simulating {requests:,} requests"):
+        sim = run_simulation(inputs, plan.deployment, requests, seed)
     target = inputs.slo.percentile / 100.0
     return {"requests": int(sim.requests), "seed": seed, "attainment": round(float(sim.attainment), 4),
             "meets_slo": bool(sim.stable and sim.attainment >= target),
@@ -741,9 +762,9 @@ def _verify(plan, inputs, requests: int, seed: int) -> dict:
 @click.option("-o", "--output", metavar="FILE", help="Write the plan as YAML to FILE.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
 @click.option("--verify", is_flag=True, help="Check the plan with the discrete-event simulator.")
-@click.option("--requests", type=click.IntRange(100, 10_000_000), default=20000, show_default=True,
+@click.option("--requests", type=Whole(100, units.MAX_SIM_REQUESTS), default=20000, show_default=True,
               help="Requests simulated by --verify.")
-@click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed for --verify.")
+@click.option("--seed", type=Whole(0, units.MAX_SEED), default=0, show_default=True, help="Seed for --verify.")
 @click.option("--plot-file", "plot_file", metavar="FILE.png|FILE.svg",
               help="Draw the Pareto front of GPUs against TPOT (needs pip install '.[plot]').")
 @click.pass_context
@@ -818,8 +839,8 @@ def _parse_vary(ctx, specs) -> list:
         values = [v.strip() for v in vals.split(",") if v.strip()]
         if not values:
             fail(f"--vary: {axis}: no values given")
-        if len(values) > 64:
-            fail(f"--vary: {axis}: at most 64 values, got {len(values)}")
+        if len(values) > units.MAX_WHATIF_VALUES:
+            fail(f"--vary: {axis}: at most {units.MAX_WHATIF_VALUES} values, got {len(values)}")
         if any(a == axis for a, _ in axes):
             fail(f"--vary: {axis} given twice")
         axes.append((axis, values))
@@ -827,6 +848,10 @@ def _parse_vary(ctx, specs) -> list:
         fail("--vary: missing; e.g. --vary qps=10,20,40,80")
     if len(axes) > 2:
         fail("--vary: at most two axes")
+    cells = math.prod(len(v) for _, v in axes)
+    if cells > units.MAX_WHATIF_CELLS:
+        fail(f"--vary: {' x '.join(str(len(v)) for _, v in axes)} = {cells:,} cells; at most "
+             f"{units.MAX_WHATIF_CELLS:,} (each cell is a recommendation)")
     return axes
 
 
@@ -834,18 +859,11 @@ def _apply(opts: dict, axis: str, value: str) -> dict:
     o = dict(opts)
     key = {"ttft-slo": "ttft_slo", "tpot-slo": "tpot_slo"}.get(axis, axis)
     if axis == "qps":
-        try:
-            v = float(value)
-        except ValueError:
-            fail(f"--vary: qps: {value!r} is not a number")
-        if not math.isfinite(v) or v <= 0 or v > QPS.maximum:
-            fail(f"--vary: qps: must be a positive number up to {QPS.maximum:,.0f}, got {value!r}")
-        o["qps"] = v
+        o["qps"] = units.parse_number(value, "--vary: qps", units.MIN_QPS, units.MAX_QPS)
         o["concurrency"] = None
     elif axis == "concurrency":
-        if not value.isdigit() or not 1 <= int(value) <= 1_000_000:
-            fail(f"--vary: concurrency: must be a whole number of clients from 1 to 1,000,000, got {value!r}")
-        o["concurrency"] = int(value)
+        o["concurrency"] = units.parse_count(value, "--vary: concurrency", 1, 1_000_000,
+                                             "a whole number of clients")
         o["qps"] = None
     elif axis in ("isl", "osl"):
         o[key] = value
@@ -892,23 +910,27 @@ def whatif(ctx, as_json, approach, max_gpus, objective, vary, plot, plot_file, f
     combos = [[(axes[0][0], v)] for v in axes[0][1]]
     if len(axes) == 2:
         combos = [[(axes[0][0], a), (axes[1][0], b)] for a in axes[0][1] for b in axes[1][1]]
+    from planner.progress import Progress
+
     rows, assumed = [], None
-    for combo in combos:
-        o = dict(opts)
-        for axis, value in combo:
-            o = _apply(o, axis, value)
-        gpus = _gpu_list(ctx, o)
-        inputs = build_inputs(ctx, o)
-        if assumed is None:  # the defaults, less the axes being varied
-            assumed = [a for a in inputs.assumed
-                       if not any(a.lower().startswith(ax.split("-")[0]) for ax, _ in axes)]
-        try:
-            rec = run_recommend(inputs, gpus or [inputs.gpu], _approaches(approach), max_gpus,
-                                objective, headroom=False)
-            rows.append({"values": dict(combo), "rec": rec, "error": None})
-        except NoFeasiblePlanError as exc:
-            rows.append({"values": dict(combo), "rec": None, "error": str(exc).split("\n")[0],
-                         "nearest": exc.nearest})
+    with Progress("what-if", total=len(combos)) as progress:
+        for i, combo in enumerate(combos):
+            progress.update(i)
+            o = dict(opts)
+            for axis, value in combo:
+                o = _apply(o, axis, value)
+            gpus = _gpu_list(ctx, o)
+            inputs = build_inputs(ctx, o)
+            if assumed is None:  # the defaults, less the axes being varied
+                assumed = [a for a in inputs.assumed
+                           if not any(a.lower().startswith(ax.split("-")[0]) for ax, _ in axes)]
+            try:
+                rec = run_recommend(inputs, gpus or [inputs.gpu], _approaches(approach), max_gpus,
+                                    objective, headroom=False)
+                rows.append({"values": dict(combo), "rec": rec, "error": None})
+            except NoFeasiblePlanError as exc:
+                rows.append({"values": dict(combo), "rec": None, "error": str(exc).split("\n")[0],
+                             "nearest": exc.nearest})
     if plot_file:
         from planner.plots import whatif_plot
 
@@ -1015,8 +1037,8 @@ def catalog(ctx, what, name, as_json):
 @click.option("--kv-dtype", "kv_dtype", type=click.Choice(KV_DTYPES),
               help="KV-cache dtype [default: the model's].")
 @click.option("--gpu", metavar="NAME", help="Compare with a decode step on this GPU.")
-@click.option("--batch", type=click.IntRange(1, 1_000_000), help="Decode batch (with --gpu) [default: 1].")
-@click.option("--tp", type=click.IntRange(1, 1024),
+@click.option("--batch", type=Whole(1, 1_000_000), help="Decode batch (with --gpu) [default: 1].")
+@click.option("--tp", type=Whole(1, 1024),
               help="Tensor parallelism of the decode instance (with --gpu) [default: the smallest that fits].")
 @click.option("--dtype", type=click.Choice(WEIGHT_DTYPES),
               help="Weight dtype of the decode instance [default: the model's].")
@@ -1064,12 +1086,12 @@ def kv(ctx, model, seq_len, kv_dtype, gpu, batch, tp, dtype, as_json):
 
 @cli.command()
 @model_options
-@click.option("--tp", type=click.IntRange(1, 1024),
+@click.option("--tp", type=Whole(1, 1024),
               help="Tensor parallelism [default: the smallest that fits one node].")
-@click.option("--pp", type=click.IntRange(1, 1024), default=1, show_default=True,
+@click.option("--pp", type=Whole(1, 1024), default=1, show_default=True,
               help="Pipeline parallelism.")
 @click.option("--prefill", "prefill_tokens", metavar="N", help="Prefill of one N-token prompt.")
-@click.option("--decode", "decode_batch", type=click.IntRange(1, 1_000_000), metavar="B",
+@click.option("--decode", "decode_batch", type=Whole(1, 1_000_000), metavar="B",
               help="One decode step of B sequences (needs --context).")
 @click.option("--context", metavar="L", help="Mean context of the decoding sequences, e.g. 2176.")
 @json_option
@@ -1182,7 +1204,7 @@ def validate(ctx, dataset, fit, as_json):
               help="Draw in real time (ms) for this model; with --gpu/--tp "
                    "[default: abstract ticks; llama-3.1-70b once --gpu or --tp is given].")
 @click.option("--gpu", metavar="NAME", help="GPU of the real-time picture [default: h100-sxm].")
-@click.option("--tp", type=click.IntRange(1, 1024),
+@click.option("--tp", type=Whole(1, 1024),
               help="Tensor parallelism of the real-time picture [default: the smallest that fits].")
 @click.option("--dtype", type=click.Choice(WEIGHT_DTYPES),
               help="Weight dtype of the real-time picture [default: the model's].")

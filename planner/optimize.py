@@ -17,14 +17,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from planner.api import (
-    Inputs,
-    Plan,
-    estimate,
-    kv_link_for,
-)
+from planner.api import Inputs, Plan, estimate
 from planner.errors import InvalidRequestError, NoFeasiblePlanError
-from planner.perf import build_step_model
+from planner.perf import build_step_model, kv_link_for
 from planner.serving import chunked, disaggregated, unified
 from planner.serving.common import APPROACHES, Deployment, LoadShape, Pool
 
@@ -128,7 +123,7 @@ def _score(r, slo):
     shortfall = target / attainment, which is at most 1 exactly when feasible). The search needs
     only the attainment, a CDF at the SLOs; percentiles are computed for the chosen sizes."""
     target = slo.percentile / 100.0
-    att = np.where(r["stable"], np.asarray(r["attain"], dtype=float), 0.0)
+    att = np.where(r.stable, np.asarray(r.attain, dtype=float), 0.0)
     with np.errstate(divide="ignore"):
         short = np.where(att > 0, target / np.maximum(att, 1e-300), np.inf)
     return att >= target - 1e-9, short
@@ -138,9 +133,9 @@ def _pct_score(r, slo):
     """The percentile-based score of a single evaluated size: how far the worse percentile is
     from its SLO (used to rank near misses and in messages)."""
     k = slo.key
-    tt = float(np.asarray(r["ttft"][k], dtype=float).reshape(-1)[0])
-    tp = float(np.asarray(r["tpot"][k], dtype=float).reshape(-1)[0])
-    stable = bool(np.asarray(r["stable"]).reshape(-1)[0])
+    tt = float(np.asarray(r.ttft[k], dtype=float).reshape(-1)[0])
+    tp = float(np.asarray(r.tpot[k], dtype=float).reshape(-1)[0])
+    stable = bool(np.asarray(r.stable).reshape(-1)[0])
     return (max(tt / slo.ttft_s, tp / slo.tpot_s) if stable else np.inf), tt, tp
 
 

@@ -22,6 +22,17 @@ from planner.catalog import (
 )
 from planner.errors import CatalogError, InvalidRequestError
 from planner.serving.common import APPROACHES, Deployment, Pool
+from planner.units import (
+    MAX_BURSTINESS,
+    MAX_DURATION_S,
+    MAX_QPS,
+    MAX_TOKENS,
+    MIN_BURSTINESS,
+    MIN_DURATION_S,
+    MIN_QPS,
+    PERCENTILES,
+    parse_size,
+)
 
 ROLES = {"unified": ("unified",), "chunked": ("unified",), "disaggregated": ("prefill", "decode")}
 
@@ -46,6 +57,12 @@ def _num(path, d, key, *, integer=False, positive=True, required=True, ctx=""):
     if positive and v <= 0:
         _fail(path, label, f"must be positive, got {v!r}")
     return int(v) if integer else float(v)
+
+
+def _bounded(path, label, v, lo, hi):
+    """The input layer's bounds (planner.units) on a number read from a plan."""
+    if v is not None and not lo <= v <= hi:
+        _fail(path, label, f"must be from {lo:g} to {hi:,g}, got {v!r}")
 
 
 def read_plan(path: str) -> dict:
@@ -137,13 +154,11 @@ def load_plan(path: str, qps: float | None = None, catalog_dir: str | None = Non
 
     def lengths(key) -> LengthDist:
         v = inp.get(key)
-        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+        if isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_TOKENS:
             return fixed(v)
         if isinstance(v, str):
-            try:
-                return parse_length_dist(v, f"{path}: inputs.{key}") if ":" in v else fixed(int(v))
-            except ValueError:
-                pass
+            where = f"{path}: inputs.{key}"
+            return parse_length_dist(v, where) if ":" in v else fixed(parse_size(v, where))
         _fail(path, f"inputs.{key}", f"must be a token count or a distribution, got {v!r}")
 
     rate = qps if qps is not None else _num(path, inp, "qps", ctx="inputs.")
@@ -153,13 +168,21 @@ def load_plan(path: str, qps: float | None = None, catalog_dir: str | None = Non
     think = (_num(path, inp, "think_time_ms", required=False, ctx="inputs.") or 0.0) / 1e3
     if qps is not None:  # --qps over a closed-loop plan: an open-loop question
         conc = None
+    _bounded(path, "inputs.qps", rate if qps is None else None, MIN_QPS, MAX_QPS)
+    _bounded(path, "inputs.burstiness", cv, 0.0, MAX_BURSTINESS)
+    _bounded(path, "inputs.concurrency", conc, 1, 1_000_000)
+    _bounded(path, "inputs.think_time_ms", think * 1e3, 0.0, MAX_DURATION_S * 1e3)
+    cv = max(cv, MIN_BURSTINESS)
     wl = Workload(rate, lengths("isl"), lengths("osl"), cv, trace, concurrency=conc,
                   think_s=think if conc else 0.0)
     pct = inp.get("percentile")
-    if pct not in (50, 90, 95, 99):
+    if isinstance(pct, bool) or pct not in PERCENTILES:  # 90.0 == 90: read as the int key p90
         _fail(path, "inputs.percentile", f"must be one of 50, 90, 95, 99, got {pct!r}")
+    pct = int(pct)
     slo = SLO(_num(path, inp, "ttft_slo_ms", ctx="inputs.") / 1e3,
               _num(path, inp, "tpot_slo_ms", ctx="inputs.") / 1e3, pct)
+    for key, v in (("ttft_slo_ms", slo.ttft_s), ("tpot_slo_ms", slo.tpot_s)):
+        _bounded(path, f"inputs.{key}", v * 1e3, MIN_DURATION_S * 1e3, MAX_DURATION_S * 1e3)
     dtype, kv_dtype = inp.get("dtype"), inp.get("kv_dtype")
     if dtype not in WEIGHT_DTYPES:
         _fail(path, "inputs.dtype", f"must be one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")

@@ -213,7 +213,9 @@ def inputs_document(inp, trace_rows: bool = True) -> dict:
     """``trace_rows``: embed a trace's rows (a plan that stands alone), else only its name, hash
     and size (the alternatives beside a plan, whose trace is the plan's)."""
     wl, slo = inp.workload, inp.slo
-    doc = {"model": inp.model.id, "gpu": inp.gpu, "qps": rnd(wl.qps, 6)}
+    # The rate and the burstiness as given (not rounded): a plan must load back to the same
+    # inputs, and 6 decimals would turn --qps 1e-7 into 0.
+    doc = {"model": inp.model.id, "gpu": inp.gpu, "qps": finite(wl.qps)}
     if wl.trace is not None:  # the trace's mean lengths, for people; the trace decides
         doc["isl"] = count(wl.mean_isl)
         doc["osl"] = count(wl.mean_osl)
@@ -229,7 +231,7 @@ def inputs_document(inp, trace_rows: bool = True) -> dict:
     doc["dtype"] = inp.dtype
     doc["kv_dtype"] = inp.kv_dtype
     if wl.arrival_cv != 1.0:
-        doc["burstiness"] = rnd(wl.arrival_cv, 6)
+        doc["burstiness"] = finite(wl.arrival_cv)
     if wl.concurrency is not None:  # closed loop: qps is the throughput the clients reach
         doc["concurrency"] = int(wl.concurrency)
         if wl.think_s:
@@ -499,6 +501,8 @@ def simulation_document(sim, seed: int | None = None, requested: int | None = No
         "throughput_tokens_per_s": {"input": rnd(_get(sim, "throughput_in_tok_s"), 1),
                                     "output": rnd(_get(sim, "throughput_out_tok_s"), 1)},
         "stable": bool(_get(sim, "stable")),
+        "preemptions": _get(sim, "preemptions", 0),
+        "preempted_share": rnd(_get(sim, "preempted_share", 0.0), 4),
         "duration_s": rnd(_get(sim, "duration_s"), 3),
         "wall_s": rnd(_get(sim, "wall_s"), 3),
     }
@@ -524,6 +528,9 @@ def show_simulation(console: Console, plan, sim, requested: int | None = None) -
     t.add_row("SLO attainment", "meets" if plan.meets_slo else "misses",
               _pct(_get(sim, "attainment"), 1))
     console.print(t)
+    if _get(sim, "preemptions", 0):
+        console.print(f"[dim]KV cache outgrown: {_get(sim, 'preemptions'):,} recompute preemptions; "
+                      f"{_pct(_get(sim, 'preempted_share'), 1)} of counted requests preempted[/]")
     console.print(f"[dim]simulated {_num(_get(sim, 'duration_s'), ',.1f')} s of traffic in "
                   f"{_num(_get(sim, 'wall_s'), ',.2f')} s[/]")
 

@@ -1,8 +1,9 @@
 """The interference picture: a few requests scheduled iteration by iteration, drawn tick by tick.
 
-This is the simulator's policy at the scale of a handful of requests on one lane (one prefill
-lane and one decode lane when disaggregated), where every iteration is kept so that it can be
-drawn. The rules are those of :mod:`planner.simulate`:
+The schedule is the token-by-token reference scheduler's (:mod:`planner.sim.reference`, the
+rules the simulator is tested against) at the scale of a handful of requests on one lane (one
+prefill lane and one decode lane when disaggregated), where every iteration is kept so that it
+can be drawn:
 
 * ``unified``: in-flight batching without splitting. Every iteration carries the running decodes
   plus whole waiting prompts, first come first served, while they fit in the token budget left
@@ -38,10 +39,12 @@ first and the decode tick last, which is when the new tokens appear.
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, field
 
 from planner.errors import InvalidRequestError
+from planner.sim import reference
+from planner.sim.reference import Iteration, Request, StepClock, TokenClock  # noqa: F401  (re-exported)
+from planner.units import MAX_TIMELINE_COLUMNS, TICK_STEP_FRACTION
 
 APPROACHES = ("unified", "chunked", "disaggregated")
 PREFILL, DECODE, STALLED, WAITING, IDLE = "P", "D", "x", "-", "."
@@ -69,24 +72,17 @@ DEFAULT_COLUMNS = 80  # real mode: the timeline fits this many columns unless --
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Request:
-    prompt: int  # tokens
-    output: int  # tokens generated, the first by the prefill
-    arrival: float  # ticks (abstract) or seconds (real)
-
-
 def parse_request(text: str, real: bool, flag: str = "--request") -> tuple[int, int, float | None]:
     """``LEN[:OUT[@ARRIVAL]]`` -> (prompt, output, arrival or None when not given).
 
     ARRIVAL is a whole number of ticks in abstract mode and a duration (``150ms``, ``0.2s``,
     ``150`` = ms) in real mode."""
-    from planner.units import parse_duration, parse_size
+    from planner.units import parse_count, parse_duration, parse_size, shown
 
     raw = str(text).strip()
     head, at, when = raw.partition("@")
     length, colon, out = head.partition(":")
-    where = f"{flag} {raw!r}"
+    where = f"{flag} {shown(raw, 40)}"
     if not length.strip():
         raise InvalidRequestError(f"{where}: expected LEN[:OUT[@ARRIVAL]], e.g. 2048:64@100ms or 8")
     prompt = parse_size(length, f"{where}: LEN", maximum=1_000_000)
@@ -99,107 +95,18 @@ def parse_request(text: str, real: bool, flag: str = "--request") -> tuple[int, 
         if not w:
             raise InvalidRequestError(f"{where}: ARRIVAL is empty; expected LEN[:OUT[@ARRIVAL]]")
         if real:
-            try:
-                zero = float(w.rstrip("msu ")) == 0.0
-            except ValueError:
-                zero = False
+            zero = (w.isascii() and w.rstrip("msu ").strip("0.") == "" and "0" in w)
             arrival = 0.0 if zero else parse_duration(w, f"{where}: ARRIVAL")
         else:
-            if not w.isdigit():
-                raise InvalidRequestError(
-                    f"{where}: ARRIVAL must be a whole number of ticks without --model/--gpu, "
-                    f"got {w!r}")
-            arrival = float(int(w))
+            # ASCII digits only ('²'.isdigit() is true), bounded before int() (MAX_TICKS below).
+            arrival = float(parse_count(w, f"{where}: ARRIVAL", 0, MAX_TICKS,
+                                        "a whole number of ticks (without --model/--gpu)"))
     return prompt, output, arrival
-
-
-# --------------------------------------------------------------------------------------------
-# Clocks: how long an iteration takes
-# --------------------------------------------------------------------------------------------
-
-
-class TokenClock:
-    """Abstract time: one tick per token processed; a decode iteration of the batch is one tick."""
-
-    real = False
-    unit = "tick"
-
-    def iteration(self, pieces, contexts) -> tuple[float, float]:
-        """(duration, share of it the decodes alone would take) of an iteration with prompt
-        ``pieces`` [(tokens, offset, completes)] and decodes at ``contexts``."""
-        dec = 1.0 if contexts else 0.0
-        return float(sum(p[0] for p in pieces)) + dec, dec
-
-    def transfer(self, prompt: int, prefill_s: float) -> tuple[float, float]:
-        """(exposed time after the prefill, time the link is busy) of one KV cache."""
-        return 0.0, 0.0
-
-
-class StepClock:
-    """Real time from :meth:`planner.perf.StepModel.iteration` (what ``prefill_time``,
-    ``decode_time`` and ``mixed_time`` evaluate), and the KV transfer over ``link``."""
-
-    real = True
-    unit = "ms"
-
-    def __init__(self, sm, link=None, streams: int = 1, kv_bytes_per_token: float = 0.0,
-                 overlap: bool = True):
-        self.sm = sm
-        self.link, self.streams = link, max(int(streams), 1)
-        self.kv_bytes_per_token = float(kv_bytes_per_token)
-        self.overlap = overlap
-
-    def _time(self, pieces, contexts) -> float:
-        tokens = sum(p[0] for p in pieces)
-        cost = self.sm.iteration(
-            prefill_tokens=tokens,
-            prefill_pairs=sum(c * (off + c / 2) for c, off, _ in pieces),
-            prefill_kv=sum(off + c for c, off, _ in pieces),
-            prefill_seqs=sum(1 for p in pieces if p[2]),
-            decode_batch=len(contexts), decode_ctx=float(sum(contexts)))
-        return float(cost.time_s)
-
-    def iteration(self, pieces, contexts) -> tuple[float, float]:
-        total = self._time(pieces, contexts)
-        if not contexts:
-            return total, 0.0
-        dec = total if not pieces else min(self._time((), contexts), total)
-        return total, dec
-
-    def transfer(self, prompt: int, prefill_s: float) -> tuple[float, float]:
-        if self.link is None:
-            return 0.0, 0.0
-        from planner.perf import kv_transfer_time
-
-        nbytes = prompt * self.kv_bytes_per_token
-        exposed = float(kv_transfer_time(nbytes, self.link, streams=self.streams,
-                                         prefill_time=prefill_s, layers=self.sm.model.num_layers,
-                                         overlap=self.overlap))
-        busy = nbytes / (self.streams * self.link.bytes_per_s) + self.link.latency_s
-        return exposed, busy
-
-    def prefill(self, tokens: int) -> float:
-        return float(self.sm.prefill_time(tokens))
 
 
 # --------------------------------------------------------------------------------------------
 # Results
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Iteration:
-    pool: str  # unified | prefill | decode
-    start: float
-    end: float
-    pieces: tuple  # ((request, prompt tokens, offset), ...)
-    decodes: tuple  # requests that get a token at the end of the iteration
-    decode_share: float  # time at the end of the iteration drawn as the decode tick
-    stalled: tuple = ()  # requests in the running batch that get no token
-
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
 
 
 @dataclass
@@ -246,122 +153,6 @@ class Timeline:
 # --------------------------------------------------------------------------------------------
 # Schedules
 # --------------------------------------------------------------------------------------------
-
-
-def _fcfs(reqs) -> list:
-    return sorted(range(len(reqs)), key=lambda i: (reqs[i].arrival, i))
-
-
-def _contexts(reqs, tokens, running) -> list:
-    # A decode attends to the prompt and the tokens generated before the one it feeds in.
-    return [reqs[r].prompt + len(tokens[r]) - 1 for r in running]
-
-
-def _after_decode(reqs, tokens, running, t) -> list:
-    for r in running:
-        tokens[r].append(t)
-    return [r for r in running if len(tokens[r]) < reqs[r].output]
-
-
-def _unified(reqs, clock, budget: int) -> tuple[list, list]:
-    """In-flight batching without splitting: every iteration carries the running decodes plus
-    whole waiting prompts, FCFS, while they fit in ``budget - decodes`` (the first always)."""
-    tokens = [[] for _ in reqs]
-    pending = deque(_fcfs(reqs))
-    running: list = []
-    its: list = []
-    t = 0.0
-    while pending or running:
-        room, pieces = budget - len(running), []
-        for r in pending:
-            L = reqs[r].prompt
-            if reqs[r].arrival > t or (pieces and L > room):
-                break
-            pieces.append((r, L, 0))
-            room -= L
-        if not pieces and not running:
-            t = max(t, reqs[pending[0]].arrival)  # idle until the next arrival
-            continue
-        d, share = clock.iteration(tuple((c, 0, True) for _, c, _ in pieces),
-                                   _contexts(reqs, tokens, running))
-        its.append(Iteration("unified", t, t + d, tuple(pieces), tuple(running), share))
-        t += d
-        running = _after_decode(reqs, tokens, running, t)
-        for r, _, _ in pieces:
-            pending.remove(r)
-            tokens[r].append(t)
-            if reqs[r].output > 1:
-                running.append(r)  # decodes from the next iteration on
-    return its, tokens
-
-
-def _chunked(reqs, clock, chunk: int) -> tuple[list, list]:
-    tokens = [[] for _ in reqs]
-    done = [0] * len(reqs)  # prompt tokens prefilled
-    pending = deque(_fcfs(reqs))
-    running: list = []
-    its: list = []
-    t = 0.0
-    while pending or running:
-        room, pieces = chunk - len(running), []  # the budget counts the decodes too
-        for r in pending:  # FCFS: the partly prefilled head first
-            if room <= 0 or reqs[r].arrival > t:
-                break
-            c = min(reqs[r].prompt - done[r], room)
-            pieces.append((r, c, done[r]))
-            room -= c
-        if not pieces and not running:
-            t = max(t, reqs[pending[0]].arrival)
-            continue
-        d, share = clock.iteration(
-            tuple((c, off, off + c == reqs[r].prompt) for r, c, off in pieces),
-            _contexts(reqs, tokens, running))
-        decodes = tuple(running)
-        its.append(Iteration("unified", t, t + d, tuple(pieces), decodes, share))
-        t += d
-        running = _after_decode(reqs, tokens, running, t)
-        for r, c, _ in pieces:
-            done[r] += c
-            if done[r] == reqs[r].prompt:
-                pending.remove(r)
-                tokens[r].append(t)
-                if reqs[r].output > 1:
-                    running.append(r)  # decodes from the next iteration on
-    return its, tokens
-
-
-def _disaggregated(reqs, clock) -> tuple[list, list, dict, dict]:
-    tokens = [[] for _ in reqs]
-    its: list = []
-    prefill_end, exposed = {}, {}
-    t, link_free = 0.0, 0.0
-    ready = {}
-    for r in _fcfs(reqs):  # the prefill lane
-        L = reqs[r].prompt
-        s = max(t, reqs[r].arrival)
-        d, _ = clock.iteration(((L, 0, True),), ())
-        its.append(Iteration("prefill", s, s + d, ((r, L, 0),), (), 0.0))
-        t = s + d
-        prefill_end[r] = t
-        exp, busy = clock.transfer(L, d)
-        ready[r] = max(t + exp, link_free + busy)  # one FIFO link per prefill instance
-        link_free = ready[r]
-        exposed[r] = ready[r] - t
-        tokens[r].append(ready[r])  # the first token is delivered with the KV cache
-    queue = deque(sorted((r for r in ready if reqs[r].output > 1), key=lambda r: (ready[r], r)))
-    running: list = []
-    t = 0.0
-    while queue or running:  # the decode lane admits at its iteration boundaries
-        while queue and ready[queue[0]] <= t:
-            running.append(queue.popleft())
-        if not running:
-            t = max(t, ready[queue[0]])
-            continue
-        d, share = clock.iteration((), _contexts(reqs, tokens, running))
-        its.append(Iteration("decode", t, t + d, (), tuple(running), share))
-        t += d
-        running = _after_decode(reqs, tokens, running, t)
-    return its, tokens, prefill_end, exposed
 
 
 # --------------------------------------------------------------------------------------------
@@ -534,11 +325,11 @@ def build(approach: str, requests: list | None = None, clock=None, chunk_size: i
             budget = max(token_budget(clock.sm), longest)
         else:
             budget = longest
-        its, tokens = _unified(reqs, clock, budget)
+        its, tokens = reference.unified(reqs, clock, budget)
     elif approach == "chunked":
-        its, tokens = _chunked(reqs, clock, chunk_size)
+        its, tokens = reference.chunked(reqs, clock, chunk_size)
     else:
-        its, tokens, prefill_end, exposed = _disaggregated(reqs, clock)
+        its, tokens, prefill_end, exposed = reference.disaggregated(reqs, clock)
 
     stats = []
     for i, r in enumerate(reqs):
@@ -557,8 +348,18 @@ def build(approach: str, requests: list | None = None, clock=None, chunk_size: i
 
     t_end = max(s.finish for s in stats)
     if clock.real:
+        if tick:
+            step, _ = clock.iteration((), (reqs[0].prompt,))
+            if tick < step * TICK_STEP_FRACTION * (1 - 1e-9):
+                raise InvalidRequestError(
+                    f"--tick: {tick * 1e3:g} ms is finer than the decode step ({step * 1e3:.3g} ms) "
+                    f"/ {1 / TICK_STEP_FRACTION:,.0f}; give at least {step * TICK_STEP_FRACTION * 1e6:.3g}us")
         width = float(tick) if tick else nice_tick(t_end, columns)
         n = max(1, math.ceil(t_end / width - 1e-9))
+        if n > MAX_TIMELINE_COLUMNS:
+            raise InvalidRequestError(
+                f"--tick: {width * 1e3:g} ms makes {n:,} columns, more than {MAX_TIMELINE_COLUMNS:,}; "
+                f"give --tick {nice_tick(t_end, MAX_TIMELINE_COLUMNS) * 1e3:g}ms or coarser")
     else:
         width, n = 1.0, max(1, int(round(t_end)))
 

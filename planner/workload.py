@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from planner.errors import InvalidRequestError
+from planner.units import MAX_LENGTH_CV, MAX_TOKENS, MIN_BURSTINESS, MIN_LENGTH_CV
 
-MAX_TOKENS = 1_000_000
 GRID_POINTS = 64
 _DISTS = ("fixed", "lognormal", "uniform", "exponential", "gamma")
 
@@ -85,7 +85,7 @@ def fixed(n: int) -> LengthDist:
 def parse_length_dist(text: str, flag: str) -> LengthDist:
     """``lognormal:mean=2048,cv=0.6``, ``uniform:min=128,max=4096``, ``exponential:mean=256``,
     ``gamma:mean=512,cv=1.5`` or ``fixed:2048``."""
-    from planner.units import parse_size
+    from planner.units import parse_number, parse_size
 
     kind, _, rest = str(text).partition(":")
     kind = kind.strip().lower()
@@ -104,10 +104,12 @@ def parse_length_dist(text: str, flag: str) -> LengthDist:
         if not eq:
             raise InvalidRequestError(f"{flag}: expected key=value in {text!r}, got {part!r}")
         key = key.strip().lower()
-        try:
-            params[key] = float(parse_size(val, flag)) if key in ("mean", "min", "max") else float(val)
-        except ValueError:
-            raise InvalidRequestError(f"{flag}: {key}: not a number: {val!r}") from None
+        if key in ("mean", "min", "max"):
+            params[key] = float(parse_size(val, f"{flag}: {key}"))
+        elif key == "cv":
+            params[key] = parse_number(val, f"{flag}: cv", 0.0, MAX_LENGTH_CV)
+        else:
+            params[key] = math.nan  # reported as unknown below
     allowed = {"lognormal": {"mean", "cv"}, "gamma": {"mean", "cv"}, "exponential": {"mean"},
                "uniform": {"min", "max"}}[kind]
     missing, extra = allowed - set(params), set(params) - allowed
@@ -125,9 +127,10 @@ def parse_length_dist(text: str, flag: str) -> LengthDist:
         return LengthDist("uniform", (params["min"] + params["max"]) / 2, low=params["min"], high=params["max"])
     if kind == "exponential":
         return LengthDist("exponential", params["mean"], cv=1.0)
-    if params["cv"] > 10:
-        raise InvalidRequestError(f"{flag}: cv must be at most 10, got {params['cv']:g}")
-    return LengthDist(kind, params["mean"], cv=params["cv"])
+    # A CV this small rounds to the same token count everywhere: read as fixed (CV 0), where the
+    # Gamma shape 1 / CV^2 would overflow (planner.units.MIN_LENGTH_CV).
+    cv = params["cv"] if params["cv"] >= MIN_LENGTH_CV else 0.0
+    return LengthDist(kind, params["mean"], cv=cv)
 
 
 @dataclass(frozen=True)
@@ -423,7 +426,7 @@ class Workload:
         if self.arrival_cv == 1.0:
             gaps = rng.exponential(1.0 / self.qps, n)
         else:
-            k = 1.0 / self.arrival_cv**2
+            k = 1.0 / max(self.arrival_cv, MIN_BURSTINESS) ** 2
             gaps = rng.gamma(k, 1.0 / (self.qps * k), n)
         t = np.cumsum(gaps)
         if self.trace is not None:

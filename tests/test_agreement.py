@@ -15,7 +15,7 @@ import pytest
 
 from planner import api
 from planner.serving.common import Deployment, Pool
-from planner.simulate import simulate
+from planner.sim import simulate
 from planner.workload import Workload, fixed, parse_length_dist
 
 pytestmark = pytest.mark.slow
@@ -51,13 +51,17 @@ KNOWN_GAPS = {
     ("unified", 0.85, "fixed", "dense", "TPOT p50"): 0.12,  # -10.9%
     ("unified", 0.85, "variable", "dense", "TTFT p90"): 0.14,  # +12.6%
     ("unified", 0.85, "variable", "dense", "TPOT p50"): 0.15,  # -13.1%
-    # * the MoE cases sit at 85% of their KV capacity (mixtral tp2: the batch cap binds): the
-    #   simulator admits against the current occupancy and sequences then grow past it (it does
-    #   not yet preempt, as vLLM would), so admissions block far more than the steady M/G/c
-    #   admission wait says; the analytic tail is optimistic there:
-    ("unified", 0.85, "fixed", "moe", "TTFT p90"): 0.45,  # -43.0% (157 vs 276 ms)
-    ("unified", 0.85, "variable", "moe", "TTFT p50"): 0.26,  # -24.1%
-    ("unified", 0.85, "variable", "moe", "TTFT p90"): 0.87,  # -84.9% (193 vs 1,275 ms)
+    # * the MoE cases sit at 85% of their KV capacity (mixtral tp2: the batch cap binds). The
+    #   simulator preempts (vLLM's recompute) when running sequences outgrow the cache, and each
+    #   preemption adds a recompute prefill; near the cap that is metastable: 20k requests run at
+    #   p50 TTFT 103 ms with 1.8% of requests preempted, but over 40k a preemption storm sets in
+    #   and TTFT reaches seconds. The analytic model (a steady M/G/c admission wait, no
+    #   recompute cost) does not see it and is far too optimistic there:
+    ("unified", 0.85, "fixed", "moe", "TTFT p50"): 0.26,  # -24.4% (80 vs 106 ms)
+    ("unified", 0.85, "fixed", "moe", "TTFT p90"): 0.86,  # -84.5% (157 vs 1,018 ms)
+    ("unified", 0.85, "variable", "moe", "TTFT p50"): 0.995,  # -99.1% (87 ms vs 9.4 s)
+    ("unified", 0.85, "variable", "moe", "TTFT p90"): 0.99,  # -98.6% (193 ms vs 14.0 s)
+    ("unified", 0.85, "variable", "moe", "TPOT p50"): 0.15,  # -13.8%
 }
 _ROWS: list = []
 
@@ -75,7 +79,7 @@ def _inputs(model: str, lengths: str):
 def _qps_for(inp, dep, target):
     def util(q):
         r = api.evaluate(inp, dep, [q])
-        return max(float(np.asarray(v).reshape(-1)[0]) for v in r["utilization"].values())
+        return max(float(np.asarray(v).reshape(-1)[0]) for v in r.utilization.values())
 
     lo, hi = 1e-3, 1.0
     while util(hi) < target:
@@ -155,3 +159,61 @@ def test_agreement_bursty(approach):
             if abs(a - s) > max(rel * s, ABS):
                 bad.append(f"{metric} {k}: analytic {a * 1e3:.2f} ms vs simulated {s * 1e3:.2f} ms")
     assert not bad, f"{approach} CV 2: " + "; ".join(bad)
+
+
+# Closed loop (planner.serving.closed): N clients, no think time, llama-3.1-8b on one H100, fixed
+# lengths (clients move in cohorts) and variable ones (lognormal, CV 0.5: they drift apart), up
+# to saturation (N = 256: compute-bound with a filling budget, or the batch cap). P50 TTFT and
+# TPOT and the throughput within 10% (or 2 ms), except the measured gaps below:
+CLOSED_N = (4, 16, 64, 256)
+CLOSED_SHAPES = ((256, 256), (1024, 128))
+CLOSED_GAPS = {
+    # four fixed-length clients: the cohort of four short prompts rides with the decodes; the
+    # steady model still charges a little prompt wait:
+    ("unified", 256, 4, "fixed", "TTFT p50"): 0.12,  # +10.4%
+    # variable lengths at moderate N: the renewal arrivals (CV of the output length) queue a
+    # little more than the simulated clients, whose arrivals spread over the cycle:
+    ("unified", 1024, 4, "variable", "TTFT p50"): 0.14,  # +11%
+    ("unified", 1024, 16, "variable", "TTFT p50"): 0.13,  # +10%
+    ("unified", 1024, 64, "variable", "TTFT p50"): 0.15,  # +12%
+    ("chunked", 1024, 4, "variable", "TTFT p50"): 0.17,  # +14%
+    ("chunked", 1024, 16, "variable", "TTFT p50"): 0.13,  # +10%
+    # N = 256 with variable lengths near saturation: the open-loop prompt queue at the edge of
+    # stability is far longer than what 256 clients can build, and unified compute saturation
+    # puts the whole shortfall on TPOT where the simulator also queues prompts a little:
+    ("unified", 256, 256, "variable", "TTFT p50"): 0.2,  # +16%
+    ("chunked", 256, 256, "variable", "TTFT p50"): 0.17,  # +14%
+    ("unified", 1024, 256, "variable", "TTFT p50"): 3.6,  # +341% (329 vs 75 ms)
+    ("unified", 1024, 256, "variable", "TPOT p50"): 0.14,  # -11%
+    ("chunked", 1024, 256, "variable", "TPOT p50"): 0.2,  # -18%
+}
+
+
+@pytest.mark.parametrize("lengths", ["fixed", "variable"])
+@pytest.mark.parametrize("n", CLOSED_N)
+@pytest.mark.parametrize("isl,osl", CLOSED_SHAPES)
+@pytest.mark.parametrize("approach", ["unified", "chunked"])
+def test_agreement_closed_loop(approach, isl, osl, n, lengths):
+    inp = api.default_inputs(model="llama-3.1-8b", gpu="h100-sxm", isl=isl, osl=osl)
+    wl = replace(inp.workload, concurrency=n, think_s=0.0)
+    if lengths == "variable":
+        wl = replace(wl, isl=parse_length_dist(f"lognormal:mean={isl},cv=0.5", "--isl-dist"),
+                     osl=parse_length_dist(f"lognormal:mean={osl},cv=0.5", "--osl-dist"))
+    inp = replace(inp, workload=wl)
+    dep = Deployment(approach, (Pool("unified", "h100-sxm", 1, 1),),
+                     chunk_size=2048 if approach == "chunked" else None)
+    plan = api.estimate(inp, dep, with_headroom=False)
+    m = plan.metrics
+    sim = simulate(inp, dep, 3000)
+    assert sim.stable
+    bad = []
+    checks = [("TTFT p50", m.ttft["p50"], sim.ttft["p50"]), ("TPOT p50", m.tpot["p50"], sim.tpot["p50"]),
+              ("throughput", plan.inputs.workload.qps * plan.inputs.workload.mean_osl, sim.throughput_out_tok_s)]
+    for what, a, s in checks:
+        rel = CLOSED_GAPS.get((approach, isl, n, lengths, what), REL)
+        ok = abs(a - s) <= max(rel * s, ABS if what != "throughput" else 0.0)
+        _ROWS.append((approach, f"N{n}", lengths, f"{isl}x{osl}", what, a * 1e3, s * 1e3, (a - s) / s,
+                      "" if ok else "  <-- beyond"))
+        if not ok:
+            bad.append(f"{what}: analytic {a:.4g} vs simulated {s:.4g} ({(a - s) / s:+.1%})")
+    assert not bad, f"{approach} {isl}x{osl} N={n} {lengths}: " + "; ".join(bad)

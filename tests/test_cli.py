@@ -482,7 +482,7 @@ def test_validate_real():
 
 
 def _fake_simulate_module():
-    mod = types.ModuleType("planner.simulate")
+    mod = types.ModuleType("planner.sim")
     calls = []
 
     def simulate(inputs, dep, requests, seed):
@@ -502,7 +502,7 @@ def test_simulate_with_a_fake_simulator(monkeypatch):
     import planner
 
     fake = _fake_simulate_module()
-    monkeypatch.setitem(sys.modules, "planner.simulate", fake)
+    monkeypatch.setitem(sys.modules, "planner.sim", fake)
     monkeypatch.setattr(planner, "simulate", fake, raising=False)
     doc = run_json(["simulate"] + UNIFIED[1:] + ["--requests", "500", "--seed", "7", "--json"])
     assert list(doc) == ["plan", "simulation"]
@@ -535,7 +535,7 @@ def test_simulate_reads_a_plan_file(tmp_path, monkeypatch):
     path = tmp_path / "plan.yaml"
     path.write_text(yaml.safe_dump(plan, sort_keys=False))
     fake = _fake_simulate_module()
-    monkeypatch.setitem(sys.modules, "planner.simulate", fake)
+    monkeypatch.setitem(sys.modules, "planner.sim", fake)
     monkeypatch.setattr(planner, "simulate", fake, raising=False)
     doc = run_json(["simulate", str(path), "--requests", "200", "--json"])
     again = doc["plan"]
@@ -548,7 +548,7 @@ def test_simulate_reads_a_plan_file(tmp_path, monkeypatch):
 
 
 def test_simulate_real_simulator_small():
-    pytest.importorskip("planner.simulate")
+    pytest.importorskip("planner.sim")
     doc = run_json(["simulate"] + UNIFIED[1:] + ["--requests", "400", "--json"])
     sim = doc["simulation"]
     assert sim["requests"] == 400 and 0 < sim["counted"] <= 400

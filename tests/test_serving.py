@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planner.api import default_inputs, estimate, evaluate
+from planner.errors import InvalidRequestError
 from planner.serving.common import Deployment, Pool
 
 DEPS = {
@@ -29,8 +30,8 @@ def inp():
 def test_percentiles_are_ordered_and_finite_when_stable(inp, approach):
     r = evaluate(inp, DEPS[approach], np.array([0.5, 2.0, 4.0, 6.0]))
     for metric in ("ttft", "tpot"):
-        d = r[metric]
-        stable = r["stable"]
+        d = getattr(r, metric)
+        stable = r.stable
         assert np.all(d["p50"][stable] <= d["p90"][stable] + 1e-12)
         assert np.all(d["p90"][stable] <= d["p99"][stable] + 1e-12)
         assert np.all(np.isfinite(d["p99"][stable]))
@@ -43,16 +44,16 @@ def test_more_load_never_lowers_latency(inp, approach):
     r = evaluate(inp, DEPS[approach], q)
     for metric in ("ttft", "tpot"):
         for p in ("mean", "p90"):
-            v = np.nan_to_num(np.asarray(r[metric][p], dtype=float), posinf=1e300)
+            v = np.nan_to_num(np.asarray(getattr(r, metric)[p], dtype=float), posinf=1e300)
             assert np.all(np.diff(v) >= -1e-9 * np.maximum(v[:-1], 1)), (metric, p, v)
 
 
 @pytest.mark.parametrize("approach", list(DEPS))
 def test_overload_is_infinite_not_an_error(inp, approach):
     r = evaluate(inp, DEPS[approach], np.array([1e4]))
-    assert not r["stable"][0]
-    assert math.isinf(r["ttft"]["p90"][0]) or math.isinf(r["tpot"]["p90"][0])
-    assert str(r["saturated"][0]) != ""
+    assert not r.stable[0]
+    assert math.isinf(r.ttft["p90"][0]) or math.isinf(r.tpot["p90"][0])
+    assert str(r.saturated[0]) != ""
 
 
 @settings(max_examples=25, deadline=None)
@@ -60,10 +61,10 @@ def test_overload_is_infinite_not_an_error(inp, approach):
 def test_finite_exactly_when_stable(qps, approach):
     inp = default_inputs(qps=qps)
     r = evaluate(inp, DEPS[approach], np.array([qps]))
-    finite = all(np.isfinite(r[m][p][0]) for m in ("ttft", "tpot") for p in ("p50", "p90", "p99"))
-    assert finite == bool(r["stable"][0])
+    finite = all(np.isfinite(getattr(r, m)[p][0]) for m in ("ttft", "tpot") for p in ("p50", "p90", "p99"))
+    assert finite == bool(r.stable[0])
     if finite:
-        assert r["ttft"]["p50"][0] > 0 and r["tpot"]["p50"][0] > 0
+        assert r.ttft["p50"][0] > 0 and r.tpot["p50"][0] > 0
 
 
 def test_light_load_latency_is_the_bare_step_time(inp):
@@ -92,7 +93,7 @@ def test_unified_tpot_is_the_iteration_mix(inp):
     sm = step_model(inp, dep.pool("unified"))
     rate = (1 / 3) / float(sm.prefill_time(2048))
     r = evaluate(default_inputs(qps=rate), dep, np.array([rate]))
-    b, tpot = r["batch"][0], r["tpot"]["mean"][0]
+    b, tpot = r.batch[0], r.tpot["mean"][0]
     cv = unified.curves(sm, LoadShape(np.array([2048]), np.array([256])))
     td = float(cv.decode(b))
     t0, t1 = float(cv.empty(b)), float(cv.busy(b, 2048.0))
@@ -130,8 +131,25 @@ def test_chunked_bounds_the_worst_gap_below_unified():
 
 def test_kv_link_choice_follows_placement(inp):
     r = evaluate(inp, DEPS["disaggregated"], np.array([2.0]))
-    assert r["link"]["where"] == "inter-node"  # tp4 + tp8 = 12 GPUs: not one node
+    assert r.link["where"] == "inter-node"  # tp4 + tp8 = 12 GPUs: not one node
     same = Deployment("disaggregated", (Pool("prefill", "h100-sxm", 1, 4), Pool("decode", "h100-sxm", 1, 4)))
-    assert evaluate(inp, same, np.array([2.0]))["link"]["where"] == "same-node"  # one node of 8
+    assert evaluate(inp, same, np.array([2.0])).link["where"] == "same-node"  # one node of 8
     two = Deployment("disaggregated", (Pool("prefill", "h100-sxm", 2, 4), Pool("decode", "h100-sxm", 1, 4)))
-    assert evaluate(inp, two, np.array([2.0]))["link"]["where"] == "inter-node"
+    assert evaluate(inp, two, np.array([2.0])).link["where"] == "inter-node"
+
+
+def test_registry_holds_every_approach_and_returns_lane_results(inp):
+    """One registry: every approach the CLI offers has a serving module whose ``evaluate``
+    returns a typed LaneResult shaped like the rates asked."""
+    from planner import cli, serving
+    from planner.serving.common import APPROACHES, LaneResult
+
+    assert tuple(serving.REGISTRY) == APPROACHES == cli.APPROACHES
+    q = np.array([0.5, 1.0, 2.0])
+    for approach, dep in DEPS.items():
+        r = serving.model(approach).evaluate(inp, dep, q)
+        assert isinstance(r, LaneResult)
+        assert np.shape(r.stable) == q.shape and np.shape(r.ttft["p90"]) == q.shape
+        assert set(r.utilization) == ({"prefill", "decode"} if approach == "disaggregated" else {"unified"})
+    with pytest.raises(InvalidRequestError, match="--approach: unknown approach 'unifed'.*did you mean 'unified'"):
+        serving.model("unifed")

@@ -5,7 +5,6 @@ serving models)."""
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import replace
 
 import numpy as np
@@ -15,7 +14,7 @@ from planner import api
 from planner.perf import FastTimes, kv_transfer_time
 from planner.serving import unified
 from planner.serving.common import Deployment, LoadShape, Pool, max_num_seqs
-from planner.simulate import SimResult, simulate
+from planner.sim import SimResult, reference, simulate
 from planner.workload import LengthDist, Workload, fixed
 
 GPU = "h100-sxm"
@@ -43,194 +42,58 @@ def _disagg(np_=6, tpp=4, nd=2, tpd=8, gpu=GPU, ppp=1, ppd=1):
 
 
 # --------------------------------------------------------------------------------------------
-# A token-by-token reference: every iteration and every token of every request, no shortcuts.
+# The token-by-token reference (planner.sim.reference): every iteration and every token.
 # --------------------------------------------------------------------------------------------
 
 
-class _RefLane:
-    def __init__(self):
-        self.end = math.inf
-        self.it = None
-        self.run = []  # [rid, context, tokens produced]
-        self.q = deque()
-        self.part = None
-        self.kv = 0.0
-        self.ns = 0
-        self.out = 0
-        self.prompts = 0  # arrived, first token not yet out
+_LAST_PREEMPTIONS: list = []  # per request, from the last in-flight reference run
 
 
-def _ref_lanes(mode, lanes, ft, kvcap, maxseq, chunk, arrivals, isl, osl, tokens, routing="outstanding"):
-    """Simulate ``lanes`` lanes iteration by iteration; ``tokens[rid]`` collects token times."""
-    L = [_RefLane() for _ in range(lanes)]
-
-    def fits(ln, rid, count):
-        # Paged KV (the default engine, vLLM): decoding sequences hold their context, admitted
-        # prompts their prompt; a new prompt needs room for its own.
-        if count == 0:
-            return True
-        return count < maxseq and sum(r[1] for r in ln.run) + ln.kv + isl[rid] <= kvcap
-
-    def admit(ln, rid):
-        ln.kv += isl[rid]
-        ln.ns += 1
-
-    def release(ln, rid):
-        ln.ns -= 1
-        ln.out -= 1
-
-    def start(ln, t):
-        if mode in ("chunked", "unified"):
-            room = chunk - len(ln.run)
-            pieces = []  # (rid, offset, tokens)
-            if room > 0 and ln.part is not None:
-                rid, p = ln.part
-                c = min(room, isl[rid] - p)
-                pieces.append((rid, p, c))
-                ln.part = None if p + c == isl[rid] else (rid, p + c)
-                room -= c
-            while room > 0 and ln.q and fits(ln, ln.q[0], ln.ns):
-                rid = ln.q[0]
-                if mode == "unified" and pieces and isl[rid] > room:
-                    break  # whole prompts only; the first always enters
-                ln.q.popleft()
-                admit(ln, rid)
-                c = isl[rid] if mode == "unified" else min(room, isl[rid])
-                pieces.append((rid, 0, c))
-                if c < isl[rid]:
-                    ln.part = (rid, c)
-                room -= c
-            if pieces:
-                tok = sum(c for _, _, c in pieces)
-                pairs = sum(c * (p + c / 2) for _, p, c in pieces)
-                kvr = sum(p + c for _, p, c in pieces)
-                done = [rid for rid, p, c in pieces if p + c == isl[rid]]
-                B = len(ln.run)
-                X = sum(r[1] for r in ln.run)
-                ln.it = ("mixed", done)
-                ln.end = t + ft.time(tok, pairs, kvr, len(done), B, X)
-                return
-        if mode == "decode":
-            while ln.q and fits(ln, ln.q[0], len(ln.run)):
-                rid = ln.q.popleft()
-                ln.ns += 1
-                ln.run.append([rid, isl[rid], 1])
-        if ln.run:
-            ln.it = ("decode", None)
-            ln.end = t + ft.time(0, 0.0, 0.0, 0, len(ln.run), float(sum(r[1] for r in ln.run)))
-        else:
-            ln.it, ln.end = None, math.inf
-
-    def decode_step(ln, t):
-        keep = []
-        for r in ln.run:
-            tokens[r[0]].append(t)
-            r[1] += 1
-            r[2] += 1
-            if r[2] == osl[r[0]]:
-                release(ln, r[0])
-            else:
-                keep.append(r)
-        ln.run = keep
-
-    def first_token(ln, rid, t):
-        tokens[rid].append(t)
-        ln.prompts -= 1
-        ln.kv -= isl[rid]  # its prompt's KV now counts in its context (or is freed)
-        if osl[rid] == 1:
-            release(ln, rid)
-        else:
-            ln.run.append([rid, isl[rid], 1])
-
-    def finish(ln, t):
-        kind, data = ln.it
-        if kind == "decode":
-            decode_step(ln, t)
-        else:
-            decode_step(ln, t)
-            for rid in data:
-                first_token(ln, rid, t)
-
-    i = 0
-    while True:
-        ends = [ln.end for ln in L]
-        tn = min(ends)
-        ta = arrivals[i][0] if i < len(arrivals) else math.inf
-        if tn == math.inf and ta == math.inf:
-            break
-        if tn <= ta:
-            ln = L[ends.index(tn)]
-            finish(ln, tn)
-            start(ln, tn)
-        else:
-            if routing == "prompts":
-                keys = [(ln.prompts, ln.out) for ln in L]
-            else:
-                keys = [ln.out for ln in L]
-            ln = L[keys.index(min(keys))]
-            ln.out += 1
-            ln.prompts += 1
-            ln.q.append(arrivals[i][1])
-            if ln.end == math.inf:
-                start(ln, ta)
-            i += 1
+def _engine_kw(sm):
+    e = sm.engine
+    return dict(max_seqs=max_num_seqs(sm), reserve_full=e is not None and e.kv_admission == "reserve_full")
 
 
 def _reference(inp, dep, n, seed, routing="outstanding"):
     """Token times of every request under the simulator's rules, the slow way."""
     rng = np.random.default_rng(seed)
     arr, isl, osl = inp.workload.sample(n, rng)
-    isl, osl = isl.tolist(), osl.tolist()
-    tokens = [[] for _ in range(n)]
-    big = max(max(isl), 1024, dep.chunk_size or 0)
+    reqs = [reference.Request(int(i), int(o), float(a)) for a, i, o in zip(arr, isl, osl)]
     if dep.approach in ("unified", "chunked"):
         pool = dep.pool("unified")
         sm = api.step_model(inp, pool)
         chunk = dep.chunk_size
         if dep.approach == "unified":
-            chunk = unified.budget(sm, LoadShape(np.array(isl), np.array(osl)))
-            big = chunk + max(isl)
-        ft = FastTimes(sm, big + max_num_seqs(sm))
-        _ref_lanes(dep.approach, pool.instances * pool.pp, ft, sm.kv_capacity_tokens / pool.pp,
-                   max_num_seqs(sm), chunk, [(float(arr[i]), i) for i in range(n)],
-                   isl, osl, tokens, routing)
-        return arr, np.array(isl), np.array(osl), tokens
+            chunk = unified.budget(sm, LoadShape(np.asarray(isl), np.asarray(osl)))
+        clock = reference.TableClock(FastTimes(sm, chunk + int(np.max(isl)) + max_num_seqs(sm)), sm)
+        e = sm.engine
+        pre: list = []
+        _, tokens = reference.in_flight(
+            reqs, clock, chunk, dep.approach == "chunked", lanes=pool.instances * pool.pp,
+            kv_cap=sm.kv_capacity_tokens / pool.pp, routing=routing,
+            mixed=e is None or e.schedule == "decode_first", preemptions=pre, **_engine_kw(sm))
+        _LAST_PREEMPTIONS[:] = pre
+        return arr, np.asarray(isl), np.asarray(osl), tokens
     pp_, pd_ = dep.pool("prefill"), dep.pool("decode")
     smp, smd = api.step_model(inp, pp_), api.step_model(inp, pd_)
     link, streams, _ = api.kv_link_for(inp.catalog, smp.gpu, smd.gpu, pp_, pd_, dep.link)
     kvb = inp.model.kv_bytes_per_token(dep.kv_transfer_dtype or inp.kv_dtype)
-    lanes = pp_.instances * pp_.pp
-    free = [0.0] * lanes  # one shared FIFO queue: each prompt takes the lane free first
-    pend, plane = [0.0] * n, [0] * n
-    for i in range(n):
-        t = float(arr[i])
-        la = min(range(lanes), key=lambda q: (free[q], q))
-        s = max(t, free[la])
-        e = s + float(smp.prefill_time(isl[i]))
-        free[la] = e
-        pend[i], plane[i] = e, la
-    link_free = [0.0] * pp_.instances
-    comp = [0.0] * n
-    for i in sorted(range(n), key=lambda j: (pend[j], j)):
-        P = float(smp.prefill_time(isl[i]))
-        nb = isl[i] * kvb
-        exp = float(kv_transfer_time(nb, link, streams=streams, prefill_time=P,
-                                     layers=inp.model.num_layers, overlap=dep.kv_overlap))
-        busy = nb / (streams * link.bytes_per_s) + link.latency_s
-        j = plane[i] // pp_.pp
-        comp[i] = max(pend[i] + exp, link_free[j] + busy)
-        link_free[j] = comp[i]
-        tokens[i].append(comp[i])
-    ft = FastTimes(smd, max_num_seqs(smd))
-    arrivals = sorted((comp[i], i) for i in range(n) if osl[i] > 1)
-    _ref_lanes("decode", pd_.instances * pd_.pp, ft, smd.kv_capacity_tokens / pd_.pp,
-               max_num_seqs(smd), None, arrivals, isl, osl, tokens)
-    return arr, np.array(isl), np.array(osl), tokens
+    # prefills and transfers by the prefill pool's model, decode iterations by the decode pool's
+    clock = reference.TableClock(FastTimes(smd, max_num_seqs(smd)), smp, link, streams, kvb,
+                                 dep.kv_overlap)
+    _, tokens, _, _ = reference.disaggregated(
+        reqs, clock, prefill_lanes=pp_.instances * pp_.pp, lanes_per_instance=pp_.pp,
+        decode_lanes=pd_.instances * pd_.pp, kv_cap=smd.kv_capacity_tokens / pd_.pp, **_engine_kw(smd))
+    return arr, np.asarray(isl), np.asarray(osl), tokens
 
 
 def _check_against_reference(inp, dep, n, seed=3, routing="outstanding"):
     res = simulate(inp, dep, n, seed=seed, keep_requests=True, routing=routing)
+    _LAST_PREEMPTIONS.clear()
     arr, isl, osl, tokens = _reference(inp, dep, n, seed, routing)
+    if _LAST_PREEMPTIONS:
+        assert res.per_request["preemptions"].tolist() == _LAST_PREEMPTIONS
+        assert res.preemptions == sum(_LAST_PREEMPTIONS)
     assert res.stable
     assert all(len(tk) == o for tk, o in zip(tokens, osl)), "reference lost tokens"
     ttft = np.array([tk[0] for tk in tokens]) - arr
@@ -305,7 +168,9 @@ def test_matches_token_by_token_reference(case):
 def test_closed_form_decode_runs_match_brute_force():
     """Run durations and first-boundary searches, in the memory-bound regime, the compute-bound
     regime and across the crossover inside a run, equal iteration-by-iteration sums."""
-    from planner.simulate import _iter_time, _run_reach, _run_span
+    from planner.sim.runs import iter_time as _iter_time
+    from planner.sim.runs import run_reach as _run_reach
+    from planner.sim.runs import run_span as _run_span
 
     rng = np.random.default_rng(5)
     regimes = {"g": 0, "f": 0, "cross": 0}
@@ -474,7 +339,7 @@ KNOWN_GAPS: dict = {
 
 def _util(inp, dep, qps):
     r = api.evaluate(inp, dep, [qps])
-    return max(float(np.asarray(v).reshape(-1)[0]) for v in r["utilization"].values())
+    return max(float(np.asarray(v).reshape(-1)[0]) for v in r.utilization.values())
 
 
 _QPS_CACHE: dict = {}
@@ -557,3 +422,35 @@ def test_routing_option():
     assert a.stable and b.stable and a.ttft["p90"] != b.ttft["p90"]
     with pytest.raises(InvalidRequestError):
         simulate(inp, _unified(n=4), 100, routing="random")
+
+
+@pytest.mark.parametrize("engine,approach", [("sglang", "unified"), ("sglang", "chunked"),
+                                             ("trtllm", "unified"), ("trtllm", "chunked"),
+                                             ("trtllm", "disaggregated")])
+def test_engine_rules_match_the_reference(engine, approach):
+    """The engine profiles' rules, token by token: SGLang's prefill-first schedule (iterations
+    with prompt tokens carry no decodes) and TensorRT-LLM's admission that reserves ISL + OSL,
+    on an L40S where the KV cache does block admissions."""
+    inp = replace(_inputs(qps=1.2, gpu="l40s", isl_dist=SHORT_ISL, osl_dist=LONG_OSL),
+                  engine=api.load_catalog().engine(engine))
+    if approach == "disaggregated":
+        dep = _disagg(np_=2, tpp=4, nd=1, tpd=4, gpu="l40s")
+    elif approach == "chunked":
+        dep = _chunked(n=1, tp=4, chunk=256, gpu="l40s")
+    else:
+        dep = _unified(n=1, tp=4, gpu="l40s")
+    _check_against_reference(inp, dep, 300)
+
+
+@pytest.mark.parametrize("approach", ["unified", "chunked"])
+def test_recompute_preemption_matches_the_reference(approach):
+    """Long outputs outgrow the paged cache of one L40S tp4 instance (69k KV tokens): the newest
+    running sequence is preempted and recomputed, hundreds of times, and the simulator's token
+    times and per-request preemption counts equal the reference's."""
+    inp = _inputs(qps=1.0, gpu="l40s", isl_dist=SHORT_ISL, osl_dist=LengthDist("lognormal", 1500.0, cv=0.8))
+    dep = _unified(n=1, tp=4, gpu="l40s") if approach == "unified" else _chunked(n=1, tp=4, chunk=256, gpu="l40s")
+    res, _ = _check_against_reference(inp, dep, 300)
+    assert res.preemptions > 100 and res.preempted_share > 0.3
+    # TensorRT-LLM reserves a sequence's full length at admission and never preempts:
+    trt = simulate(replace(inp, engine=api.load_catalog().engine("trtllm")), dep, 300, seed=3)
+    assert trt.preemptions == 0

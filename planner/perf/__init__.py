@@ -8,6 +8,7 @@ links and KV transfer; ``tables`` the simulator's fast tables, built by evaluati
 from planner.perf.placement import (
            build_step_model,
            check_parallel,
+           kv_link_for,
            kv_transfer_bytes,
            kv_transfer_time,
 )
@@ -15,4 +16,4 @@ from planner.perf.roofline import StepCost, StepModel
 from planner.perf.tables import FastTimes
 
 __all__ = ["FastTimes", "StepCost", "StepModel", "build_step_model", "check_parallel",
-           "kv_transfer_bytes", "kv_transfer_time"]
+           "kv_link_for", "kv_transfer_bytes", "kv_transfer_time"]

@@ -66,3 +66,22 @@ def kv_transfer_time(nbytes, link: LinkSpec, *, streams: int = 1, prefill_time=N
     per_layer = full / max(layers, 1)
     hidden = _as(prefill_time) * (layers - 1) / max(layers, 1)
     return link.latency_s + np.maximum(per_layer, full - hidden)
+
+
+def kv_link_for(catalog, gpu_p: GPUSpec, gpu_d: GPUSpec, pool_p, pool_d,
+                override: str | None) -> tuple[LinkSpec, int, str]:
+    """The link a KV cache crosses between a prefill and a decode instance, the number of
+    parallel streams (shards) and where: NVLink when both pools fit in one node of the same GPU
+    type, else the inter-node network (per-GPU NIC bandwidth). Larger deployments could pair
+    prefill and decode instances inside nodes (DistServe's high-affinity placement); pdplan
+    assumes the general case where the KV cache crosses the network (``--link`` overrides)."""
+    streams = min(pool_p.tp * pool_p.pp, pool_d.tp * pool_d.pp)
+    if override:
+        return catalog.link(override, "--link"), streams, "override"
+    same_node = gpu_p.id == gpu_d.id and pool_p.gpus + pool_d.gpus <= gpu_p.gpus_per_node
+    if same_node:
+        return catalog.links[gpu_p.intra_node_link], streams, "same-node"
+    bw = min(gpu_p.inter_node_bytes_per_s, gpu_d.inter_node_bytes_per_s)
+    base = catalog.links[gpu_p.inter_node_link]
+    return LinkSpec(id=base.id, name=f"{base.name} ({bw / 1e9:g} GB/s per GPU)", bytes_per_s=bw,
+                    latency_s=base.latency_s), streams, "inter-node"

@@ -68,6 +68,11 @@ def quantiles_of_wait_plus(wait_cdf, samples, percentiles=PERCENTILES, shape=(),
 
 
 
+# The smallest squared arrival CV the Gamma forms take: 1 / ca2 stays finite, and below it the
+# answer no longer moves (arrivals as regular as a clock; see planner.units.MIN_BURSTINESS).
+CA2_FLOOR = 1e-12
+
+
 def gg1_scale(arrival_cv: float, samples) -> float:
     """Factor by which Gamma arrivals with this CV stretch the M/G/1 wait: the ratio of
     Kingman's G/G/1 mean ``(ca2 + cs2) / 2`` to the Poisson value ``(1 + cs2) / 2``."""
@@ -84,10 +89,14 @@ def gamma_wait_probability(rho, ca2: float):
     rho = np.clip(np.asarray(rho, dtype=float), 0.0, 1.0 - 1e-12)
     if ca2 == 1.0:
         return rho
-    k = 1.0 / ca2
+    k = 1.0 / max(ca2, CA2_FLOOR)
     sig = np.where(ca2 > 1.0, np.sqrt(rho), rho ** 2)  # start on the side the root lies
-    for _ in range(200):
-        sig = (k * rho / (k * rho + 1.0 - sig)) ** k
+    with np.errstate(divide="ignore"):
+        for _ in range(200):
+            # (k rho / (k rho + 1 - sig))^k in log form: for nearly regular arrivals (k huge)
+            # the ratio rounds to 1 and the power to 1 (every arrival waits); log1p keeps the
+            # limit exp(-(1 - sig) / rho) of deterministic arrivals.
+            sig = np.exp(-k * np.log1p((1.0 - sig) / np.maximum(k * rho, 1e-300)))
     return np.clip(sig, 0.0, 1.0)
 
 
@@ -98,11 +107,11 @@ def gamma_tail_rate(lam, es, es2, ca2: float, servers=1.0):
     ``log E[e^{theta S}]`` uses the first two moments of the service (exact when it is fixed)."""
     lam = np.asarray(lam, dtype=float)
     c = np.asarray(servers, dtype=float)
-    k = 1.0 / ca2
+    k = 1.0 / max(ca2, CA2_FLOOR)
     m1, var = es / c, np.maximum(es2 - es * es, 0.0) / c**2
 
-    def f(th):
-        return k * np.log(k * lam / (k * lam + th)) + th * m1 + 0.5 * th * th * var
+    def f(th):  # k log(k lam / (k lam + th)), in the form that stays exact for k huge
+        return -k * np.log1p(th / (k * lam)) + th * m1 + 0.5 * th * th * var
 
     stable = lam * m1 < 1.0
     hi = np.where(stable, 1.0 / np.maximum(m1, 1e-30), 1.0)

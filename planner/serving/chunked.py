@@ -7,8 +7,11 @@ docs/methodology.md ("In-flight batching").
 
 from __future__ import annotations
 
+import numpy as np
+
+from planner.errors import InvalidRequestError
 from planner.perf import StepModel
-from planner.serving.common import PERCENTILES, LoadShape
+from planner.serving.common import PERCENTILES, LaneResult, LoadShape, step_model
 from planner.serving.lanes import IterationCurves
 from planner.serving.lanes import lane_metrics as _lanes
 
@@ -20,7 +23,7 @@ def ChunkCurves(sm: StepModel, shape: LoadShape, chunk: int) -> IterationCurves:
 
 def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: float = 1.0,
                  curves: IterationCurves | None = None, lanes=1, percentiles=PERCENTILES,
-                 slo=None, at_boundary: bool = False) -> dict:
+                 slo=None, at_boundary: bool = False) -> LaneResult:
     """Metrics of chunked-prefill lanes at per-lane rates ``lam``; ``lanes`` lanes share the
     traffic by shortest-queue routing (pooled prompt queue, M/G/c)."""
     return _lanes(sm, shape, lam, chunk, arrival_cv, curves or ChunkCurves(sm, shape, chunk),
@@ -28,4 +31,21 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
                   at_boundary=at_boundary)
 
 
-__all__ = ["ChunkCurves", "lane_metrics"]
+def evaluate(inp, dep, qps, at_boundary: bool = False, percentiles=PERCENTILES) -> LaneResult:
+    """The registry's entry: ``dep`` (one pool, token budget ``dep.chunk_size``) at the total
+    rates ``qps``."""
+    if not dep.chunk_size or dep.chunk_size < 1:
+        raise InvalidRequestError("--chunk-size: chunked prefill needs a positive chunk size")
+    pool = dep.pool("unified")
+    sm = step_model(inp, pool)
+    sm.require_fit()
+    lanes = pool.instances * pool.pp
+    isl, osl = inp.workload.grid()
+    qps = np.atleast_1d(np.asarray(qps, dtype=float))
+    return lane_metrics(sm, LoadShape(isl, osl), qps / lanes, dep.chunk_size,
+                        arrival_cv=inp.workload.arrival_cv, lanes=lanes,
+                        slo=(inp.slo.ttft_s, inp.slo.tpot_s), at_boundary=at_boundary,
+                        percentiles=percentiles)
+
+
+__all__ = ["ChunkCurves", "evaluate", "lane_metrics"]

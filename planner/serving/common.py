@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from planner.perf import StepModel
+from planner.perf import StepModel, build_step_model
+from planner.serving import REGISTRY  # noqa: E402
 
-APPROACHES = ("unified", "chunked", "disaggregated")
+APPROACHES = tuple(REGISTRY)
 PERCENTILES = (50, 90, 95, 99)
 # Without an engine profile (StepModel.engine None): vLLM 0.11.0's defaults
 # (hardware/engines/vllm.yaml has them with their sources): 1024 sequences on GPUs of at least
@@ -135,6 +136,40 @@ class Metrics:
     admission_wait_probability: float = 0.0  # a prompt waits for a place in the batch
 
 
+@dataclass
+class LaneResult:
+    """What every approach's analytic model returns for a deployment at an array of request
+    rates (each array has the shape of the rates; SI units; ``inf`` where overloaded).
+
+    ``stable`` is true exactly where every metric is finite; ``saturated`` names the resource an
+    unstable point runs out of (the approach's compute, ``kv-memory``, ``max-num-seqs``,
+    ``kv-link``), ``""`` where stable."""
+
+    ttft: dict  # 'mean', 'p50', ... -> array of seconds
+    tpot: dict
+    itl_max: np.ndarray  # largest gap between two tokens of a request
+    stable: np.ndarray
+    attain: np.ndarray | None  # share of requests within both SLOs (None: no SLO given)
+    saturated: np.ndarray
+    utilization: dict  # pool role -> array
+    batch: np.ndarray  # decoding sequences per lane (decode or unified pool)
+    kv_used: np.ndarray  # KV tokens in use per instance
+    kv_capacity: float  # KV tokens an instance holds
+    batch_cap: float  # most sequences a lane keeps running
+    batch_cap_by: str  # kv-memory | max-num-seqs
+    breakdown: dict  # ttft_queue_s, ttft_compute_s, ttft_transfer_s, tpot_step_s, tpot_interference_s
+    admission_wait: np.ndarray | float = 0.0  # probability a prompt waits for a place in the batch
+    link: dict | None = None  # the KV-transfer link (disaggregated)
+
+
+def step_model(inp, pool: Pool) -> StepModel:
+    """The step model of one pool's instances under the question ``inp`` (model, dtypes,
+    engine, catalog)."""
+    gpu = inp.catalog.gpu(pool.gpu)
+    return build_step_model(inp.catalog, inp.model, gpu, pool.tp, pool.pp, dtype=inp.dtype,
+                            kv_dtype=inp.kv_dtype, ep=pool.ep, engine=inp.engine)
+
+
 # --------------------------------------------------------------------------------------------
 # Workload summaries on the lanes
 # --------------------------------------------------------------------------------------------
@@ -220,30 +255,40 @@ def interp_curve(x, grid, values):
     return np.where(x > grid[-1], values[-1] + slope * (x - grid[-1]), y)
 
 
-def solve_fixed_point(f, lo, hi, iters: int = 18, scan: int = 5):
+def solve_fixed_point(f, lo, hi, iters: int = 10, scan: int = 5):
     """Smallest T in [lo, hi] with ``f(T) <= 0`` for a residual that is positive below its first
     crossing: a coarse scan of ``scan`` points (log-spaced) finds the first bracket, vectorised
-    bisection in log space refines it. Entries with no crossing come back as inf (a residual may
-    turn positive again at large T, e.g. when decodes starve, so ``f(hi)`` alone cannot decide)."""
+    bisection in log space narrows it (``iters`` halvings: to 0.2% of T from the widest bracket)
+    and one false-position step on the last bracket places the crossing (for a smooth residual
+    its error is of the order of the bracket squared). Entries with no crossing come back as inf
+    (a residual may turn positive again at large T, e.g. when decodes starve, so ``f(hi)`` alone
+    cannot decide)."""
     lo = np.asarray(lo, dtype=float)
     hi = np.broadcast_to(np.asarray(hi, dtype=float), lo.shape).copy()
     la, lb = np.log(lo), np.log(hi)
     a, b = la.copy(), lb.copy()
+    fa = np.full(lo.shape, np.nan)
+    fb = np.full(lo.shape, np.nan)
     found = np.zeros(lo.shape, dtype=bool)
-    prev = la
+    prev, fprev = la, np.asarray(f(np.exp(la)), dtype=float) * np.ones(lo.shape)
     for k in range(1, scan + 1):
         x = la + (lb - la) * k / scan
-        neg = (f(np.exp(x)) <= 0) & ~found
-        a = np.where(neg, prev, a)
-        b = np.where(neg, x, b)
+        fx = np.asarray(f(np.exp(x)), dtype=float) * np.ones(lo.shape)
+        neg = (fx <= 0) & ~found
+        a, fa = np.where(neg, prev, a), np.where(neg, fprev, fa)
+        b, fb = np.where(neg, x, b), np.where(neg, fx, fb)
         found |= neg
-        prev = x
+        prev, fprev = x, fx
     for _ in range(iters):
         mid = (a + b) / 2
-        neg = f(np.exp(mid)) <= 0
-        b = np.where(neg, mid, b)
-        a = np.where(neg, a, mid)
-    return np.where(found, np.exp(b), np.inf)
+        fm = np.asarray(f(np.exp(mid)), dtype=float) * np.ones(lo.shape)
+        neg = fm <= 0
+        b, fb = np.where(neg, mid, b), np.where(neg, fm, fb)
+        a, fa = np.where(neg, a, mid), np.where(neg, fa, fm)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.where(np.isfinite(fa) & np.isfinite(fb) & (fa > fb), fa / (fa - fb), 1.0)
+    x = a + (b - a) * np.clip(w, 0.0, 1.0)
+    return np.where(found, np.exp(x), np.inf)
 
 
 # --------------------------------------------------------------------------------------------

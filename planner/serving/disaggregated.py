@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from planner.catalog import LinkSpec
-from planner.perf import StepModel, kv_transfer_time
+from planner.perf import StepModel, kv_link_for, kv_transfer_time
 from planner.queueing.fast import (
     mgc_wait_cdf_fn,
     quantiles_of_wait_plus,
@@ -26,9 +26,11 @@ from planner.queueing.fast import (
 )
 from planner.serving.common import (
     PERCENTILES,
+    LaneResult,
     LoadShape,
     cap_label,
     compress,
+    step_model,
     tpot_cdf,
     tpot_quantiles,
 )
@@ -118,3 +120,54 @@ def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances, percentil
         "batch_cap": bcap,
         "batch_cap_by": cap_by,
     }
+
+
+def evaluate(inp, dep, qps, at_boundary: bool = False, percentiles=PERCENTILES) -> LaneResult:
+    """The registry's entry: ``dep`` (a prefill and a decode pool) at the total rates ``qps``.
+    The phases are independent, so the joint attainment is the product of the two pools'.
+    (Closed-loop arrivals at iteration boundaries change nothing here: prompts do not share
+    iterations with decodes.)"""
+    qps = np.atleast_1d(np.asarray(qps, dtype=float))
+    isl, osl = inp.workload.grid()
+    shape = LoadShape(isl, osl)
+    cv = inp.workload.arrival_cv
+    pp_, pd_ = dep.pool("prefill"), dep.pool("decode")
+    smp, smd = step_model(inp, pp_), step_model(inp, pd_)
+    smp.require_fit()
+    smd.require_fit()
+    link, streams, where = kv_link_for(inp.catalog, smp.gpu, smd.gpu, pp_, pd_, dep.link)
+    tdtype = dep.kv_transfer_dtype or inp.kv_dtype
+    prof = PrefillProfile(smp, shape, link, streams, inp.model.kv_bytes_per_token(tdtype),
+                          dep.kv_overlap)
+    n = np.ones_like(qps)
+    pr = prefill_pool(prof, qps, n * pp_.instances, cv, percentiles=percentiles,
+                      ttft_slo=inp.slo.ttft_s)
+    dr = decode_pool(smd, shape, qps, n * pd_.instances, percentiles=percentiles,
+                     tpot_slo=inp.slo.tpot_s)
+    stable = pr["stable"] & dr["stable"]
+    inf = np.inf
+    return LaneResult(
+        ttft={k: np.where(stable, v, inf) for k, v in pr["ttft"].items()},
+        tpot={k: np.where(stable, v, inf) for k, v in dr["tpot"].items()},
+        itl_max=np.where(stable, dr["itl_max"], inf),
+        stable=stable,
+        attain=np.where(stable, pr["attain"] * dr["attain"], 0.0),
+        saturated=np.where(pr["stable"], np.where(dr["stable"], "", dr["saturated"]), pr["saturated"]),
+        utilization={"prefill": pr["utilization"], "decode": dr["utilization"]},
+        batch=dr["batch"],
+        kv_used=dr["kv_used"],
+        kv_capacity=dr["kv_capacity"],
+        batch_cap=dr["batch_cap"],
+        batch_cap_by=dr["batch_cap_by"],
+        breakdown={
+            "ttft_queue_s": pr["queue"],
+            "ttft_compute_s": pr["compute"],
+            "ttft_transfer_s": pr["transfer"],
+            "tpot_step_s": dr["step"],
+            "tpot_interference_s": np.zeros_like(qps),
+        },
+        link={"id": link.id, "name": link.name, "where": where, "streams": streams,
+              "bytes_per_s": link.bytes_per_s, "dtype": tdtype, "overlap": dep.kv_overlap,
+              "bytes_per_request": float(prof.kv_bytes.mean()),
+              "exposed_s": float(prof.exposed.mean())},
+    )

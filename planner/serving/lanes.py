@@ -46,6 +46,7 @@ from planner.queueing.fast import (
 from planner.serving.common import (
     _ERFC,
     PERCENTILES,
+    LaneResult,
     LoadShape,
     batch_cap,
     cap_label,
@@ -140,7 +141,7 @@ class IterationCurves:
 def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: float = 1.0,
                  curves: IterationCurves | None = None, lanes=1,
                  percentiles=PERCENTILES, slo=None, split: bool = True,
-                 at_boundary: bool = False) -> dict:
+                 at_boundary: bool = False) -> LaneResult:
     """Metrics of in-flight-batching lanes at per-lane rates ``lam``; ``lanes`` lanes share the
     traffic by shortest-queue routing (pooled prompt queue, M/G/c). ``at_boundary``: requests
     arrive at iteration boundaries (closed-loop clients without think time send the next request
@@ -328,36 +329,37 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
                         clump=arrival_cv**2 / np.maximum(1.0 - np.clip(u, 0, 1), 1e-3) ** 2 / lanes)
     tq["mean"] = tpot
     inf = np.inf
-    res = {
-        "ttft": {k: np.where(stable, v, inf) for k, v in tt.items()},
-        "tpot": {k: np.where(stable, v, inf) for k, v in tq.items()},
-        "itl_max": np.where(stable, tf if cv.mixed else tf + td, inf),
-        "stable": stable,
-        "utilization": util,
-        "batch": np.where(stable, B, inf),
-        "kv_used": np.where(stable, B * shape.decode_context * sm.pp, inf),
-        "kv_capacity": sm.kv_capacity_tokens,
-        "breakdown": {
-            "ttft_queue_s": np.where(stable, ew + np.mean(r, axis=-1) + kv_mean, inf),
-            "ttft_compute_s": own_mean,
-            "ttft_transfer_s": np.zeros(lam.shape),
-            "tpot_step_s": td,
-            "tpot_interference_s": np.where(stable, tpot - td, inf),
-        },
-    }
     over = "unified" if not cv.split else "chunked"
-    res["saturated"] = np.where(stable, "", np.where(B > cv.bcap, cap_label(cv.cap_by), over))
-    res["batch_cap"] = cv.bcap
-    res["batch_cap_by"] = cv.cap_by
-    res["admission_wait"] = np.where(stable, kv_pwait, 1.0)
+    attain = None
     if slo is not None:
         f_t = wait_plus_cdf(cdf, ys, slo[0], shape=lam.shape, weights=weights)
         f_p = tpot_cdf(slo[1], td, td_sd, j1[..., None] if np.ndim(j1) else j1,
                        j2[..., None] if np.ndim(j2) else j2, j3[..., None] if np.ndim(j3) else j3,
                        lam, shape.decode_tokens, tpot, cap=tf,
                        clump=arrival_cv**2 / np.maximum(1.0 - np.clip(u, 0, 1), 1e-3) ** 2 / lanes)
-        res["attain"] = np.where(stable, f_t * f_p, 0.0)
-    return res
+        attain = np.where(stable, f_t * f_p, 0.0)
+    return LaneResult(
+        ttft={k: np.where(stable, v, inf) for k, v in tt.items()},
+        tpot={k: np.where(stable, v, inf) for k, v in tq.items()},
+        itl_max=np.where(stable, tf if cv.mixed else tf + td, inf),
+        stable=stable,
+        attain=attain,
+        saturated=np.where(stable, "", np.where(B > cv.bcap, cap_label(cv.cap_by), over)),
+        utilization={"unified": util},
+        batch=np.where(stable, B, inf),
+        kv_used=np.where(stable, B * shape.decode_context * sm.pp, inf),
+        kv_capacity=sm.kv_capacity_tokens,
+        batch_cap=cv.bcap,
+        batch_cap_by=cv.cap_by,
+        breakdown={
+            "ttft_queue_s": np.where(stable, ew + np.mean(r, axis=-1) + kv_mean, inf),
+            "ttft_compute_s": own_mean,
+            "ttft_transfer_s": np.zeros(lam.shape),
+            "tpot_step_s": td,
+            "tpot_interference_s": np.where(stable, tpot - td, inf),
+        },
+        admission_wait=np.where(stable, kv_pwait, 1.0),
+    )
 
 
 def decode_equilibrium(sm: StepModel, shape: LoadShape, lam, stall_share):

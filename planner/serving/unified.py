@@ -13,8 +13,10 @@ docs/methodology.md ("In-flight batching").
 
 from __future__ import annotations
 
+import numpy as np
+
 from planner.perf import StepModel
-from planner.serving.common import PERCENTILES, LoadShape, token_budget
+from planner.serving.common import PERCENTILES, LaneResult, LoadShape, step_model, token_budget
 from planner.serving.lanes import IterationCurves, whole_prompts  # noqa: F401  (re-exported)
 from planner.serving.lanes import lane_metrics as _lanes
 
@@ -31,7 +33,7 @@ def curves(sm: StepModel, shape: LoadShape, chunk: int | None = None) -> Iterati
 
 def lane_metrics(sm: StepModel, shape: LoadShape, lam, arrival_cv: float = 1.0, lanes=1,
                  percentiles=PERCENTILES, slo=None, curves_: IterationCurves | None = None,
-                 chunk: int | None = None, at_boundary: bool = False) -> dict:
+                 chunk: int | None = None, at_boundary: bool = False) -> LaneResult:
     """Metrics of unified lanes at per-lane arrival rates ``lam`` (array); ``lanes`` lanes share
     the traffic (pooled prompt queue, M/G/c)."""
     cv = curves_ or curves(sm, shape, chunk)
@@ -39,4 +41,17 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, arrival_cv: float = 1.0, 
                   slo=slo, split=False, at_boundary=at_boundary)
 
 
-__all__ = ["budget", "curves", "lane_metrics", "whole_prompts"]
+def evaluate(inp, dep, qps, at_boundary: bool = False, percentiles=PERCENTILES) -> LaneResult:
+    """The registry's entry: ``dep`` (one unified pool) at the total rates ``qps``."""
+    pool = dep.pool("unified")
+    sm = step_model(inp, pool)
+    sm.require_fit()
+    lanes = pool.instances * pool.pp
+    isl, osl = inp.workload.grid()
+    qps = np.atleast_1d(np.asarray(qps, dtype=float))
+    return lane_metrics(sm, LoadShape(isl, osl), qps / lanes, arrival_cv=inp.workload.arrival_cv,
+                        lanes=lanes, slo=(inp.slo.ttft_s, inp.slo.tpot_s), chunk=dep.chunk_size,
+                        at_boundary=at_boundary, percentiles=percentiles)
+
+
+__all__ = ["budget", "curves", "evaluate", "lane_metrics", "whole_prompts"]

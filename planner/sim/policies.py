@@ -1,0 +1,372 @@
+"""The simulator's policies, one class per approach, and the decode-only lane rule.
+
+A lane policy decides what the step that starts at an iteration boundary carries
+(:meth:`plan`; it returns False when the lane should run decode iterations or idle), whether a
+decode run chosen with nothing waiting may be cut by an arrival (:meth:`run_revisable`), how a
+planned-ahead step is taken back (:meth:`take_back`) and what a prompt costs a lane for routing
+(:meth:`prompt_cost`). An approach's class also sets up its lanes and runs a job
+(:meth:`simulate`). The rules are those of the analytic models (planner.serving) and of the
+token-by-token reference scheduler (planner.sim.reference), which the tests hold them to.
+
+* :class:`Unified`: in-flight batching without splitting. Each iteration carries the running
+  decodes plus whole waiting prompts, FCFS, while they fit in the token budget left by the
+  decodes (the engine's budget raised to the longest prompt, so the head always enters).
+* :class:`Chunked`: the same with splitting; prompt pieces fill the budget left by the decodes.
+* :class:`Disaggregated`: prefill lanes pull whole prompts from one shared FIFO queue; each
+  prefill instance's KV link is a FIFO server; decode lanes (:class:`DecodeOnly`) admit the
+  transferred requests at their iteration boundaries.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.errors import InvalidRequestError
+from planner.perf import FastTimes, kv_link_for, kv_transfer_time
+from planner.serving.common import LoadShape, max_num_seqs, step_model
+from planner.sim.engine import MIXED, LaneEngine
+
+# Simulated time may pass this many arrival spans before a run is called unstable.
+TIME_LIMIT_SPANS = 50.0
+
+
+@dataclass
+class Job:
+    """One simulation: the question, the deployment, the sampled requests and the limits."""
+
+    inp: object
+    dep: object
+    arr: np.ndarray  # arrival times (closed loop: filled in by the run)
+    isl_a: np.ndarray
+    osl_a: np.ndarray
+    isl: list
+    osl: list
+    t_first: list  # first-token times, filled in by the run
+    span: float  # time of the last arrival (open loop)
+    backlog_limit: float
+    t_limit: float
+    route_prompts: bool = False
+    route_work: bool = True
+
+
+def _engine_flags(sm) -> tuple[bool, bool]:
+    """(decodes ride in prompt iterations, KV reserved in full at admission) for the engine."""
+    e = sm.engine
+    return (e is None or e.schedule == "decode_first",
+            e is not None and e.kv_admission == "reserve_full")
+
+
+class InFlightBatching:
+    """Lanes whose iterations carry prompt tokens next to the running decodes (unified and
+    chunked): the prompt rule is :meth:`plan`, with ``split`` choosing pieces or whole prompts."""
+
+    approach = ""
+    split = True
+    preempts = True  # paged KV: recompute preemption when the running sequences outgrow it
+
+    def __init__(self, chunk: int, mixed: bool = True):
+        self.chunk = int(chunk)
+        self.mixed = bool(mixed)
+
+    @classmethod
+    def budget(cls, sm, dep, isl_a, osl_a) -> int:
+        raise NotImplementedError
+
+    def run_revisable(self, e, l: int) -> bool:
+        """A decode run chosen with nothing waiting (and room for a prompt) ends at the first
+        boundary after the next arrival."""
+        return not e.queue[l] and e.partial[l] is None and self.chunk > e.B[l]
+
+    def plan(self, e, l: int, t: float) -> bool:
+        """Chunked: fill the room left by the decodes with prompt tokens, FCFS.
+
+        After the first iteration, further iterations in which the partially prefilled head
+        takes the whole room admit nobody, so arrivals cannot change them; as long as no prompt
+        finishes (a join) and no sequence completes, they are planned together as one step."""
+        B = e.B[l]
+        room = self.chunk - B
+        part = e.partial[l]
+        q = e.queue[l]
+        if room <= 0 or (part is None and not q):
+            return False
+        isl = e.isl
+        time_of = e.ft.time
+        X = e.X[l]
+        tok, pairs, kvr, seqs = 0, 0.0, 0.0, 0
+        done = []
+        left = room
+        if part is not None:
+            rid, p = part
+            rem = isl[rid] - p
+            c = rem if rem < left else left
+            tok, pairs, kvr = c, c * (p + c * 0.5), float(p + c)
+            if c == rem:
+                seqs = 1
+                done.append(rid)
+                e.partial[l] = None
+            else:
+                e.partial[l] = (rid, p + c)
+            left -= c
+        split = self.split
+        while left > 0 and q and e.fits(l, q[0], e.ns[l]):
+            rid = q[0]
+            s = isl[rid]
+            if not split and s > left and tok:
+                break  # a whole prompt that does not fit waits for the next iteration
+            q.popleft()
+            e.hold(l, rid, 1)
+            e.ns[l] += 1
+            c = s if (s < left or not split) else left
+            tok += c
+            pairs += c * c * 0.5
+            kvr += c
+            if c == s:
+                seqs += 1
+                done.append(rid)
+            else:
+                e.partial[l] = (rid, c)
+            left -= c
+        if not tok:
+            return False
+        mixed = e.mixed
+        Bm, Xm = (B, X) if mixed else (0, 0.0)  # prefill-first: the decodes sit this one out
+        d0 = total = time_of(tok, pairs, kvr, seqs, Bm, Xm)
+        m = 1
+        inner = 0.0
+        part = e.partial[l]
+        e.rev[l] = False
+        if not done and part is not None:
+            limit = e.fin[l][0][0] - e.k[l] if (B and mixed) else 1 << 62
+            if e.preempt and mixed and B > 1:
+                limit = min(limit, e.kv_iterations(l))  # the decodes' growth fills the cache
+            rid, p = part
+            rem = isl[rid] - p
+            half = room * 0.5
+            while m < limit and rem >= room:
+                last = rem == room
+                d = time_of(room, room * (p + half), float(p + room), 1 if last else 0, Bm, Xm + m * Bm)
+                total += d
+                if d > inner:
+                    inner = d
+                m += 1
+                p += room
+                rem -= room
+                if last:
+                    done.append(rid)
+                    break
+            if not done and m < limit and not q:
+                # The prompt's last piece leaves room that an arrival before it starts would
+                # use: plan it now, take it back in _arrive if such an arrival comes.
+                e.spec[l] = (total, inner, p)
+                d = time_of(rem, rem * (p + rem * 0.5), float(p + rem), 1, Bm, Xm + m * Bm)
+                total += d
+                if d > inner:
+                    inner = d
+                m += 1
+                done.append(rid)
+                e.rev[l] = True
+            e.partial[l] = None if done else (rid, p)
+        e.data[l] = (m, d0, inner, done)
+        e.schedule(l, MIXED, t, t + total)
+        return True
+
+
+    def take_back(self, e, l: int, ta: float) -> None:
+        """An arrival at ``ta`` comes before the speculative last piece of a chunked step starts:
+        the step ends before that piece, which is planned again at the boundary."""
+        e.rev[l] = False
+        total, inner, p = e.spec[l]
+        t0 = e.t0[l]
+        if ta > t0 + total:
+            return
+        m, d0, _, done = e.data[l]
+        e.partial[l] = (done[0], p)
+        e.data[l] = (m - 1, d0, inner, [])
+        e.schedule(l, MIXED, t0, t0 + total)
+
+
+    def prompt_cost(self, e, l: int, rid: int) -> float:
+        """Estimated lane time the prompt of ``rid`` takes (routing only)."""
+        B = e.B[l]
+        room = max(self.chunk - B, 1)
+        isl = e.isl[rid]
+        c = min(room, isl) if self.split else isl
+        t = e.ft.time(c, c * (isl * 0.5), float(isl), 0, B, e.X[l])
+        return t * isl / c
+
+    @classmethod
+    def simulate(cls, job: Job):
+        """Run ``job`` on the deployment's one pool. Returns (engine, stable, duration,
+        arrival times)."""
+        inp, dep = job.inp, job.dep
+        isl_a, osl_a, n = job.isl_a, job.osl_a, len(job.isl)
+        pool = dep.pool("unified")
+        sm = step_model(inp, pool)
+        sm.require_fit()
+        lanes = pool.instances * pool.pp
+        mseq = max_num_seqs(sm)
+        C = cls.budget(sm, dep, isl_a, osl_a)
+        mixed, reserve_full = _engine_flags(sm)
+        ft = FastTimes(sm, max(int(C), mseq) + (0 if cls.split else int(isl_a.max())))
+        eng = LaneEngine(cls(C, mixed), lanes, ft, sm.kv_capacity_tokens / pool.pp, mseq, job.isl,
+                         job.osl, job.t_first, route_prompts=job.route_prompts,
+                         route_work=job.route_work, reserve_full=reserve_full)
+        arr = job.arr
+        if inp.workload.closed:
+            t_arr = [math.nan] * n
+            # The clients' rate is not known in advance: bound simulated time by the whole run
+            # done one request at a time (every request alone, back to back), times 50.
+            alone = float(np.sum(np.asarray(sm.prefill_time(isl_a), dtype=float)
+                                 + np.maximum(osl_a - 1, 0) * float(sm.decode_time(1, float(np.mean(isl_a))))))
+            stable = eng.run_closed(int(inp.workload.concurrency), float(inp.workload.think_s), n,
+                                    t_arr, TIME_LIMIT_SPANS * (alone + n * inp.workload.think_s))
+            arr = np.asarray(t_arr, dtype=float)
+        else:
+            stable = eng.run(list(range(n)), arr.tolist(), job.span, job.backlog_limit, job.t_limit)
+        return eng, stable, eng.now, arr
+
+
+class Unified(InFlightBatching):
+    approach = "unified"
+    split = False
+
+    @classmethod
+    def budget(cls, sm, dep, isl_a, osl_a) -> int:
+        from planner.serving import unified
+
+        return unified.budget(sm, LoadShape(isl_a, osl_a), dep.chunk_size)
+
+
+class Chunked(InFlightBatching):
+    approach = "chunked"
+    split = True
+
+    @classmethod
+    def budget(cls, sm, dep, isl_a, osl_a) -> int:
+        C = dep.chunk_size
+        if not C or C < 1:
+            raise InvalidRequestError("--chunk-size: chunked prefill needs a positive chunk size")
+        return int(C)
+
+
+class DecodeOnly:
+    """Decode lanes of a disaggregated deployment: transferred requests join the running batch
+    at the lane's iteration boundaries, as KV memory and the sequence cap allow."""
+
+    chunk = 0
+    mixed = True
+
+    def plan(self, e, l: int, t: float) -> bool:
+        q = e.queue[l]
+        B = e.B[l]
+        while q and e.fits(l, q[0], B):
+            rid = q.popleft()
+            e.hold(l, rid, 1)
+            e.join(l, rid)
+            e.ns[l] += 1
+            B += 1
+        return False
+
+    def run_revisable(self, e, l: int) -> bool:
+        return not e.queue[l]
+
+    def take_back(self, e, l: int, ta: float) -> None:  # decode lanes plan nothing ahead
+        return None
+
+    def prompt_cost(self, e, l: int, rid: int) -> float:
+        return 0.0
+
+
+class Disaggregated:
+    approach = "disaggregated"
+
+    @classmethod
+    def simulate(cls, job: Job):
+        """Prefill lanes (one shared FIFO queue, an M/G/c queue as the analytic model assumes),
+        the KV links, then the decode lanes. Returns (engine, stable, duration, arrivals)."""
+        inp, dep, arr, isl_a, osl_a = job.inp, job.dep, job.arr, job.isl_a, job.osl_a
+        isl, osl, t_first, span = job.isl, job.osl, job.t_first, job.span
+        backlog_limit, t_limit = job.backlog_limit, job.t_limit
+        if inp.workload.closed:
+            raise InvalidRequestError(
+                "--concurrency: the simulator runs closed-loop clients on unified and chunked "
+                "deployments only so far; for disaggregated give --qps (pdplan estimate models "
+                "closed loops for every approach)")
+        pool_p, pool_d = dep.pool("prefill"), dep.pool("decode")
+        smp, smd = step_model(inp, pool_p), step_model(inp, pool_d)
+        smp.require_fit()
+        smd.require_fit()
+        link, streams, _ = kv_link_for(inp.catalog, smp.gpu, smd.gpu, pool_p, pool_d, dep.link)
+        kvb = inp.model.kv_bytes_per_token(dep.kv_transfer_dtype or inp.kv_dtype)
+        n = len(isl)
+        P = np.asarray(smp.prefill_time(isl_a), dtype=float).reshape(-1)
+        nbytes = isl_a.astype(float) * kvb
+        exposed = np.broadcast_to(np.asarray(kv_transfer_time(
+            nbytes, link, streams=streams, prefill_time=P, layers=inp.model.num_layers,
+            overlap=dep.kv_overlap), dtype=float), (n,))
+        busy = nbytes / (max(int(streams), 1) * link.bytes_per_s) + link.latency_s
+
+        # Prefill lanes pull from one shared FIFO queue (Dynamo's global prefill queue): each prompt
+        # starts on the lane that frees up first -- an M/G/c queue, as the analytic model assumes.
+        Lp = pool_p.instances * pool_p.pp
+        free = [(0.0, l) for l in range(Lp)]
+        heapq.heapify(free)
+        Pl, tl = P.tolist(), arr.tolist()
+        start = [0.0] * n
+        pend = [0.0] * n
+        plane = [0] * n
+        pop, push = heapq.heappop, heapq.heappush
+        for i in range(n):
+            ta = tl[i]
+            f, l = pop(free)
+            s = f if f > ta else ta
+            e = s + Pl[i]
+            push(free, (e, l))
+            start[i], pend[i], plane[i] = s, e, l
+        pend_a = np.asarray(pend)
+        # KV links: one FIFO server per prefill instance, in order of prefill completion.
+        inst = np.asarray(plane) // pool_p.pp
+        order = np.lexsort((np.arange(n), pend_a))
+        link_free = [0.0] * pool_p.instances
+        comp = [0.0] * n
+        ready = (pend_a + exposed).tolist()
+        bl, il = busy.tolist(), inst.tolist()
+        for i in order.tolist():
+            j = il[i]
+            c = link_free[j] + bl[i]
+            if ready[i] > c:
+                c = ready[i]
+            link_free[j] = c
+            comp[i] = c
+        comp_a = np.asarray(comp)
+        t_first[:] = comp
+        # Waiting at the last arrival on the prefill side: queued for a prefill or for the link.
+        T = span
+        waiting = int(np.sum(np.asarray(start) > T)) + int(np.sum((pend_a <= T) & (comp_a > T + busy)))
+
+        mseq = max_num_seqs(smd)
+        ft = FastTimes(smd, mseq)
+        Ld = pool_d.instances * pool_d.pp
+        e = smd.engine
+        eng = LaneEngine(DecodeOnly(), Ld, ft, smd.kv_capacity_tokens / pool_d.pp, mseq, isl, osl,
+                         t_first, reserve_full=e is not None and e.kv_admission == "reserve_full")
+        one = osl_a <= 1
+        for i in np.nonzero(one)[0].tolist():
+            eng.t_last[i] = t_first[i]
+        if waiting > backlog_limit or float(comp_a.max()) > t_limit:
+            return eng, False, min(float(comp_a.max()), t_limit), arr
+        dec = np.nonzero(~one)[0]
+        dorder = dec[np.lexsort((dec, comp_a[dec]))]
+        stable = eng.run(dorder.tolist(), comp_a[dorder].tolist(), T, backlog_limit, t_limit,
+                         extra_waiting=waiting)
+        duration = max(eng.now, float(comp_a.max())) if stable else eng.now
+        return eng, stable, duration, arr
+
+
+POLICIES = {"unified": Unified, "chunked": Chunked, "disaggregated": Disaggregated}
+
+__all__ = ["POLICIES", "Chunked", "DecodeOnly", "Disaggregated", "InFlightBatching", "Job", "Unified"]
