@@ -13,7 +13,6 @@ A Hugging Face ``config.json`` is accepted wherever a model name is (``--model .
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -762,16 +761,10 @@ def _is_gated(cfg: dict) -> bool:
 def model_from_hf_config(path: Path) -> ModelSpec:
     """Build a :class:`ModelSpec` from a Hugging Face ``config.json`` (Llama-, Mistral-, Qwen-,
     Mixtral-, Qwen-MoE- and DeepSeek-style fields)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except IsADirectoryError:
-        raise InvalidRequestError(f"--model: {path} is a directory, expected a config.json") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidRequestError(f"--model: cannot read {path}: {exc}") from None
-    try:
-        cfg = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidRequestError(f"--model: {path}: not valid JSON (line {exc.lineno})") from None
+    from planner.files import parse_json, read_text
+
+    text = read_text(path, f"--model: {path}", "a Hugging Face config.json")
+    cfg = parse_json(text, f"--model: {path}")
     if not isinstance(cfg, dict):
         raise InvalidRequestError(f"--model: {path}: expected a JSON object")
     if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the LM here
@@ -913,9 +906,23 @@ def _check_links(cat: Catalog) -> None:
                 raise CatalogError(f"{g.path}: {key}: unknown link {name!r}{did_you_mean(name, cat.links)}")
 
 
-@lru_cache(maxsize=8)
 def load_catalog(user_dir: str | None = None) -> Catalog:
-    """The built-in catalog, overlaid with a user directory (``--catalog`` / ``PDPLAN_CATALOG``)."""
+    """The built-in catalog, overlaid with a user directory (``--catalog DIR``, else
+    ``PDPLAN_CATALOG=DIR``: the two are the same directory given two ways)."""
+    user_dir = user_dir or os.environ.get("PDPLAN_CATALOG") or None
+    if user_dir:
+        d = Path(user_dir).expanduser()
+        if not d.is_dir():
+            raise CatalogError(f"--catalog: {user_dir} is not a directory")
+        user_dir = str(d.resolve())
+    return _load_catalog(user_dir)
+
+
+load_catalog.cache_clear = lambda: _load_catalog.cache_clear()
+
+
+@lru_cache(maxsize=8)
+def _load_catalog(user_dir: str | None) -> Catalog:
     cat = Catalog({}, {}, {})
     _read_dir(_builtin_dir("planner.models", "models"), parse_model, cat.models)
     hw = _builtin_dir("planner.hardware", "hardware")
@@ -924,11 +931,8 @@ def load_catalog(user_dir: str | None = None) -> Catalog:
     _read_dir(hw / "engines", parse_engine, cat.engines)
     if (hw / "kernels").is_dir():
         _attach_kernels(hw / "kernels", cat)
-    user_dir = user_dir or os.environ.get("PDPLAN_CATALOG") or None
     if user_dir:
-        d = Path(user_dir).expanduser()
-        if not d.is_dir():
-            raise CatalogError(f"--catalog: {user_dir} is not a directory")
+        d = Path(user_dir)
         for sub, parser, table in (("models", parse_model, cat.models), ("gpus", parse_gpu, cat.gpus),
                                    ("links", parse_link, cat.links),
                                    ("engines", parse_engine, cat.engines)):

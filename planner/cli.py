@@ -60,6 +60,15 @@ class PdplanGroup(click.Group):
                 return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except KeyboardInterrupt as exc:  # Ctrl-C: one line, exit 130 (no output file moved in)
+            if debug:
+                import traceback
+
+                traceback.print_exc()
+            _interrupted(exc)
+        except BrokenPipeError:  # the reader of our output went away (`pdplan ... | head`)
+            _quiet_stdout()
+            raise click.exceptions.Exit(EXIT_PIPE) from None
         except PdplanError as exc:
             if debug:
                 import traceback
@@ -72,6 +81,75 @@ class PdplanGroup(click.Group):
             msg = " ".join(str(exc).split())
             raise _UserError(f"internal error: {type(exc).__name__}: {msg} "
                              "(run with --debug for the traceback)", 1) from None
+
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C'd command
+EXIT_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
+
+
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, unwound like Ctrl-C so that temporary files are removed."""
+
+
+def _interrupted(exc=None):
+    term = isinstance(exc, _Terminated)
+    try:
+        click.echo("Terminated." if term else "Interrupted.", err=True)
+    except (OSError, ValueError):
+        pass
+    raise click.exceptions.Exit(EXIT_TERMINATED if term else EXIT_INTERRUPTED)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail a second time."""
+    import os
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (CliRunner)
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
+# Characters pdplan or its tables can print, and what they become where the terminal's encoding
+# (LANG=C, PYTHONIOENCODING=ascii) has no room for them; anything else becomes "?".
+ASCII_FALLBACK = {"\u2026": "...", "\u00d7": "x", "\u2264": "<=", "\u2265": ">=", "\u2014": "-",
+                  "\u2013": "-", "\u2212": "-", "\u00b5": "u", "\u03bc": "u", "\u2588": "#",
+                  "\u2500": "-", "\u2502": "|", "\u2192": "->", "\u00b1": "+/-", "\u2248": "~",
+                  "\u00b7": ".", "\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'}
+
+
+def _ascii_fallback(exc):
+    """Encode-error handler ``pdplan-ascii``: one character at a time, an ASCII stand-in (a
+    file name's undecodable byte goes back out as that byte)."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    ch = exc.object[exc.start]
+    if "\udc80" <= ch <= "\udcff":
+        return bytes([ord(ch) - 0xDC00]), exc.start + 1
+    return ASCII_FALLBACK.get(ch, "?"), exc.start + 1
+
+
+def _setup_streams() -> None:
+    """Let stdout and stderr print what their encoding cannot hold (ASCII stand-ins), so output
+    works under LANG=C or PYTHONIOENCODING=ascii as well as in a UTF-8 terminal."""
+    import codecs
+
+    codecs.register_error("pdplan-ascii", _ascii_fallback)
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure") and getattr(stream, "errors", "strict") in ("strict", "surrogateescape", None):
+            try:
+                stream.reconfigure(errors="pdplan-ascii")
+            except (AttributeError, ValueError, OSError):
+                pass
 
 
 def fail(message: str):
@@ -490,8 +568,44 @@ def cli(ctx, debug, catalog_dir):
 
 
 def main(argv=None) -> None:
-    """Console-script entry point (``pdplan``) and ``python -m planner``."""
-    cli.main(args=argv, prog_name="pdplan")
+    """Console-script entry point (``pdplan``) and ``python -m planner``: the command, then
+    Ctrl-C (exit 130, one line), a closed pipe (exit 141, silent) and streams whose encoding
+    cannot hold every character handled here, outside any command."""
+    import signal
+
+    _setup_streams()
+
+    def on_term(signum, frame):  # `kill`: unwind like Ctrl-C, so temporary files are removed
+        raise _Terminated
+
+    try:
+        old_term = signal.signal(signal.SIGTERM, on_term)
+    except (AttributeError, ValueError, OSError):  # no SIGTERM here, or not the main thread
+        old_term = None
+    try:
+        cli.main(args=argv, prog_name="pdplan")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    except KeyboardInterrupt as exc:
+        try:
+            _interrupted(exc)
+        except click.exceptions.Exit as done:
+            code = done.exit_code
+    except BrokenPipeError:
+        _quiet_stdout()
+        code = EXIT_PIPE
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+        code = EXIT_PIPE
+    except (OSError, ValueError):
+        pass
+    sys.exit(code)
 
 
 # --------------------------------------------------------------------------------------------
@@ -542,7 +656,9 @@ def _load_plan_file(path: str, opts: dict):
         flag = "--" + extra[0].replace("_spec", "").replace("_", "-")
         fail(f"{flag}: not with a PLAN file; the plan fixes the deployment and inputs "
              "(only --qps, --requests, --seed and --json apply)")
-    loaded = plans.load_plan(path, qps=opts.get("qps"))
+    ctx = click.get_current_context(silent=True)
+    root = (ctx.find_root().obj or {}) if ctx is not None else {}
+    loaded = plans.load_plan(path, qps=opts.get("qps"), catalog_dir=root.get("catalog_dir"))
     return loaded[0], loaded[1]
 
 
@@ -665,18 +781,16 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
     """
     from planner import render
     from planner.errors import NoFeasiblePlanError
+    from planner.files import Outputs
     from planner.optimize import recommend as run_recommend
 
     gpus = _gpu_list(ctx, opts)
+    outs = Outputs()  # checked now, before any work; written together at the end
+    out_file = outs.add(output, "-o", force) if output is not None else None
     if plot_file:
-        from planner.plots import check_plot_file
+        from planner.plots import plot_output
 
-        check_plot_file(plot_file, force)
-    if output is not None:
-        from pathlib import Path
-
-        if Path(output).exists() and not force:
-            fail(f"-o: {output} exists; pass --force to overwrite it")
+        plot_out = plot_output(plot_file, force, outs)[1]
     inputs = build_inputs(ctx, opts)
     gpus = gpus or [inputs.gpu]
     try:
@@ -688,14 +802,16 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
         raise
     if verify:
         rec.plan.verification = _verify(rec.plan, inputs, requests, seed)
-    if plot_file:
-        from planner.plots import pareto_plot
+    try:
+        if plot_file:
+            from planner.plots import pareto_plot
 
-        pareto_plot(rec, plot_file, force=force)
-    if output is not None:
-        from planner.plans import write_atomic
-
-        write_atomic(output, render.to_yaml(render.plan_document(rec.plan)), force=force)
+            pareto_plot(rec, plot_file, force=force, output=plot_out)
+        if out_file is not None:
+            out_file.stage(render.to_yaml(render.plan_document(rec.plan)))
+        outs.commit()
+    finally:
+        outs.discard()
     if as_json:
         emit_json(render.recommend_document(rec))
         return
@@ -767,8 +883,9 @@ def _apply(opts: dict, axis: str, value: str) -> dict:
 @click.option("--plot", is_flag=True, help="Draw TTFT and TPOT against the axis in the terminal.")
 @click.option("--plot-file", "plot_file", metavar="FILE.png|FILE.svg",
               help="Write the same plot as an image (needs pip install '.[plot]').")
+@click.option("--force", is_flag=True, help="Overwrite the --plot-file if it exists.")
 @click.pass_context
-def whatif(ctx, as_json, approach, max_gpus, objective, vary, plot, plot_file, **opts):
+def whatif(ctx, as_json, approach, max_gpus, objective, vary, plot, plot_file, force, **opts):
     """How the recommendation moves with traffic, prompt length, SLOs, GPU or model.
 
     \b
@@ -782,9 +899,9 @@ def whatif(ctx, as_json, approach, max_gpus, objective, vary, plot, plot_file, *
 
     axes = _parse_vary(ctx, vary)
     if plot_file:
-        from planner.plots import check_plot_file
+        from planner.plots import plot_output
 
-        check_plot_file(plot_file, False)
+        plot_out = plot_output(plot_file, force)[1]
     if len(axes) == 2 and (plot or plot_file):
         fail("--plot/--plot-file: only with one --vary axis")
     if (opts.get("qps") is None and opts.get("concurrency") is None
@@ -817,7 +934,11 @@ def whatif(ctx, as_json, approach, max_gpus, objective, vary, plot, plot_file, *
     if plot_file:
         from planner.plots import whatif_plot
 
-        whatif_plot(rows, axes[0][0], plot_file)
+        try:
+            whatif_plot(rows, axes[0][0], plot_file, force=force, output=plot_out)
+            plot_out.commit()
+        finally:
+            plot_out.discard()
     if as_json:
         emit_json(render.whatif_document(rows, [a for a, _ in axes]))
         return
@@ -847,7 +968,8 @@ def evaluate(ctx, plan_file, qps, as_json):
     from planner import api, render
     from planner.plans import load_plan
 
-    inputs, dep, doc = load_plan(plan_file, qps=qps)
+    inputs, dep, doc = load_plan(plan_file, qps=qps,
+                                 catalog_dir=(ctx.find_root().obj or {}).get("catalog_dir"))
     plan = api.estimate(inputs, dep)
     if qps is None and isinstance(doc.get("reason"), str):
         plan.reason = doc["reason"]

@@ -6,8 +6,6 @@ A plan file stands alone: it embeds the catalog entries it was computed with, so
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from planner.catalog import (
@@ -69,9 +67,9 @@ def _bounded(path, label, v, lo, hi):
 
 def read_plan(path: str) -> dict:
     from planner.api import SCHEMA_VERSION
-    from planner.files import read_yaml
+    from planner.files import PLAN_MAX_BYTES, read_yaml
 
-    doc = read_yaml(path, f"plan file {path}", "a YAML plan")
+    doc = read_yaml(path, f"plan file {path}", "a YAML plan", max_bytes=PLAN_MAX_BYTES)
     if doc is None:
         raise InvalidRequestError(f"plan file {path} is empty")
     if isinstance(doc, dict) and "plan" in doc and isinstance(doc["plan"], dict) and "schema_version" not in doc:
@@ -90,9 +88,10 @@ def read_plan(path: str) -> dict:
     return doc
 
 
-def catalog_from_plan(path: str, doc: dict) -> Catalog:
-    """The embedded catalog entries, over the built-in catalog for anything not embedded."""
-    base = load_catalog()
+def catalog_from_plan(path: str, doc: dict, catalog_dir: str | None = None) -> Catalog:
+    """The embedded catalog entries, over the built-in catalog (with ``--catalog`` /
+    ``PDPLAN_CATALOG``'s entries) for anything not embedded."""
+    base = load_catalog(catalog_dir)
     cat = Catalog(dict(base.models), dict(base.gpus), dict(base.links), dict(base.engines))
     emb = doc.get("catalog") or {}
     if not isinstance(emb, dict):
@@ -123,13 +122,28 @@ def catalog_from_plan(path: str, doc: dict) -> Catalog:
     return cat
 
 
-def load_plan(path: str, qps: float | None = None):
+def _plan_trace(path: str, doc, load_trace):
+    """The trace a plan embeds (``inputs.trace``: file name, sha256, rows); plans written before
+    traces were embedded name a file, read relative to the working directory or the plan."""
+    from planner.workload import trace_from_document
+
+    if isinstance(doc, dict):
+        return trace_from_document(doc, f"{path}: inputs.trace")
+    if not isinstance(doc, str):
+        _fail(path, "inputs.trace", f"must be an embedded trace (a mapping), got {type(doc).__name__}")
+    p = Path(doc).expanduser()
+    if not p.is_absolute() and not p.exists() and (Path(path).expanduser().parent / p).exists():
+        p = Path(path).expanduser().parent / p
+    return load_trace(str(p))
+
+
+def load_plan(path: str, qps: float | None = None, catalog_dir: str | None = None):
     """(Inputs, Deployment, document) from a plan file; ``qps`` overrides the plan's rate."""
     from planner.api import SLO, Inputs
     from planner.workload import LengthDist, Workload, fixed, load_trace, parse_length_dist
 
     doc = read_plan(path)
-    cat = catalog_from_plan(path, doc)
+    cat = catalog_from_plan(path, doc, catalog_dir)
     inp = doc.get("inputs")
     if not isinstance(inp, dict):
         _fail(path, "inputs", "missing or not a mapping")
@@ -148,7 +162,7 @@ def load_plan(path: str, qps: float | None = None):
         _fail(path, f"inputs.{key}", f"must be a token count or a distribution, got {v!r}")
 
     rate = qps if qps is not None else _num(path, inp, "qps", ctx="inputs.")
-    trace = load_trace(inp["trace"]) if inp.get("trace") else None
+    trace = _plan_trace(path, inp.get("trace"), load_trace) if inp.get("trace") else None
     cv = _num(path, inp, "burstiness", required=False, ctx="inputs.") or 1.0
     conc = _num(path, inp, "concurrency", integer=True, required=False, ctx="inputs.")
     think = (_num(path, inp, "think_time_ms", required=False, ctx="inputs.") or 0.0) / 1e3
@@ -221,24 +235,9 @@ def load_plan(path: str, qps: float | None = None):
 
 
 def write_atomic(path: str, text: str, force: bool = False, flag: str = "-o") -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so an interrupted run
-    leaves the old file intact. Refuses to replace an existing file unless ``force``."""
-    p = Path(path).expanduser()
-    if p.exists() and not force:
-        raise InvalidRequestError(f"{flag}: {path} exists; pass --force to overwrite it")
-    if p.is_dir():
-        raise InvalidRequestError(f"{flag}: {path} is a directory")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise InvalidRequestError(f"{flag}: directory {parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, p)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise InvalidRequestError(f"{flag}: cannot write {path}: {exc.strerror or exc}") from None
+    """Write ``text`` to ``path`` through a temporary file moved into place (see
+    :class:`planner.files.Output`: the mode a new file gets, or the replaced file's under
+    ``force``; a symlink written through; an exclusive create without ``force``)."""
+    from planner.files import write_file
+
+    write_file(path, text, flag=flag, force=force)

@@ -13,8 +13,6 @@ the image is written to a temporary file first and renamed into place.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -261,24 +259,32 @@ def _force_given(force: bool | None) -> tuple[bool, bool]:
     return True, bool(ctx.params.get("force"))
 
 
-def check_plot_file(path: str, force: bool | None = None) -> str:
-    """The format ('png' or 'svg') of ``path``, after checking that it may be written."""
+def plot_output(path: str, force: bool | None = None, outputs=None):
+    """(the format, the checked :class:`planner.files.Output`) of ``path``; added to
+    ``outputs`` (a :class:`planner.files.Outputs`) when given."""
+    from planner.files import Output
+
     p = Path(str(path)).expanduser()
     ext = p.suffix.lower()
     if ext not in FORMATS:
         got = f"{ext!r}" if ext else "no extension"
         raise InvalidRequestError(f"--plot-file: {path}: unknown image format ({got}); valid: "
                                   f"{', '.join(FORMATS)}")
-    if p.is_dir():
-        raise InvalidRequestError(f"--plot-file: {path} is a directory")
     has_force, forced = _force_given(force)
-    if p.exists() and not forced:
-        hint = "pass --force to overwrite it" if has_force else "remove it or choose another name"
-        raise InvalidRequestError(f"--plot-file: {path} exists; {hint}")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise InvalidRequestError(f"--plot-file: directory {parent} does not exist")
-    return FORMATS[ext]
+    hint = "pass --force to overwrite it" if has_force else "remove it or choose another name"
+    if outputs is not None:
+        return FORMATS[ext], outputs.add(path, "--plot-file", forced, hint)
+    return FORMATS[ext], Output(path, "--plot-file", forced, hint)
+
+
+def _format(path: str) -> str:
+    return FORMATS[Path(str(path)).suffix.lower()]
+
+
+def check_plot_file(path: str, force: bool | None = None, outputs=None) -> str:
+    """The format ('png' or 'svg') of ``path``, after checking that it may be written (and
+    adding it to ``outputs``, a :class:`planner.files.Outputs`, when given)."""
+    return plot_output(path, force, outputs)[0]
 
 
 def _matplotlib():
@@ -298,29 +304,13 @@ def _figure(size):
     return fig
 
 
-def _save(fig, path: str, fmt: str) -> None:
-    """Write through a temporary file in the same directory and rename it into place (with the
-    permissions a new file gets, or those of the file it replaces)."""
-    p = Path(str(path)).expanduser()
-    parent = p.parent if str(p.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=p.suffix, dir=parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format=fmt, dpi=120, metadata={"Software": "pdplan"}
-                    if fmt == "png" else {"Creator": "pdplan"})
-        if p.exists():
-            mode = p.stat().st_mode & 0o777
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        os.chmod(tmp, mode)
-        os.replace(tmp, p)
-    except OSError as exc:
-        raise InvalidRequestError(f"--plot-file: cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _save(fig, out, fmt: str, commit: bool) -> None:
+    """Render ``fig`` into the staged output ``out`` (a temporary file next to it), and move it
+    into place when ``commit`` (else the caller's :class:`planner.files.Outputs` does)."""
+    meta = {"Software": "pdplan"} if fmt == "png" else {"Creator": "pdplan"}
+    out.stage(lambda fh: fig.savefig(fh, format=fmt, dpi=120, metadata=meta))
+    if commit:
+        out.commit()
 
 
 def _numeric_axis(axis: str, labels: list) -> list | None:
@@ -353,11 +343,11 @@ AXIS_TITLE = {"qps": "request rate (QPS)", "isl": "prompt length (tokens)",
               "tpot-slo": "TPOT SLO (ms)", "gpu": "GPU", "model": "model"}
 
 
-def whatif_plot(rows, axis: str, path: str, force: bool | None = None) -> None:
+def whatif_plot(rows, axis: str, path: str, force: bool | None = None, output=None) -> None:
     """Two panels (TTFT, TPOT at the percentile) against ``axis``: one line per approach, the
     winner at each value ringed, plans that miss the SLO hollow, the SLO dashed. PNG or SVG by
     the extension of ``path``."""
-    fmt = check_plot_file(path, force)
+    fmt, out = plot_output(path, force) if output is None else (_format(path), output)
     _matplotlib()
     from matplotlib.lines import Line2D
     from matplotlib.ticker import NullLocator
@@ -427,7 +417,7 @@ def whatif_plot(rows, axis: str, path: str, force: bool | None = None) -> None:
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
     title = f"{ch.model}: P{ch.percentile} TTFT and TPOT of the best plan of each approach"
     fig.suptitle(f"{title}, against {AXIS_TITLE.get(axis, axis)}")
-    _save(fig, path, fmt)
+    _save(fig, out, fmt, commit=output is None)
 
 
 def _pareto_front(points):
@@ -440,11 +430,11 @@ def _pareto_front(points):
     return front
 
 
-def pareto_plot(rec, path: str, force: bool | None = None) -> None:
+def pareto_plot(rec, path: str, force: bool | None = None, output=None) -> None:
     """Every candidate of the search (GPUs, or dollars per hour with ``--objective cost``,
     against TPOT at the percentile), coloured by approach, hollow where it misses the SLO; the
     Pareto front of those that meet it as a step line; the chosen plan starred and labelled."""
-    fmt = check_plot_file(path, force)
+    fmt, out = plot_output(path, force) if output is None else (_format(path), output)
     _matplotlib()
 
     plan = rec.plan
@@ -515,7 +505,7 @@ def pareto_plot(rec, path: str, force: bool | None = None) -> None:
                  f"{note}", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    _save(fig, path, fmt)
+    _save(fig, out, fmt, commit=output is None)
 
 
-__all__ = ["terminal_lines", "whatif_plot", "pareto_plot", "check_plot_file", "MISSING_MATPLOTLIB"]
+__all__ = ["terminal_lines", "whatif_plot", "pareto_plot", "check_plot_file", "plot_output", "MISSING_MATPLOTLIB"]

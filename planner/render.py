@@ -172,12 +172,19 @@ def _width(stream) -> int | None:
         return WIDTH
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader went away: stop printing and let the CLI end quietly (exit 141)."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def stdout_console() -> Console:
-    return Console(highlight=False, width=_width(sys.stdout))
+    return _Console(highlight=False, width=_width(sys.stdout))
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return _Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:
@@ -202,7 +209,9 @@ def _length(dist) -> int | str:
     return dist.describe()
 
 
-def inputs_document(inp) -> dict:
+def inputs_document(inp, trace_rows: bool = True) -> dict:
+    """``trace_rows``: embed a trace's rows (a plan that stands alone), else only its name, hash
+    and size (the alternatives beside a plan, whose trace is the plan's)."""
     wl, slo = inp.workload, inp.slo
     # The rate and the burstiness as given (not rounded): a plan must load back to the same
     # inputs, and 6 decimals would turn --qps 1e-7 into 0.
@@ -210,7 +219,9 @@ def inputs_document(inp) -> dict:
     if wl.trace is not None:  # the trace's mean lengths, for people; the trace decides
         doc["isl"] = count(wl.mean_isl)
         doc["osl"] = count(wl.mean_osl)
-        doc["trace"] = wl.trace.path
+        doc["trace"] = wl.trace.document()  # by content: the plan stands alone
+        if not trace_rows:
+            del doc["trace"]["lengths"]
     else:
         doc["isl"] = _length(wl.isl)
         doc["osl"] = _length(wl.osl)
@@ -363,14 +374,14 @@ def kv_transfer_document(link: dict, override: str | None = None) -> dict:
     return doc
 
 
-def plan_document(plan) -> dict:
+def plan_document(plan, trace_rows: bool = True) -> dict:
     """The DESIGN.md plan document of an :class:`planner.api.Plan` (JSON/YAML-ready)."""
     from planner.api import SCHEMA_VERSION
 
     dep = plan.deployment
     doc = {
         "schema_version": SCHEMA_VERSION,
-        "inputs": inputs_document(plan.inputs),
+        "inputs": inputs_document(plan.inputs, trace_rows),
         "approach": dep.approach,
         "total_gpus": int(dep.total_gpus),
         "pools": [pool_document(p) for p in dep.pools],
@@ -829,7 +840,7 @@ def candidate_document(c) -> dict:
 
 def recommend_document(rec) -> dict:
     return {"plan": plan_document(rec.plan),
-            "alternatives": [plan_document(a) for a in rec.alternatives],
+            "alternatives": [plan_document(a, trace_rows=False) for a in rec.alternatives],
             "search": {"candidates_evaluated": int(rec.evaluated)}}
 
 
@@ -872,8 +883,8 @@ def whatif_document(rows, axes) -> dict:
     for r in rows:
         d = {"values": dict(r["values"])}
         if r["rec"] is not None:
-            d["plan"] = plan_document(r["rec"].plan)
-            d["alternatives"] = [plan_document(a) for a in r["rec"].alternatives]
+            d["plan"] = plan_document(r["rec"].plan, trace_rows=False)
+            d["alternatives"] = [plan_document(a, trace_rows=False) for a in r["rec"].alternatives]
         else:
             d["plan"] = None
             d["error"] = r["error"]

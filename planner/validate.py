@@ -74,12 +74,10 @@ def data_dir() -> Path:
 
 def _read_set(path: Path):
     """A validation set file (a YAML list of rows)."""
-    import yaml
+    from planner.files import DATA_MAX_BYTES, read_yaml
 
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise CatalogError(f"{path}: cannot read the validation set ({exc})") from None
+    return read_yaml(path, str(path), "a validation set (a YAML list of rows)", CatalogError,
+                     max_bytes=DATA_MAX_BYTES)
 
 
 def load_rows(path: Path | None = None) -> tuple[list, dict]:

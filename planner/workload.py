@@ -13,7 +13,6 @@ The simulator samples with a seeded generator.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,67 +135,225 @@ def parse_length_dist(text: str, flag: str) -> LengthDist:
 
 @dataclass(frozen=True)
 class Trace:
-    """Per-request (input, output) token counts read from a file."""
+    """Per-request (input, output) token counts read from a file (or from a plan that embeds
+    them), kept sorted by (ISL, OSL): the order of a trace's rows carries no meaning (the
+    analytic models use the sorted pairs, the simulator draws rows at random), so a trace and
+    the same rows embedded in a plan give the same numbers. ``sha256`` is the hash of the file
+    it was read from (of the pairs when built from arrays); traces compare by it."""
 
-    path: str
+    path: str = field(compare=False)
     isl: np.ndarray = field(compare=False, repr=False)
     osl: np.ndarray = field(compare=False, repr=False)
+    sha256: str = ""
+
+    def __post_init__(self):
+        isl = np.asarray(self.isl, dtype=np.int64)
+        osl = np.asarray(self.osl, dtype=np.int64)
+        key = isl * (MAX_TOKENS + 1) + osl  # one integer per row, ordered as (ISL, OSL)
+        if len(key) > 1 and np.any(key[1:] < key[:-1]):
+            key = np.sort(key)
+            isl, osl = key // (MAX_TOKENS + 1), key % (MAX_TOKENS + 1)
+        object.__setattr__(self, "isl", isl)
+        object.__setattr__(self, "osl", osl)
+        if not self.sha256:
+            import hashlib
+
+            digest = hashlib.sha256(self.isl.astype("<i8").tobytes() + self.osl.astype("<i8").tobytes())
+            object.__setattr__(self, "sha256", digest.hexdigest())
+
+    def document(self) -> dict:
+        """What a plan records: the file's name (for people), its hash, the row count and the
+        rows themselves (:func:`encode_lengths`), so the plan needs no trace file to evaluate."""
+        return {"file": Path(self.path).name, "sha256": self.sha256, "requests": int(len(self.isl)),
+                "lengths": encode_lengths(self.isl, self.osl)}
 
 
 _IN_COLS = ("input_tokens", "isl", "input_length", "prompt_tokens", "input_len", "num_input_tokens")
 _OUT_COLS = ("output_tokens", "osl", "output_length", "completion_tokens", "output_len", "num_output_tokens")
+LENGTHS_ENCODING = "zlib+base64 of int32 LE: ISL deltas, then OSL deltas, of the (ISL, OSL)-sorted rows"
+
+
+def encode_lengths(isl: np.ndarray, osl: np.ndarray) -> str:
+    """The sorted (ISL, OSL) rows as one ASCII string (:data:`LENGTHS_ENCODING`): a few bytes per
+    request, since sorted lengths differ little from row to row."""
+    import base64
+    import zlib
+
+    d = np.concatenate([np.diff(isl, prepend=0), np.diff(osl, prepend=0)]).astype("<i4")
+    return base64.b64encode(zlib.compress(d.tobytes(), 6)).decode("ascii")
+
+
+MAX_TRACE_ROWS = 20_000_000
+
+
+def decode_lengths(text, requests, label: str) -> tuple[np.ndarray, np.ndarray]:
+    """The (ISL, OSL) arrays of :func:`encode_lengths`' string, checked: ``requests`` rows, every
+    length a whole number from 1 to ``MAX_TOKENS``."""
+    import base64
+    import binascii
+    import zlib
+
+    if isinstance(requests, bool) or not isinstance(requests, int) or not 1 <= requests <= MAX_TRACE_ROWS:
+        raise InvalidRequestError(f"{label}.requests: must be a whole number from 1 to "
+                                  f"{MAX_TRACE_ROWS:,}, got {requests!r}")
+    if not isinstance(text, str):
+        raise InvalidRequestError(f"{label}.lengths: missing or not a string")
+    want = 8 * requests
+    try:
+        packed = base64.b64decode(text.encode("ascii"), validate=True)
+        z = zlib.decompressobj()
+        raw = z.decompress(packed, want + 1)  # never more than the rows promised
+    except (ValueError, binascii.Error, zlib.error, UnicodeEncodeError):
+        raise InvalidRequestError(f"{label}.lengths: not an encoded trace ({LENGTHS_ENCODING})") from None
+    if len(raw) != want:
+        raise InvalidRequestError(f"{label}.lengths: holds {len(raw) // 8:,} rows, expected "
+                                  f"requests = {requests:,}")
+    d = np.frombuffer(raw, dtype="<i4").astype(np.int64)
+    isl, osl = np.cumsum(d[:requests]), np.cumsum(d[requests:])
+    if isl.min() < 1 or osl.min() < 1 or isl.max() > MAX_TOKENS or osl.max() > MAX_TOKENS:
+        raise InvalidRequestError(f"{label}.lengths: lengths must be whole numbers from 1 to {MAX_TOKENS:,}")
+    return isl, osl
+
+
+def trace_from_document(doc, label: str) -> Trace:
+    """The :class:`Trace` a plan embeds (``inputs.trace`` as written by :meth:`Trace.document`)."""
+    if not isinstance(doc, dict):
+        raise InvalidRequestError(f"{label}: must be a mapping with sha256, requests and lengths")
+    sha = doc.get("sha256")
+    if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise InvalidRequestError(f"{label}.sha256: must be 64 hexadecimal digits, got {sha!r}")
+    isl, osl = decode_lengths(doc.get("lengths"), doc.get("requests"), label)
+    name = doc.get("file")
+    return Trace(str(name) if isinstance(name, str) and name else "trace", isl, osl, sha256=sha)
+
+
+def _length_value(v, col: str, where: str, path) -> int:
+    """A token count from a trace cell: a whole number from 1 to ``MAX_TOKENS``."""
+    n = None
+    if isinstance(v, int) and not isinstance(v, bool):
+        n = v
+    elif isinstance(v, (str, float)) and not isinstance(v, bool):
+        try:
+            n = int(v) if isinstance(v, str) else None
+        except ValueError:
+            pass
+        if n is None:
+            try:
+                f = float(v)
+            except (ValueError, OverflowError):
+                raise InvalidRequestError(f"--trace: {path}: {where}: {col}: not a number: {_short(v)}") from None
+            n = int(f) if math.isfinite(f) and f == int(f) else 0
+    else:
+        raise InvalidRequestError(f"--trace: {path}: {where}: {col}: not a number: {_short(v)}")
+    if not 1 <= n <= MAX_TOKENS:
+        raise InvalidRequestError(
+            f"--trace: {path}: {where}: {col}: must be a whole number from 1 to {MAX_TOKENS:,}, got {_short(v)}"
+        )
+    return n
+
+
+def _short(v) -> str:
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+def _columns(keys, path) -> tuple[str, str]:
+    keys = [k for k in keys if isinstance(k, str)]
+    in_col = next((c for c in _IN_COLS if c in keys), None)
+    out_col = next((c for c in _OUT_COLS if c in keys), None)
+    if in_col is None or out_col is None:
+        found = ", ".join(sorted(_short(k)[1:-1] for k in keys)[:12]) or "none"
+        raise InvalidRequestError(
+            f"--trace: {path}: needs an input column ({', '.join(_IN_COLS[:3])}) and an output "
+            f"column ({', '.join(_OUT_COLS[:3])}); found {found}"
+        )
+    return in_col, out_col
+
+
+def _plain_csv(raw: bytes, header_lines: int, ci: int, co: int):
+    """The two columns of a plain CSV (no quotes; every cell of them a token count in range) in
+    one pass of numpy's parser, or None: then the row-by-row reader runs and names the row."""
+    import io
+
+    if b'"' in raw:
+        return None
+    try:
+        a = np.loadtxt(io.BytesIO(raw), delimiter=",", skiprows=header_lines, usecols=(ci, co),
+                       dtype=np.int64, ndmin=2, comments=None, encoding="utf-8")
+    except (ValueError, IndexError, OverflowError, UnicodeDecodeError):
+        return None
+    if a.shape[0] == 0 or a.min() < 1 or a.max() > MAX_TOKENS:
+        return None
+    return a[:, 0].copy(), a[:, 1].copy()
+
+
+def _lines(text: str):
+    """The lines of ``text`` (with their line ends), one at a time: no copy of the whole."""
+    pos, n = 0, len(text)
+    while pos < n:
+        j = text.find("\n", pos)
+        j = n if j < 0 else j + 1
+        yield text[pos:j]
+        pos = j
 
 
 def load_trace(path: str) -> Trace:
     """Read a CSV (with a header) or JSONL trace; column names may be any of
-    input_tokens/isl/prompt_tokens and output_tokens/osl/completion_tokens."""
-    from planner.files import read_text
+    input_tokens/isl/prompt_tokens and output_tokens/osl/completion_tokens. At most
+    :data:`planner.files.TRACE_MAX_BYTES` of file; the plan records it by content."""
+    import hashlib
+    from array import array
+
+    from planner.files import TRACE_MAX_BYTES, decode_text, parse_json, read_bytes
 
     p = Path(path).expanduser()
-    text = read_text(p, f"--trace: {path}", "a CSV or JSONL file")
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if not lines:
+    label = f"--trace: {path}"
+    raw = read_bytes(p, label, "a CSV or JSONL trace", max_bytes=TRACE_MAX_BYTES)
+    sha = hashlib.sha256(raw).hexdigest()
+    text = decode_text(raw, label, "a CSV or JSONL file")
+    first = next((ln for ln in _lines(text) if ln.strip()), None)
+    if first is None:
         raise InvalidRequestError(f"--trace: {path} is empty")
-    rows: list[tuple[int, dict]] = []
-    if lines[0].lstrip().startswith("{"):
-        for i, ln in enumerate(text.splitlines(), start=1):
+    isl, osl = array("q"), array("q")
+    if first.lstrip().startswith("{"):
+        del raw
+        cols = None
+        for i, ln in enumerate(_lines(text), start=1):
             if not ln.strip():
                 continue
-            try:
-                obj = json.loads(ln)
-            except json.JSONDecodeError:
-                raise InvalidRequestError(f"--trace: {path}: line {i}: not valid JSON") from None
+            obj = parse_json(ln, f"--trace: {path}: line {i}")
             if not isinstance(obj, dict):
                 raise InvalidRequestError(f"--trace: {path}: line {i}: expected a JSON object")
-            rows.append((i, obj))
+            if cols is None:
+                cols = _columns(obj, path)
+            isl.append(_length_value(obj.get(cols[0]), cols[0], f"row {i}", path))
+            osl.append(_length_value(obj.get(cols[1]), cols[1], f"row {i}", path))
     else:
-        reader = csv.DictReader(text.splitlines())
-        for i, row in enumerate(reader, start=2):
-            rows.append((i, row))
-        if not rows:
+        reader = csv.reader(_lines(text))
+        try:
+            header = next(reader)
+            while not any(h.strip() for h in header):  # blank lines before the header
+                header = next(reader)
+            names = [h.strip() for h in header]
+            in_col, out_col = _columns(names, path)
+            ci, co = names.index(in_col), names.index(out_col)
+            fast = _plain_csv(raw, reader.line_num, ci, co)
+            del raw
+            if fast is not None:
+                return Trace(str(p), fast[0], fast[1], sha256=sha)
+            for row in reader:
+                if not row or not any(c.strip() for c in row):
+                    continue
+                where = f"row {reader.line_num}"
+                isl.append(_length_value(row[ci] if ci < len(row) else None, in_col, where, path))
+                osl.append(_length_value(row[co] if co < len(row) else None, out_col, where, path))
+        except csv.Error as exc:
+            raise InvalidRequestError(f"--trace: {path}: line {reader.line_num}: malformed CSV "
+                                      f"({' '.join(str(exc).split())})") from None
+        if not isl:
             raise InvalidRequestError(f"--trace: {path}: has a header but no rows")
-    keys = set(rows[0][1])
-    in_col = next((c for c in _IN_COLS if c in keys), None)
-    out_col = next((c for c in _OUT_COLS if c in keys), None)
-    if in_col is None or out_col is None:
-        raise InvalidRequestError(
-            f"--trace: {path}: needs an input column ({', '.join(_IN_COLS[:3])}) and an output "
-            f"column ({', '.join(_OUT_COLS[:3])}); found {', '.join(sorted(map(str, keys))) or 'none'}"
-        )
-    isl, osl = [], []
-    for i, row in rows:
-        for col, dest in ((in_col, isl), (out_col, osl)):
-            v = row.get(col)
-            try:
-                f = float(v)
-            except (TypeError, ValueError):
-                raise InvalidRequestError(f"--trace: {path}: row {i}: {col}: not a number: {v!r}") from None
-            if not math.isfinite(f) or f < 1 or f != int(f) or f > MAX_TOKENS:
-                raise InvalidRequestError(
-                    f"--trace: {path}: row {i}: {col}: must be a whole number from 1 to {MAX_TOKENS:,}, got {v!r}"
-                )
-            dest.append(int(f))
-    return Trace(str(p), np.array(isl, dtype=np.int64), np.array(osl, dtype=np.int64))
+    return Trace(str(p), np.frombuffer(isl, dtype=np.int64), np.frombuffer(osl, dtype=np.int64),
+                 sha256=sha)
 
 
 @dataclass(frozen=True)

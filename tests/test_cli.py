@@ -336,7 +336,11 @@ def test_workload_options_reach_the_plan(tmp_path):
     trace = tmp_path / "trace.csv"
     trace.write_text("input_tokens,output_tokens\n1000,100\n3000,300\n")
     plan = run_json(UNIFIED + ["--trace", str(trace), "--json"])["plan"]
-    assert plan["inputs"]["trace"] == str(trace) and plan["inputs"]["isl"] == 2000
+    import hashlib
+
+    assert plan["inputs"]["trace"]["file"] == "trace.csv" and plan["inputs"]["isl"] == 2000
+    assert plan["inputs"]["trace"]["sha256"] == hashlib.sha256(trace.read_bytes()).hexdigest()
+    assert plan["inputs"]["trace"]["requests"] == 2
 
 
 # ---- errors ---------------------------------------------------------------------------------
