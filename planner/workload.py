@@ -413,6 +413,13 @@ class Workload:
             osl = osl[np.random.default_rng(12345).permutation(len(osl))]
         return isl, osl
 
+    def isl_tail(self, horizon: int) -> float:
+        """The longest prompt among ``horizon`` requests: the ``1 - 1/horizon`` quantile of the
+        ISL distribution (a trace's longest prompt)."""
+        if self.trace is not None:
+            return float(np.max(self.trace.isl))
+        return float(self.isl._round(self.isl.ppf(1.0 - 1.0 / max(int(horizon), 2))))
+
     @property
     def mean_isl(self) -> float:
         return float(np.mean(self.grid()[0]))

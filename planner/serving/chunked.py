@@ -11,7 +11,7 @@ import numpy as np
 
 from planner.errors import InvalidRequestError
 from planner.perf import StepModel
-from planner.serving.common import PERCENTILES, LaneResult, LoadShape, step_model
+from planner.serving.common import PERCENTILES, LaneResult, LoadShape, shape_of, step_model
 from planner.serving.lanes import IterationCurves
 from planner.serving.lanes import lane_metrics as _lanes
 
@@ -40,9 +40,8 @@ def evaluate(inp, dep, qps, at_boundary: bool = False, percentiles=PERCENTILES) 
     sm = step_model(inp, pool)
     sm.require_fit()
     lanes = pool.instances * pool.pp
-    isl, osl = inp.workload.grid()
     qps = np.atleast_1d(np.asarray(qps, dtype=float))
-    return lane_metrics(sm, LoadShape(isl, osl), qps / lanes, dep.chunk_size,
+    return lane_metrics(sm, shape_of(inp.workload), qps / lanes, dep.chunk_size,
                         arrival_cv=inp.workload.arrival_cv, lanes=lanes,
                         slo=(inp.slo.ttft_s, inp.slo.tpot_s), at_boundary=at_boundary,
                         percentiles=percentiles)

@@ -20,6 +20,16 @@ from planner.serving import REGISTRY  # noqa: E402
 
 APPROACHES = tuple(REGISTRY)
 PERCENTILES = (50, 90, 95, 99)
+# The worst inter-token gap (``itl_max``) is the largest expected over this many requests (a
+# benchmark's length); Z_HORIZON is the standard normal quantile at 1 - 1/ITL_HORIZON.
+ITL_HORIZON = 10_000
+Z_HORIZON = 3.719
+
+
+def shape_of(workload) -> LoadShape:
+    """The load shape of a workload, with its longest prompt over the worst-gap horizon."""
+    isl, osl = workload.grid()
+    return LoadShape(isl, osl, isl_tail=workload.isl_tail(ITL_HORIZON))
 # Without an engine profile (StepModel.engine None): vLLM 0.11.0's defaults
 # (hardware/engines/vllm.yaml has them with their sources): 1024 sequences on GPUs of at least
 # 70 GiB other than the A100, else 256; paged KV in blocks of 16 tokens, allocated as tokens arrive.
@@ -177,10 +187,17 @@ def step_model(inp, pool: Pool) -> StepModel:
 
 @dataclass
 class LoadShape:
-    """Deterministic summaries of the request mix used by every analytic model."""
+    """Deterministic summaries of the request mix used by every analytic model. ``isl_tail``:
+    the longest prompt over the worst-gap horizon (:data:`ITL_HORIZON` requests; default the
+    longest of ``isl``)."""
 
     isl: np.ndarray
     osl: np.ndarray
+    isl_tail: float | None = None
+
+    @property
+    def longest(self) -> float:
+        return float(self.isl_tail if self.isl_tail is not None else np.max(self.isl))
 
     @property
     def mean_isl(self) -> float:

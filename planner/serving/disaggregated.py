@@ -26,10 +26,15 @@ from planner.queueing.fast import (
 )
 from planner.serving.common import (
     PERCENTILES,
+    Z_HORIZON,
     LaneResult,
     LoadShape,
+    batch_cap,
     cap_label,
     compress,
+    decode_curve,
+    interp_curve,
+    shape_of,
     step_model,
     tpot_cdf,
     tpot_quantiles,
@@ -90,6 +95,17 @@ def prefill_pool(prof: PrefillProfile, lam_total, instances, arrival_cv: float =
     }
 
 
+def worst_decode_gap(sm: StepModel, shape: LoadShape, B, td):
+    """The largest gap between two tokens expected over :data:`ITL_HORIZON` requests on a decode
+    pool: a transferred request waits for the lane's next iteration boundary and then its first
+    iteration, two steps at a batch ``Z_HORIZON`` Poisson deviations above the mean."""
+    b = np.nan_to_num(np.asarray(B, dtype=float), nan=0.0, posinf=0.0)
+    b_hi = b + Z_HORIZON * np.sqrt(b)
+    cap, _ = batch_cap(sm, shape)
+    grid, vals = decode_curve(sm, shape.decode_context, max(cap, 1.0) * 1.5)
+    return 2.0 * np.maximum(interp_curve(np.minimum(b_hi, cap), grid, vals), np.asarray(td, dtype=float))
+
+
 def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances, percentiles=PERCENTILES,
                 tpot_slo=None) -> dict:
     """TPOT of a decode pool of ``instances`` (array) instances at total rate ``lam_total``."""
@@ -114,7 +130,8 @@ def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances, percentil
         "saturated": np.where(stable, "", np.where(B > bcap, cap_label(cap_by), "decode")),
         "batch": B,
         "step": td,
-        "itl_max": np.where(stable, td * 1.0, np.inf),
+        "itl_max": np.where(stable, worst_decode_gap(sm, shape, B, td) if len(percentiles) else td * 1.0,
+                            np.inf),
         "kv_used": np.where(np.isfinite(B), B * shape.decode_context * sm.pp, np.inf),
         "kv_capacity": sm.kv_capacity_tokens,
         "batch_cap": bcap,
@@ -128,8 +145,7 @@ def evaluate(inp, dep, qps, at_boundary: bool = False, percentiles=PERCENTILES) 
     (Closed-loop arrivals at iteration boundaries change nothing here: prompts do not share
     iterations with decodes.)"""
     qps = np.atleast_1d(np.asarray(qps, dtype=float))
-    isl, osl = inp.workload.grid()
-    shape = LoadShape(isl, osl)
+    shape = shape_of(inp.workload)
     cv = inp.workload.arrival_cv
     pp_, pd_ = dep.pool("prefill"), dep.pool("decode")
     smp, smd = step_model(inp, pp_), step_model(inp, pd_)

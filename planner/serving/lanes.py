@@ -45,7 +45,9 @@ from planner.queueing.fast import (
 )
 from planner.serving.common import (
     _ERFC,
+    ITL_HORIZON,
     PERCENTILES,
+    Z_HORIZON,
     LaneResult,
     LoadShape,
     batch_cap,
@@ -384,7 +386,8 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
     return LaneResult(
         ttft={k: np.where(stable, v, inf) for k, v in tt.items()},
         tpot={k: np.where(stable, v, inf) for k, v in tq.items()},
-        itl_max=np.where(stable, tf if cv.mixed else tf + td, inf),
+        itl_max=np.where(stable, worst_gap(sm, cv, shape, lam, B, td) if len(percentiles) else
+                         (tf if cv.mixed else tf + td), inf),
         stable=stable,
         attain=attain,
         saturated=np.where(stable, "", np.where(B > cv.bcap, cap_label(cv.cap_by), over)),
@@ -403,6 +406,53 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
         },
         admission_wait=np.where(stable, kv_pwait, 1.0),
     )
+
+
+def worst_gap(sm: StepModel, cv: IterationCurves, shape: LoadShape, lam, B, td):
+    """The largest gap between two tokens of a decoding request expected over
+    :data:`ITL_HORIZON` requests: the longest iteration it sits through, at a batch
+    ``Z_HORIZON`` Poisson deviations above the mean (plus the decode iteration after it when
+    prompts run apart from the decodes).
+
+    * Chunked: a full budget whose prompt piece is the last piece of the longest prompt (its
+      attention reads the whole prompt).
+    * Unified: the heavier of the iteration carrying the longest prompt whole and the one
+      carrying the most prompts that arrive together: ``k`` with
+      ``P(Poisson(lam T(k)) >= k - 1) >= 1 / horizon`` (``T(k)`` the iteration with ``k`` mean
+      prompts), within the budget.
+    Only evaluated where percentiles are asked for (the search does not need it)."""
+    lam = np.asarray(lam, dtype=float)
+    b = np.nan_to_num(np.asarray(B, dtype=float), nan=0.0, posinf=0.0)
+    b_hi = np.minimum(b + Z_HORIZON * np.sqrt(b), max(cv.bcap, 0.0))
+    room = np.maximum(cv.chunk - b_hi, 1.0)
+    ctx = shape.decode_context
+    longest = max(shape.longest, 1.0)
+
+    def t(c, pairs, kv, seqs):
+        return np.asarray(sm.iteration(prefill_tokens=c, prefill_pairs=pairs, prefill_kv=kv,
+                                       prefill_seqs=seqs, decode_batch=b_hi if cv.mixed else 0.0,
+                                       decode_ctx=(b_hi if cv.mixed else 0.0) * ctx).time_s, dtype=float)
+
+    if cv.split:
+        c = np.minimum(room, longest)
+        off = np.maximum(longest - c, 0.0)
+        worst = t(c, c * (off + c / 2.0), off + c, 1.0)
+    else:
+        isl = shape.isl.astype(float)
+        m1, m2 = float(isl.mean()), float(np.mean(isl * isl))
+        one = t(longest, longest * longest / 2.0, longest, 1.0)
+        from scipy.special import pdtrc  # P(Poisson(m) > k)
+
+        k_cap = np.maximum(np.floor(room / m1), 1.0)
+        k = np.ones(lam.shape)
+        for n in range(2, int(min(np.max(k_cap), 256)) + 1):
+            m = lam * t(n * m1, n * m2 / 2.0, n * m1, float(n))
+            ok = (pdtrc(n - 2, m) >= 1.0 / ITL_HORIZON) & (n <= k_cap)
+            if not ok.any():
+                break
+            k = np.where(ok, float(n), k)
+        worst = np.maximum(one, t(k * m1, k * m2 / 2.0, k * m1, k))
+    return worst if cv.mixed else worst + np.asarray(td, dtype=float)
 
 
 def decode_equilibrium(sm: StepModel, shape: LoadShape, lam, stall_share):

@@ -16,7 +16,14 @@ from __future__ import annotations
 import numpy as np
 
 from planner.perf import StepModel
-from planner.serving.common import PERCENTILES, LaneResult, LoadShape, step_model, token_budget
+from planner.serving.common import (
+    PERCENTILES,
+    LaneResult,
+    LoadShape,
+    shape_of,
+    step_model,
+    token_budget,
+)
 from planner.serving.lanes import IterationCurves, whole_prompts  # noqa: F401  (re-exported)
 from planner.serving.lanes import lane_metrics as _lanes
 
@@ -47,9 +54,8 @@ def evaluate(inp, dep, qps, at_boundary: bool = False, percentiles=PERCENTILES) 
     sm = step_model(inp, pool)
     sm.require_fit()
     lanes = pool.instances * pool.pp
-    isl, osl = inp.workload.grid()
     qps = np.atleast_1d(np.asarray(qps, dtype=float))
-    return lane_metrics(sm, LoadShape(isl, osl), qps / lanes, arrival_cv=inp.workload.arrival_cv,
+    return lane_metrics(sm, shape_of(inp.workload), qps / lanes, arrival_cv=inp.workload.arrival_cv,
                         lanes=lanes, slo=(inp.slo.ttft_s, inp.slo.tpot_s), chunk=dep.chunk_size,
                         at_boundary=at_boundary, percentiles=percentiles)
 
