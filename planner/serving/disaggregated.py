@@ -25,6 +25,7 @@ from planner.queueing.fast import (
     wait_plus_cdf,
 )
 from planner.serving.common import (
+    ITL_HORIZON,
     PERCENTILES,
     Z_HORIZON,
     LaneResult,
@@ -95,15 +96,32 @@ def prefill_pool(prof: PrefillProfile, lam_total, instances, arrival_cv: float =
     }
 
 
-def worst_decode_gap(sm: StepModel, shape: LoadShape, B, td):
+def worst_decode_gap(sm: StepModel, shape: LoadShape, lam, B, td, lanes=1):
     """The largest gap between two tokens expected over :data:`ITL_HORIZON` requests on a decode
-    pool: a transferred request waits for the lane's next iteration boundary and then its first
-    iteration, two steps at a batch ``Z_HORIZON`` Poisson deviations above the mean."""
+    pool: a transferred request waits for a place in the running batch (the M/G/c admission
+    wait of :func:`planner.serving.lanes.admission_wait` over the pooled places of the
+    ``lanes`` lanes, at its ``1 - 1/horizon`` quantile),
+    for the lane's next iteration boundary and then its first iteration: two steps at a batch
+    ``Z_HORIZON`` Poisson deviations above the mean."""
+    from planner.serving.lanes import admission_wait
+
     b = np.nan_to_num(np.asarray(B, dtype=float), nan=0.0, posinf=0.0)
     b_hi = b + Z_HORIZON * np.sqrt(b)
     cap, _ = batch_cap(sm, shape)
     grid, vals = decode_curve(sm, shape.decode_context, max(cap, 1.0) * 1.5)
-    return 2.0 * np.maximum(interp_curve(np.minimum(b_hi, cap), grid, vals), np.asarray(td, dtype=float))
+    steps = 2.0 * np.maximum(interp_curve(np.minimum(b_hi, cap), grid, vals), np.asarray(td, dtype=float))
+    # The router sends each transferred request to the lane with the fewest sequences, so a
+    # request waits only when every lane is full: the lanes' places are pooled.
+    n = np.broadcast_to(np.asarray(lanes, dtype=float), b.shape)
+    lam_ = np.broadcast_to(np.asarray(lam, dtype=float), b.shape)
+    mean_w, pw = np.zeros(b.shape), np.zeros(b.shape)
+    for v in np.unique(n):
+        sel = n == v
+        _, mw, p = admission_wait(lam_[sel] * v, b[sel] * v, cap * v, shape)
+        mean_w[sel], pw[sel] = mw, p
+    given = np.where(pw > 0, mean_w / np.maximum(pw, 1e-300), 0.0)  # mean wait, given one
+    tail = np.where(pw * ITL_HORIZON > 1.0, given * np.log(np.maximum(pw * ITL_HORIZON, 1.0)), 0.0)
+    return steps + tail
 
 
 def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances, percentiles=PERCENTILES,
@@ -130,7 +148,7 @@ def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances, percentil
         "saturated": np.where(stable, "", np.where(B > bcap, cap_label(cap_by), "decode")),
         "batch": B,
         "step": td,
-        "itl_max": np.where(stable, worst_decode_gap(sm, shape, B, td) if len(percentiles) else td * 1.0,
+        "itl_max": np.where(stable, worst_decode_gap(sm, shape, lam, B, td, n * sm.pp) if len(percentiles) else td * 1.0,
                             np.inf),
         "kv_used": np.where(np.isfinite(B), B * shape.decode_context * sm.pp, np.inf),
         "kv_capacity": sm.kv_capacity_tokens,

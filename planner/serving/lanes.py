@@ -386,7 +386,8 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
     return LaneResult(
         ttft={k: np.where(stable, v, inf) for k, v in tt.items()},
         tpot={k: np.where(stable, v, inf) for k, v in tq.items()},
-        itl_max=np.where(stable, worst_gap(sm, cv, shape, lam, B, td) if len(percentiles) else
+        itl_max=np.where(stable, worst_gap(sm, cv, shape, lam * mates(cv.busy(B, cv.mean_isl)), B, td)
+                         if len(percentiles) else
                          (tf if cv.mixed else tf + td), inf),
         stable=stable,
         attain=attain,
@@ -417,10 +418,13 @@ def worst_gap(sm: StepModel, cv: IterationCurves, shape: LoadShape, lam, B, td):
     * Chunked: a full budget whose prompt piece is the last piece of the longest prompt (its
       attention reads the whole prompt).
     * Unified: the heavier of the iteration carrying the longest prompt whole and the one
-      carrying the most prompts that arrive together: ``k`` with
-      ``P(Poisson(lam T(k)) >= k - 1) >= 1 / horizon`` (``T(k)`` the iteration with ``k`` mean
-      prompts), within the budget.
-    Only evaluated where percentiles are asked for (the search does not need it)."""
+      carrying the most prompts that arrive together: ``k`` prompts arrive during an iteration
+      that carried ``k - 1``, so the chance of an iteration with ``k`` is the product over
+      ``j < k`` of ``P(Poisson(lam T(j)) >= j + 1)`` (``T(j)`` the iteration with ``j`` mean
+      prompts); the largest ``k`` whose chance is at least ``1 / horizon``, within the budget.
+    ``lam`` is the rate at which prompts pile onto one lane (with several lanes, the router
+    sends a prompt elsewhere unless every lane has prompt work). Only evaluated where
+    percentiles are asked for (the search does not need it)."""
     lam = np.asarray(lam, dtype=float)
     b = np.nan_to_num(np.asarray(B, dtype=float), nan=0.0, posinf=0.0)
     b_hi = np.minimum(b + Z_HORIZON * np.sqrt(b), max(cv.bcap, 0.0))
@@ -445,9 +449,13 @@ def worst_gap(sm: StepModel, cv: IterationCurves, shape: LoadShape, lam, B, td):
 
         k_cap = np.maximum(np.floor(room / m1), 1.0)
         k = np.ones(lam.shape)
+        chain = np.ones(lam.shape)
         for n in range(2, int(min(np.max(k_cap), 256)) + 1):
-            m = lam * t(n * m1, n * m2 / 2.0, n * m1, float(n))
-            ok = (pdtrc(n - 2, m) >= 1.0 / ITL_HORIZON) & (n <= k_cap)
+            # n prompts ride together when n arrived during the iteration before, one that
+            # carried n - 1 of them: a chain of ever rarer iterations
+            m = lam * t((n - 1) * m1, (n - 1) * m2 / 2.0, (n - 1) * m1, float(n - 1))
+            chain = chain * pdtrc(n - 1, m)
+            ok = (chain >= 1.0 / ITL_HORIZON) & (n <= k_cap)
             if not ok.any():
                 break
             k = np.where(ok, float(n), k)
