@@ -742,18 +742,22 @@ def _approaches(approach: str):
     return APPROACHES if approach in (None, "auto") else (approach,)
 
 
-def _verify(plan, inputs, requests: int, seed: int) -> dict:
+def _verify(rec, inputs, requests: int, seed: int, max_gpus: int):
+    """recommend --verify: the simulator checks the plan (and sizes it up where the analytic
+    model was optimistic); the verdict is kept in the plan's document form."""
+    from planner.optimize import verify
     from planner.progress import Progress
     from planner.render import ms
-    from planner.sim import simulate as run_simulation
 
     with Progress(f"verifying: simulating {requests:,} requests"):
-        sim = run_simulation(inputs, plan.deployment, requests, seed)
-    target = inputs.slo.percentile / 100.0
-    return {"requests": int(sim.requests), "seed": seed, "attainment": round(float(sim.attainment), 4),
-            "meets_slo": bool(sim.stable and sim.attainment >= target),
-            "ttft_ms": {k: ms(v) for k, v in sim.ttft.items()},
-            "tpot_ms": {k: ms(v) for k, v in sim.tpot.items()}}
+        rec = verify(inputs, rec, requests, seed, max_gpus)
+    v = rec.plan.verification
+    rec.plan.verification = {
+        "requests": v["requests"], "seed": seed, "attainment": round(float(v["attainment"]), 4),
+        "meets_slo": v["meets_slo"], "ttft_ms": {k: ms(x) for k, x in v["ttft"].items()},
+        "tpot_ms": {k: ms(x) for k, x in v["tpot"].items()}, "preemptions": v["preemptions"],
+        "analytic_gpus": v["analytic_gpus"], "instances_added": v["instances_added"]}
+    return rec
 
 
 @cli.command()
@@ -761,7 +765,9 @@ def _verify(plan, inputs, requests: int, seed: int) -> dict:
 @search_options
 @click.option("-o", "--output", metavar="FILE", help="Write the plan as YAML to FILE.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
-@click.option("--verify", is_flag=True, help="Check the plan with the discrete-event simulator.")
+@click.option("--verify", is_flag=True,
+              help="Check the plan with the discrete-event simulator; where it falls short, add "
+                   "instances until the simulator agrees (the plan says so).")
 @click.option("--requests", type=Whole(100, units.MAX_SIM_REQUESTS), default=20000, show_default=True,
               help="Requests simulated by --verify.")
 @click.option("--seed", type=Whole(0, units.MAX_SEED), default=0, show_default=True, help="Seed for --verify.")
@@ -801,7 +807,7 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
             ctx.exit(3)
         raise
     if verify:
-        rec.plan.verification = _verify(rec.plan, inputs, requests, seed)
+        rec = _verify(rec, inputs, requests, seed, max_gpus)
     try:
         if plot_file:
             from planner.plots import pareto_plot

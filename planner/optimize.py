@@ -447,3 +447,69 @@ def no_plan_message(inp: Inputs, sr: SearchResult, gpu_ids, max_gpus) -> str:
 
 
 __all__ = ["recommend", "search", "Recommendation", "Candidate", "SearchResult"]
+
+
+# --------------------------------------------------------------------------------------------
+# Sizing checked by the simulator (recommend --verify)
+# --------------------------------------------------------------------------------------------
+
+VERIFY_STEPS = 8  # most instances added, one at a time, before the simulator's verdict stands
+
+
+def simulate_plan(inp: Inputs, dep: Deployment, requests: int, seed: int) -> dict:
+    """The simulator's verdict on ``dep``: attainment, whether it meets the percentile, and the
+    percentiles it measured (seconds)."""
+    from planner.sim import simulate
+
+    sim = simulate(inp, dep, requests, seed)
+    target = inp.slo.percentile / 100.0
+    return {"requests": int(sim.requests), "seed": seed, "attainment": float(sim.attainment),
+            "meets_slo": bool(sim.stable and sim.attainment >= target), "stable": bool(sim.stable),
+            "ttft": dict(sim.ttft), "tpot": dict(sim.tpot), "preemptions": int(sim.preemptions)}
+
+
+def _grow(dep: Deployment, verdict: dict, slo) -> Deployment:
+    """One more instance where the simulator says the plan falls short: the prefill pool for
+    TTFT, the decode pool for TPOT (the larger shortfall, relative to its SLO)."""
+    k = slo.key
+    if dep.approach != "disaggregated":
+        role = "unified"
+    else:
+        t_short = verdict["ttft"].get(k, math.inf) / slo.ttft_s
+        p_short = verdict["tpot"].get(k, math.inf) / slo.tpot_s
+        role = "prefill" if t_short >= p_short else "decode"
+    pools = tuple(replace(p, instances=p.instances + 1) if p.role == role else p for p in dep.pools)
+    return replace(dep, pools=pools)
+
+
+def verify(inp: Inputs, rec: Recommendation, requests: int, seed: int, max_gpus: int,
+           steps: int = VERIFY_STEPS) -> Recommendation:
+    """Check the recommended plan in the simulator, and where the analytic model was optimistic
+    (the simulator's attainment falls short of the percentile), add instances one at a time to
+    the pool that falls short until the simulator agrees, within ``steps`` and ``max_gpus``. The
+    plan then says how many GPUs the analytic sizing had and why it changed."""
+    plan = rec.plan
+    analytic_gpus = plan.total_gpus
+    dep = plan.deployment
+    verdict = simulate_plan(inp, dep, requests, seed)
+    first = verdict
+    added = 0
+    while not verdict["meets_slo"] and added < steps:
+        bigger = _grow(dep, verdict, inp.slo)
+        if bigger.total_gpus > max_gpus:
+            break
+        dep, added = bigger, added + 1
+        verdict = simulate_plan(inp, dep, requests, seed)
+    if added:
+        sized = estimate(inp, dep)
+        sized.notes = list(plan.notes) + [
+            f"sized up by simulation from {analytic_gpus} to {sized.total_gpus} GPUs: the analytic "
+            f"model was optimistic here (simulated attainment {first['attainment'] * 100:.1f}% at "
+            f"{analytic_gpus} GPUs, {verdict['attainment'] * 100:.1f}% at {sized.total_gpus}; "
+            f"needs {inp.slo.percentile}%)"]
+        if not verdict["meets_slo"]:
+            sized.notes.append(f"the simulator still finds it short after {added} more instances")
+        rec = replace(rec, plan=sized)
+        plan = sized
+    plan.verification = {**verdict, "analytic_gpus": analytic_gpus, "instances_added": added}
+    return rec

@@ -81,3 +81,33 @@ def test_evaluate_reproduces_a_written_plan(tmp_path):
     for k in ("ttft_ms", "tpot_ms", "max_qps_within_slo", "decode_batch", "kv_cache"):
         assert again["metrics"][k] == written["metrics"][k], k
     assert again["meets_slo"] == written["meets_slo"]
+
+
+VERIFY_SCENARIO = SCENARIO.flatmap(lambda s: st.sampled_from([[], ["--isl-dist", f"lognormal:mean={s['isl']},cv=0.8",
+                                                                     "--osl-dist", f"lognormal:mean={s['osl']},cv=0.8"]])
+                                   .map(lambda d: (s, d)))
+
+
+@pytest.mark.slow
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=VERIFY_SCENARIO)
+def test_verified_plans_meet_their_percentile_in_simulation(case):
+    """recommend --verify: the plan the simulator checks (sized up where the analytic model was
+    optimistic, and saying so) meets its percentile in simulation, within the sampling error of
+    the simulated attainment (two standard errors of a proportion over the counted requests)."""
+    s, dist = case
+    base = _args(s)
+    if dist:  # lengths from distributions instead of --isl/--osl
+        base = base[:2] + base[6:]
+    args = ["recommend", "--verify", "--requests", "8000"] + base + dist
+    r = CliRunner().invoke(cli.cli, args)
+    assert r.exit_code in (0, 3), r.output
+    if r.exit_code == 3:
+        return
+    plan = json.loads(r.stdout)["plan"]
+    v = plan["verification"]
+    target = 0.9
+    se = math.sqrt(target * (1 - target) / v["requests"])
+    assert v["meets_slo"] or v["attainment"] >= target - 2 * se, (args, v)
+    if v["instances_added"]:
+        assert any("sized up by simulation" in n for n in plan.get("notes", []))
