@@ -319,3 +319,90 @@ def default_inputs(catalog_dir: str | None = None, **kw) -> Inputs:
 
 __all__ = ["Inputs", "SLO", "Plan", "Deployment", "Pool", "estimate", "evaluate", "headroom",
            "kv_report", "parse_spec", "default_inputs"]
+
+
+# --------------------------------------------------------------------------------------------
+# What-if grids
+# --------------------------------------------------------------------------------------------
+
+# Cells of a what-if grid are independent recommendations: grids of at least this many cells
+# run on several processes (forked, so the catalog and the step-model caches are shared);
+# PDPLAN_WORKERS=1 runs them in this process.
+WHATIF_PARALLEL_CELLS = 8
+_WHATIF_JOB: tuple | None = None
+
+
+def whatif(cells: list, approaches, max_gpus: int, objective: str, on_cell=None) -> list:
+    """One recommendation per cell, in order. ``cells``: ``(values, inputs, gpu ids)``. Returns
+    rows ``{"values", "rec", "error", "nearest"}`` (``rec`` None where no plan fits).
+    ``on_cell(i)`` is called as cell ``i`` completes (progress)."""
+    global _WHATIF_JOB
+    workers = _workers(len(cells))
+    _WHATIF_JOB = (cells, tuple(approaches), max_gpus, objective)
+    try:
+        if workers <= 1:
+            rows = []
+            for i in range(len(cells)):
+                rows.append(_whatif_cell(i))
+                if on_cell:
+                    on_cell(i + 1)
+            return rows
+        import multiprocessing as mp
+
+        pool = mp.get_context("fork").Pool(workers, initializer=_quiet_worker)
+        try:
+            rows = []
+            for row in pool.imap(_whatif_cell, range(len(cells)), chunksize=max(1, len(cells) // (4 * workers))):
+                rows.append(row)
+                if on_cell:
+                    on_cell(len(rows))
+            pool.close()
+            return rows
+        finally:
+            pool.terminate()
+            pool.join()
+    finally:
+        _WHATIF_JOB = None
+
+
+def _workers(n: int) -> int:
+    import os
+
+    env = os.environ.get("PDPLAN_WORKERS")
+    if env and env.strip().isdigit():
+        return max(1, min(int(env), n))
+    if n < WHATIF_PARALLEL_CELLS or not hasattr(os, "fork"):
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8, n))
+
+
+def _quiet_worker() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handler would print a traceback
+
+
+def _whatif_cell(i: int) -> dict:
+    from planner.errors import NoFeasiblePlanError
+    from planner.optimize import recommend
+
+    cells, approaches, max_gpus, objective = _WHATIF_JOB
+    values, inputs, gpus = cells[i]
+    try:
+        rec = recommend(inputs, gpus, approaches, max_gpus, objective, headroom=False)
+        return {"values": values, "rec": replace(rec, cloud=[]), "error": None}
+    except NoFeasiblePlanError as exc:
+        return {"values": values, "rec": None, "error": str(exc).split("\n")[0],
+                "nearest": [_portable(c) for c in exc.nearest]}
+
+
+def _portable(c):
+    """A candidate with its percentiles computed, without the closure (it crosses processes)."""
+    pct = c._load()
+    return replace(c, percentiles=None, _pct=pct)

@@ -900,8 +900,6 @@ def whatif(ctx, as_json, approach, max_gpus, objective, vary, plot, plot_file, f
       pdplan whatif --vary qps=5,20,80 --vary isl=512,2048,8192 --ttft-slo 1s
     """
     from planner import render
-    from planner.errors import NoFeasiblePlanError
-    from planner.optimize import recommend as run_recommend
 
     axes = _parse_vary(ctx, vary)
     if plot_file:
@@ -916,27 +914,22 @@ def whatif(ctx, as_json, approach, max_gpus, objective, vary, plot, plot_file, f
     combos = [[(axes[0][0], v)] for v in axes[0][1]]
     if len(axes) == 2:
         combos = [[(axes[0][0], a), (axes[1][0], b)] for a in axes[0][1] for b in axes[1][1]]
+    from planner import api
     from planner.progress import Progress
 
-    rows, assumed = [], None
-    with Progress("what-if", total=len(combos)) as progress:
-        for i, combo in enumerate(combos):
-            progress.update(i)
-            o = dict(opts)
-            for axis, value in combo:
-                o = _apply(o, axis, value)
-            gpus = _gpu_list(ctx, o)
-            inputs = build_inputs(ctx, o)
-            if assumed is None:  # the defaults, less the axes being varied
-                assumed = [a for a in inputs.assumed
-                           if not any(a.lower().startswith(ax.split("-")[0]) for ax, _ in axes)]
-            try:
-                rec = run_recommend(inputs, gpus or [inputs.gpu], _approaches(approach), max_gpus,
-                                    objective, headroom=False)
-                rows.append({"values": dict(combo), "rec": rec, "error": None})
-            except NoFeasiblePlanError as exc:
-                rows.append({"values": dict(combo), "rec": None, "error": str(exc).split("\n")[0],
-                             "nearest": exc.nearest})
+    cells, assumed = [], None
+    for combo in combos:
+        o = dict(opts)
+        for axis, value in combo:
+            o = _apply(o, axis, value)
+        gpus = _gpu_list(ctx, o)
+        inputs = build_inputs(ctx, o)
+        if assumed is None:  # the defaults, less the axes being varied
+            assumed = [a for a in inputs.assumed
+                       if not any(a.lower().startswith(ax.split("-")[0]) for ax, _ in axes)]
+        cells.append((dict(combo), inputs, gpus or [inputs.gpu]))
+    with Progress("what-if", total=len(cells)) as progress:
+        rows = api.whatif(cells, _approaches(approach), max_gpus, objective, on_cell=progress.update)
     if plot_file:
         from planner.plots import whatif_plot
 
