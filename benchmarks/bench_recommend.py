@@ -1,5 +1,6 @@
-"""Speed of `pdplan recommend`: wall time of the default CLI call (interpreter start included)
-and candidates evaluated per second by the search. Prints timings; not part of the test run.
+"""Speed of `pdplan recommend`: wall time of the default CLI call (interpreter start included),
+candidates evaluated per second by the search, and a 10 x 7 `whatif` grid (one and all
+workers). Prints timings; not part of the test run.
 
     python benchmarks/bench_recommend.py [--runs 5]
 """
@@ -43,6 +44,23 @@ def search_rate(runs: int) -> tuple[float, int, float]:
     return best[0], best[1], best[1] / best[0]
 
 
+WHATIF = ["whatif", "--vary", "qps=5,10,20,30,40,60,80,100,120,160",
+          "--vary", "isl=256,512,1024,2048,4096,8192,16384"]
+
+
+def whatif_wall(workers: str | None) -> float:
+    import os
+
+    exe = shutil.which("pdplan")
+    cmd = [exe] if exe else [sys.executable, "-m", "planner"]
+    env = dict(os.environ)
+    if workers:
+        env["PDPLAN_WORKERS"] = workers
+    t0 = time.perf_counter()
+    subprocess.run(cmd + WHATIF, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
@@ -52,6 +70,8 @@ def main() -> None:
           f"min {min(t):.3f} s over {a.runs} runs (target < 1 s)")
     dt, n, rate = search_rate(a.runs)
     print(f"search over 3 GPU types: {n} candidates in {dt:.3f} s = {rate:,.0f} candidates/s")
+    print(f"whatif 10 x 7 grid: {whatif_wall(None):.2f} s (all CPUs), {whatif_wall('1'):.2f} s "
+          "(PDPLAN_WORKERS=1) (target <= 5 s on 2 cores)")
 
 
 if __name__ == "__main__":
