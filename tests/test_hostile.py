@@ -205,6 +205,9 @@ def argv_case(command: str, rng: random.Random) -> Case:
                            ["--catalog", "/etc/passwd", "catalog"], ["--catalog", "/dev/null", "kv", "--seq-len", "1"],
                            ["--debug", "kv", "--seq-len", pick(rng, SIZES)], ["--version", "extra"], ["--", "kv"],
                            [pick(rng, ["estimate", "kv", "step", "catalog"]), "--help"], ["--bogus"]])
+        if maybe(rng, 0.3):
+            return Case(["catalog"] + _json(rng), {"f": b"x", "d/models/x.yaml": b"- 1\n"},
+                        env={"PDPLAN_CATALOG": pick(rng, ["/nonexistent", "f", "d", "", " ", "d/models", "/dev/null"])})
     if command in ("estimate", "simulate", "recommend", "whatif", "kv", "step", "timeline", "validate", "catalog"):
         argv += _json(rng)
         if maybe(rng, 0.05):
@@ -455,6 +458,8 @@ def catalog_case(i: int, rng: random.Random) -> Case:
     kind = pick(rng, sorted(CAT_BASES))
     base = builtin_entry(kind, pick(rng, CAT_BASES[kind]))
     new_id = pick(rng, ["hx", "hx-1", "h100-sxm" if kind == "gpus" else "llama-3.1-8b" if kind == "models" else "hx"])
+    if maybe(rng, 0.1):
+        new_id = pick(rng, ["ß", "a b", "../../etc/x", "x" * 300, "", "-x", "--json", "H100-SXM", "\t", "a:b", "a,b"])
     doc = dict(base, id=new_id)
     op = rng.random()
     if op < 0.15:
@@ -463,7 +468,8 @@ def catalog_case(i: int, rng: random.Random) -> Case:
         raw = dump_yaml(mutate_tree(doc, rng, rng.randint(1, 3)))
     else:
         raw = raw_mutation(dump_yaml(doc), rng)
-    fname = pick(rng, [f"{new_id}.yaml", f"{new_id}.yaml", "x.yml", "ß.yaml", ".hidden.yaml", "x.txt"])
+    stem = new_id if new_id and len(new_id) < 100 and "/" not in new_id else "odd-id"
+    fname = pick(rng, [f"{stem}.yaml", f"{stem}.yaml", "x.yml", "ß.yaml", ".hidden.yaml", "x.txt"])
     path = f"cat/{kind}/{fname}" if maybe(rng, 0.85) else f"cat/{fname}"
     files = {path: special(rng, raw, 0.04)}
     if path.startswith("cat/") and path.count("/") == 1 and isinstance(doc, dict):
@@ -558,7 +564,7 @@ def hf_case(i: int, rng: random.Random) -> Case:
             "recommend": ["recommend", "--qps", "2", "--max-gpus", "8"],
             "simulate": ["simulate", "--qps", "2", "--replicas", "1xtp8", "--requests", "100"],
             "timeline": ["timeline", "--tp", "8"],
-            "whatif": ["whatif", "--vary", "qps=1,2", "--max-gpus", "8"]}[cmd]
+            "whatif": ["whatif", "--vary", pick(rng, ["qps=1,2", f"model={name},llama-3.1-8b"]), "--max-gpus", "8"]}[cmd]
     return Case(argv + ["--model", name] + _json(rng), {name: special(rng, raw)})
 
 
@@ -929,3 +935,19 @@ def test_non_utf8_trace_name_json_and_plan(tmp_path):
         assert res.exit_code == 0, res.output
     finally:
         os.chdir(cwd)
+
+
+@pytest.mark.parametrize("where", ["", "moe", "mla"])
+def test_catalog_entry_with_mixed_unknown_keys(tmp_path, where):
+    """Two unknown keys of different types (``1:`` and ``bogus:``) were an internal error
+    (TypeError sorting them) instead of naming one."""
+    doc = builtin_entry("models", "deepseek-v3" if where == "mla" else "mixtral-8x7b")
+    doc["id"] = "hx"
+    target = doc[where] if where else doc
+    target[1] = None
+    target["bogus"] = 2
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "hx.yaml").write_bytes(dump_yaml(doc))
+    res = CliRunner().invoke(cli, ["--catalog", str(tmp_path), "catalog", "models"])
+    assert res.exit_code == 2, res.output
+    assert res.output.count("Error:") == 1 and "unknown key" in res.output, res.output
