@@ -335,7 +335,7 @@ class _Reader:
         self.path, self.data = path, data
         unknown = set(data) - allowed
         if unknown:
-            key = sorted(unknown)[0]
+            key = sorted(unknown, key=str)[0]
             raise CatalogError(f"{path}: {key}: unknown key{did_you_mean(key, allowed)}")
 
     def _fail(self, key, what, got):
@@ -441,7 +441,7 @@ def parse_model(path: Path, data: dict) -> ModelSpec:
         moe = r.mapping("moe")
         bad = set(moe) - _MOE_KEYS
         if bad:
-            k = sorted(bad)[0]
+            k = sorted(bad, key=str)[0]
             raise CatalogError(f"{path}: moe.{k}: unknown key{did_you_mean(k, _MOE_KEYS)}")
         kw["num_experts"] = r.number("num_experts", integer=True, container=moe, ctx="moe")
         kw["experts_per_token"] = r.number("experts_per_token", integer=True, container=moe, ctx="moe")
@@ -459,7 +459,7 @@ def parse_model(path: Path, data: dict) -> ModelSpec:
         mla = r.mapping("mla")
         bad = set(mla) - _MLA_KEYS
         if bad:
-            k = sorted(bad)[0]
+            k = sorted(bad, key=str)[0]
             raise CatalogError(f"{path}: mla.{k}: unknown key{did_you_mean(k, _MLA_KEYS)}")
         for k in ("kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim"):
             kw[k] = r.number(k, integer=True, container=mla, ctx="mla")
@@ -490,7 +490,7 @@ def parse_efficiency(r: _Reader, eff: dict) -> Efficiency:
             raise CatalogError(f"{r.path}: efficiency.{g}: must be a mapping, got {eff[g]!r}")
         bad = set(eff[g]) - keys
         if bad:
-            k = sorted(bad)[0]
+            k = sorted(bad, key=str)[0]
             raise CatalogError(f"{r.path}: efficiency.{g}.{k}: unknown key{did_you_mean(str(k), keys)}")
     kw = {}
     for group, key, attr, unit, lo, hi, to_si in EFFICIENCY_FIELDS:
@@ -697,7 +697,7 @@ def parse_engine(path: Path, data: dict) -> EngineSpec:
         lg = r.mapping("large_gpu")
         bad = set(lg) - _LARGE_GPU_KEYS
         if bad:
-            k = sorted(bad)[0]
+            k = sorted(bad, key=str)[0]
             raise CatalogError(f"{path}: large_gpu.{k}: unknown key{did_you_mean(str(k), _LARGE_GPU_KEYS)}")
         large["min_memory_gib"] = r.number("min_memory_gib", container=lg, ctx="large_gpu", maximum=1e4)
         for k in ("max_num_batched_tokens", "max_num_seqs"):

@@ -49,6 +49,13 @@ class _UserError(click.ClickException):
 class PdplanGroup(click.Group):
     """Turns exceptions from any subcommand into click errors with the contract's exit codes."""
 
+    def parse_args(self, ctx, args):
+        # A bare `pdplan` shows the help and succeeds (click 8.2+ would exit 2 with no Error: line).
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            click.echo(ctx.get_help(), color=ctx.color)
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx):
         from planner.errors import PdplanError
 
@@ -804,6 +811,7 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
     except NoFeasiblePlanError as exc:
         if as_json:
             emit_json({"error": str(exc), "nearest": [render.candidate_document(c) for c in exc.nearest]})
+            click.echo(f"Error: {str(exc).splitlines()[0]}", err=True)  # the one line, as without --json
             ctx.exit(3)
         raise
     if verify:

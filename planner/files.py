@@ -223,6 +223,23 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
+class _NonFinite(Exception):
+    pass
+
+
+def _finite_float(text: str) -> float:
+    import math
+
+    v = float(text)
+    if not math.isfinite(v):  # 1e400 reads as infinity
+        raise _NonFinite(text)
+    return v
+
+
+def _no_constant(name: str):
+    raise _NonFinite(name)
+
+
 def _depth(obj) -> int:
     """Nesting depth of lists and dicts, without recursion."""
     deepest, todo = 0, [(obj, 1)]
@@ -240,17 +257,19 @@ def _depth(obj) -> int:
 
 
 def parse_json(text: str, label: str, error=None):
-    """``json.loads(text)``, with nesting at most ``JSON_MAX_DEPTH`` and integers of at most
-    ``MAX_INT_DIGITS`` digits; anything else is ``error`` naming ``label`` (and the line)."""
+    """``json.loads(text)``, with nesting at most ``JSON_MAX_DEPTH``, integers of at most
+    ``MAX_INT_DIGITS`` digits and finite numbers only (no NaN, Infinity or 1e400); anything else is ``error`` naming ``label`` (and the line)."""
     import json
 
     error = _error_class(error)
     try:
-        obj = json.loads(text, parse_int=_bounded_int)
+        obj = json.loads(text, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise error(f"{label}: not valid JSON (line {exc.lineno})") from None
     except _LongInteger:
         raise error(f"{label}: an integer with more than {MAX_INT_DIGITS} digits") from None
+    except _NonFinite as exc:
+        raise error(f"{label}: {str(exc)[:40]} is not a finite number (JSON has no NaN or Infinity)") from None
     except RecursionError:
         raise error(f"{label}: JSON nested deeper than {JSON_MAX_DEPTH} levels") from None
     except (ValueError, OverflowError) as exc:

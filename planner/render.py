@@ -13,6 +13,7 @@ import datetime as _dt
 import json
 import math
 import os
+import re
 import sys
 
 from rich import box
@@ -94,14 +95,32 @@ def clean(obj):
 
 
 def to_json(obj) -> str:
-    """One JSON document (indent 2); non-finite numbers are already ``null``."""
-    return json.dumps(clean(obj), indent=2, allow_nan=False, ensure_ascii=False)
+    """One JSON document (indent 2); non-finite numbers are already ``null``. A lone surrogate
+    (an undecodable byte of a file name) is written as its ``\\udcXX`` escape, so the document
+    stays UTF-8 text."""
+    text = json.dumps(clean(obj), indent=2, allow_nan=False, ensure_ascii=False)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _no_surrogates(obj):
+    """``obj`` with every lone surrogate (an undecodable byte of a file name) in its strings
+    replaced by U+FFFD: YAML cannot carry one (libyaml refuses its escape), and a plan must load."""
+    if isinstance(obj, str):
+        return _SURROGATE.sub("\ufffd", obj)
+    if isinstance(obj, dict):
+        return {_no_surrogates(k): _no_surrogates(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_no_surrogates(v) for v in obj]
+    return obj
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def to_yaml(obj) -> str:
     import yaml
 
-    return yaml.safe_dump(clean(obj), sort_keys=False, allow_unicode=True, width=100)
+    return yaml.safe_dump(_no_surrogates(clean(obj)), sort_keys=False, allow_unicode=True, width=100)
 
 
 def fmt_seconds(seconds) -> str:
