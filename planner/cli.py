@@ -561,8 +561,8 @@ def emit_json(doc) -> None:
 @click.group("pdplan", cls=PdplanGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="pdplan")
 @click.option("--debug", is_flag=True,
-              help="Show the traceback of any error (internal errors, and user errors before their "
-                   "Error: line) and numeric warnings.")
+              help="Show the traceback of any error (internal errors, and user errors above their "
+                   "one-line message) and numeric warnings.")
 @click.option("--catalog", "catalog_dir", metavar="DIR", envvar="PDPLAN_CATALOG",
               type=click.Path(exists=True, file_okay=False),
               help="Directory of extra catalog entries (models/, gpus/, links/); they override "

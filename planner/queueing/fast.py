@@ -263,3 +263,18 @@ def mgc_wait_cdf_fn(lam, servers, es, es2, arrival_cv: float = 1.0, pwait=None):
         return np.where((x < 0) | ~st_b, 0.0, 1.0 - np.nan_to_num(tail))
 
     return cdf, np.where(np.isfinite(ew), ew, np.inf)
+
+
+def poisson_at_least(n: int, m):
+    """``P(Poisson(m) >= n)`` for a whole ``n`` (small: the sum runs over ``j < n``) and an array
+    ``m``, as one minus the probabilities of ``0 .. n - 1`` (accurate down to about 1e-15,
+    plenty for the rare-event thresholds it serves)."""
+    m = np.asarray(m, dtype=float)
+    if n <= 0:
+        return np.ones_like(m)
+    j = np.arange(int(n), dtype=float)
+    lgam = np.cumsum(np.concatenate([[0.0], np.log(np.arange(1, int(n), dtype=float))]))  # log j!
+    with np.errstate(divide="ignore"):
+        logm = np.log(np.maximum(m, 1e-300))[..., None]
+    below = np.exp(-m[..., None] + j * logm - lgam).sum(axis=-1)
+    return np.clip(1.0 - below, 0.0, 1.0)

@@ -445,7 +445,7 @@ def worst_gap(sm: StepModel, cv: IterationCurves, shape: LoadShape, lam, B, td):
         isl = shape.isl.astype(float)
         m1, m2 = float(isl.mean()), float(np.mean(isl * isl))
         one = t(longest, longest * longest / 2.0, longest, 1.0)
-        from scipy.special import pdtrc  # P(Poisson(m) > k)
+        from planner.queueing.fast import poisson_at_least
 
         k_cap = np.maximum(np.floor(room / m1), 1.0)
         k = np.ones(lam.shape)
@@ -454,7 +454,7 @@ def worst_gap(sm: StepModel, cv: IterationCurves, shape: LoadShape, lam, B, td):
             # n prompts ride together when n arrived during the iteration before, one that
             # carried n - 1 of them: a chain of ever rarer iterations
             m = lam * t((n - 1) * m1, (n - 1) * m2 / 2.0, (n - 1) * m1, float(n - 1))
-            chain = chain * pdtrc(n - 1, m)
+            chain = chain * poisson_at_least(n, m)
             ok = (chain >= 1.0 / ITL_HORIZON) & (n <= k_cap)
             if not ok.any():
                 break
