@@ -381,7 +381,24 @@ def explain_choice(inp: Inputs, plan: Plan, winner: Candidate, sr: SearchResult,
         why = _binding(winner, slo, own=True)
     head = (f"{winner.approach} meets P{slo.percentile} TTFT {m.ttft[k] * 1e3:.0f} ms and TPOT "
             f"{m.tpot[k] * 1e3:.1f} ms with {winner.gpus} GPUs{why}")
+    if winner.approach == "disaggregated":
+        head += _ratio(plan, slo)
     return head + ("; " + "; ".join(parts) if parts else "") + "."
+
+
+def _ratio(plan: Plan, slo) -> str:
+    """The P:D ratio and what sized each side: the decode pool (one of the few smallest that
+    hold TPOT and KV memory, each leaving the prefill pool a share of the joint attainment) and
+    the prefill pool, the fewest that then hold TTFT."""
+    dep, m, k = plan.deployment, plan.metrics, slo.key
+    p, d = dep.pool("prefill"), dep.pool("decode")
+    util = m.utilization
+    kv = m.kv_used_tokens / m.kv_capacity_tokens if m.kv_capacity_tokens else math.nan
+    return (f"; P:D = {p.instances}:{d.instances} instances ({p.gpus}:{d.gpus} GPUs): decode "
+            f"{d.instances}x tp{d.tp} holds P{slo.percentile} TPOT ({m.tpot[k] * 1e3:.1f} of "
+            f"{slo.tpot_s * 1e3:.0f} ms, batch {m.decode_batch:.0f} per lane, KV {kv * 100:.0f}% full) and "
+            f"prefill {p.instances}x tp{p.tp} is the fewest that then hold TTFT "
+            f"({m.ttft[k] * 1e3:.0f} of {slo.ttft_s * 1e3:.0f} ms, {util.get('prefill', math.nan) * 100:.0f}% busy)")
 
 
 def _binding(c: Candidate, slo, own: bool = False) -> str:
