@@ -46,7 +46,7 @@ from planner.sim import reference
 from planner.sim.reference import Iteration, Request, StepClock, TokenClock  # noqa: F401  (re-exported)
 from planner.units import MAX_TIMELINE_COLUMNS, TICK_STEP_FRACTION
 
-APPROACHES = ("unified", "chunked", "disaggregated")
+APPROACHES = tuple(reference.RULES)  # one rule per approach in the reference scheduler
 PREFILL, DECODE, STALLED, WAITING, IDLE = "P", "D", "x", "-", "."
 LEGEND = (("P", "prefill (or a prefill chunk)"), ("D", "decode: gets a token"),
           ("x", "stalled: decoding, but no token this tick"),

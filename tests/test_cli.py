@@ -102,6 +102,10 @@ def test_cli_constants_match_the_library():
     assert cli_mod.KV_DTYPES == catalog.KV_DTYPES
     assert cli_mod.KV_TRANSFER_DTYPES == catalog.KV_TRANSFER_DTYPES
     assert cli_mod.APPROACHES == APPROACHES
+    from planner import timeline
+    from planner.sim import POLICIES
+
+    assert timeline.APPROACHES == tuple(POLICIES) == APPROACHES  # serving, simulator, reference
     help_text = " ".join(run(["estimate", "--help"]).output.split())
     for key in ("model", "gpu", "isl", "osl"):
         assert f"[default: {api.DEFAULTS[key]}]" in help_text, key
