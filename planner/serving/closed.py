@@ -56,7 +56,7 @@ class ClosedLoop:
 
     qps: float  # requests per second the clients reach
     result: LaneResult
-    saturated: bool  # the engine's cap binds; clients queue for a place
+    saturated: bool  # the clients ask for more than the deployment sustains
     queue_s: float  # wait for a place in the batch added to TTFT (saturated)
     slowdown_s: float  # time per output token added to TPOT (saturated by compute)
     cohort: int  # clients moving together (1: none)
