@@ -182,8 +182,9 @@ def load_serving_rows(path: Path) -> tuple[list, list]:
         if why:
             skipped.append((str(e["id"]), why))
             continue
+        derived = set(e.get("derived_metrics") or ())  # lengths derived from these: no check
         for key, value in (e.get("metrics") or {}).items():
-            if key not in SERVING_METRICS or value is None:
+            if key not in SERVING_METRICS or value is None or key in derived:
                 continue
             kind = SERVING_METRICS[key][0]
             rows.append(Row(
@@ -196,7 +197,8 @@ def load_serving_rows(path: Path) -> tuple[list, list]:
                 shape={"engine": SERVING_ENGINES[str(e["engine"])], "load": e["load"],
                        "qps": e.get("qps"), "concurrency": e.get("concurrency"),
                        "replicas": int(e.get("replicas") or 1), "metric": key,
-                       "sustained": e.get("sustained"), "point": str(e["id"])}))
+                       "sustained": e.get("sustained"), "point": str(e["id"]),
+                       "isl_cv": e.get("isl_cv")}))
     return rows, skipped
 
 
@@ -208,7 +210,7 @@ def predict_serving(row: Row, cat: Catalog, extra: dict) -> float:
     engine runs by default, the lengths fixed at the published means)."""
     from planner import api
     from planner.serving.common import Deployment, Pool
-    from planner.workload import Workload, fixed
+    from planner.workload import LengthDist, Workload, fixed
 
     sh = row.shape
     key = (sh["point"],)
@@ -221,7 +223,11 @@ def predict_serving(row: Row, cat: Catalog, extra: dict) -> float:
         kv = row.kv_dtype if row.kv_dtype in ("bf16", "fp8") else (
             "fp8" if dtype in ("fp8", "fp4") and sh["engine"] == "trtllm" else model.default_kv_dtype)
         closed = sh["load"] == "closed"
-        wl = Workload(float(sh["qps"] or 1.0), fixed(row.isl), fixed(row.osl),
+        # Prompt lengths spread as the benchmark's dataset does where the source gives its CV
+        # (lognormal with that mean and CV), else fixed at the mean; outputs at their mean.
+        isl = (LengthDist("lognormal", float(row.isl), cv=float(sh["isl_cv"]))
+               if sh.get("isl_cv") else fixed(row.isl))
+        wl = Workload(float(sh["qps"] or 1.0), isl, fixed(row.osl),
                       concurrency=int(sh["concurrency"]) if closed else None)
         inp = api.Inputs(model, wl, api.SLO(1.0, 0.05), dtype, kv, cat, gpu=row.gpu, engine=engine)
         approach = "chunked" if engine.chunked_prefill else "unified"

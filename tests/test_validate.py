@@ -110,12 +110,13 @@ def test_serving_set_is_published_runs_with_sources():
                    for e in data)
 
 
-@pytest.mark.parametrize("kind,median", [("serving_throughput", 0.06), ("serving_tpot_mean", 0.23),
+@pytest.mark.parametrize("kind,median", [("serving_throughput", 0.06), ("serving_tpot_mean", 0.25),
                                          ("serving_ttft_mean", 0.37)])
 def test_serving_errors_stay_at_what_was_measured(kind, median):
-    """Measured (docs/validation.md, "Serving"): throughput 4.9% median, mean TPOT 21.9%, mean
-    TTFT 36.1% (biased fast: the TensorRT-LLM 0.14 Triton runs carry front-end time and host
-    overhead the 0.5 ms default does not; NIM's closed-loop TTFT -58%)."""
+    """Measured (docs/validation.md, "Serving"): throughput 4.9% median, mean TPOT 24.5%, mean
+    TTFT 36.5% (biased fast: the TensorRT-LLM 0.14 Triton runs carry front-end time and host
+    overhead the 0.5 ms default does not; the MLPerf v5.1 runs, predicted since their dataset
+    lengths were found, with engines tuned beyond their defaults: TPOT -21%, TTFT -38%)."""
     s = _serving().summary["by_kind"][kind]
     assert s["count"] >= 60
     assert s["median_abs_error"] <= median, s["median_abs_error"]
@@ -124,5 +125,10 @@ def test_serving_errors_stay_at_what_was_measured(kind, median):
 def test_serving_unstable_calls_are_counted():
     s = _serving().summary
     assert s["points"] >= 150 and s["points_predicted"] >= 80
-    # measured: 2 sustained TensorRT-LLM points (Llama-3.1-70B TP4, 467/16 tokens at 32 QPS)
-    assert len(s["called_unstable_sustained"]) <= 2, s["called_unstable_sustained"]
+    # measured: 28 sustained points called unstable. 2 TensorRT-LLM 0.14 points (Llama-3.1-70B
+    # TP4, 467/16 tokens at 32 QPS, at the engine's edge) and 26 MLPerf v5.1 Server/Interactive
+    # runs (VALID, so sustained), mostly B200 FP4 Llama-2-70B: predicted with the engines'
+    # default profiles (TensorRT-LLM reserving ISL + OSL per sequence, a 0.9 free-memory
+    # fraction), the KV cache caps the batch below what the tuned submissions ran. A finding
+    # about the model and the validation's engine settings, not met (issue 10's target: none).
+    assert len(s["called_unstable_sustained"]) <= 28, s["called_unstable_sustained"]
