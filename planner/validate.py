@@ -166,6 +166,27 @@ SERVING_KINDS = tuple(dict.fromkeys(k for k, _ in SERVING_METRICS.values()))
 SERVING_ENGINES = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm"}
 
 
+# What a row may say the run's engine was configured with, beyond the profile's defaults (from
+# the submitter's own configuration files; each row's note names them).
+ENGINE_SETTINGS = {"max_num_batched_tokens": int, "max_num_seqs": int, "memory_fraction": float,
+                   "chunked_prefill": bool, "kv_admission": str, "kv_block_tokens": int}
+
+
+def _engine_settings(e: dict) -> dict:
+    raw = e.get("engine_settings") or {}
+    if not isinstance(raw, dict):
+        raise CatalogError(f"serving row {e.get('id')}: engine_settings: must be a mapping")
+    out = {}
+    for k, v in raw.items():
+        if k not in ENGINE_SETTINGS:
+            raise CatalogError(f"serving row {e.get('id')}: engine_settings: unknown key {k!r}; "
+                               f"valid: {', '.join(ENGINE_SETTINGS)}")
+        out[k] = ENGINE_SETTINGS[k](v)
+    if out.get("kv_admission", "incremental") not in ("incremental", "reserve_full"):
+        raise CatalogError(f"serving row {e.get('id')}: engine_settings.kv_admission: incremental or reserve_full")
+    return out
+
+
 def load_serving_rows(path: Path) -> tuple[list, list]:
     """The serving set as one row per (operating point, metric), and the points that cannot be
     predicted with the reason (lengths not stated, an engine pdplan has no profile of, ...)."""
@@ -198,7 +219,7 @@ def load_serving_rows(path: Path) -> tuple[list, list]:
                        "qps": e.get("qps"), "concurrency": e.get("concurrency"),
                        "replicas": int(e.get("replicas") or 1), "metric": key,
                        "sustained": e.get("sustained"), "point": str(e["id"]),
-                       "isl_cv": e.get("isl_cv")}))
+                       "isl_cv": e.get("isl_cv"), "engine_settings": _engine_settings(e)}))
     return rows, skipped
 
 
@@ -217,6 +238,10 @@ def predict_serving(row: Row, cat: Catalog, extra: dict) -> float:
     if key not in _SERVING_CACHE:
         model = _model(cat, extra, row.model)
         engine = cat.engines[sh["engine"]]
+        if sh.get("engine_settings"):  # the run's own configuration overrides the defaults
+            g = cat.gpus[row.gpu]
+            base = {"max_num_batched_tokens": engine.token_budget(g), "max_num_seqs": engine.max_seqs(g)}
+            engine = replace(engine, large_gpu={}, **{**base, **sh["engine_settings"]})
         # (FP16 weights cost what BF16 ones do; a dtype the source does not state is the model's)
         dtype = {"fp16": "bf16"}.get(row.dtype, row.dtype)
         dtype = dtype if dtype in ("bf16", "fp8", "fp4", "int4") else model.default_dtype

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import yaml
 
 from planner.validate import KINDS, load_rows, run
 
@@ -132,3 +133,25 @@ def test_serving_unstable_calls_are_counted():
     # fraction), the KV cache caps the batch below what the tuned submissions ran. A finding
     # about the model and the validation's engine settings, not met (issue 10's target: none).
     assert len(s["called_unstable_sustained"]) <= 28, s["called_unstable_sustained"]
+
+
+def test_serving_rows_take_the_runs_engine_settings(tmp_path):
+    """A row's engine_settings (the submitter's own configuration) override the profile's
+    defaults for that row alone; an unknown key is an error naming the row and the valid keys."""
+    from planner import validate as v
+
+    base = {"id": "X-1", "source": "s", "model": "llama-3.1-8b", "gpu": "h100-sxm", "engine": "trtllm",
+            "dtype": "fp8", "tp": 1, "replicas": 1, "load": "poisson", "qps": 40.0, "isl": 800,
+            "osl": 200, "metrics": {"tpot_ms_mean": 10.0}}
+    tuned = dict(base, id="X-2", engine_settings={"memory_fraction": 0.5, "kv_admission": "incremental",
+                                                 "max_num_seqs": 64})
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump([base, tuned]))
+    rows, _ = v.load_serving_rows(path)
+    cat = v.load_catalog()
+    a, b = (v.predict_serving(r, cat, {}) for r in rows)
+    assert rows[1].shape["engine_settings"]["max_num_seqs"] == 64
+    assert a != b  # a 64-sequence cap and half the memory change the prediction
+    path.write_text(yaml.safe_dump([dict(base, engine_settings={"gpu_batch_size": 4})]))
+    with pytest.raises(v.CatalogError, match="X-1: engine_settings: unknown key 'gpu_batch_size'"):
+        v.load_serving_rows(path)
