@@ -111,13 +111,14 @@ def test_serving_set_is_published_runs_with_sources():
                    for e in data)
 
 
-@pytest.mark.parametrize("kind,median", [("serving_throughput", 0.06), ("serving_tpot_mean", 0.25),
-                                         ("serving_ttft_mean", 0.37)])
+@pytest.mark.parametrize("kind,median", [("serving_throughput", 0.06), ("serving_tpot_mean", 0.20),
+                                         ("serving_ttft_mean", 0.41)])
 def test_serving_errors_stay_at_what_was_measured(kind, median):
-    """Measured (docs/validation.md, "Serving"): throughput 4.9% median, mean TPOT 24.5%, mean
-    TTFT 36.5% (biased fast: the TensorRT-LLM 0.14 Triton runs carry front-end time and host
-    overhead the 0.5 ms default does not; the MLPerf v5.1 runs, predicted since their dataset
-    lengths were found, with engines tuned beyond their defaults: TPOT -21%, TTFT -38%)."""
+    """Measured (docs/validation.md, "Serving"): throughput 4.9% median, mean TPOT 19.5%, mean
+    TTFT 40.3% (biased fast: the TensorRT-LLM 0.14 Triton runs carry front-end time and host
+    overhead the 0.5 ms default does not; the MLPerf v5.1 runs, predicted with their dataset
+    lengths and their submitters' engine settings, TPOT -16% and TTFT -42%: B200 FP4 prefill is
+    slow in pdplan, so Llama-3.1-405B with a 2,048-token budget comes out prefill-bound)."""
     s = _serving().summary["by_kind"][kind]
     assert s["count"] >= 60
     assert s["median_abs_error"] <= median, s["median_abs_error"]
@@ -126,13 +127,13 @@ def test_serving_errors_stay_at_what_was_measured(kind, median):
 def test_serving_unstable_calls_are_counted():
     s = _serving().summary
     assert s["points"] >= 150 and s["points_predicted"] >= 80
-    # measured: 28 sustained points called unstable. 2 TensorRT-LLM 0.14 points (Llama-3.1-70B
-    # TP4, 467/16 tokens at 32 QPS, at the engine's edge) and 26 MLPerf v5.1 Server/Interactive
-    # runs (VALID, so sustained), mostly B200 FP4 Llama-2-70B: predicted with the engines'
-    # default profiles (TensorRT-LLM reserving ISL + OSL per sequence, a 0.9 free-memory
-    # fraction), the KV cache caps the batch below what the tuned submissions ran. A finding
-    # about the model and the validation's engine settings, not met (issue 10's target: none).
-    assert len(s["called_unstable_sustained"]) <= 28, s["called_unstable_sustained"]
+    # measured: 25 sustained points called unstable. 2 TensorRT-LLM 0.14 points (Llama-3.1-70B
+    # TP4, 467/16 tokens at 32 QPS, at the engine's edge) and 23 MLPerf v5.1 Server/Interactive
+    # runs (VALID, so sustained), predicted with their submitters' engine settings: chiefly the
+    # B200 FP4 Llama-3.1-405B runs (a 2,048-token budget against 9.4k-token prompts: pdplan's
+    # B200 FP4 prefill is too slow, so the lanes come out prefill-bound) and the multi-node
+    # Cisco runs without a config. A finding, not met (issue 10's target: none).
+    assert len(s["called_unstable_sustained"]) <= 25, s["called_unstable_sustained"]
 
 
 def test_serving_rows_take_the_runs_engine_settings(tmp_path):
