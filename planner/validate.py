@@ -159,6 +159,10 @@ SERVING_METRICS = {  # measured key -> (kind, predicted from)
     "tpot_ms_p90": ("serving_tpot_p90", ("tpot", "p90")),
     "tpot_ms_p99": ("serving_tpot_p99", ("tpot", "p99")),
     "output_tok_s": ("serving_throughput", ("throughput", None)),
+    # The rate the run held its published latency constraints at (MLPerf: the scheduled QPS of a
+    # VALID Server run, each of P99 TTFT and P99 TPOT within its bound) against the largest rate
+    # at which pdplan predicts both P99s within them: the planner's capacity answer.
+    "max_qps_within_slo": ("serving_max_qps", ("max_qps", None)),
 }
 SERVING_KINDS = tuple(dict.fromkeys(k for k, _ in SERVING_METRICS.values()))
 # The engine each source's runs used; the approach is the engine's default (TensorRT-LLM's
@@ -204,7 +208,12 @@ def load_serving_rows(path: Path) -> tuple[list, list]:
             skipped.append((str(e["id"]), why))
             continue
         derived = set(e.get("derived_metrics") or ())  # lengths derived from these: no check
-        for key, value in (e.get("metrics") or {}).items():
+        metrics = dict(e.get("metrics") or {})
+        slo = e.get("slo") or {}
+        if (e.get("load") == "poisson" and e.get("sustained") and e.get("qps")
+                and slo.get("ttft_ms_p99") and slo.get("tpot_ms_p99")):
+            metrics["max_qps_within_slo"] = float(e["qps"])
+        for key, value in metrics.items():
             if key not in SERVING_METRICS or value is None or key in derived:
                 continue
             kind = SERVING_METRICS[key][0]
@@ -213,13 +222,15 @@ def load_serving_rows(path: Path) -> tuple[list, list]:
                 dtype=str(e.get("dtype") or ""), kv_dtype=str(e.get("kv_dtype") or ""),
                 tp=int(e.get("tp") or 1), pp=int(e.get("pp") or 1), batch=int(e.get("concurrency") or 0),
                 isl=int(e["isl"]), osl=int(e["osl"]), measured=float(value),
-                unit="tok_s" if kind == "serving_throughput" else "ms", source=str(e["source"]),
+                unit={"serving_throughput": "tok_s", "serving_max_qps": "req_s"}.get(kind, "ms"),
+                source=str(e["source"]),
                 trust=str(e.get("trust", "")), note=str(e.get("note") or ""),
                 shape={"engine": SERVING_ENGINES[str(e["engine"])], "load": e["load"],
                        "qps": e.get("qps"), "concurrency": e.get("concurrency"),
                        "replicas": int(e.get("replicas") or 1), "metric": key,
                        "sustained": e.get("sustained"), "point": str(e["id"]),
-                       "isl_cv": e.get("isl_cv"), "engine_settings": _engine_settings(e)}))
+                       "isl_cv": e.get("isl_cv"), "engine_settings": _engine_settings(e),
+                       "slo": slo}))
     return rows, skipped
 
 
@@ -264,10 +275,39 @@ def predict_serving(row: Row, cat: Catalog, extra: dict) -> float:
             _SERVING_CACHE.clear()
     plan = _SERVING_CACHE[key]
     what, stat = SERVING_METRICS[sh["metric"]][1]
+    if what == "max_qps":
+        return _max_qps_within(plan, sh["slo"])
     if what == "throughput":
         return plan.metrics.throughput_out_tok_s if plan.metrics.stable else 0.0
     v = getattr(plan.metrics, what)[stat]
     return float(v) * 1e3
+
+
+def _max_qps_within(plan, slo: dict) -> float:
+    """The largest rate (of a geometric grid, 96 a decade from 1/20 to 20 times the run's, then 33
+    even steps inside the bracket) at which the plan's deployment keeps P99 TTFT and P99 TPOT each
+    within the run's published bound (0 if none)."""
+    from planner import api
+
+    inp, dep = plan.inputs, plan.deployment
+    q0 = float(inp.workload.qps)
+    t_max, p_max = float(slo["ttft_ms_p99"]) / 1e3, float(slo["tpot_ms_p99"]) / 1e3
+
+    def ok(rates):
+        r = api.evaluate(inp, dep, rates, percentiles=(99,))
+        return (np.asarray(r.stable) & (np.asarray(r.ttft["p99"]) <= t_max)
+                & (np.asarray(r.tpot["p99"]) <= p_max))
+
+    grid = q0 * 10.0 ** (np.arange(-125, 126) / 96.0)
+    good = ok(grid)
+    if not good.any():
+        return 0.0
+    last = len(good) - 1 - int(np.argmax(good[::-1]))
+    if last == len(good) - 1:
+        return float(grid[-1])
+    fine = np.linspace(grid[last], grid[last + 1], 33)
+    gf = ok(fine)
+    return float(fine[gf][-1]) if gf.any() else float(grid[last])
 
 
 def load_kernel_rows(path: Path) -> list:
