@@ -7,12 +7,10 @@ docs/methodology.md ("In-flight batching").
 
 from __future__ import annotations
 
-import numpy as np
-
 from planner.errors import InvalidRequestError
 from planner.perf import StepModel
-from planner.serving.common import PERCENTILES, LaneResult, LoadShape, shape_of, step_model
-from planner.serving.lanes import IterationCurves
+from planner.serving.common import PERCENTILES, LaneResult, LoadShape
+from planner.serving.lanes import IterationCurves, pool_args
 from planner.serving.lanes import lane_metrics as _lanes
 
 
@@ -36,15 +34,8 @@ def evaluate(inp, dep, qps, at_boundary: bool = False, percentiles=PERCENTILES) 
     rates ``qps``."""
     if not dep.chunk_size or dep.chunk_size < 1:
         raise InvalidRequestError("--chunk-size: chunked prefill needs a positive chunk size")
-    pool = dep.pool("unified")
-    sm = step_model(inp, pool)
-    sm.require_fit()
-    lanes = pool.instances * pool.pp
-    qps = np.atleast_1d(np.asarray(qps, dtype=float))
-    return lane_metrics(sm, shape_of(inp.workload), qps / lanes, dep.chunk_size,
-                        arrival_cv=inp.workload.arrival_cv, lanes=lanes,
-                        slo=(inp.slo.ttft_s, inp.slo.tpot_s), at_boundary=at_boundary,
-                        percentiles=percentiles)
-
+    sm, lanes, lam, shape, slo = pool_args(inp, dep, qps)
+    return lane_metrics(sm, shape, lam, dep.chunk_size, arrival_cv=inp.workload.arrival_cv,
+                        lanes=lanes, slo=slo, at_boundary=at_boundary, percentiles=percentiles)
 
 __all__ = ["ChunkCurves", "evaluate", "lane_metrics"]

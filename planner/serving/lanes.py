@@ -54,7 +54,9 @@ from planner.serving.common import (
     cap_label,
     decode_curve,
     interp_curve,
+    shape_of,
     solve_fixed_point,
+    step_model,
     tpot_cdf,
     tpot_quantiles,
 )
@@ -593,4 +595,15 @@ def _rowwise_wait_cdf(lam, service, arrival_cv):
     return cdf, ew
 
 
-__all__ = ["IterationCurves", "decode_equilibrium", "lane_metrics", "whole_prompts"]
+def pool_args(inp, dep, qps):
+    """What ``lane_metrics`` needs for a one-pool deployment at total rates ``qps``: the pool's
+    step model (fitted), its lane count, the per-lane rates, the load shape and the SLO pair."""
+    pool = dep.pool("unified")
+    sm = step_model(inp, pool)
+    sm.require_fit()
+    lanes = pool.instances * pool.pp
+    qps = np.atleast_1d(np.asarray(qps, dtype=float))
+    return sm, lanes, qps / lanes, shape_of(inp.workload), (inp.slo.ttft_s, inp.slo.tpot_s)
+
+
+__all__ = ["IterationCurves", "decode_equilibrium", "lane_metrics", "pool_args", "whole_prompts"]

@@ -13,18 +13,14 @@ docs/methodology.md ("In-flight batching").
 
 from __future__ import annotations
 
-import numpy as np
-
 from planner.perf import StepModel
 from planner.serving.common import (
     PERCENTILES,
     LaneResult,
     LoadShape,
-    shape_of,
-    step_model,
     token_budget,
 )
-from planner.serving.lanes import IterationCurves, whole_prompts  # noqa: F401  (re-exported)
+from planner.serving.lanes import IterationCurves, pool_args, whole_prompts  # noqa: F401  (re-exported)
 from planner.serving.lanes import lane_metrics as _lanes
 
 
@@ -50,14 +46,8 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, arrival_cv: float = 1.0, 
 
 def evaluate(inp, dep, qps, at_boundary: bool = False, percentiles=PERCENTILES) -> LaneResult:
     """The registry's entry: ``dep`` (one unified pool) at the total rates ``qps``."""
-    pool = dep.pool("unified")
-    sm = step_model(inp, pool)
-    sm.require_fit()
-    lanes = pool.instances * pool.pp
-    qps = np.atleast_1d(np.asarray(qps, dtype=float))
-    return lane_metrics(sm, shape_of(inp.workload), qps / lanes, arrival_cv=inp.workload.arrival_cv,
-                        lanes=lanes, slo=(inp.slo.ttft_s, inp.slo.tpot_s), chunk=dep.chunk_size,
-                        at_boundary=at_boundary, percentiles=percentiles)
-
+    sm, lanes, lam, shape, slo = pool_args(inp, dep, qps)
+    return lane_metrics(sm, shape, lam, arrival_cv=inp.workload.arrival_cv, lanes=lanes, slo=slo,
+                        chunk=dep.chunk_size, at_boundary=at_boundary, percentiles=percentiles)
 
 __all__ = ["budget", "curves", "evaluate", "lane_metrics", "whole_prompts"]

@@ -371,6 +371,14 @@ class LaneEngine:
             return heap[0][0], True
         return (ta, False) if ta < _INF else None
 
+    def _arrival(self, rid: int, ta: float, following: float) -> None:
+        """Request ``rid`` arrives at ``ta``; idle lanes start once the arrivals at ``ta`` are all
+        in (``following``: the time of the next arrival)."""
+        self.now = ta
+        self._arrive(rid, ta)
+        if following != ta:
+            self._wake(ta)
+
     def _fire(self) -> None:
         """Run the lane event on top of the heap."""
         ev, l, _ = heapq.heappop(self.heap)
@@ -403,11 +411,8 @@ class LaneEngine:
             if is_event:
                 self._fire()
             else:
-                self.now = ta
-                self._arrive(order[i], ta)
                 i += 1
-                if i >= n or times[i] != ta:
-                    self._wake(ta)
+                self._arrival(order[i - 1], ta, times[i] if i < n else _INF)
         if not snapped:
             waiting = extra_waiting + sum(len(q) for q in self.queue)
             if waiting > backlog_limit:
@@ -436,10 +441,8 @@ class LaneEngine:
             if is_event:
                 self._fire()
             else:
-                self.now = t_next
-                self._arrive(heapq.heappop(arrivals)[1], t_next)
-                if not arrivals or arrivals[0][0] != t_next:
-                    self._wake(t_next)
+                rid_a = heapq.heappop(arrivals)[1]
+                self._arrival(rid_a, t_next, arrivals[0][0] if arrivals else _INF)
             for tc in self.spawn:  # completions: those clients send their next requests
                 if rid < n:
                     t_arr[rid] = tc + think_s
