@@ -261,7 +261,7 @@ def decode_step_at(inp: Inputs, dep: Deployment, m: Metrics) -> tuple[dict, dict
     ctx = float(np.mean(shape_of(inp.workload).decode_context))
     cost = sm.decode(b, ctx)
     step = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in cost.breakdown.items()}
-    layout = {"pool": pool.role, "lanes_per_instance": int(sm.lanes),
+    layout = {"pool": pool.role, "lanes_per_instance": int(sm.lanes), "attention_ranks": int(sm.dp),
               "kv_capacity_tokens_per_rank": float(sm.kv_capacity_tokens / sm.dp),
               "kv_replicated_across_tp": bool(inp.model.is_mla and sm.tp > 1)}
     return step, layout

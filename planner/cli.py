@@ -1150,10 +1150,11 @@ def step(ctx, tp, pp, dp, ep, prefill_tokens, decode_batch, context, as_json, **
         raise DoesNotFitError(f"--tp: {exc}") from None
     if prefill_tokens is not None:
         n = _size(prefill_tokens, "--prefill")
-        doc = render.step_document(sm, sm.prefill(n), "prefill", tokens=n)
+        # With --dp every attention rank carries the same (the ranks step together).
+        doc = render.step_document(sm, sm.prefill(n, seqs=dp), "prefill", tokens=n)
     else:
         ctx_len = _size(context, "--context")
-        doc = render.step_document(sm, sm.decode(decode_batch, ctx_len), "decode",
+        doc = render.step_document(sm, sm.decode(decode_batch * dp, ctx_len), "decode",
                                    batch=decode_batch, context=ctx_len)
     if as_json:
         emit_json(doc)

@@ -22,7 +22,7 @@ from planner.api import headroom as api_headroom
 from planner.errors import InvalidRequestError, NoFeasiblePlanError
 from planner.perf import build_step_model, kv_link_for
 from planner.serving import chunked, disaggregated, unified
-from planner.serving.common import APPROACHES, Deployment, LoadShape, Pool
+from planner.serving.common import APPROACHES, Deployment, LoadShape, Pool, lane_budget
 
 TP_CHOICES = (1, 2, 4, 8)
 PP_CHOICES = (1, 2, 4)
@@ -183,9 +183,11 @@ def search(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
                 continue
             for chunk in (chunks if approach == "chunked" else (None,)):
                 if approach == "chunked":
-                    curves = chunked.ChunkCurves(sm, shape, chunk)
+                    # (chunk: the per-rank budget the engine flag takes; a lane's is dp times it)
+                    lane_chunk = lane_budget(sm, chunk)
+                    curves = chunked.ChunkCurves(sm, shape, lane_chunk)
 
-                    def ev(n, pcts=(), curves=curves, chunk=chunk, sm=sm):
+                    def ev(n, pcts=(), curves=curves, chunk=lane_chunk, sm=sm):
                         return chunked.lane_metrics(sm, shape, qps / (n * sm.lanes), chunk, cv, curves,
                                                     lanes=n * sm.lanes, percentiles=pcts, slo=pair)
                 else:

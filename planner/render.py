@@ -365,8 +365,8 @@ def kv_cache_document(plan) -> dict:
         doc["batch_cap_by"] = m.batch_cap_by or None
     doc["admission_wait_probability"] = rnd(m.admission_wait_probability, 4)
     lay = getattr(plan, "layout", None) or {}
-    if lay.get("lanes_per_instance", 1) > 1 or lay.get("kv_replicated_across_tp"):
-        doc["lanes_per_instance"] = int(lay["lanes_per_instance"])
+    if lay.get("attention_ranks", 1) > 1 or lay.get("kv_replicated_across_tp"):
+        doc["attention_ranks"] = int(lay["attention_ranks"])
         doc["capacity_tokens_per_rank"] = count(lay["kv_capacity_tokens_per_rank"])
         doc["replicated_across_tp"] = bool(lay["kv_replicated_across_tp"])
     return doc
@@ -487,7 +487,7 @@ def show_plan(console: Console, plan, title: str | None = None) -> None:
     s.add_row("decode batch", _num(m.decode_batch, ",.1f", "n/a") + " per lane")
     lay = getattr(plan, "layout", None) or {}
     per_rank = (f" ({_num(lay['kv_capacity_tokens_per_rank'])} per attention rank, not replicated)"
-                if lay.get("lanes_per_instance", 1) > 1 and "kv_capacity_tokens_per_rank" in lay
+                if lay.get("attention_ranks", 1) > 1 and "kv_capacity_tokens_per_rank" in lay
                 and plan.deployment.pool(lay["pool"]).dp > 1 else "")
     s.add_row("KV cache", f"{_num(m.kv_used_tokens, ',.0f', 'n/a')} of "
                           f"{_num(m.kv_capacity_tokens)} tokens per instance{per_rank}")

@@ -228,6 +228,7 @@ def load_serving_rows(path: Path) -> tuple[list, list]:
                 shape={"engine": SERVING_ENGINES[str(e["engine"])], "load": e["load"],
                        "qps": e.get("qps"), "concurrency": e.get("concurrency"),
                        "replicas": int(e.get("replicas") or 1), "metric": key,
+                       "dp": int(e.get("dp") or 1), "ep": int(e.get("ep") or 1),
                        "sustained": e.get("sustained"), "point": str(e["id"]),
                        "isl_cv": e.get("isl_cv"), "engine_settings": _engine_settings(e),
                        "slo": slo}))
@@ -267,7 +268,7 @@ def predict_serving(row: Row, cat: Catalog, extra: dict) -> float:
                       concurrency=int(sh["concurrency"]) if closed else None)
         inp = api.Inputs(model, wl, api.SLO(1.0, 0.05), dtype, kv, cat, gpu=row.gpu, engine=engine)
         approach = "chunked" if engine.chunked_prefill else "unified"
-        pool = Pool("unified", row.gpu, sh["replicas"], row.tp, row.pp)
+        pool = Pool("unified", row.gpu, sh["replicas"], row.tp, row.pp, sh.get("ep", 1), sh.get("dp", 1))
         dep = Deployment(approach, (pool,), chunk_size=engine.token_budget(cat.gpus[row.gpu])
                          if approach == "chunked" else None)
         _SERVING_CACHE[key] = api.estimate(inp, dep, with_headroom=False)

@@ -94,8 +94,9 @@ def test_mla_kv_lives_on_one_rank_and_capacity_adds_up():
     assert sm.kv_bytes_per_token_per_gpu == DSV3.kv_bytes_per_token("bf16")
     per_gpu = sm.kv_budget_bytes_per_gpu / sm.kv_bytes_per_token_per_gpu
     assert sm.kv_capacity_tokens == pytest.approx(8 * per_gpu)
-    assert sm.kv_capacity_tokens_per_lane == pytest.approx(per_gpu)
-    assert sm.lanes == 8 and sm.gpus == 8
+    # The ranks step together: one lane holding every rank's KV.
+    assert sm.kv_capacity_tokens_per_lane == pytest.approx(8 * per_gpu)
+    assert sm.lanes == 1 and sm.gpus == 8
     # At TP8 every rank holds the whole latent: the instance holds one rank's worth.
     tp8 = build_step_model(CAT, DSV3, H200, 8, 1, dtype="fp8")
     assert tp8.kv_capacity_tokens == pytest.approx(tp8.kv_budget_bytes_per_gpu / tp8.kv_bytes_per_token_per_gpu)
@@ -109,17 +110,36 @@ def test_mla_kv_lives_on_one_rank_and_capacity_adds_up():
 
 def test_decode_step_uses_low_latency_alltoall_and_no_tp_allreduce():
     sm = dsv3(tp=1, dp=8)
-    b = 32
-    c = sm.decode(b, 3000)
+    b = 32  # per rank: the lane carries the eight ranks' 256 decodes
+    c = sm.decode(8 * b, 3000)
     assert float(c.breakdown["tp_allreduce"]) == 0.0
     m = DSV3
     rows = b * m.experts_per_token * m.hidden_size
     kw = dict(gpus_per_node=8, nvlink_bw=sm.intra_bw, nic_bw=sm.nic_bw, mode="low_latency")
     one = eff.ep_alltoall_time(rows * 1.0, 8, **kw) + eff.ep_alltoall_time(rows * 2.0, 8, **kw)
     assert float(c.breakdown["ep_alltoall"]) == pytest.approx(float(one) * m.moe_layers)
-    # A prefill iteration uses the normal kernels.
+    # A prefill iteration uses the normal kernels; one prompt lives on one rank.
     p = sm.prefill(1024)
     assert float(p.breakdown["ep_alltoall"]) == pytest.approx(float(sm.ep_comm(1024.0, "normal")))
+    assert float(p.breakdown["moe_ffn"]) == pytest.approx(float(sm.moe_ffn(1024.0, 1024.0)[0]))
+
+
+def test_the_busiest_rank_sets_the_iteration():
+    sm = dsv3(tp=1, dp=8)
+    # 20 decodes over 8 ranks: the busiest holds 3 (and 3/20 of the context sum); 3 prompt pieces
+    # of 1,000 tokens: one per rank, the busiest carries 1,000 tokens.
+    r = sm.busiest_rank(3000.0, 3000.0 * 500, 3000.0, 3.0, 20.0, 20 * 2000.0)
+    assert [float(x) for x in r] == pytest.approx([1000.0, 500_000.0, 1000.0, 1.0, 3.0, 6000.0])
+    # 20 pieces over 8 ranks: the busiest carries 3 of them.
+    r = sm.busiest_rank(20_000.0, 0.0, 20_000.0, 20.0, 0.0, 0.0)
+    assert float(r[0]) == 3000.0 and float(r[3]) == 3.0
+    # A prefill on one rank stalls every rank's decodes: the lane's iteration with one prompt
+    # costs what that rank's prefill plus its decodes cost, with the experts over all tokens.
+    mixed = float(sm.iteration(prefill_tokens=2000, prefill_pairs=2000 * 1000, prefill_kv=2000,
+                               prefill_seqs=1, decode_batch=64, decode_ctx=64 * 2000).time_s)
+    alone = float(sm.decode(64, 2000).time_s)
+    assert mixed > alone + 0.5 * float(sm.prefill(2000).time_s)
+    assert dsv3(tp=1, dp=1).dp == 1 and sm.busiest_rank(1, 2, 3, 4, 5, 6)[4] == 1
 
 
 def test_experts_see_every_ranks_tokens():
@@ -138,8 +158,8 @@ def test_experts_see_every_ranks_tokens():
 def test_wide_ep_across_nodes_pays_the_nic():
     in_node = dsv3(tp=1, dp=8)
     wide = dsv3(tp=1, dp=32)
-    assert wide.gpus == 32 and wide.lanes == 32
-    t8 = float(in_node.ep_comm(64.0, "low_latency"))
+    assert wide.gpus == 32 and wide.lanes == 1
+    t8 = float(in_node.ep_comm(64.0, "low_latency"))  # per rank
     t32 = float(wide.ep_comm(64.0, "low_latency"))
     assert t32 > 2 * t8  # 3/4 of the traffic leaves the node on a 50 GB/s NIC
 
@@ -178,7 +198,7 @@ def test_estimate_reports_kv_per_rank_and_the_alltoall():
     assert r.exit_code == 0, r.output
     plan = json.loads(r.output)["plan"]
     kv = plan["metrics"]["kv_cache"]
-    assert kv["lanes_per_instance"] == 8 and kv["replicated_across_tp"] is False
+    assert kv["attention_ranks"] == 8 and kv["replicated_across_tp"] is False
     assert kv["capacity_tokens_per_rank"] * 8 == pytest.approx(kv["capacity_tokens"], abs=8)
     assert plan["metrics"]["decode_step_ms"]["ep_alltoall"] > 0
     assert plan["pools"][0]["dp"] == 8 and plan["pools"][0]["ep"] == 8 and plan["pools"][0]["gpus"] == 8

@@ -111,14 +111,20 @@ def test_serving_set_is_published_runs_with_sources():
                    for e in data)
 
 
-@pytest.mark.parametrize("kind,median", [("serving_throughput", 0.06), ("serving_tpot_mean", 0.20),
+@pytest.mark.parametrize("kind,median", [("serving_throughput", 0.06), ("serving_tpot_mean", 0.22),
                                          ("serving_ttft_mean", 0.41)])
 def test_serving_errors_stay_at_what_was_measured(kind, median):
-    """Measured (docs/validation.md, "Serving"): throughput 4.9% median, mean TPOT 19.5%, mean
-    TTFT 40.3% (biased fast: the TensorRT-LLM 0.14 Triton runs carry front-end time and host
+    """Measured (docs/validation.md, "Serving"): throughput 4.9% median, mean TPOT 21.5%, mean
+    TTFT 40.4% (biased fast: the TensorRT-LLM 0.14 Triton runs carry front-end time and host
     overhead the 0.5 ms default does not; the MLPerf v5.1 runs, predicted with their dataset
     lengths and their submitters' engine settings, TPOT -16% and TTFT -42%: B200 FP4 prefill is
-    slow in pdplan, so Llama-3.1-405B with a 2,048-token budget comes out prefill-bound)."""
+    slow in pdplan, so Llama-3.1-405B with a 2,048-token budget comes out prefill-bound).
+    Mean TPOT was 19.5% until the five MLPerf DeepSeek-R1 runs were predicted with the layout
+    their submitters ran (attention DP 8 x EP 8, per-rank batch and token caps) instead of TP8:
+    they moved from -15% to -57% (pdplan's DP8/EP8 decode step at 107 sequences a rank is 26 ms
+    against 61 ms measured; TensorRT-LLM's own DP8/EP8 throughput runs are within -34%..+4%,
+    `pdplan validate --set deepseek`), so the TP8 agreement was accidental and the gap is the
+    harness's, not yet explained (docs/validation.md, "DeepSeek-class")."""
     s = _serving().summary["by_kind"][kind]
     assert s["count"] >= 60
     assert s["median_abs_error"] <= median, s["median_abs_error"]
@@ -163,7 +169,9 @@ def test_capacity_within_published_slo_stays_at_what_was_measured():
     rate at which pdplan keeps P99 TTFT and P99 TPOT within the run's constraints, against the
     rate the VALID run held them at (a lower bound of the engine's true limit). Measured: 103
     points, 17.7% median absolute, +2.7% bias; Llama-2-70B on B200 and H200 +2.7% and +4.9%;
-    Llama-3.1-405B -20% (B200) and -43% (H200), where pdplan's prefill is too slow."""
+    Llama-3.1-405B -20% (B200) and -43% (H200), where pdplan's prefill is too slow. With the
+    five DeepSeek-R1 runs predicted at their attention-DP layout (see above: pdplan's decode is
+    2.3x faster than those runs show, so it finds 2.7-3.7x their rate) the median is 18.9%."""
     s = _serving().summary["by_kind"]["serving_max_qps"]
     assert s["count"] >= 100
-    assert s["median_abs_error"] <= 0.18, s["median_abs_error"]
+    assert s["median_abs_error"] <= 0.19, s["median_abs_error"]

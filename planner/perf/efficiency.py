@@ -150,19 +150,27 @@ EP_CALL_S = 20e-6
 
 
 def ep_alltoall_time(msg_bytes, ranks: int, *, gpus_per_node: int, nvlink_bw: float, nic_bw: float,
-                     mode: str = "normal"):
+                     mode: str = "normal", topk: int = 8):
     """Seconds for one expert-parallel dispatch or combine in which each of ``ranks`` GPUs sends
-    ``msg_bytes`` (its tokens times top-k times hidden, in the wire dtype), spread evenly over the
-    ranks: the share for GPUs of its own node (``(min(ranks, gpus_per_node) - 1) / ranks``) moves
-    over NVLink, the share for other nodes (``(ranks - gpus_per_node) / ranks`` when the group
-    spans nodes) over the GPU's NIC, both at the DeepEP-measured shares of their bandwidth, in
-    parallel: ``EP_CALL_S + max(local / (nvlink * 0.77), remote / (nic * share[mode]))``.
-    ``mode``: ``low_latency`` (decode) or ``normal`` (prefill and mixed iterations)."""
+    ``msg_bytes`` (its tokens times ``topk`` times hidden, in the wire dtype), spread evenly over
+    the ranks: the share for GPUs of its own node (``(min(ranks, gpus_per_node) - 1) / ranks``)
+    moves over NVLink, the share for other nodes over the GPU's NIC, both at the DeepEP-measured
+    shares of their bandwidth, in parallel:
+    ``EP_CALL_S + max(local / (nvlink * 0.77), remote / (nic * share[mode]))``.
+    ``mode``: ``low_latency`` (decode: every top-k copy travels on its own, the remote share is
+    ``(ranks - gpus_per_node) / ranks``) or ``normal`` (prefill and mixed iterations: a token
+    crosses the network once per destination node and is forwarded inside it over NVLink, so
+    the remote bytes are ``hidden`` times the expected number of other nodes its ``topk``
+    experts fall on, ``(N - 1)(1 - (1 - 1/N)^topk)`` over ``N`` nodes with uniform routing)."""
     msg = _as(msg_bytes)
     if ranks <= 1:
         return np.zeros_like(msg)
     local = (min(ranks, gpus_per_node) - 1) / ranks
-    remote = max(ranks - gpus_per_node, 0) / ranks
+    nodes = -(-ranks // gpus_per_node)
+    if mode == "normal" and nodes > 1:
+        remote = (nodes - 1) * (1.0 - (1.0 - 1.0 / nodes) ** topk) / topk
+    else:
+        remote = max(ranks - gpus_per_node, 0) / ranks
     t = msg * local / (nvlink_bw * EP_NVLINK_SHARE)
     if remote > 0:
         t = np.maximum(t, msg * remote / (nic_bw * EP_NIC_SHARE[mode]))

@@ -7,13 +7,13 @@ iteration adds one per-iteration engine overhead (host scheduling and sampling, 
 there is no per-layer fitted term. Formulas and sources: ``docs/methodology.md`` section 1.
 
 An *instance* is ``tp * dp * pp`` GPUs serving one model replica. With ``pp`` stages it keeps
-``pp`` micro-batches in flight; with data-parallel attention (``dp`` ranks of ``tp`` GPUs, MoE
-models) each rank schedules its own sequences. Either way it behaves as ``pp * dp`` *lanes*, each
-of which sees full-pass latency. All step times returned here are full-pass latencies of one
-lane's batch (all layers). Under data-parallel attention the MoE layers are shared: every rank's
-iteration runs its experts' GEMMs over the tokens of all ``dp`` ranks, so a lane's step is costed
-with the other ranks carrying the same load (the balanced steady state; the engines keep the
-ranks in lock-step, idle ones running an empty batch).
+``pp`` micro-batches in flight, so it behaves as ``pp`` *lanes*, each of which sees full-pass
+latency. With data-parallel attention (``dp`` ranks of ``tp`` GPUs, MoE models) each rank holds
+its own sequences, but the ranks step together (the MoE layers need every rank's tokens; engines
+run an idle rank on an empty batch), so an iteration lasts as long as the busiest rank's: the
+``dp`` ranks form one lane, whose batch and prompt tokens are the ranks' together, costed on the
+attention side by what the busiest rank carries and on the routed experts by all of them. All
+step times returned here are full-pass latencies of one lane's batch (all layers).
 
 Every method accepts numpy arrays (broadcast together) so that the optimizer and the simulator
 can evaluate whole grids without Python loops.
@@ -101,9 +101,12 @@ class StepModel(InstanceMemory):
         if self.ep not in valid_ep:
             raise InvalidRequestError(f"--ep: must be {' or '.join(map(str, valid_ep))} at tp={self.tp} "
                                       f"dp={self.dp}, got {ep}")
-        # GPUs per instance and lanes per instance (pipeline micro-batches x attention ranks).
+        # GPUs per instance.
         self.gpus = self.tp * self.dp * self.pp
-        self.lanes = self.pp * self.dp
+        # One lane per pipeline micro-batch: the dp attention ranks step together (each
+        # iteration lasts as long as the busiest rank's), so they form one lane whose batch,
+        # token budget and KV cache are the ranks' together.
+        self.lanes = self.pp
         self.bw = DTYPE_BYTES[self.dtype]
         self.bkv = DTYPE_BYTES[self.kv_dtype]
         self.peak = gpu.flops_for(self.dtype)
@@ -205,20 +208,31 @@ class StepModel(InstanceMemory):
         T = _as(T)
         return E * -np.expm1(T * np.log1p(-k / E)) if k < E else np.full_like(T, float(E))
 
-    def moe_ffn(self, T):
+    def moe_ffn(self, T, T_all=None):
         """Router ``T x hidden @ hidden x E`` (BF16); routed experts as grouped GEMMs over the
         experts this GPU holds that the batch touches, with ``T k / touched`` rows each (TP-sharded
-        widths when ``ep == 1``, whole experts when ``ep == tp``); shared experts as dense GEMMs;
-        token permutation (gather + scatter of ``T k`` rows) as HBM traffic."""
+        widths when ``ep == 1``, whole experts when ``ep > 1``, the busiest GPU's rows under
+        uniform routing); shared experts as dense GEMMs; token permutation (gather + scatter of
+        ``T k`` rows) as HBM traffic. Under data-parallel attention ``T`` is the rank's tokens
+        (router, shared experts) and ``T_all`` the instance's (routed experts; default
+        ``T * dp``, every rank as loaded as this one)."""
+        parts = self.moe_parts(T, T_all)
+        if parts is None:
+            return None
+        rank, routed = parts
+        return tuple(a + b for a, b in zip(rank[:3], routed[:3])) + (rank[3],)
+
+    def moe_parts(self, T, T_all=None):
+        """:meth:`moe_ffn` as (the rank's part: router and shared experts on ``T``; the routed
+        part on ``T_all``), each ``(seconds, FLOPs, bytes, peak)`` over the MoE layers."""
         m = self.model
         if not m.is_moe:
             return None
         T = _as(T)
+        T_all = T * self.dp if T_all is None else _as(T_all)
         h, fe, E, k = m.hidden_size, m.moe_intermediate_size, m.num_experts, m.experts_per_token
-        # Under data-parallel attention the experts see every rank's tokens (balanced ranks).
-        T_all = T * self.dp
         touched = self.experts_touched(T_all)
-        rows = np.where(T > 0, T_all * k / np.maximum(touched, 1.0), 0.0)
+        rows = np.where(T_all > 0, T_all * k / np.maximum(touched, 1.0), 0.0)
         if self.ep > 1:
             # Whole experts on each GPU; the busiest GPU sets the pace (uniform routing).
             groups, width = touched / self.ep, fe
@@ -226,16 +240,15 @@ class StepModel(InstanceMemory):
         else:
             groups, width = touched, fe / self.tp
         up_n = (m.ffn_matrices - 1) * width
-        parts = [self._gemm(T, E, h, bf16=True),
-                 self._gemm(rows, up_n, h, groups=groups),
-                 self._gemm(rows, h, width, groups=groups)]
+        rank = [self._gemm(T, E, h, bf16=True)]
         if m.num_shared_experts:
             sw = m.num_shared_experts * fe / self.tp
-            parts += [self._gemm(T, (m.ffn_matrices - 1) * sw, h), self._gemm(T, h, sw)]
+            rank += [self._gemm(T, (m.ffn_matrices - 1) * sw, h), self._gemm(T, h, sw)]
+        routed = [self._gemm(rows, up_n, h, groups=groups), self._gemm(rows, h, width, groups=groups)]
         perm = 2.0 * 2.0 * T_all * k * h * ACTIVATION_BYTES / (self.ep if self.ep > 1 else 1)
-        t_perm = np.where(T > 0, self.g_bf16["floor_s"] + perm / (self.gpu.hbm_bytes_per_s * self.g_bf16["mem"]), 0.0)
-        parts.append((t_perm, 0.0 * T, perm, self.peak_bf16))
-        return self._sum(*parts, layers=m.moe_layers)
+        t_perm = np.where(T_all > 0, self.g_bf16["floor_s"] + perm / (self.gpu.hbm_bytes_per_s * self.g_bf16["mem"]), 0.0)
+        routed.append((t_perm, 0.0 * T_all, perm, self.peak_bf16))
+        return self._sum(*rank, layers=m.moe_layers), self._sum(*routed, layers=m.moe_layers)
 
     def elementwise(self, T):
         """Residual adds + RMSNorms: ``ELEMENTWISE_KERNELS`` fused kernels per layer, each moving
@@ -278,7 +291,7 @@ class StepModel(InstanceMemory):
             return _as(T) * 0.0
         rows = _as(T) * m.experts_per_token * m.hidden_size / self.tp
         kw = dict(gpus_per_node=self.gpu.gpus_per_node, nvlink_bw=self.intra_bw or 1e30,
-                  nic_bw=self.nic_bw, mode=mode)
+                  nic_bw=self.nic_bw, mode=mode, topk=m.experts_per_token)
         dispatch = eff.ep_alltoall_time(rows * self.a_bytes, self.ep, **kw)
         combine = eff.ep_alltoall_time(rows * ACTIVATION_BYTES, self.ep, **kw)
         return (dispatch + combine) * m.moe_layers
@@ -334,14 +347,39 @@ class StepModel(InstanceMemory):
         return t, fl, by, parts[0][3]
 
     # ------------------------------------------------------------------------------------
+    def busiest_rank(self, prefill_tokens, prefill_pairs, prefill_kv, prefill_seqs, decode_batch,
+                     decode_ctx):
+        """What the busiest of the ``dp`` attention ranks carries of a lane's iteration (the
+        ranks step together, so it sets the iteration's length): ``ceil(B / dp)`` of the ``B``
+        decodes (at most ``B``) with their share of the context, and ``ceil(s / dp)`` of the
+        ``s`` prompt pieces (a piece lives on one rank) with that share of the prompt tokens
+        (rounded up), pairs and keys. Returns the six quantities for that rank."""
+        if self.dp == 1:
+            return prefill_tokens, prefill_pairs, prefill_kv, prefill_seqs, decode_batch, decode_ctx
+        dp = self.dp
+        B, n, s = _as(decode_batch), _as(prefill_tokens), _as(prefill_seqs)
+        Br = np.minimum(B, np.ceil(B / dp - 1e-9))
+        ctx_r = np.where(B > 0, _as(decode_ctx) * Br / np.maximum(B, 1e-12), 0.0)
+        sr = np.minimum(s, np.ceil(s / dp - 1e-9))
+        share = np.where((n > 0) & (s > 0), sr / np.maximum(s, 1e-12), 1.0)
+        nr = np.ceil(n * share - 1e-9)
+        return nr, _as(prefill_pairs) * share, _as(prefill_kv) * share, sr, Br, ctx_r
+
     def iteration(self, *, prefill_tokens=0, prefill_pairs=0, prefill_kv=0, prefill_seqs=0,
                   decode_batch=0, decode_ctx=0) -> StepCost:
-        """The general iteration: ``decode_batch`` decodes (context sum ``decode_ctx``) plus
-        ``prefill_tokens`` prompt tokens in ``prefill_seqs`` pieces."""
+        """The general iteration of one lane: ``decode_batch`` decodes (context sum
+        ``decode_ctx``) plus ``prefill_tokens`` prompt tokens in ``prefill_seqs`` pieces. Under
+        data-parallel attention these are the instance's (per pipeline lane): the attention side
+        runs what the busiest rank carries (:meth:`busiest_rank`), the routed experts every
+        rank's tokens."""
+        T_all = _as(prefill_tokens) + _as(decode_batch)
+        (prefill_tokens, prefill_pairs, prefill_kv, prefill_seqs, decode_batch,
+         decode_ctx) = self.busiest_rank(prefill_tokens, prefill_pairs, prefill_kv, prefill_seqs,
+                                         decode_batch, decode_ctx)
         T = _as(prefill_tokens) + _as(decode_batch)
         logits = _as(prefill_seqs) + _as(decode_batch)
         ops = {"attention_proj": self.attention_proj(T), "ffn": self.dense_ffn(T),
-               "moe_ffn": self.moe_ffn(T), "elementwise": self.elementwise(T),
+               "moe_ffn": self.moe_ffn(T, T_all), "elementwise": self.elementwise(T),
                "lm_head": self.lm_head(logits),
                "attention_prefill": self.prefill_attention(prefill_tokens, prefill_pairs, prefill_kv,
                                                            prefill_seqs),
@@ -365,11 +403,13 @@ class StepModel(InstanceMemory):
         if self.pp > 1:
             parts["pp_sendrecv"] = self.pp_comm(T)
         comm = parts["tp_allreduce"] + parts.get("ep_alltoall", 0.0) + parts.get("pp_sendrecv", 0.0)
-        busy = (T > 0) | (logits > 0)
+        busy = (T_all > 0) | (logits > 0)
         overhead = np.where(busy, self.overhead_s, 0.0) + 0.0 * T
         parts["overhead"] = overhead
         time = sum(parts.values())
-        return StepCost(time_s=time, flops=flops * self.tp * self.dp, bytes=nbytes * self.tp * self.dp, compute_s=comp,
+        # (FLOPs and bytes: the busiest rank's times the GPUs, an upper bound under dp.)
+        return StepCost(time_s=time, flops=flops * self.tp * self.dp, bytes=nbytes * self.tp * self.dp,
+                        compute_s=comp,
                         memory_s=mem, comm_s=comm, overhead_s=overhead, breakdown=parts)
 
     def prefill(self, tokens, offset=0, seqs=1) -> StepCost:

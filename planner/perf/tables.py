@@ -19,42 +19,77 @@ from planner.perf.roofline import StepModel
 
 
 class FastTimes:
-    """Scalar step times in a few float operations (see the module docstring)."""
+    """Scalar step times in a few float operations (see the module docstring).
+
+    Under data-parallel attention (``sm.dp > 1``) the tables are indexed by what the busiest
+    rank carries (attention side) and by the lane's total tokens (routed experts), and
+    :meth:`time` maps a lane's iteration to its busiest rank the way
+    :meth:`StepModel.busiest_rank` does."""
 
     def __init__(self, sm: StepModel, max_tokens: int):
         n = int(max_tokens) + 1
         T = np.arange(n, dtype=float)
+        self.dp = int(sm.dp)
+        parts = sm.moe_parts(T, T) if sm.model.is_moe else None
+        # The rank's part of everything but attention (indexed by the rank's tokens) ...
         base = sm.attention_proj(T)[0] + sm.elementwise(T)[0] + sm.tp_comm(T)
-        for op in (sm.dense_ffn(T), sm.moe_ffn(T)):
-            if op is not None:
-                base = base + op[0]
+        if sm.dense_ffn(T) is not None:
+            base = base + sm.dense_ffn(T)[0]
+        if parts is not None:
+            base = base + parts[0][0]
         if sm.pp > 1:
             base = base + sm.pp_comm(T)
-        base = base + np.where(T > 0, sm.overhead_s, 0.0)
-        # Expert-parallel all-to-alls: normal kernels when the iteration has prompt tokens,
-        # low-latency ones for decode-only iterations (as StepModel.iteration).
         base_dec = base
         if sm.ep > 1:
+            # Expert-parallel all-to-alls: normal kernels when the iteration has prompt tokens,
+            # low-latency ones for decode-only iterations (as StepModel.iteration).
             base, base_dec = base + sm.ep_comm(T), base + sm.ep_comm(T, "low_latency")
+        # ... and the routed experts (indexed by the lane's tokens), with the iteration's
+        # overhead; with dp == 1 both are folded into one table by the lane's tokens.
+        routed = (parts[1][0] if parts is not None else 0.0 * T) + np.where(T > 0, sm.overhead_s, 0.0)
         L = sm.layers
         t_c, t_m = sm._decode_coefficients(T)
-        self.base = base
         self.lm = sm.lm_head(T)[0]
         self.dec_floor = decode_attention_floor(T, sm.kv_reads_gpu, d=sm.eff.decode) * L
         self.max_tokens = n - 1
         # Plain Python lists: indexing them is faster than numpy scalars.
-        self.base_l = self.base.tolist()
-        self.base_dec_l = self.base_l if base_dec is base else base_dec.tolist()
         self.lm_l = self.lm.tolist()
         self.dec_floor_l = self.dec_floor.tolist()
         self.dec_flop_l = [float(t_c) * L] * n  # F: compute seconds per context token
         self.dec_byte_l = (np.asarray(t_m) * L).tolist()  # G[B]: memory seconds per token read
+        if self.dp == 1:
+            self.base = base + routed
+            self.base_l = self.base.tolist()
+            self.base_dec_l = self.base_l if base_dec is base else (base_dec + routed).tolist()
+            self.rank_l = self.rank_dec_l = None
+            self.routed_l = None
+            # A decode iteration of B sequences at context sum X: A[B] + max(F[B] X, G[B] (X + B)).
+            self.decode_A_l = [self.base_dec_l[b] + self.lm_l[b] + self.dec_floor_l[b] for b in range(n)]
+            self.decode_F_l = self.dec_flop_l
+            self.decode_G_l = self.dec_byte_l
+        else:
+            self.rank_l, self.rank_dec_l = base.tolist(), base_dec.tolist()
+            self.routed_l = routed.tolist()
+            self.base_l = self.base_dec_l = None
+            # Decodes only: the busiest rank holds Br = ceil(B / dp) of them and Br / B of the
+            # context sum, so its attention is floor[Br] + max(F Br/B X, G[Br] Br/B (X + B)).
+            A, F, G = [0.0] * n, [0.0] * n, [0.0] * n
+            for b in range(1, n):
+                br = self._rank_batch(b)
+                A[b] = self.rank_dec_l[br] + self.routed_l[b] + self.lm_l[br] + self.dec_floor_l[br]
+                F[b] = self.dec_flop_l[br] * br / b
+                G[b] = self.dec_byte_l[br] * br / b
+            self.decode_A_l, self.decode_F_l, self.decode_G_l = A, F, G
         # Prefill attention constants (scalar copies of StepModel.prefill_attention's terms).
         a = sm.eff.prefill
         self._pf = (sm.attn_flops_pair_prefill / sm.tp, sm.heads_gpu, float(sm.gpu.sm_count),
                     a["floor_s"], a["mamf"], a["half_tokens"], a["wave"], sm.peak_bf16,
                     sm.kv_elems_gpu * sm.bkv, 2 * sm.heads_gpu * sm.model.head_dim * 2.0,
                     sm.gpu.hbm_bytes_per_s * sm.g_bf16["mem"], float(L))
+
+    def _rank_batch(self, b: int) -> int:
+        """The busiest rank's share of ``b`` (``min(b, ceil(b / dp))``, as StepModel.busiest_rank)."""
+        return min(b, math.ceil(b / self.dp - 1e-9))
 
     def prefill_attention(self, tokens: float, pairs: float, kv: float, seqs: float) -> float:
         if tokens <= 0:
@@ -80,9 +115,28 @@ class FastTimes:
         T = pf_tokens + dec_batch
         if T > self.max_tokens:
             raise ValueError(f"iteration of {T} tokens exceeds the table ({self.max_tokens})")
+        if self.dp > 1:
+            return self._time_dp(pf_tokens, pf_pairs, pf_kv, pf_seqs, dec_batch, dec_ctx)
         t = (self.base_l if pf_tokens else self.base_dec_l)[T] + self.lm_l[pf_seqs + dec_batch]
         if pf_tokens:
             t += self.prefill_attention(pf_tokens, pf_pairs, pf_kv, pf_seqs)
         if dec_batch:
             t += self.decode_attention(dec_batch, dec_ctx)
+        return t
+
+    def _time_dp(self, pf_tokens, pf_pairs, pf_kv, pf_seqs, dec_batch, dec_ctx) -> float:
+        br = self._rank_batch(dec_batch)
+        ctx = dec_ctx * br / dec_batch if dec_batch else 0.0
+        if pf_tokens and pf_seqs:
+            sr = min(pf_seqs, math.ceil(pf_seqs / self.dp - 1e-9))
+            share = sr / pf_seqs
+            nr = math.ceil(pf_tokens * share - 1e-9)
+        else:
+            sr, share, nr = pf_seqs, 1.0, pf_tokens
+        t = ((self.rank_l if pf_tokens else self.rank_dec_l)[nr + br] + self.routed_l[pf_tokens + dec_batch]
+             + self.lm_l[sr + br])
+        if nr:
+            t += self.prefill_attention(nr, pf_pairs * share, pf_kv * share, sr)
+        if br:
+            t += self.decode_attention(br, ctx)
         return t

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from planner.errors import InvalidRequestError
 from planner.perf import StepModel
-from planner.serving.common import PERCENTILES, LaneResult, LoadShape
+from planner.serving.common import PERCENTILES, LaneResult, LoadShape, lane_budget
 from planner.serving.lanes import IterationCurves, pool_args
 from planner.serving.lanes import lane_metrics as _lanes
 
@@ -35,7 +35,7 @@ def evaluate(inp, dep, qps, at_boundary: bool = False, percentiles=PERCENTILES) 
     if not dep.chunk_size or dep.chunk_size < 1:
         raise InvalidRequestError("--chunk-size: chunked prefill needs a positive chunk size")
     sm, lanes, lam, shape, slo = pool_args(inp, dep, qps)
-    return lane_metrics(sm, shape, lam, dep.chunk_size, arrival_cv=inp.workload.arrival_cv,
+    return lane_metrics(sm, shape, lam, lane_budget(sm, dep.chunk_size), arrival_cv=inp.workload.arrival_cv,
                         lanes=lanes, slo=slo, at_boundary=at_boundary, percentiles=percentiles)
 
 __all__ = ["ChunkCurves", "evaluate", "lane_metrics"]

@@ -45,7 +45,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from planner.serving.common import LaneResult, step_model
+from planner.serving.common import LaneResult, lane_budget, step_model
 
 _GRID = 10.0 ** (np.arange(-72, 121) / 24.0)  # 1e-3 .. 1e5 requests/s, 24 a decade
 
@@ -82,7 +82,7 @@ class _Cohorts:
         self.isl = float(np.mean(isl))
         self.decode_tokens = shape.mean_decode_tokens
         if dep.approach == "chunked":
-            self.curves = chunked.ChunkCurves(sm, shape, dep.chunk_size)
+            self.curves = chunked.ChunkCurves(sm, shape, lane_budget(sm, dep.chunk_size))
         else:
             self.curves = unified.curves(sm, shape, dep.chunk_size)
         self.budget = float(self.curves.chunk)

@@ -40,15 +40,24 @@ _ERFC = np.frompyfunc(math.erfc, 1, 1)
 
 
 def max_num_seqs(sm: StepModel) -> int:
-    """The engine's cap on running sequences on this GPU."""
+    """The engine's cap on running sequences of one lane (each data-parallel attention rank
+    schedules its own, up to the engine's cap)."""
     if sm.engine is not None:
-        return sm.engine.max_seqs(sm.gpu)
-    return MAX_NUM_SEQS_LARGE if sm.gpu.hbm_bytes >= 70 * 2**30 * 0.99 and "a100" not in sm.gpu.id else MAX_NUM_SEQS_SMALL
+        return sm.engine.max_seqs(sm.gpu) * sm.dp
+    per_rank = (MAX_NUM_SEQS_LARGE if sm.gpu.hbm_bytes >= 70 * 2**30 * 0.99 and "a100" not in sm.gpu.id
+                else MAX_NUM_SEQS_SMALL)
+    return per_rank * sm.dp
 
 
 def token_budget(sm: StepModel) -> int:
-    """The engine's default token budget per iteration on this GPU."""
-    return sm.engine.token_budget(sm.gpu) if sm.engine is not None else DEFAULT_TOKEN_BUDGET
+    """The engine's default token budget per iteration of one lane (per rank times the ranks)."""
+    return lane_budget(sm, sm.engine.token_budget(sm.gpu) if sm.engine is not None else DEFAULT_TOKEN_BUDGET)
+
+
+def lane_budget(sm: StepModel, per_rank: int | None) -> int | None:
+    """A lane's token budget from the per-rank one users and engines give (``--chunk-size``,
+    ``max_num_batched_tokens``): each of the ``dp`` attention ranks has its own."""
+    return None if per_rank is None else int(per_rank) * sm.dp
 
 
 def kv_tokens_per_sequence(sm: StepModel, shape: LoadShape) -> float:
@@ -103,8 +112,9 @@ class Pool:
 
     @property
     def lanes_per_instance(self) -> int:
-        """Independent schedulers per instance: pipeline micro-batches x attention ranks."""
-        return self.pp * self.dp
+        """Lanes per instance: its pipeline micro-batches (data-parallel attention ranks step
+        together, so they share a lane; see planner.perf.roofline)."""
+        return self.pp
 
     @property
     def lanes(self) -> int:

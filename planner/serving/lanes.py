@@ -227,7 +227,8 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
             c_bar = np.clip(u_full * s + (1 - np.minimum(u_full, 1.0)) * c_alone, 1.0, s)
         else:
             t1 = cv.busy_at(B, cv.mean_isl, t0, tf, t_one, s_whole)
-            c_bar = cv.mean_isl * whole_prompts(lam * mates(t1), t0, t1 - t0, s / cv.mean_isl, td)[0]
+            c_bar = cv.mean_isl * whole_prompts(lam * mates(t1), t0, t1 - t0, s / cv.mean_isl, td,
+                                                ranks=sm.dp)[0]
         tc = cv.busy_at(B, c_bar, t0, tf, t_one, s_whole)
         u = work * tc / c_bar
         # Tokens per second per decode: every iteration gives one, busy ones only when mixed.
@@ -260,6 +261,18 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
     uu = np.clip(u, 1e-12, 1.0 - 1e-9)
     erl = q.erlang_c(np.maximum(lanes, 1).astype(int), lanes * uu) if np.any(lanes > 1) else uu
     p_busy = busy_probability(lanes, uu, arrival_cv, erlang=erl)
+    if sm.dp > 1:
+        # Data-parallel attention: a prompt holds one of the lane's dp ranks for its busy
+        # iteration, which carries k = max(c_bar / (mean ISL dp), 1) prompts a rank; the prompt
+        # queue is M/G/(lanes dp) with that service (the ranks take prompts in parallel).
+        k_rank = np.maximum(c_bar / (cv.mean_isl * sm.dp), 1.0)
+        scale = tc / k_rank / cv.mean_isl
+        service = isl[None, :] * scale[:, None] if lam.ndim else isl * scale
+        q_lanes = lanes * sm.dp
+        q_u = np.clip(lam * np.mean(service, axis=-1) / sm.dp, 1e-12, 1.0 - 1e-9)
+        q_erl = q.erlang_c(q_lanes.astype(int), q_lanes * q_u)
+    else:
+        q_lanes, q_erl = lanes, np.where(lanes > 1, erl, uu)
     r = _residual_points(p_busy, tc, td, 6)
     if cv.whole:
         # Whole prompts: the wait of the token server already holds the busy iteration in
@@ -267,6 +280,10 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
         # (A decode step runs only while sequences are decoding: probability 1 - e^-B.)
         decoding = -np.expm1(-np.asarray(B, dtype=float))
         r = _residual_points(np.zeros_like(p_busy), tc, td, 6) * ((1 - p_busy) * decoding)[..., None]
+    if sm.dp > 1:
+        # (with dp ranks the prompt queue above is one of free ranks; a prompt still waits for
+        # the lane's iteration in progress: a busy one with the lane's busy share)
+        r = _residual_points(uu, tc, td, 6)
     if at_boundary:
         r = np.zeros_like(r)
     # The prompt's own iterations: full chunks, then its last piece. That piece rides in a
@@ -296,7 +313,7 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
         # prompt is in the first iteration of a run (share n1 e^-m / n of prompts) or a later one.
         t1 = cv.busy(B, cv.mean_isl)
         lam_m = lam * mates(t1)
-        n, n1, later = whole_prompts(lam_m, t0, t1 - t0, s / cv.mean_isl, td)
+        n, n1, later = whole_prompts(lam_m, t0, t1 - t0, s / cv.mean_isl, td, ranks=sm.dp)
         m = np.maximum(lam_m * (t0 + n * (t1 - t0)), 1e-12)
         p_first = np.clip(n1 * np.exp(-m) / n, 0.0, 1.0)
         Bc = np.reshape(B, (-1, 1))
@@ -334,13 +351,13 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
         if arrival_cv != 1.0:
             ew = ew * gg1_scale(arrival_cv, np.asarray(service).ravel())
     else:
-        if np.all(lanes == 1):
+        if np.all(q_lanes == 1):
             cdf, ew = _rowwise_wait_cdf(lam, service, arrival_cv)
         else:
             # Erlang C at the lanes' offered load lam * lanes * E[S] = lanes * u: reuse it.
-            cdfc, ewc = mgc_wait_cdf_fn(lam * lanes, lanes.astype(int), es, es2, arrival_cv,
-                                        pwait=np.where(lanes > 1, erl, uu))
-            idx = np.nonzero((lanes == 1).reshape(-1))[0]
+            cdfc, ewc = mgc_wait_cdf_fn(lam * lanes, q_lanes.astype(int), es, es2, arrival_cv,
+                                        pwait=q_erl)
+            idx = np.nonzero((q_lanes == 1).reshape(-1))[0]
             ew = np.array(ewc, dtype=float).reshape(-1)
             if len(idx):  # one-lane rows: M/G/1 (exact M/D/1 for equal prompts), on those rows only
                 svc = np.asarray(service, dtype=float).reshape(-1, np.shape(service)[-1])[idx]
@@ -531,13 +548,15 @@ def admission_wait(lam, batch, cap, shape: LoadShape, k: int = 4, elasticity=0.0
     return pts, pw * mean_w, pw
 
 
-def whole_prompts(lam, t_empty, t_prompt, k_max, t_decode, iters: int = 6):
+def whole_prompts(lam, t_empty, t_prompt, k_max, t_decode, iters: int = 6, ranks: int = 1):
     """Whole prompts per iteration that carries prompts, when prompts that arrive during an
     iteration join the next one together (at most ``k_max``). Returns ``(mean, first, later)``:
     the mean over busy iterations, and the prompts in the first iteration of a run of busy
     iterations and in each later one.
 
-    A busy iteration of ``n`` prompts lasts ``T(n) = t_empty + n t_prompt``; the next carries the
+    A busy iteration of ``n`` prompts lasts ``T(n) = t_empty + n t_prompt``; under data-parallel
+    attention (``ranks`` > 1) its prompts spread over the ranks, which step together, so it lasts
+    ``t_empty + max(n / ranks, 1) t_prompt`` (the busiest rank's). The next carries the
     ``A ~ Poisson(m)``, ``m = lam T``, that arrived meanwhile, and the run ends when none did:
     runs last ``e^m`` iterations on average. The first carries the prompt that started it and
     those arriving in the rest of the decode step, ``n1 = 1 + lam t_decode / 2``, each later one
@@ -547,10 +566,13 @@ def whole_prompts(lam, t_empty, t_prompt, k_max, t_decode, iters: int = 6):
     kmax = np.maximum(k_max, 1.0)
     n1 = np.minimum(1.0 + lam * np.asarray(t_decode, dtype=float) / 2.0, kmax)
     n = np.ones(np.broadcast(lam, t_empty, t_prompt, k_max, t_decode).shape)
-    for _ in range(iters):
-        m = np.maximum(lam * (t_empty + n * t_prompt), 1e-12)
+    def span(n):
+        return t_empty + (n if ranks <= 1 else np.maximum(n / ranks, 1.0)) * t_prompt
+
+    for _ in range(iters if ranks <= 1 else 4 * iters):
+        m = np.maximum(lam * span(n), 1e-12)
         n = np.clip(m + n1 * np.exp(-m), 1.0, kmax)
-    m = np.maximum(lam * (t_empty + n * t_prompt), 1e-12)
+    m = np.maximum(lam * span(n), 1e-12)
     later = np.clip(m / -np.expm1(-m), 1.0, kmax)
     return n, n1 * np.ones_like(n), later
 

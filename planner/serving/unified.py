@@ -18,6 +18,7 @@ from planner.serving.common import (
     PERCENTILES,
     LaneResult,
     LoadShape,
+    lane_budget,
     token_budget,
 )
 from planner.serving.lanes import IterationCurves, pool_args, whole_prompts  # noqa: F401  (re-exported)
@@ -27,7 +28,7 @@ from planner.serving.lanes import lane_metrics as _lanes
 def budget(sm: StepModel, shape: LoadShape, chunk: int | None = None) -> int:
     """The token budget of a unified iteration: the engine's (or ``chunk``), raised to the
     longest prompt."""
-    return int(max(chunk or token_budget(sm), float(shape.isl.max())))
+    return int(max(lane_budget(sm, chunk) or token_budget(sm), float(shape.isl.max())))
 
 
 def curves(sm: StepModel, shape: LoadShape, chunk: int | None = None) -> IterationCurves:

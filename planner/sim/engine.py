@@ -65,9 +65,9 @@ class LaneEngine:
         self.ft = ft
         nb = min(ft.max_tokens, max_seqs) + 1
         # Decode iteration of B sequences at context sum X: A[B] + max(F[B] X, G[B] (X + B)).
-        self.A = [ft.base_l[b] + ft.lm_l[b] + ft.dec_floor_l[b] for b in range(nb)]
-        self.F = ft.dec_flop_l
-        self.G = ft.dec_byte_l
+        self.A = ft.decode_A_l[:nb]
+        self.F = ft.decode_F_l
+        self.G = ft.decode_G_l
         self.isl, self.osl = isl, osl
         n = len(isl)
         self.t_first = t_first

@@ -250,7 +250,7 @@ class Chunked(InFlightBatching):
         C = dep.chunk_size
         if not C or C < 1:
             raise InvalidRequestError("--chunk-size: chunked prefill needs a positive chunk size")
-        return int(C)
+        return int(C) * sm.dp  # per rank, as the engine flag; a lane's is dp times it
 
 
 class DecodeOnly:
