@@ -69,6 +69,7 @@ class Inputs:
     gpu: str = DEFAULTS["gpu"]
     assumed: list = field(default_factory=list)  # defaults the user did not set
     engine: object = None  # planner.catalog.EngineSpec; None = the catalog's default engine
+    kv_transfer: object = None  # planner.catalog.TransferSpec; None = the engine's default
 
     def __post_init__(self):
         if self.engine is None and self.catalog is not None and DEFAULTS["engine"] in self.catalog.engines:

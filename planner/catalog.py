@@ -7,7 +7,7 @@ and are converted to SI here, once. Every number in a hardware entry has a ``sou
 loader refuses an entry whose number has none.
 
 Users add or override entries with ``--catalog DIR`` (or ``PDPLAN_CATALOG``): a directory holding
-``models/``, ``gpus/`` and ``links/`` sub-folders (or YAML files directly, sorted by their ``kind``).
+``models/``, ``gpus/``, ``links/``, ``engines/`` and ``kv_transfer/`` sub-folders (or YAML files directly, sorted by their ``kind``).
 A Hugging Face ``config.json`` is accepted wherever a model name is (``--model ./config.json``).
 """
 
@@ -312,6 +312,31 @@ class LinkSpec:
         return self.latency_s + nbytes / self.bytes_per_s
 
 
+@dataclass(frozen=True)
+class TransferSpec:
+    """A KV-transfer engine (``hardware/kv_transfer/*.yaml``): what one prefill-to-decode KV
+    transfer costs on top of the bytes over the link. A transfer moves data at ``efficiency``
+    times the links' bandwidth (at most ``max_bytes_per_s`` in all, where the host bounds it)
+    after a fixed ``setup_s`` (handshake, descriptor preparation and posting, completion)."""
+
+    id: str
+    name: str
+    efficiency: float  # share of the link bandwidth a transfer achieves
+    setup_s: float  # per-transfer fixed cost
+    max_bytes_per_s: float | None = None  # cap on one transfer's rate over all its streams
+    default_for: tuple = ()  # serving-engine ids whose P/D default this is
+    sources: dict = field(default_factory=dict, compare=False, hash=False)
+    notes: str = ""
+    path: str = ""
+    raw: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+
+# The transfer engine of a serving engine whose profile no transfer entry claims (and of a
+# question without an engine): NIXL over UCX, the default of vLLM's P/D guide, TensorRT-LLM
+# and Dynamo (hardware/kv_transfer/nixl-ucx.yaml).
+DEFAULT_KV_TRANSFER = "nixl-ucx"
+
+
 # --------------------------------------------------------------------------------------------
 # YAML helpers with precise errors
 # --------------------------------------------------------------------------------------------
@@ -613,6 +638,51 @@ def parse_link(path: Path, data: dict) -> LinkSpec:
     )
 
 
+_TRANSFER_KEYS = {"id", "name", "kind", "efficiency", "setup_ms", "max_gb_per_s", "default_for",
+                  "sources", "notes"}
+
+
+def parse_transfer(path: Path, data: dict) -> TransferSpec:
+    """A KV-transfer engine entry: ``efficiency`` in (0, 1], ``setup_ms`` in [0, 10000],
+    ``max_gb_per_s`` positive or null, ``default_for`` a list of engine ids; every number sourced."""
+    r = _Reader(path, data, _TRANSFER_KEYS)
+    for key in ("efficiency", "setup_ms"):
+        if key not in data:
+            raise CatalogError(f"{path}: {key}: missing")
+    cap = data.get("max_gb_per_s")
+    sources = _require_sources(r, ("efficiency", "setup_ms") + (("max_gb_per_s",) if cap is not None else ())
+                               + (("default_for",) if data.get("default_for") else ()))
+    eff = r.number("efficiency", maximum=1.0)
+    setup = r.number("setup_ms", positive=False, maximum=1e4) * 1e-3
+    if cap is not None:
+        cap = r.number("max_gb_per_s", maximum=1e5) * 1e9
+    owners = data.get("default_for") or []
+    if not isinstance(owners, list) or not all(isinstance(x, str) and x.strip() for x in owners):
+        raise CatalogError(f"{path}: default_for: must be a list of engine ids, got {owners!r}")
+    return TransferSpec(
+        id=r.text("id"),
+        name=r.text("name"),
+        efficiency=eff,
+        setup_s=setup,
+        max_bytes_per_s=cap,
+        default_for=tuple(owners),
+        sources=sources,
+        notes=str(data.get("notes") or ""),
+        path=str(path),
+        raw=dict(data),
+    )
+
+
+def default_transfer(cat, engine) -> TransferSpec | None:
+    """The KV-transfer engine a serving engine uses for P/D unless told otherwise: the entry
+    whose ``default_for`` names it, else :data:`DEFAULT_KV_TRANSFER`."""
+    eid = getattr(engine, "id", None)
+    for t in cat.transfers.values():
+        if eid is not None and eid in t.default_for:
+            return t
+    return cat.transfers.get(DEFAULT_KV_TRANSFER)
+
+
 _ENGINE_KEYS = {
     "id", "name", "kind", "version", "max_num_batched_tokens", "max_num_seqs", "large_gpu",
     "memory_policy", "memory_fraction", "kv_block_tokens", "cuda_graph_max_batch",
@@ -849,6 +919,7 @@ class Catalog:
     gpus: dict
     links: dict
     engines: dict = field(default_factory=dict)
+    transfers: dict = field(default_factory=dict)  # KV-transfer engines (TransferSpec)
 
     def model(self, name: str, flag: str = "--model") -> ModelSpec:
         if name.endswith(".json") or os.sep in name or name.startswith("."):
@@ -883,6 +954,13 @@ class Catalog:
             raise unknown_name("engine", name, self.engines, flag)
         return self.engines[name]
 
+    def kv_transfer(self, name: str, flag: str = "--kv-transfer") -> TransferSpec:
+        if name not in self.transfers:
+            from planner.errors import unknown_name
+
+            raise unknown_name("KV-transfer engine", name, self.transfers, flag)
+        return self.transfers[name]
+
     def get(self, name: str):
         for table in (self.models, self.gpus, self.links, self.engines):
             if name in table:
@@ -904,6 +982,17 @@ def _check_links(cat: Catalog) -> None:
             name = getattr(g, key)
             if name not in cat.links:
                 raise CatalogError(f"{g.path}: {key}: unknown link {name!r}{did_you_mean(name, cat.links)}")
+
+
+def _check_transfers(cat: Catalog) -> None:
+    """A serving engine may be claimed as ``default_for`` by one transfer entry only."""
+    owner: dict = {}
+    for t in cat.transfers.values():
+        for e in t.default_for:
+            if e in owner and owner[e] != t.id:
+                raise CatalogError(f"{t.path}: default_for: engine {e!r} is already the default of "
+                                   f"{owner[e]!r}; one transfer engine per serving engine")
+            owner[e] = t.id
 
 
 def load_catalog(user_dir: str | None = None) -> Catalog:
@@ -929,26 +1018,31 @@ def _load_catalog(user_dir: str | None) -> Catalog:
     _read_dir(hw / "gpus", parse_gpu, cat.gpus)
     _read_dir(hw / "links", parse_link, cat.links)
     _read_dir(hw / "engines", parse_engine, cat.engines)
+    if (hw / "kv_transfer").is_dir():
+        _read_dir(hw / "kv_transfer", parse_transfer, cat.transfers)
     if (hw / "kernels").is_dir():
         _attach_kernels(hw / "kernels", cat)
     if user_dir:
         d = Path(user_dir)
         for sub, parser, table in (("models", parse_model, cat.models), ("gpus", parse_gpu, cat.gpus),
                                    ("links", parse_link, cat.links),
-                                   ("engines", parse_engine, cat.engines)):
+                                   ("engines", parse_engine, cat.engines),
+                                   ("kv_transfer", parse_transfer, cat.transfers)):
             if (d / sub).is_dir():
                 _read_dir(d / sub, parser, table)
         parsers = {"model": (parse_model, cat.models), "gpu": (parse_gpu, cat.gpus),
-                   "link": (parse_link, cat.links), "engine": (parse_engine, cat.engines)}
+                   "link": (parse_link, cat.links), "engine": (parse_engine, cat.engines),
+                   "kv_transfer": (parse_transfer, cat.transfers)}
         for p in sorted(d.glob("*.yaml")):
             data = _load_yaml(p)
             kind = data.get("kind")
             if kind not in parsers:
-                raise CatalogError(f"{p}: kind: must be one of model, gpu, link, engine, got {kind!r}")
+                raise CatalogError(f"{p}: kind: must be one of model, gpu, link, engine, kv_transfer, got {kind!r}")
             parser, table = parsers[kind]
             entry = parser(p, data)
             table[entry.id] = entry
         if (d / "kernels").is_dir():
             _attach_kernels(d / "kernels", cat)
     _check_links(cat)
+    _check_transfers(cat)
     return cat

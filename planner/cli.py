@@ -309,9 +309,19 @@ def slo_options(f):
     )(f)
 
 
+def transfer_option(f):
+    """--kv-transfer: the KV-transfer engine of disaggregated deployments."""
+    return click.option(
+        "--kv-transfer", "kv_transfer", metavar="NAME",
+        help="KV-transfer engine of disaggregated pools: nixl-ucx, mooncake-rdma, mooncake-tcp "
+             "or one from --catalog [default: the serving engine's: mooncake-rdma for sglang, "
+             "nixl-ucx for vllm and trtllm].")(f)
+
+
 def common_options(f):
-    """Everything a question about a workload takes: model, traffic, SLOs and --json."""
-    return _stack(model_options, workload_options, slo_options, json_option)(f)
+    """Everything a question about a workload takes: model, traffic, SLOs, the KV-transfer
+    engine and --json."""
+    return _stack(model_options, workload_options, slo_options, transfer_option, json_option)(f)
 
 
 def deployment_options(f):
@@ -462,7 +472,9 @@ def build_inputs(ctx: click.Context, opts: dict, *, require_qps: bool = True,
     slo = build_slo(opts, assumed, ttft_default)
     dtype, kv_dtype = resolve_dtypes(model, opts, assumed)
     engine = resolve_engine(cat, opts, assumed)
-    return Inputs(model, wl, slo, dtype, kv_dtype, cat, gpu=gpu, assumed=assumed, engine=engine)
+    xfer = cat.kv_transfer(opts["kv_transfer"], "--kv-transfer") if opts.get("kv_transfer") else None
+    return Inputs(model, wl, slo, dtype, kv_dtype, cat, gpu=gpu, assumed=assumed, engine=engine,
+                  kv_transfer=xfer)
 
 
 def check_pool(inputs, pool, flag: str) -> None:
@@ -501,7 +513,8 @@ def build_deployment(ctx: click.Context, inputs, opts: dict):
     gpu = inputs.gpu
     kv_only = [("--link", opts.get("link") is not None),
                ("--kv-overlap/--no-kv-overlap", opts.get("kv_overlap") is not None),
-               ("--kv-transfer-dtype", opts.get("kv_transfer_dtype") is not None)]
+               ("--kv-transfer-dtype", opts.get("kv_transfer_dtype") is not None),
+               ("--kv-transfer", opts.get("kv_transfer") is not None)]
     if approach in ("unified", "chunked"):
         if disagg_given:
             flag = "--prefill" if opts.get("prefill_spec") is not None else "--decode"

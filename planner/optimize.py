@@ -20,9 +20,9 @@ import numpy as np
 from planner.api import Inputs, Plan, estimate
 from planner.api import headroom as api_headroom
 from planner.errors import InvalidRequestError, NoFeasiblePlanError
-from planner.perf import build_step_model, kv_link_for
+from planner.perf import build_step_model, kv_link_for, link_capacity
 from planner.serving import chunked, disaggregated, unified
-from planner.serving.common import APPROACHES, Deployment, LoadShape, Pool, lane_budget
+from planner.serving.common import APPROACHES, Deployment, LoadShape, Pool, lane_budget, transfer_of
 
 TP_CHOICES = (1, 2, 4, 8)
 PP_CHOICES = (1, 2, 4)
@@ -230,6 +230,7 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
     ``F_ttft * F_tpot``: each decode size leaves the prefill pool the share ``target / F_tpot``,
     so a few decode sizes (just meeting the target, and with more margin) are tried."""
     slo, qps, cv = inp.slo, inp.workload.qps, inp.workload.arrival_cv
+    xfer = transfer_of(inp)
     k = slo.key
     pct = (slo.percentile,)
     target = slo.percentile / 100.0
@@ -277,11 +278,13 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
                                             None)[2] == where for n in sizes]) if len(groups) > 1 else \
                     np.ones(len(sizes), dtype=bool)
                 prof = disaggregated.PrefillProfile(smp, shape, link, streams,
-                                                    inp.model.kv_bytes_per_token(inp.kv_dtype), True)
+                                                    inp.model.kv_bytes_per_token(inp.kv_dtype), True,
+                                                    xfer)
+                dlink = (nd, link_capacity(link, smd.gpus, xfer))
                 r = disaggregated.prefill_pool(prof, qps, sizes[sel], cv, percentiles=(),
-                                               ttft_slo=slo.ttft_s)
+                                               ttft_slo=slo.ttft_s, decode_link=dlink)
+                profs[where] = (prof, sel, dlink)
                 f_t[sel] = np.where(r["stable"], np.asarray(r["attain"], dtype=float), 0.0)
-                profs[where] = (prof, sel)
             res.evaluated += len(sizes)
             need = target / max(f_p, 1e-9)
             ok = (f_t >= need - 1e-9) & d_ok & (need <= 1.0)
@@ -290,16 +293,16 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
             else:
                 i = int(np.argmax(f_t)) if f_t.max() > 0 else len(sizes) - 1
             np_use = int(sizes[i])
-            prof = next(p for p, sel in profs.values() if sel[i])
+            prof, _, dlink = next(v for v in profs.values() if v[1][i])
             dep = Deployment("disaggregated", (Pool("prefill", smp.gpu.id, np_use, smp.tp, smp.pp, smp.ep, smp.dp),
                                                Pool("decode", smd.gpu.id, nd, smd.tp, smd.pp, smd.ep, smd.dp)))
             att = f_t[i] * f_p
             sc = (target / att) if att > 0 else math.inf
             cost = sum(p.gpus * inp.catalog.gpu(p.gpu).price_per_hour for p in dep.pools)
 
-            def pcts(prof=prof, np_use=np_use, smd=smd, nd=nd):
+            def pcts(prof=prof, np_use=np_use, smd=smd, nd=nd, dlink=dlink):
                 one = disaggregated.prefill_pool(prof, qps, np.array([np_use]), cv, percentiles=pct,
-                                                 ttft_slo=slo.ttft_s)
+                                                 ttft_slo=slo.ttft_s, decode_link=dlink)
                 dec = disaggregated.decode_pool(smd, shape, qps, np.array([nd]), percentiles=pct,
                                                 tpot_slo=slo.tpot_s)
                 return (float(np.asarray(one["ttft"][k]).reshape(-1)[0]),

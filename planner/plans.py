@@ -19,6 +19,7 @@ from planner.catalog import (
     parse_gpu,
     parse_link,
     parse_model,
+    parse_transfer,
 )
 from planner.errors import CatalogError, InvalidRequestError
 from planner.serving.common import APPROACHES, Deployment, Pool
@@ -92,12 +93,14 @@ def catalog_from_plan(path: str, doc: dict, catalog_dir: str | None = None) -> C
     """The embedded catalog entries, over the built-in catalog (with ``--catalog`` /
     ``PDPLAN_CATALOG``'s entries) for anything not embedded."""
     base = load_catalog(catalog_dir)
-    cat = Catalog(dict(base.models), dict(base.gpus), dict(base.links), dict(base.engines))
+    cat = Catalog(dict(base.models), dict(base.gpus), dict(base.links), dict(base.engines),
+                  dict(base.transfers))
     emb = doc.get("catalog") or {}
     if not isinstance(emb, dict):
         _fail(path, "catalog", "must be a mapping of models, gpus and links")
     for key, parser, table in (("models", parse_model, cat.models), ("gpus", parse_gpu, cat.gpus),
-                               ("links", parse_link, cat.links), ("engines", parse_engine, cat.engines)):
+                               ("links", parse_link, cat.links), ("engines", parse_engine, cat.engines),
+                               ("kv_transfer", parse_transfer, cat.transfers)):
         entries = emb.get(key) or {}
         if not isinstance(entries, dict):
             _fail(path, f"catalog.{key}", "must be a mapping of id -> entry")
@@ -231,7 +234,15 @@ def load_plan(path: str, qps: float | None = None, catalog_dir: str | None = Non
         if not isinstance(eid, str) or eid not in cat.engines:
             _fail(path, "engine.id", f"unknown engine {eid!r}; known: {', '.join(sorted(cat.engines))}")
         engine = cat.engines[eid]
-    inputs = Inputs(model, wl, slo, dtype, kv_dtype, cat, gpu=gpu_default, engine=engine)
+    xfer = None
+    if isinstance(kv, dict) and kv.get("engine") is not None:  # plans before transfer engines: the default
+        tid = kv.get("engine")
+        if not isinstance(tid, str) or tid not in cat.transfers:
+            _fail(path, "kv_transfer.engine",
+                  f"unknown KV-transfer engine {tid!r}; known: {', '.join(sorted(cat.transfers))}")
+        xfer = cat.transfers[tid]
+    inputs = Inputs(model, wl, slo, dtype, kv_dtype, cat, gpu=gpu_default, engine=engine,
+                    kv_transfer=xfer)
     return inputs, dep, doc
 
 

@@ -337,6 +337,9 @@ def _catalog_embed(plan) -> dict:
            "gpus": dict(sorted(gpus.items())), "links": dict(sorted(links.items()))}
     if inp.engine is not None and inp.engine.raw:
         out["engines"] = {inp.engine.id: dict(inp.engine.raw)}
+    tid = (plan.link or {}).get("transfer")
+    if dep.approach == "disaggregated" and tid in cat.transfers:
+        out["kv_transfer"] = {tid: dict(cat.transfers[tid].raw)}
     if kernels:
         out["kernels"] = dict(sorted(kernels.items()))
     return out
@@ -404,6 +407,11 @@ def kv_transfer_document(link: dict, override: str | None = None) -> dict:
         "bytes_per_request": whole(link.get("bytes_per_request")),
         "exposed_ms": ms(link.get("exposed_s")),
     }
+    if link.get("transfer"):  # the KV-transfer engine (plan loading reads it back)
+        doc["engine"] = link.get("transfer")
+        doc["efficiency"] = rnd(link.get("efficiency"), 4)
+        doc["setup_ms"] = ms(link.get("setup_s"))
+        doc["rate_bytes_per_s"] = whole(link.get("rate_bytes_per_s"))
     if override:
         doc["override"] = override  # the --link the user chose (plan loading reads it back)
     return doc
@@ -465,7 +473,9 @@ def show_plan(console: Console, plan, title: str | None = None) -> None:
     if plan.link:
         lk = plan.link
         console.print(
-            f"  KV over {escape(str(lk.get('id')))} ({lk.get('where')}, {lk.get('streams')} streams, "
+            f"  KV over {escape(str(lk.get('id')))}"
+            + (f" by {escape(str(lk.get('transfer')))}" if lk.get("transfer") else "")
+            + f" ({lk.get('where')}, {lk.get('streams')} streams, "
             f"{lk.get('dtype')}, overlap {'on' if lk.get('overlap') else 'off'}): "
             f"{_num(finite(lk.get('bytes_per_request') or 0) / 1e6, ',.1f')} MB per request, "
             f"{_fmt_ms(lk.get('exposed_s'), 2)} exposed")

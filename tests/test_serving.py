@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from planner.api import default_inputs, estimate, evaluate
 from planner.errors import InvalidRequestError
-from planner.serving.common import Deployment, Pool
+from planner.perf import kv_link_for, kv_transfer_time
+from planner.serving.common import Deployment, Pool, transfer_of
 
 DEPS = {
     "unified": Deployment("unified", (Pool("unified", "h100-sxm", 2, 8),)),
@@ -72,9 +73,18 @@ def test_light_load_latency_is_the_bare_step_time(inp):
 
     light = default_inputs(qps=1e-4)
     m = estimate(light, DEPS["disaggregated"], with_headroom=False).metrics
-    smp = step_model(light, DEPS["disaggregated"].pool("prefill"))
+    dep = DEPS["disaggregated"]
+    smp, smd = (step_model(light, dep.pool(r)) for r in ("prefill", "decode"))
     prefill = float(smp.prefill_time(2048))
-    assert m.ttft["p50"] == pytest.approx(prefill, rel=0.05)
+    # Alone, the KV transfer exposes its fixed part (the transfer engine's setup and the link
+    # latency) and whatever of its data the prefill does not hide.
+    link, streams, _ = kv_link_for(light.catalog, smp.gpu, smd.gpu, dep.pool("prefill"),
+                                   dep.pool("decode"), None)
+    exposed = float(kv_transfer_time(2048 * light.model.kv_bytes_per_token("bf16"), link,
+                                     streams=streams, prefill_time=prefill, layers=80, overlap=True,
+                                     xfer=transfer_of(light)))
+    assert exposed > transfer_of(light).setup_s
+    assert m.ttft["p50"] == pytest.approx(prefill + exposed, rel=0.02)
     m = estimate(light, DEPS["unified"], with_headroom=False).metrics
     smu = step_model(light, DEPS["unified"].pool("unified"))
     assert m.ttft["p50"] == pytest.approx(float(smu.prefill_time(2048)), rel=0.05)
@@ -150,6 +160,7 @@ def test_registry_holds_every_approach_and_returns_lane_results(inp):
         r = serving.model(approach).evaluate(inp, dep, q)
         assert isinstance(r, LaneResult)
         assert np.shape(r.stable) == q.shape and np.shape(r.ttft["p90"]) == q.shape
-        assert set(r.utilization) == ({"prefill", "decode"} if approach == "disaggregated" else {"unified"})
+        assert set(r.utilization) == ({"prefill", "decode", "kv_link"} if approach == "disaggregated"
+                                      else {"unified"})
     with pytest.raises(InvalidRequestError, match="--approach: unknown approach 'unifed'.*did you mean 'unified'"):
         serving.model("unifed")

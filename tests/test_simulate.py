@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from planner import api
-from planner.perf import FastTimes, kv_transfer_time
+from planner.perf import FastTimes, kv_transfer_time, link_capacity, transfer_rate
 from planner.serving import unified
-from planner.serving.common import Deployment, LoadShape, Pool, max_num_seqs
+from planner.serving.common import Deployment, LoadShape, Pool, max_num_seqs, transfer_of
 from planner.sim import SimResult, reference, simulate
 from planner.workload import LengthDist, Workload, fixed
 
@@ -79,11 +79,14 @@ def _reference(inp, dep, n, seed, routing="outstanding"):
     link, streams, _ = api.kv_link_for(inp.catalog, smp.gpu, smd.gpu, pp_, pd_, dep.link)
     kvb = inp.model.kv_bytes_per_token(dep.kv_transfer_dtype or inp.kv_dtype)
     # prefills and transfers by the prefill pool's model, decode iterations by the decode pool's
+    xfer = transfer_of(inp)
     clock = reference.TableClock(FastTimes(smd, max_num_seqs(smd)), smp, link, streams, kvb,
-                                 dep.kv_overlap)
+                                 dep.kv_overlap, xfer)
+    lanes = int(link_capacity(link, pp_.tp * pp_.pp, xfer) / transfer_rate(link, streams, xfer) + 1e-9)
     _, tokens, _, _ = reference.disaggregated(
         reqs, clock, prefill_lanes=pp_.instances * pp_.pp, lanes_per_instance=pp_.pp,
-        decode_lanes=pd_.instances * pd_.pp, kv_cap=smd.kv_capacity_tokens / pd_.pp, **_engine_kw(smd))
+        decode_lanes=pd_.instances * pd_.pp, kv_cap=smd.kv_capacity_tokens / pd_.pp,
+        link_lanes=max(lanes, 1), **_engine_kw(smd))
     return arr, np.asarray(isl), np.asarray(osl), tokens
 
 
@@ -245,7 +248,7 @@ def test_lone_disaggregated_request_is_prefill_plus_exposed_transfer():
     P = float(smp.prefill_time(2048))
     exposed = float(kv_transfer_time(2048 * inp.model.kv_bytes_per_token(inp.kv_dtype), link,
                                      streams=streams, prefill_time=P, layers=inp.model.num_layers,
-                                     overlap=True))
+                                     overlap=True, xfer=transfer_of(inp)))
     res = _lone(inp, dep)
     assert res.per_request["ttft"] == pytest.approx(P + exposed, rel=1e-9)
     expect = sum(float(smd.decode_time(1, 2048 + j)) for j in range(31)) / 31

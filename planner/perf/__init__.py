@@ -11,9 +11,13 @@ from planner.perf.placement import (
            kv_link_for,
            kv_transfer_bytes,
            kv_transfer_time,
+           link_capacity,
+           transfer_fixed_time,
+           transfer_rate,
 )
 from planner.perf.roofline import StepCost, StepModel
 from planner.perf.tables import FastTimes
 
 __all__ = ["FastTimes", "StepCost", "StepModel", "build_step_model", "check_parallel",
-           "kv_link_for", "kv_transfer_bytes", "kv_transfer_time"]
+           "kv_link_for", "kv_transfer_bytes", "kv_transfer_time", "link_capacity",
+           "transfer_fixed_time", "transfer_rate"]

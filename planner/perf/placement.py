@@ -80,23 +80,47 @@ def kv_transfer_bytes(model: ModelSpec, tokens, kv_dtype: str):
     return _as(tokens) * model.kv_bytes_per_token(kv_dtype)
 
 
+def transfer_rate(link: LinkSpec, streams: int, xfer=None) -> float:
+    """Bytes per second one KV transfer moves when alone on its links: ``streams`` shards in
+    parallel, each at the transfer engine's share of the link, ``min(streams * eff * B, cap)``
+    (``xfer`` None: the link's full bandwidth, no cap)."""
+    bw = link.bytes_per_s * max(int(streams), 1)
+    if xfer is None:
+        return bw
+    bw *= xfer.efficiency
+    return min(bw, xfer.max_bytes_per_s) if xfer.max_bytes_per_s else bw
+
+
+def transfer_fixed_time(link: LinkSpec, xfer=None) -> float:
+    """The part of a transfer that does not scale with its bytes: the engine's per-transfer
+    setup (handshake, descriptor post, completion) plus the link's latency."""
+    return link.latency_s + (xfer.setup_s if xfer is not None else 0.0)
+
+
 def kv_transfer_time(nbytes, link: LinkSpec, *, streams: int = 1, prefill_time=None,
-                     layers: int = 1, overlap: bool = False):
-    """Time the decode side waits for a KV cache of ``nbytes`` over ``link``.
+                     layers: int = 1, overlap: bool = False, xfer=None):
+    """Time the decode side waits for a KV cache of ``nbytes`` over ``link``, alone on it.
 
     ``streams`` GPUs send their shards in parallel (a TP group sends ``tp`` shards over ``tp``
-    NICs or NVLink ports). Serialized: ``latency + S / (streams * B)``. With layer-wise overlap
-    (Splitwise, Mooncake, DistServe) the transfer of layer ``i`` runs during the prefill of layer
-    ``i + 1``; only what the prefill cannot hide is exposed:
-    ``latency + max(S / (layers * BW), S / BW - T_prefill * (layers - 1) / layers)``.
+    NICs or NVLink ports) at the rate :func:`transfer_rate` gives for the transfer engine
+    ``xfer``; :func:`transfer_fixed_time` (``a``) is added once. Serialized: ``a + S / R``.
+    With layer-wise overlap (Splitwise, Mooncake, DistServe) the transfer of layer ``i`` runs
+    during the prefill of layer ``i + 1``; only what the prefill cannot hide is exposed:
+    ``a + max(S / (layers * R), S / R - T_prefill * (layers - 1) / layers)``.
     """
-    bw = link.bytes_per_s * max(int(streams), 1)
-    full = _as(nbytes) / bw
+    full = _as(nbytes) / transfer_rate(link, streams, xfer)
+    fixed = transfer_fixed_time(link, xfer)
     if not overlap or prefill_time is None:
-        return link.latency_s + full
+        return fixed + full
     per_layer = full / max(layers, 1)
     hidden = _as(prefill_time) * (layers - 1) / max(layers, 1)
-    return link.latency_s + np.maximum(per_layer, full - hidden)
+    return fixed + np.maximum(per_layer, full - hidden)
+
+
+def link_capacity(link: LinkSpec, nics: int, xfer=None) -> float:
+    """Bytes per second an instance's ``nics`` NICs (or NVLink ports) carry for KV transfers
+    together: the same share and cap as one transfer (:func:`transfer_rate`)."""
+    return transfer_rate(link, nics, xfer)
 
 
 def kv_link_for(catalog, gpu_p: GPUSpec, gpu_d: GPUSpec, pool_p, pool_d,

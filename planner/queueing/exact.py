@@ -42,6 +42,7 @@ __all__ = [
     "mg1_wait_quantile",
     "mg1_wait_cdf",
     "erlang_c",
+    "ps_slowdown",
     "mgc_mean_wait",
     "mgc_wait_quantile",
     "mgc_wait_cdf",
@@ -593,6 +594,20 @@ def erlang_c(c, a):
             b[~small] = np.exp(log_pmf) / np.maximum(_poisson_cdf(cl, al), 1e-300)
         out[act] = ca * b / (ca - aa * (1.0 - b))
     out[bad] = np.nan
+    return _out(out)
+
+
+def ps_slowdown(a, k):
+    """Mean slowdown ``E[T | x] / x`` of a job in an M/G/k processor-sharing server (``k``
+    lanes of unit rate; ``n`` jobs in service each get ``min(1, k / n)``): the queue is
+    symmetric, so the slowdown is the same for every job size and equals that of M/M/k,
+    ``1 + C(k, a) / (k - a)`` (Erlang C, offered load ``a = lam E[x]``); ``1 / (1 - rho)`` for
+    ``k = 1``. ``inf`` when ``a >= k``."""
+    a, k = _f64(a, k)
+    kf = np.maximum(np.floor(k), 1.0)
+    ok = (a >= 0) & (a < kf)
+    c = erlang_c(kf, np.where(ok, a, 0.0))
+    out = np.where(ok, 1.0 + c / np.maximum(kf - a, 1e-300), np.inf)
     return _out(out)
 
 

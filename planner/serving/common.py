@@ -212,6 +212,18 @@ def step_model(inp, pool: Pool) -> StepModel:
                             kv_dtype=inp.kv_dtype, ep=pool.ep, dp=pool.dp, engine=inp.engine)
 
 
+def transfer_of(inp):
+    """The KV-transfer engine of the question ``inp``: the one asked for (``--kv-transfer``),
+    else the default of its serving engine (:func:`planner.catalog.default_transfer`); None
+    (the link alone, no setup) without a catalog."""
+    given = getattr(inp, "kv_transfer", None)
+    if given is not None or inp.catalog is None:
+        return given
+    from planner.catalog import default_transfer
+
+    return default_transfer(inp.catalog, inp.engine)
+
+
 # --------------------------------------------------------------------------------------------
 # Workload summaries on the lanes
 # --------------------------------------------------------------------------------------------

@@ -119,6 +119,9 @@ class LaneEngine:
         self.done = 0
         self.spawn: list | None = None  # closed loop: completion times not yet turned into arrivals
         self.woken: list = []  # idle lanes an arrival went to, started after its simultaneous ones
+        # KV tokens per lane held outside the lanes' own account at time t (disaggregated decode:
+        # transfers in flight, allocated before they start); None: nothing is.
+        self.reserved = None
 
     # ----------------------------------------------------------------------------------------
     def schedule(self, l: int, kind: int, t0: float, ev: float) -> None:
@@ -133,11 +136,12 @@ class LaneEngine:
             return True
         if running >= self.max_seqs:
             return False
+        cap = self.kv_cap if self.reserved is None else self.kv_cap - self.reserved(self.now)
         if self.reserve_full:
-            return self.kv[l] + self.isl[rid] + self.osl[rid] <= self.kv_cap
+            return self.kv[l] + self.isl[rid] + self.osl[rid] <= cap
         # Paged: the running sequences' next tokens are placed first (vLLM schedules the running
         # requests before the waiting ones), the prompt in what is left.
-        return self.X[l] + self.kv[l] + self.B[l] + self.isl[rid] <= self.kv_cap
+        return self.X[l] + self.kv[l] + self.B[l] + self.isl[rid] <= cap
 
     def hold(self, l: int, rid: int, sign: int) -> None:
         """Admission (+1) and its release (-1) in the KV account."""
@@ -157,6 +161,8 @@ class LaneEngine:
             n = fin[0][0] - self.k[l]
             if self.preempt and B > 1:
                 n = min(n, self.kv_iterations(l))  # the run ends where the cache is full
+            if self.reserved is not None and self.queue[l]:
+                n = self._until_release(l, t, n)
             self.nrun[l] = n
             self.rev[l] = policy.run_revisable(self, l)
             a, f = self.A[B], self.F[B]
@@ -164,6 +170,16 @@ class LaneEngine:
         else:
             self.t0[l] = t
             self.schedule(l, _IDLE, t, _INF)
+
+    def _until_release(self, l: int, t: float, n: int) -> int:
+        """A lane whose queue waits for KV memory while transfers in flight hold some looks
+        again at the first boundary at or after the next release (``self.reserved``)."""
+        t_rel = self.reserved.next_release(t)
+        if t_rel == _INF:
+            return n
+        B = self.B[l]
+        m = run_reach(self.A[B], self.F[B], self.G[B], B, self.X[l], n, t_rel - t)
+        return max(1, min(n, m))
 
     def join(self, l: int, rid: int) -> None:
         """``rid`` has its first token (or, recomputed, its next); it decodes from the next

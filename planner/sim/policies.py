@@ -13,22 +13,33 @@ token-by-token reference scheduler (planner.sim.reference), which the tests hold
   decodes (the engine's budget raised to the longest prompt, so the head always enters).
 * :class:`Chunked`: the same with splitting; prompt pieces fill the budget left by the decodes.
 * :class:`Disaggregated`: prefill lanes pull whole prompts from one shared FIFO queue; each
-  prefill instance's KV link is a FIFO server; decode lanes (:class:`DecodeOnly`) admit the
-  transferred requests at their iteration boundaries.
+  prefill instance's NICs are a processor-sharing server for the KV transfers in flight
+  (planner.sim.links) through the transfer engine (setup, bandwidth share); decode lanes
+  (:class:`DecodeOnly`) hold the KV of transfers in flight and admit the transferred requests
+  at their iteration boundaries.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+from bisect import bisect_right
 from dataclasses import dataclass
 
 import numpy as np
 
 from planner.errors import InvalidRequestError
-from planner.perf import FastTimes, kv_link_for, kv_transfer_time
-from planner.serving.common import LoadShape, max_num_seqs, step_model
+from planner.perf import (
+    FastTimes,
+    kv_link_for,
+    kv_transfer_time,
+    link_capacity,
+    transfer_fixed_time,
+    transfer_rate,
+)
+from planner.serving.common import LoadShape, max_num_seqs, step_model, transfer_of
 from planner.sim.engine import MIXED, LaneEngine
+from planner.sim.links import ps_completions
 
 # Simulated time may pass this many arrival spans before a run is called unstable.
 TIME_LIMIT_SPANS = 50.0
@@ -281,6 +292,32 @@ class DecodeOnly:
         return 0.0
 
 
+class InflightReservation:
+    """KV tokens each decode lane holds for transfers in flight, as a function of time:
+    request ``i`` reserves ``tokens[i]`` from its transfer's start ``begin[i]`` until the
+    transfer is through (``end[i]``, when it reaches the decode lanes), spread evenly over the
+    ``lanes`` (which lane receives it is chosen only on arrival)."""
+
+    def __init__(self, begin, end, tokens, lanes: int):
+        tokens = np.asarray(tokens, dtype=float)
+        end = np.asarray(end, dtype=float)
+        times = np.concatenate([end, np.asarray(begin, dtype=float)])
+        delta = np.concatenate([-tokens, tokens])
+        order = np.argsort(times, kind="stable")
+        self._t = times[order].tolist()
+        self._level = (np.cumsum(delta[order]) / max(int(lanes), 1)).tolist()
+        self._ends = np.sort(end).tolist()
+
+    def __call__(self, t: float) -> float:
+        i = bisect_right(self._t, t)
+        return self._level[i - 1] if i else 0.0
+
+    def next_release(self, t: float) -> float:
+        """The first time after ``t`` at which a transfer completes (and frees its hold)."""
+        i = bisect_right(self._ends, t)
+        return self._ends[i] if i < len(self._ends) else math.inf
+
+
 class Disaggregated:
     approach = "disaggregated"
 
@@ -302,17 +339,24 @@ class Disaggregated:
         smd.require_fit()
         link, streams, _ = kv_link_for(inp.catalog, smp.gpu, smd.gpu, pool_p, pool_d, dep.link)
         kvb = inp.model.kv_bytes_per_token(dep.kv_transfer_dtype or inp.kv_dtype)
+        xfer = transfer_of(inp)
         n = len(isl)
-        P = np.asarray(smp.prefill_time(isl_a), dtype=float).reshape(-1)
+        # (under data-parallel attention each of an instance's dp ranks takes a prompt, the
+        # others as busy: one prefill server per rank, as the analytic model)
+        P = np.asarray(smp.prefill_time(isl_a, 0, smp.dp), dtype=float).reshape(-1)
         nbytes = isl_a.astype(float) * kvb
         exposed = np.broadcast_to(np.asarray(kv_transfer_time(
             nbytes, link, streams=streams, prefill_time=P, layers=inp.model.num_layers,
-            overlap=dep.kv_overlap), dtype=float), (n,))
-        busy = nbytes / (max(int(streams), 1) * link.bytes_per_s) + link.latency_s
+            overlap=dep.kv_overlap, xfer=xfer), dtype=float), (n,))
+        fixed = transfer_fixed_time(link, xfer)
+        rate = transfer_rate(link, streams, xfer)
+        x = nbytes / rate  # data part alone on the links
+        hidden = np.maximum(x - (exposed - fixed), 0.0)  # of it, what runs during the prefill
+        lanes = max(1.0, math.floor(link_capacity(link, pool_p.gpus_per_instance, xfer) / rate + 1e-9))
 
         # Prefill lanes pull from one shared FIFO queue (Dynamo's global prefill queue): each prompt
         # starts on the lane that frees up first -- an M/G/c queue, as the analytic model assumes.
-        Lp = pool_p.lanes
+        Lp = pool_p.lanes * smp.dp
         free = [(0.0, l) for l in range(Lp)]
         heapq.heapify(free)
         Pl, tl = P.tolist(), arr.tolist()
@@ -328,25 +372,24 @@ class Disaggregated:
             push(free, (e, l))
             start[i], pend[i], plane[i] = s, e, l
         pend_a = np.asarray(pend)
-        # KV links: one FIFO server per prefill instance, in order of prefill completion.
-        inst = np.asarray(plane) // pool_p.lanes_per_instance
-        order = np.lexsort((np.arange(n), pend_a))
-        link_free = [0.0] * pool_p.instances
-        comp = [0.0] * n
-        ready = (pend_a + exposed).tolist()
-        bl, il = busy.tolist(), inst.tolist()
-        for i in order.tolist():
-            j = il[i]
-            c = link_free[j] + bl[i]
-            if ready[i] > c:
-                c = ready[i]
-            link_free[j] = c
-            comp[i] = c
-        comp_a = np.asarray(comp)
+        # KV links: the NICs of each prefill instance shared by its transfers in flight (a
+        # processor-sharing server); a transfer's data part starts ``hidden`` before its prefill
+        # ends and the decode side has it ``fixed`` after the data is through.
+        inst = np.asarray(plane) // (pool_p.lanes_per_instance * smp.dp)
+        begin = pend_a - hidden
+        comp_a = np.empty(n)
+        for j in range(pool_p.instances):
+            sel = np.nonzero(inst == j)[0]
+            if sel.size == 0:
+                continue
+            sel = sel[np.lexsort((sel, begin[sel]))]
+            done = ps_completions(begin[sel].tolist(), x[sel].tolist(), lanes)
+            comp_a[sel] = np.asarray(done) + fixed
+        comp = comp_a.tolist()
         t_first[:] = comp
         # Waiting at the last arrival on the prefill side: queued for a prefill or for the link.
         T = span
-        waiting = int(np.sum(np.asarray(start) > T)) + int(np.sum((pend_a <= T) & (comp_a > T + busy)))
+        waiting = int(np.sum(np.asarray(start) > T)) + int(np.sum((pend_a <= T) & (comp_a > T + x + fixed)))
 
         mseq = max_num_seqs(smd)
         ft = FastTimes(smd, mseq)
@@ -354,6 +397,7 @@ class Disaggregated:
         e = smd.engine
         eng = LaneEngine(DecodeOnly(), Ld, ft, smd.kv_capacity_tokens_per_lane, mseq, isl, osl,
                          t_first, reserve_full=e is not None and e.kv_admission == "reserve_full")
+        eng.reserved = InflightReservation(begin, comp_a, isl_a, Ld)
         one = osl_a <= 1
         for i in np.nonzero(one)[0].tolist():
             eng.t_last[i] = t_first[i]
@@ -369,4 +413,4 @@ class Disaggregated:
 
 POLICIES = {"unified": Unified, "chunked": Chunked, "disaggregated": Disaggregated}
 
-__all__ = ["POLICIES", "Chunked", "DecodeOnly", "Disaggregated", "InFlightBatching", "Job", "Unified"]
+__all__ = ["POLICIES", "Chunked", "DecodeOnly", "Disaggregated", "InFlightBatching", "InflightReservation", "Job", "Unified"]

@@ -12,8 +12,9 @@ decode iterations in closed form) to it token by token. One rule per approach, i
 * ``chunked``: the same with splitting: the partly prefilled head first, then new prompts, cut to
   fill the budget (``--chunk-size``, decodes included).
 * ``disaggregated``: prefill lanes take whole prompts from one shared FIFO queue; the KV cache
-  then crosses its instance's link (a FIFO server); decode lanes admit the request at their next
-  iteration boundary and run decode-only iterations.
+  then crosses its instance's link (a processor-sharing server: transfers in flight share its
+  NICs), its blocks held on the decode side from the transfer's start; decode lanes admit the
+  request at their next iteration boundary and run decode-only iterations.
 
 Admission (every approach): a lane admits the head of its queue while it has fewer than
 ``max_seqs`` sequences and the KV cache has room: with ``reserve_full`` for the prompt and the
@@ -92,9 +93,10 @@ class TokenClock:
     def prefill(self, tokens: int) -> float:
         return float(tokens)
 
-    def transfer(self, prompt: int, prefill_s: float) -> tuple[float, float]:
-        """(exposed time after the prefill, time the link is busy) of one KV cache."""
-        return 0.0, 0.0
+    def transfer(self, prompt: int, prefill_s: float) -> tuple[float, float, float]:
+        """(fixed part, data part alone on the link, of it what runs during the prefill) of
+        one KV cache's transfer."""
+        return 0.0, 0.0, 0.0
 
 
 class StepClock:
@@ -105,11 +107,12 @@ class StepClock:
     unit = "ms"
 
     def __init__(self, sm, link=None, streams: int = 1, kv_bytes_per_token: float = 0.0,
-                 overlap: bool = True):
+                 overlap: bool = True, xfer=None):
         self.sm = sm
         self.link, self.streams = link, max(int(streams), 1)
         self.kv_bytes_per_token = float(kv_bytes_per_token)
         self.overlap = overlap
+        self.xfer = xfer  # the KV-transfer engine (planner.catalog.TransferSpec) or None
 
     def _time(self, pieces, contexts) -> float:
         tokens = sum(p[0] for p in pieces)
@@ -131,17 +134,18 @@ class StepClock:
     def prefill(self, tokens: int) -> float:
         return float(self.sm.prefill_time(tokens))
 
-    def transfer(self, prompt: int, prefill_s: float) -> tuple[float, float]:
+    def transfer(self, prompt: int, prefill_s: float) -> tuple[float, float, float]:
         if self.link is None:
-            return 0.0, 0.0
-        from planner.perf import kv_transfer_time
+            return 0.0, 0.0, 0.0
+        from planner.perf import kv_transfer_time, transfer_fixed_time, transfer_rate
 
         nbytes = prompt * self.kv_bytes_per_token
         exposed = float(kv_transfer_time(nbytes, self.link, streams=self.streams,
                                          prefill_time=prefill_s, layers=self.sm.model.num_layers,
-                                         overlap=self.overlap))
-        busy = nbytes / (self.streams * self.link.bytes_per_s) + self.link.latency_s
-        return exposed, busy
+                                         overlap=self.overlap, xfer=self.xfer))
+        fixed = transfer_fixed_time(self.link, self.xfer)
+        data = nbytes / transfer_rate(self.link, self.streams, self.xfer)
+        return fixed, data, max(data - (exposed - fixed), 0.0)
 
 
 class TableClock(StepClock):
@@ -149,8 +153,8 @@ class TableClock(StepClock):
     prefills of a disaggregated prefill lane and KV transfers as the simulator computes them."""
 
     def __init__(self, ft, sm, link=None, streams: int = 1, kv_bytes_per_token: float = 0.0,
-                 overlap: bool = True):
-        super().__init__(sm, link, streams, kv_bytes_per_token, overlap)
+                 overlap: bool = True, xfer=None):
+        super().__init__(sm, link, streams, kv_bytes_per_token, overlap, xfer)
         self.ft = ft
 
     def iteration(self, pieces, contexts) -> tuple[float, float]:
@@ -195,6 +199,9 @@ class _Server:
         # its prompt and the tokens it had.
         self.prompt = [r.prompt for r in reqs]
         self.preemptions = [0] * len(reqs)
+        # KV tokens per lane held for transfers in flight at time t (disaggregated decode).
+        self.reserved = None
+        self.now = 0.0
 
     def _context(self, r) -> int:
         # A decode attends to the prompt and the tokens generated before the one it feeds in.
@@ -209,7 +216,8 @@ class _Server:
         need = self.prompt[r] + (self.reqs[r].output if self.reserve_full else 0)
         # Paged: the running sequences' next tokens are placed first, the prompt in what is left.
         held = ln.kv + (0 if self.reserve_full else sum(self._context(x) + 1 for x in ln.running))
-        return held + need <= self.kv_cap
+        cap = self.kv_cap - (self.reserved(self.now) if self.reserved is not None else 0.0)
+        return held + need <= cap
 
     def _admit(self, ln, r) -> None:
         ln.queue.remove(r)
@@ -245,6 +253,7 @@ class _Server:
     def start(self, i: int, t: float) -> None:
         """Choose the iteration lane ``i`` starts at boundary ``t``."""
         ln = self.L[i]
+        self.now = t
         pieces = []
         if self.preempt:
             self._relieve(ln)
@@ -365,12 +374,40 @@ def chunked(reqs, clock, chunk: int, **kw) -> tuple[list, list]:
     return in_flight(reqs, clock, chunk, True, **kw)
 
 
+def shared_link(begins: list, sizes: list, lanes: int = 1) -> list:
+    """Completion times on a processor-sharing link, step by step: ``lanes`` lanes of unit
+    speed shared by the jobs present (each at most one lane); job ``i`` arrives at
+    ``begins[i]`` needing ``sizes[i]`` seconds alone."""
+    k = max(1, int(lanes))
+    left = {}
+    done = [0.0] * len(begins)
+    pending = sorted(range(len(begins)), key=lambda i: (begins[i], i))
+    t = 0.0
+    while pending or left:
+        speed = 1.0 if len(left) <= k else k / len(left)
+        t_arr = begins[pending[0]] if pending else math.inf
+        t_dep = t + min(left.values()) / speed if left else math.inf
+        t_new = min(t_arr, t_dep)
+        for i in left:
+            left[i] -= (t_new - t) * speed
+        t = t_new
+        if t_dep <= t_arr:
+            for i in [i for i in left if left[i] <= 1e-12 * max(1.0, sizes[i])]:
+                done[i] = t
+                del left[i]
+        else:
+            i = pending.pop(0)
+            left[i] = sizes[i]
+    return done
+
+
 def disaggregated(reqs, clock, prefill_lanes: int = 1, lanes_per_instance: int = 1,
                   decode_lanes: int = 1, kv_cap: float = math.inf, max_seqs: float = math.inf,
-                  reserve_full: bool = False) -> tuple[list, list, dict, dict]:
-    """Prefill lanes, KV links (one per prefill instance of ``lanes_per_instance`` lanes) and
-    decode lanes. Returns (iterations, token times, prefill end and exposed transfer per
-    request)."""
+                  reserve_full: bool = False, link_lanes: int = 1) -> tuple[list, list, dict, dict]:
+    """Prefill lanes, KV links (one per prefill instance of ``lanes_per_instance`` lanes, each
+    a processor-sharing link of ``link_lanes`` transfers at full speed) and decode lanes, which
+    hold the KV of every transfer in flight (spread evenly over them). Returns (iterations,
+    token times, prefill end and exposed transfer per request)."""
     tokens: list = [[] for _ in reqs]
     its: list = []
     free = [0.0] * prefill_lanes  # one shared FIFO queue: each prompt takes the lane free first
@@ -382,17 +419,26 @@ def disaggregated(reqs, clock, prefill_lanes: int = 1, lanes_per_instance: int =
         its.append(Iteration("prefill", s, s + d, ((r, reqs[r].prompt, 0),), (), 0.0, (), j))
         free[j] = prefill_end[r] = s + d
         lane_of[r] = j
-    link_free = [0.0] * max(1, math.ceil(prefill_lanes / lanes_per_instance))
-    ready, exposed = {}, {}
-    for r in sorted(prefill_end, key=lambda q: (prefill_end[q], q)):  # in order of completion
-        j = lane_of[r] // lanes_per_instance
-        exp, busy = clock.transfer(reqs[r].prompt, clock.prefill(reqs[r].prompt))
-        ready[r] = max(prefill_end[r] + exp, link_free[j] + busy)
-        link_free[j] = ready[r]
-        exposed[r] = ready[r] - prefill_end[r]
-        tokens[r].append(ready[r])  # the first token is delivered with the KV cache
+    ready, exposed, begin = {}, {}, {}
+    instances = max(1, math.ceil(prefill_lanes / lanes_per_instance))
+    for j in range(instances):
+        mine = [r for r in prefill_end if lane_of[r] // lanes_per_instance == j]
+        parts = {r: clock.transfer(reqs[r].prompt, clock.prefill(reqs[r].prompt)) for r in mine}
+        for r in mine:
+            begin[r] = prefill_end[r] - parts[r][2]
+        out = shared_link([begin[r] for r in mine], [parts[r][1] for r in mine], link_lanes)
+        for r, t in zip(mine, out):
+            ready[r] = t + parts[r][0]
+            exposed[r] = ready[r] - prefill_end[r]
+            tokens[r].append(ready[r])  # the first token is delivered with the KV cache
     srv = _Server(reqs, clock, tokens, its, "decode", decode_lanes, 0, False, kv_cap, max_seqs,
                   True, reserve_full, decode_only=True)
+    spans = [(begin[r], ready[r], reqs[r].prompt) for r in ready]
+
+    def reserved(t: float) -> float:
+        return sum(p for b, e, p in spans if b <= t < e) / decode_lanes
+
+    srv.reserved = reserved
     srv.run(sorted((ready[r], r) for r in ready if reqs[r].output > 1))
     return its, tokens, prefill_end, exposed
 
@@ -400,4 +446,4 @@ def disaggregated(reqs, clock, prefill_lanes: int = 1, lanes_per_instance: int =
 RULES = {"unified": unified, "chunked": chunked, "disaggregated": disaggregated}
 
 __all__ = ["RULES", "Iteration", "Request", "StepClock", "TableClock", "TokenClock", "chunked",
-           "disaggregated", "in_flight", "unified"]
+           "disaggregated", "in_flight", "shared_link", "unified"]
