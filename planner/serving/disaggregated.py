@@ -49,8 +49,12 @@ class PrefillProfile:
     def __init__(self, sm: StepModel, shape: LoadShape, link: LinkSpec, streams: int,
                  kv_bytes_per_token: float, overlap: bool = True):
         self.sm = sm
-        self.S = np.asarray(sm.prefill_time(shape.isl), dtype=float)
-        self.kv_bytes = shape.isl.astype(float) * kv_bytes_per_token
+        # The prefill computes the uncached tokens after the cached ones. The KV cache sent is
+        # what the decode instance does not hold: all but the shared prefix, which it caches
+        # too (sent once, with its first request); tokens the prefill instance found in its own
+        # cache (a hit-rate share) are the sequence's and still cross the link.
+        self.S = np.asarray(sm.prefill_time(shape.computed, shape.cached), dtype=float)
+        self.kv_bytes = (shape.isl - shape.shared).astype(float) * kv_bytes_per_token
         self.exposed = np.asarray(kv_transfer_time(
             self.kv_bytes, link, streams=streams, prefill_time=self.S,
             layers=sm.model.num_layers, overlap=overlap), dtype=float)
@@ -150,7 +154,7 @@ def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances, percentil
         "step": td,
         "itl_max": np.where(stable, worst_decode_gap(sm, shape, lam, B, td, n * sm.pp) if len(percentiles) else td * 1.0,
                             np.inf),
-        "kv_used": np.where(np.isfinite(B), B * shape.decode_context * sm.pp, np.inf),
+        "kv_used": np.where(np.isfinite(B), B * shape.kv_context * sm.pp + shape.prefix_tokens, np.inf),
         "kv_capacity": sm.kv_capacity_tokens,
         "batch_cap": bcap,
         "batch_cap_by": cap_by,
