@@ -84,6 +84,16 @@ def sequence_kv_capacity(sm: StepModel, shape_or_tokens) -> float:
     return max(sm.kv_capacity_tokens - float(shared), 0.0)
 
 
+def kv_in_use(batch, shape: LoadShape, pp: int):
+    """Mean KV tokens in use on an instance whose ``pp`` lanes each run ``batch`` sequences on
+    time average: each holds :attr:`LoadShape.kv_context`, and the shared prefix's blocks are in
+    use (held once) while at least one sequence runs, with probability ``1 - e^-N`` for a
+    Poisson number ``N`` of sequences (mean ``batch * pp``); at the batch cap that is 1, which
+    is what :func:`sequence_kv_capacity` sets aside."""
+    n = np.asarray(batch, dtype=float) * pp
+    return n * shape.kv_context + shape.prefix_tokens * -np.expm1(-n)
+
+
 def batch_cap(sm: StepModel, shape: LoadShape) -> tuple[float, str]:
     """Most sequences one lane keeps decoding, and what binds: ``"kv-memory"`` (the KV cache at
     the steady mean occupancy per sequence) or ``"max-num-seqs"`` (the engine's cap)."""
