@@ -425,7 +425,8 @@ def worst_gap(sm: StepModel, cv: IterationCurves, shape: LoadShape, lam, B, td):
 
     * Chunked: a full budget whose prompt piece is the last piece of the longest prompt (its
       attention reads the whole prompt).
-    * Unified: the heavier of the iteration carrying the longest prompt whole and the one
+    * Unified, and chunked whose prompts all enter whole (each at most half the budget, e.g.
+      short uncached remainders behind a prefix cache): the heavier of the iteration carrying the longest prompt whole and the one
       carrying the most prompts that arrive together: ``k`` prompts arrive during an iteration
       that carried ``k - 1``, so the chance of an iteration with ``k`` is the product over
       ``j < k`` of ``P(Poisson(lam T(j)) >= j + 1)`` (``T(j)`` the iteration with ``j`` mean
@@ -445,7 +446,7 @@ def worst_gap(sm: StepModel, cv: IterationCurves, shape: LoadShape, lam, B, td):
                                        prefill_seqs=seqs, decode_batch=b_hi if cv.mixed else 0.0,
                                        decode_ctx=(b_hi if cv.mixed else 0.0) * ctx).time_s, dtype=float)
 
-    if cv.split:
+    if cv.split and not cv.whole:
         c = np.minimum(room, shape.longest_computed)
         off = np.maximum(longest - c, 0.0)
         worst = t(c, c * (off + c / 2.0), off + c, 1.0)
