@@ -31,6 +31,11 @@ the fewest prompts not yet through their prefill, then outstanding (``prompts``)
 lowest lane. Arrivals at a boundary's time are seen at that boundary, and arrivals at the same
 time are all queued before an idle lane starts.
 
+Prefix caching (``Request.cached``, ``Request.shared``; planner.workload.PrefixCache): a prefill
+computes the prompt tokens after the cached ones (attending to them), a lane's ``kv_cap`` is what
+is left beside the shared prefix it holds once, a sequence's KV is its context less its shared
+tokens, and a disaggregated transfer carries all but the shared prefix.
+
 A request's first token comes from its prefill (the end of the iteration that finishes the
 prompt, or when its KV cache has arrived on the decode lane); each decode iteration it takes part
 in gives it one more. ``output`` counts all of them.
