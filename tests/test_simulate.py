@@ -73,7 +73,7 @@ def _reference(inp, dep, n, seed, routing="outstanding"):
         pre: list = []
         _, tokens = reference.in_flight(
             reqs, clock, chunk, dep.approach == "chunked", lanes=pool.instances * pool.pp,
-            kv_cap=sequence_kv_capacity(sm, prefix.tokens) / pool.pp, routing=routing,
+            kv_cap=sequence_kv_capacity(sm, prefix.tokens) / sm.lanes, routing=routing,
             mixed=e is None or e.schedule == "decode_first", preemptions=pre, **_engine_kw(sm))
         _LAST_PREEMPTIONS[:] = pre
         return arr, np.asarray(isl), np.asarray(osl), tokens
@@ -86,7 +86,7 @@ def _reference(inp, dep, n, seed, routing="outstanding"):
                                  dep.kv_overlap)
     _, tokens, _, _ = reference.disaggregated(
         reqs, clock, prefill_lanes=pp_.instances * pp_.pp, lanes_per_instance=pp_.pp,
-        decode_lanes=pd_.instances * pd_.pp, kv_cap=sequence_kv_capacity(smd, prefix.tokens) / pd_.pp,
+        decode_lanes=pd_.instances * pd_.pp, kv_cap=sequence_kv_capacity(smd, prefix.tokens) / smd.lanes,
         **_engine_kw(smd))
     return arr, np.asarray(isl), np.asarray(osl), tokens
 

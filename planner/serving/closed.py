@@ -85,7 +85,7 @@ class _Cohorts:
         else:
             self.curves = unified.curves(sm, shape, dep.chunk_size)
         self.budget = float(self.curves.chunk)
-        self.lanes = pool.instances * pool.pp
+        self.lanes = pool.lanes
         self.per_lane = math.ceil(int(wl.concurrency) / self.lanes)
 
     def budget_bound(self, N: int, Z: float):
