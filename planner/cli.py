@@ -283,7 +283,8 @@ def workload_options(f):
                      help="Output-length distribution instead of --osl, e.g. exponential:mean=256."),
         click.option("--trace", metavar="FILE",
                      help="CSV or JSONL with input/output token counts per request "
-                          "(overrides the lengths)."),
+                          "(overrides the lengths), optionally cached_tokens: prompt tokens "
+                          "found in the prefix cache."),
         click.option("--burstiness", type=CV, metavar="CV",
                      help="Coefficient of variation of inter-arrival gaps, 0 (regular) to 10 "
                           "[default: 1 = Poisson]."),
