@@ -270,7 +270,7 @@ def model_options(f):
 
 def workload_options(f):
     """--qps, --isl, --osl, --isl-dist, --osl-dist, --trace, --burstiness, --concurrency,
-    --think-time."""
+    --think-time, --prefix-tokens, --prefix-hit-rate."""
     return _stack(
         click.option("--qps", type=QPS, help="Request rate, requests per second (1e-6 to 1e7)."),
         click.option("--isl", metavar="N", help="Input (prompt) length in tokens, e.g. 2048 or 2k "
@@ -283,7 +283,8 @@ def workload_options(f):
                      help="Output-length distribution instead of --osl, e.g. exponential:mean=256."),
         click.option("--trace", metavar="FILE",
                      help="CSV or JSONL with input/output token counts per request "
-                          "(overrides the lengths)."),
+                          "(overrides the lengths), optionally cached_tokens: prompt tokens "
+                          "found in the prefix cache."),
         click.option("--burstiness", type=CV, metavar="CV",
                      help="Coefficient of variation of inter-arrival gaps, 0 (regular) to 10 "
                           "[default: 1 = Poisson]."),
@@ -294,6 +295,15 @@ def workload_options(f):
         click.option("--think-time", "think_time", metavar="DURATION",
                      help="With --concurrency: pause of a client between a response and its "
                           "next request [default: 0]."),
+        click.option("--prefix-tokens", "prefix_tokens", metavar="N",
+                     help="Prefix caching: a shared prefix of N tokens (a system prompt) at the "
+                          "start of every prompt, cached once per instance: prefills compute "
+                          "only the rest and its KV is held once, not per sequence "
+                          "[default: 0]."),
+        click.option("--prefix-hit-rate", "prefix_hit_rate", metavar="R",
+                     help="Prefix caching: share (0 to 1) of each prompt's tokens after the "
+                          "shared prefix found in the cache (earlier turns of a conversation); "
+                          "their KV stays per sequence [default: 0]."),
     )(f)
 
 
@@ -425,8 +435,37 @@ def build_workload(opts: dict, qps: float, assumed: list):
         fail("--think-time: only with --concurrency (closed-loop clients)")
     if conc is not None and opts.get("burstiness") is not None:
         fail("--burstiness: only with --qps; closed-loop clients (--concurrency) send when served")
-    return Workload(qps, lengths["isl"], lengths["osl"], arrival_cv=cv, trace=trace,
-                    concurrency=conc, think_s=think or 0.0)
+    wl = Workload(qps, lengths["isl"], lengths["osl"], arrival_cv=cv, trace=trace,
+                  concurrency=conc, think_s=think or 0.0)
+    return with_prefix(wl, opts, assumed)
+
+
+def with_prefix(wl, opts: dict, assumed: list):
+    """``wl`` with the prefix cache of --prefix-tokens / --prefix-hit-rate, checked (the
+    workload names the flag and the valid range); the assumption is listed."""
+    from dataclasses import replace
+
+    from planner.errors import InvalidRequestError
+    from planner.workload import PrefixCache
+
+    tokens, rate = opts.get("prefix_tokens"), opts.get("prefix_hit_rate")
+    if tokens is None and rate is None:
+        return wl
+    top, what = wl.prefix_limit()
+    n = 0
+    if tokens is not None and str(tokens).strip() != "0":
+        try:
+            n = _size(tokens, "--prefix-tokens")
+        except InvalidRequestError:
+            fail(f"--prefix-tokens: must be a whole number of tokens from 0 to {top:,} (shorter "
+                 f"than {what}), got {units.shown(tokens)}")
+    r = 0.0 if rate is None else units.parse_number(rate, "--prefix-hit-rate", 0.0, 1.0,
+                                                    what="a share")
+    wl = replace(wl, prefix=PrefixCache(int(n), float(r)))
+    wl.check_prefix()
+    if wl.prefix.on:
+        assumed.append(wl.prefix.describe())
+    return wl
 
 
 def build_slo(opts: dict, assumed: list, ttft_default: float | None = None):
@@ -729,7 +768,8 @@ def simulate(ctx, plan_file, as_json, requests, seed, **opts):
 # --------------------------------------------------------------------------------------------
 
 OBJECTIVES = ("gpus", "cost")
-WHATIF_AXES = ("qps", "concurrency", "isl", "osl", "ttft-slo", "tpot-slo", "gpu", "model", "engine")
+WHATIF_AXES = ("qps", "concurrency", "isl", "osl", "ttft-slo", "tpot-slo", "gpu", "model", "engine",
+               "prefix-tokens", "prefix-hit-rate")
 
 
 def search_options(f):
@@ -885,7 +925,8 @@ def _parse_vary(ctx, specs) -> list:
 
 def _apply(opts: dict, axis: str, value: str) -> dict:
     o = dict(opts)
-    key = {"ttft-slo": "ttft_slo", "tpot-slo": "tpot_slo"}.get(axis, axis)
+    key = {"ttft-slo": "ttft_slo", "tpot-slo": "tpot_slo", "prefix-tokens": "prefix_tokens",
+           "prefix-hit-rate": "prefix_hit_rate"}.get(axis, axis)
     if axis == "qps":
         o["qps"] = units.parse_number(value, "--vary: qps", units.MIN_QPS, units.MAX_QPS)
         o["concurrency"] = None
@@ -906,7 +947,7 @@ def _apply(opts: dict, axis: str, value: str) -> dict:
 @search_options
 @click.option("--vary", "vary", multiple=True, metavar="AXIS=v1,v2,...",
               help="Axis to vary (qps, concurrency, isl, osl, ttft-slo, tpot-slo, gpu, model, "
-                   "engine); once for a "
+                   "engine, prefix-tokens, prefix-hit-rate); once for a "
                    "table, twice for a grid of winning approaches.")
 @click.option("--plot", is_flag=True, help="Draw TTFT and TPOT against the axis in the terminal.")
 @click.option("--plot-file", "plot_file", metavar="FILE.png|FILE.svg",

@@ -22,7 +22,14 @@ from planner.api import headroom as api_headroom
 from planner.errors import InvalidRequestError, NoFeasiblePlanError
 from planner.perf import build_step_model, kv_link_for, link_capacity
 from planner.serving import chunked, disaggregated, unified
-from planner.serving.common import APPROACHES, Deployment, LoadShape, Pool, lane_budget, transfer_of
+from planner.serving.common import (
+    APPROACHES,
+    Deployment,
+    Pool,
+    lane_budget,
+    shape_of,
+    transfer_of,
+)
 
 TP_CHOICES = (1, 2, 4, 8)
 PP_CHOICES = (1, 2, 4)
@@ -151,8 +158,7 @@ def _pct_score(r, slo):
 def search(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
            tps=TP_CHOICES, pps=PP_CHOICES, chunks=CHUNK_CHOICES) -> SearchResult:
     qps = inp.workload.qps
-    isl, osl = inp.workload.grid()
-    shape = LoadShape(isl, osl)
+    shape = shape_of(inp.workload, tail=False)
     cv = inp.workload.arrival_cv
     slo = inp.slo
     pct = (slo.percentile,)

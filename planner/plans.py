@@ -140,6 +140,19 @@ def _plan_trace(path: str, doc, load_trace):
     return load_trace(str(p))
 
 
+def _plan_prefix(path: str, inp: dict):
+    """The prefix cache a plan assumed (``inputs.prefix_tokens``, ``inputs.prefix_hit_rate``;
+    plans written before prefix caching have neither: none)."""
+    from planner.workload import PrefixCache
+
+    tokens = _num(path, inp, "prefix_tokens", integer=True, positive=False, required=False,
+                  ctx="inputs.") or 0
+    rate = _num(path, inp, "prefix_hit_rate", positive=False, required=False, ctx="inputs.") or 0.0
+    _bounded(path, "inputs.prefix_tokens", tokens, 0, MAX_TOKENS)
+    _bounded(path, "inputs.prefix_hit_rate", rate, 0.0, 1.0)
+    return PrefixCache(int(tokens), float(rate))
+
+
 def load_plan(path: str, qps: float | None = None, catalog_dir: str | None = None):
     """(Inputs, Deployment, document) from a plan file; ``qps`` overrides the plan's rate."""
     from planner.api import SLO, Inputs
@@ -177,7 +190,7 @@ def load_plan(path: str, qps: float | None = None, catalog_dir: str | None = Non
     _bounded(path, "inputs.think_time_ms", think * 1e3, 0.0, MAX_DURATION_S * 1e3)
     cv = max(cv, MIN_BURSTINESS)
     wl = Workload(rate, lengths("isl"), lengths("osl"), cv, trace, concurrency=conc,
-                  think_s=think if conc else 0.0)
+                  think_s=think if conc else 0.0, prefix=_plan_prefix(path, inp))
     pct = inp.get("percentile")
     if isinstance(pct, bool) or pct not in PERCENTILES:  # 90.0 == 90: read as the int key p90
         _fail(path, "inputs.percentile", f"must be one of 50, 90, 95, 99, got {pct!r}")
@@ -234,6 +247,12 @@ def load_plan(path: str, qps: float | None = None, catalog_dir: str | None = Non
         if not isinstance(eid, str) or eid not in cat.engines:
             _fail(path, "engine.id", f"unknown engine {eid!r}; known: {', '.join(sorted(cat.engines))}")
         engine = cat.engines[eid]
+    try:
+        wl.check_prefix()
+    except InvalidRequestError as exc:  # named as the plan's keys, not the flags
+        msg = str(exc).replace("--prefix-tokens", "inputs.prefix_tokens").replace(
+            "--prefix-hit-rate", "inputs.prefix_hit_rate")
+        raise InvalidRequestError(f"{path}: {msg}") from None
     xfer = None
     if isinstance(kv, dict) and kv.get("engine") is not None:  # plans before transfer engines: the default
         tid = kv.get("engine")

@@ -241,6 +241,7 @@ def inputs_document(inp, trace_rows: bool = True) -> dict:
         doc["trace"] = wl.trace.document()  # by content: the plan stands alone
         if not trace_rows:
             del doc["trace"]["lengths"]
+            doc["trace"].pop("cached_tokens", None)
     else:
         doc["isl"] = _length(wl.isl)
         doc["osl"] = _length(wl.osl)
@@ -255,6 +256,7 @@ def inputs_document(inp, trace_rows: bool = True) -> dict:
         doc["concurrency"] = int(wl.concurrency)
         if wl.think_s:
             doc["think_time_ms"] = ms(wl.think_s)
+    doc.update(wl.prefix.document())  # prefix caching: prefix_tokens, prefix_hit_rate
     if inp.assumed:
         doc["assumed"] = list(inp.assumed)
     return doc

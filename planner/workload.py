@@ -82,6 +82,66 @@ def fixed(n: int) -> LengthDist:
     return LengthDist("fixed", float(n))
 
 
+@dataclass(frozen=True)
+class PrefixCache:
+    """What the engine's prefix cache holds for this traffic: the one place every approach, the
+    simulator and the reference scheduler read it from (docs/methodology.md, "Prefix caching").
+
+    ``tokens`` (``--prefix-tokens``): a prefix shared by every request (a system prompt), the
+    first ``tokens`` of each prompt; after its first use it stays cached on every instance and
+    its KV blocks are held once per instance, not per sequence. ``hit_rate``
+    (``--prefix-hit-rate``): the share of the rest of each prompt (the tokens after the shared
+    prefix) also found in the cache, as a request's own earlier turns are; those blocks belong
+    to the sequence (per-sequence KV) and a disaggregated prefill must still send them.
+
+    Per request of ``L`` prompt tokens: ``shared = min(tokens, L)`` (a prompt shorter than the
+    prefix is its first ``L`` tokens), ``cached = shared + floor(hit_rate (L - shared))`` (or,
+    from a trace, its ``cached_tokens``, raised to ``shared``), at most ``L - 1``: the last
+    prompt token is always computed, since its logits give the first output token (engines
+    recompute it on a full hit). Prefill computes ``L - cached`` tokens after ``cached``."""
+
+    tokens: int = 0
+    hit_rate: float = 0.0
+
+    @property
+    def on(self) -> bool:
+        return self.tokens > 0 or self.hit_rate > 0
+
+    def shared(self, isl) -> np.ndarray:
+        """Shared-prefix tokens of prompts of ``isl`` tokens (held once per instance)."""
+        return np.minimum(np.asarray(isl, dtype=np.int64), int(self.tokens))
+
+    def cached(self, isl, given=None) -> np.ndarray:
+        """Prompt tokens found in the cache for prompts of ``isl`` tokens; ``given``: a trace's
+        per-request counts (the shared prefix is in every prompt, so they are raised to it)."""
+        isl = np.asarray(isl, dtype=np.int64)
+        sh = self.shared(isl)
+        if given is not None:
+            c = np.maximum(np.asarray(given, dtype=np.int64), sh)
+        else:
+            c = sh + np.floor(self.hit_rate * (isl - sh) + 1e-9).astype(np.int64)
+        return np.clip(c, 0, np.maximum(isl - 1, 0))
+
+    def document(self) -> dict:
+        """What a plan records (only what was given)."""
+        d = {}
+        if self.tokens:
+            d["prefix_tokens"] = int(self.tokens)
+        if self.hit_rate:
+            d["prefix_hit_rate"] = float(self.hit_rate)
+        return d
+
+    def describe(self) -> str:
+        """One phrase for the assumptions line."""
+        parts = []
+        if self.tokens:
+            parts.append(f"a {self.tokens:,}-token shared prefix cached once per instance")
+        if self.hit_rate:
+            rest = " of the rest" if self.tokens else ""
+            parts.append(f"{self.hit_rate:.0%}{rest} of each prompt found in the cache")
+        return "prefix cache: " + ", ".join(parts)
+
+
 def parse_length_dist(text: str, flag: str) -> LengthDist:
     """``lognormal:mean=2048,cv=0.6``, ``uniform:min=128,max=4096``, ``exponential:mean=256``,
     ``gamma:mean=512,cv=1.5`` or ``fixed:2048``."""
@@ -145,31 +205,51 @@ class Trace:
     isl: np.ndarray = field(compare=False, repr=False)
     osl: np.ndarray = field(compare=False, repr=False)
     sha256: str = ""
+    # Per request, prompt tokens the engine found in its prefix cache (a ``cached_tokens``
+    # column); None when the trace has none.
+    cached: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         isl = np.asarray(self.isl, dtype=np.int64)
         osl = np.asarray(self.osl, dtype=np.int64)
-        key = isl * (MAX_TOKENS + 1) + osl  # one integer per row, ordered as (ISL, OSL)
-        if len(key) > 1 and np.any(key[1:] < key[:-1]):
-            key = np.sort(key)
-            isl, osl = key // (MAX_TOKENS + 1), key % (MAX_TOKENS + 1)
+        cached = None if self.cached is None else np.asarray(self.cached, dtype=np.int64)
+        if cached is not None:
+            order = np.lexsort((cached, osl, isl))  # rows ordered as (ISL, OSL, cached)
+            if len(order) > 1 and np.any(order[1:] < order[:-1]):
+                isl, osl, cached = isl[order], osl[order], cached[order]
+        else:
+            key = isl * (MAX_TOKENS + 1) + osl  # one integer per row, ordered as (ISL, OSL)
+            if len(key) > 1 and np.any(key[1:] < key[:-1]):
+                key = np.sort(key)
+                isl, osl = key // (MAX_TOKENS + 1), key % (MAX_TOKENS + 1)
         object.__setattr__(self, "isl", isl)
         object.__setattr__(self, "osl", osl)
+        object.__setattr__(self, "cached", cached)
         if not self.sha256:
             import hashlib
 
-            digest = hashlib.sha256(self.isl.astype("<i8").tobytes() + self.osl.astype("<i8").tobytes())
-            object.__setattr__(self, "sha256", digest.hexdigest())
+            raw = self.isl.astype("<i8").tobytes() + self.osl.astype("<i8").tobytes()
+            if cached is not None:
+                raw += cached.astype("<i8").tobytes()
+            object.__setattr__(self, "sha256", hashlib.sha256(raw).hexdigest())
 
     def document(self) -> dict:
         """What a plan records: the file's name (for people), its hash, the row count and the
-        rows themselves (:func:`encode_lengths`), so the plan needs no trace file to evaluate."""
-        return {"file": Path(self.path).name, "sha256": self.sha256, "requests": int(len(self.isl)),
-                "lengths": encode_lengths(self.isl, self.osl)}
+        rows themselves (:func:`encode_lengths`; a ``cached_tokens`` column as
+        :func:`encode_counts`), so the plan needs no trace file to evaluate."""
+        doc = {"file": Path(self.path).name, "sha256": self.sha256, "requests": int(len(self.isl)),
+               "lengths": encode_lengths(self.isl, self.osl)}
+        if self.cached is not None:
+            doc["cached_tokens"] = encode_counts(self.cached)
+        return doc
 
 
 _IN_COLS = ("input_tokens", "isl", "input_length", "prompt_tokens", "input_len", "num_input_tokens")
 _OUT_COLS = ("output_tokens", "osl", "output_length", "completion_tokens", "output_len", "num_output_tokens")
+# Prompt tokens found in the prefix cache, per request (OpenAI-style usage reports them as
+# prompt_tokens_details.cached_tokens, vLLM's RequestOutput as num_cached_tokens).
+_CACHED_COLS = ("cached_tokens", "num_cached_tokens")
+COUNTS_ENCODING = "zlib+base64 of int32 LE: one count per row, in the order of the sorted rows"
 LENGTHS_ENCODING = "zlib+base64 of int32 LE: ISL deltas, then OSL deltas, of the (ISL, OSL)-sorted rows"
 
 
@@ -181,6 +261,38 @@ def encode_lengths(isl: np.ndarray, osl: np.ndarray) -> str:
 
     d = np.concatenate([np.diff(isl, prepend=0), np.diff(osl, prepend=0)]).astype("<i4")
     return base64.b64encode(zlib.compress(d.tobytes(), 6)).decode("ascii")
+
+
+def encode_counts(counts: np.ndarray) -> str:
+    """One whole number per row as an ASCII string (:data:`COUNTS_ENCODING`)."""
+    import base64
+    import zlib
+
+    return base64.b64encode(zlib.compress(np.asarray(counts).astype("<i4").tobytes(), 6)).decode("ascii")
+
+
+def decode_counts(text, isl: np.ndarray, label: str) -> np.ndarray:
+    """The per-row counts of :func:`encode_counts`, checked: one per row, each from 0 to that
+    row's prompt length."""
+    import base64
+    import binascii
+    import zlib
+
+    if not isinstance(text, str):
+        raise InvalidRequestError(f"{label}.cached_tokens: not a string")
+    want = 4 * len(isl)
+    try:
+        raw = zlib.decompressobj().decompress(base64.b64decode(text.encode("ascii"), validate=True), want + 1)
+    except (ValueError, binascii.Error, zlib.error, UnicodeEncodeError):
+        raise InvalidRequestError(f"{label}.cached_tokens: not encoded counts ({COUNTS_ENCODING})") from None
+    if len(raw) != want:
+        raise InvalidRequestError(f"{label}.cached_tokens: holds {len(raw) // 4:,} rows, expected "
+                                  f"requests = {len(isl):,}")
+    c = np.frombuffer(raw, dtype="<i4").astype(np.int64)
+    if c.min() < 0 or np.any(c > isl):
+        raise InvalidRequestError(f"{label}.cached_tokens: counts must be whole numbers from 0 to "
+                                  "the row's input tokens")
+    return c
 
 
 MAX_TRACE_ROWS = 20_000_000
@@ -223,12 +335,14 @@ def trace_from_document(doc, label: str) -> Trace:
     if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         raise InvalidRequestError(f"{label}.sha256: must be 64 hexadecimal digits, got {sha!r}")
     isl, osl = decode_lengths(doc.get("lengths"), doc.get("requests"), label)
+    cached = decode_counts(doc["cached_tokens"], isl, label) if doc.get("cached_tokens") is not None else None
     name = doc.get("file")
-    return Trace(str(name) if isinstance(name, str) and name else "trace", isl, osl, sha256=sha)
+    return Trace(str(name) if isinstance(name, str) and name else "trace", isl, osl, sha256=sha,
+                 cached=cached)
 
 
-def _length_value(v, col: str, where: str, path) -> int:
-    """A token count from a trace cell: a whole number from 1 to ``MAX_TOKENS``."""
+def _length_value(v, col: str, where: str, path, lo: int = 1) -> int:
+    """A token count from a trace cell: a whole number from ``lo`` (1) to ``MAX_TOKENS``."""
     n = None
     if isinstance(v, int) and not isinstance(v, bool):
         n = v
@@ -242,12 +356,12 @@ def _length_value(v, col: str, where: str, path) -> int:
                 f = float(v)
             except (ValueError, OverflowError):
                 raise InvalidRequestError(f"--trace: {path}: {where}: {col}: not a number: {_short(v)}") from None
-            n = int(f) if math.isfinite(f) and f == int(f) else 0
+            n = int(f) if math.isfinite(f) and f == int(f) else -1
     else:
         raise InvalidRequestError(f"--trace: {path}: {where}: {col}: not a number: {_short(v)}")
-    if not 1 <= n <= MAX_TOKENS:
+    if not lo <= n <= MAX_TOKENS:
         raise InvalidRequestError(
-            f"--trace: {path}: {where}: {col}: must be a whole number from 1 to {MAX_TOKENS:,}, got {_short(v)}"
+            f"--trace: {path}: {where}: {col}: must be a whole number from {lo} to {MAX_TOKENS:,}, got {_short(v)}"
         )
     return n
 
@@ -270,21 +384,42 @@ def _columns(keys, path) -> tuple[str, str]:
     return in_col, out_col
 
 
-def _plain_csv(raw: bytes, header_lines: int, ci: int, co: int):
-    """The two columns of a plain CSV (no quotes; every cell of them a token count in range) in
-    one pass of numpy's parser, or None: then the row-by-row reader runs and names the row."""
+def _cached_column(keys) -> str | None:
+    """The trace's column of per-request cached prompt tokens, if it has one."""
+    keys = [k for k in keys if isinstance(k, str)]
+    return next((c for c in _CACHED_COLS if c in keys), None)
+
+
+def _check_cached(isl, cached, col: str, path, rows=None) -> None:
+    """Cached tokens are part of the prompt: at most its input tokens, row by row."""
+    bad = np.nonzero(np.asarray(cached) > np.asarray(isl))[0]
+    if bad.size:
+        i = int(bad[0])
+        where = f"row {rows[i]}" if rows is not None else f"data row {i + 1}"
+        raise InvalidRequestError(
+            f"--trace: {path}: {where}: {col}: must be from 0 to the row's input tokens "
+            f"({int(isl[i]):,}), got {int(cached[i]):,}")
+
+
+def _plain_csv(raw: bytes, header_lines: int, ci: int, co: int, cc: int | None = None):
+    """The two (three, with a cached-tokens column ``cc``) columns of a plain CSV (no quotes;
+    every cell of them a count in range) in one pass of numpy's parser, or None: then the
+    row-by-row reader runs and names the row."""
     import io
 
     if b'"' in raw:
         return None
+    cols = (ci, co) if cc is None else (ci, co, cc)
     try:
-        a = np.loadtxt(io.BytesIO(raw), delimiter=",", skiprows=header_lines, usecols=(ci, co),
+        a = np.loadtxt(io.BytesIO(raw), delimiter=",", skiprows=header_lines, usecols=cols,
                        dtype=np.int64, ndmin=2, comments=None, encoding="utf-8")
     except (ValueError, IndexError, OverflowError, UnicodeDecodeError):
         return None
-    if a.shape[0] == 0 or a.min() < 1 or a.max() > MAX_TOKENS:
+    if a.shape[0] == 0 or a[:, :2].min() < 1 or a[:, :2].max() > MAX_TOKENS:
         return None
-    return a[:, 0].copy(), a[:, 1].copy()
+    if cc is not None and (a[:, 2].min() < 0 or np.any(a[:, 2] > a[:, 0])):
+        return None
+    return a[:, 0].copy(), a[:, 1].copy(), (a[:, 2].copy() if cc is not None else None)
 
 
 def _lines(text: str):
@@ -299,7 +434,9 @@ def _lines(text: str):
 
 def load_trace(path: str) -> Trace:
     """Read a CSV (with a header) or JSONL trace; column names may be any of
-    input_tokens/isl/prompt_tokens and output_tokens/osl/completion_tokens. At most
+    input_tokens/isl/prompt_tokens and output_tokens/osl/completion_tokens, and an optional
+    cached_tokens (or num_cached_tokens) column gives each request's prompt tokens found in the
+    prefix cache (0 to its input tokens). At most
     :data:`planner.files.TRACE_MAX_BYTES` of file; the plan records it by content."""
     import hashlib
     from array import array
@@ -314,7 +451,8 @@ def load_trace(path: str) -> Trace:
     first = next((ln for ln in _lines(text) if ln.strip()), None)
     if first is None:
         raise InvalidRequestError(f"--trace: {path} is empty")
-    isl, osl = array("q"), array("q")
+    isl, osl, cached, rows = array("q"), array("q"), array("q"), []
+    cc_col = None
     if first.lstrip().startswith("{"):
         del raw
         cols = None
@@ -326,8 +464,12 @@ def load_trace(path: str) -> Trace:
                 raise InvalidRequestError(f"--trace: {path}: line {i}: expected a JSON object")
             if cols is None:
                 cols = _columns(obj, path)
+                cc_col = _cached_column(obj)
             isl.append(_length_value(obj.get(cols[0]), cols[0], f"row {i}", path))
             osl.append(_length_value(obj.get(cols[1]), cols[1], f"row {i}", path))
+            if cc_col is not None:
+                cached.append(_length_value(obj.get(cc_col), cc_col, f"row {i}", path, lo=0))
+                rows.append(i)
     else:
         reader = csv.reader(_lines(text))
         try:
@@ -336,24 +478,34 @@ def load_trace(path: str) -> Trace:
                 header = next(reader)
             names = [h.strip() for h in header]
             in_col, out_col = _columns(names, path)
+            cc_col = _cached_column(names)
             ci, co = names.index(in_col), names.index(out_col)
-            fast = _plain_csv(raw, reader.line_num, ci, co)
+            cc = names.index(cc_col) if cc_col is not None else None
+            fast = _plain_csv(raw, reader.line_num, ci, co, cc)
             del raw
             if fast is not None:
-                return Trace(str(p), fast[0], fast[1], sha256=sha)
+                return Trace(str(p), fast[0], fast[1], sha256=sha, cached=fast[2])
             for row in reader:
                 if not row or not any(c.strip() for c in row):
                     continue
                 where = f"row {reader.line_num}"
                 isl.append(_length_value(row[ci] if ci < len(row) else None, in_col, where, path))
                 osl.append(_length_value(row[co] if co < len(row) else None, out_col, where, path))
+                if cc is not None:
+                    cached.append(_length_value(row[cc] if cc < len(row) else None, cc_col, where,
+                                                path, lo=0))
+                    rows.append(reader.line_num)
         except csv.Error as exc:
             raise InvalidRequestError(f"--trace: {path}: line {reader.line_num}: malformed CSV "
                                       f"({' '.join(str(exc).split())})") from None
         if not isl:
             raise InvalidRequestError(f"--trace: {path}: has a header but no rows")
-    return Trace(str(p), np.frombuffer(isl, dtype=np.int64), np.frombuffer(osl, dtype=np.int64),
-                 sha256=sha)
+    isl_a = np.frombuffer(isl, dtype=np.int64)
+    cached_a = None
+    if cc_col is not None:
+        cached_a = np.frombuffer(cached, dtype=np.int64)
+        _check_cached(isl_a, cached_a, cc_col, path, rows)
+    return Trace(str(p), isl_a, np.frombuffer(osl, dtype=np.int64), sha256=sha, cached=cached_a)
 
 
 @dataclass(frozen=True)
@@ -370,10 +522,13 @@ class Workload:
     # is then the throughput those clients reach, which the serving model solves for.
     concurrency: int | None = None
     think_s: float = 0.0
+    # Prefix caching (--prefix-tokens, --prefix-hit-rate; a trace's cached_tokens column).
+    prefix: PrefixCache = PrefixCache()
 
     def with_qps(self, qps: float) -> Workload:
-        return Workload(qps, self.isl, self.osl, self.arrival_cv, self.trace, self.concurrency,
-                        self.think_s)
+        from dataclasses import replace
+
+        return replace(self, qps=qps)
 
     @property
     def closed(self) -> bool:
@@ -389,7 +544,27 @@ class Workload:
             d["burstiness_cv"] = self.arrival_cv
         if self.trace is not None:
             d["trace"] = self.trace.path
+        d.update(self.prefix.document())
         return d
+
+    @property
+    def trace_cached(self) -> bool:
+        """The trace carries per-request cached-token counts."""
+        return self.trace is not None and self.trace.cached is not None
+
+    def _trace_rows(self, n: int) -> np.ndarray:
+        t = self.trace
+        order = np.argsort(t.isl, kind="stable")
+        if len(order) > 4 * n:
+            order = order[np.linspace(0, len(order) - 1, 4 * n).round().astype(int)]
+        return order
+
+    def prefix_grid(self, n: int = GRID_POINTS) -> tuple[np.ndarray, np.ndarray]:
+        """Per pair of :meth:`grid`: prompt tokens found in the cache and, of those, the shared
+        prefix's (:class:`PrefixCache`)."""
+        isl, _ = self.grid(n)
+        given = self.trace.cached[self._trace_rows(n)] if self.trace_cached else None
+        return self.prefix.cached(isl, given), self.prefix.shared(isl)
 
     def grid(self, n: int = GRID_POINTS) -> tuple[np.ndarray, np.ndarray]:
         """Deterministic (ISL, OSL) pairs that represent the workload for the analytic models.
@@ -399,9 +574,7 @@ class Workload:
         the trace's own pairs (every k-th pair of the ISL-sorted trace when it is long)."""
         if self.trace is not None:
             t = self.trace
-            order = np.argsort(t.isl, kind="stable")
-            if len(order) > 4 * n:
-                order = order[np.linspace(0, len(order) - 1, 4 * n).round().astype(int)]
+            order = self._trace_rows(n)
             return t.isl[order], t.osl[order]
         isl = self.isl.grid(n)
         osl = self.osl.grid(n)
@@ -430,6 +603,11 @@ class Workload:
 
     def sample(self, n: int, rng: np.random.Generator):
         """Arrival times (seconds from 0) and lengths of ``n`` requests."""
+        return self.sample_requests(n, rng)[:3]
+
+    def sample_requests(self, n: int, rng: np.random.Generator):
+        """Arrival times, lengths and cached prompt tokens (:class:`PrefixCache`) of ``n``
+        requests; the same draws as :meth:`sample`."""
         if self.arrival_cv == 1.0:
             gaps = rng.exponential(1.0 / self.qps, n)
         else:
@@ -438,5 +616,43 @@ class Workload:
         t = np.cumsum(gaps)
         if self.trace is not None:
             idx = rng.integers(0, len(self.trace.isl), n)
-            return t, self.trace.isl[idx], self.trace.osl[idx]
-        return t, self.isl.sample(n, rng), self.osl.sample(n, rng)
+            isl = self.trace.isl[idx]
+            given = self.trace.cached[idx] if self.trace.cached is not None else None
+            return t, isl, self.trace.osl[idx], self.prefix.cached(isl, given)
+        isl = self.isl.sample(n, rng)
+        return t, isl, self.osl.sample(n, rng), self.prefix.cached(isl)
+
+    def check_prefix(self) -> None:
+        """Bad prefix-caching input: one error naming the flag and the valid range.
+
+        The shared prefix must be shorter than the prompt (for a distribution or a trace: than
+        the mean prompt; a drawn prompt shorter than the prefix is taken as its first tokens,
+        all cached but the last); the hit rate is a share, from 0 to 1, and does not combine
+        with a trace that gives each request's cached tokens."""
+        p = self.prefix
+        if not (isinstance(p.hit_rate, (int, float)) and 0.0 <= p.hit_rate <= 1.0):
+            raise InvalidRequestError(f"--prefix-hit-rate: must be from 0 to 1, got {p.hit_rate!r}")
+        if p.tokens < 0:
+            raise InvalidRequestError(f"--prefix-tokens: must be a whole number of tokens from 0 "
+                                      f"up to the prompt length, got {p.tokens}")
+        if p.hit_rate and self.trace_cached:
+            raise InvalidRequestError(
+                "--prefix-hit-rate: not with a trace that carries cached_tokens (the trace gives "
+                "each request's cache hits); leave one of them out")
+        if not p.tokens:
+            return
+        top, what = self.prefix_limit()
+        if p.tokens > top:
+            raise InvalidRequestError(f"--prefix-tokens: must be from 0 to {top:,} (shorter than "
+                                      f"{what}), got {p.tokens:,}")
+
+    def prefix_limit(self) -> tuple[int, str]:
+        """The longest shared prefix this traffic takes, and what bounds it: shorter than the
+        prompt (--isl), the mean prompt of a distribution, or a trace's mean prompt."""
+        if self.trace is not None:
+            mean, what = float(np.mean(self.trace.isl)), "the trace's mean prompt"
+        elif self.isl.is_fixed:
+            mean, what = float(self.isl.mean), "the prompt, --isl"
+        else:
+            mean, what = float(np.mean(self.isl.grid())), "the mean prompt of --isl-dist"
+        return max(math.ceil(mean) - 1, 0), f"{what}: {mean:,.0f} tokens"

@@ -13,7 +13,14 @@ import pytest
 from planner import api
 from planner.perf import FastTimes, kv_transfer_time, link_capacity, transfer_rate
 from planner.serving import unified
-from planner.serving.common import Deployment, LoadShape, Pool, max_num_seqs, transfer_of
+from planner.serving.common import (
+    Deployment,
+    LoadShape,
+    Pool,
+    max_num_seqs,
+    sequence_kv_capacity,
+    transfer_of,
+)
 from planner.sim import SimResult, reference, simulate
 from planner.workload import LengthDist, Workload, fixed
 
@@ -57,20 +64,23 @@ def _engine_kw(sm):
 def _reference(inp, dep, n, seed, routing="outstanding"):
     """Token times of every request under the simulator's rules, the slow way."""
     rng = np.random.default_rng(seed)
-    arr, isl, osl = inp.workload.sample(n, rng)
-    reqs = [reference.Request(int(i), int(o), float(a)) for a, i, o in zip(arr, isl, osl)]
+    arr, isl, osl, cached = inp.workload.sample_requests(n, rng)
+    prefix = inp.workload.prefix
+    shared = prefix.shared(isl)
+    reqs = [reference.Request(int(i), int(o), float(a), int(c), int(h))
+            for a, i, o, c, h in zip(arr, isl, osl, cached, shared)]
     if dep.approach in ("unified", "chunked"):
         pool = dep.pool("unified")
         sm = api.step_model(inp, pool)
         chunk = dep.chunk_size
         if dep.approach == "unified":
-            chunk = unified.budget(sm, LoadShape(np.asarray(isl), np.asarray(osl)))
+            chunk = unified.budget(sm, LoadShape(np.asarray(isl), np.asarray(osl), cached=np.asarray(cached)))
         clock = reference.TableClock(FastTimes(sm, chunk + int(np.max(isl)) + max_num_seqs(sm)), sm)
         e = sm.engine
         pre: list = []
         _, tokens = reference.in_flight(
             reqs, clock, chunk, dep.approach == "chunked", lanes=pool.instances * pool.pp,
-            kv_cap=sm.kv_capacity_tokens / pool.pp, routing=routing,
+            kv_cap=sequence_kv_capacity(sm, prefix.tokens) / sm.lanes, routing=routing,
             mixed=e is None or e.schedule == "decode_first", preemptions=pre, **_engine_kw(sm))
         _LAST_PREEMPTIONS[:] = pre
         return arr, np.asarray(isl), np.asarray(osl), tokens
@@ -85,7 +95,7 @@ def _reference(inp, dep, n, seed, routing="outstanding"):
     lanes = int(link_capacity(link, pp_.tp * pp_.pp, xfer) / transfer_rate(link, streams, xfer) + 1e-9)
     _, tokens, _, _ = reference.disaggregated(
         reqs, clock, prefill_lanes=pp_.instances * pp_.pp, lanes_per_instance=pp_.pp,
-        decode_lanes=pd_.instances * pd_.pp, kv_cap=smd.kv_capacity_tokens / pd_.pp,
+        decode_lanes=pd_.instances * pd_.pp, kv_cap=sequence_kv_capacity(smd, prefix.tokens) / smd.lanes,
         link_lanes=max(lanes, 1), **_engine_kw(smd))
     return arr, np.asarray(isl), np.asarray(osl), tokens
 
@@ -457,3 +467,72 @@ def test_recompute_preemption_matches_the_reference(approach):
     # TensorRT-LLM reserves a sequence's full length at admission and never preempts:
     trt = simulate(replace(inp, engine=api.load_catalog().engine("trtllm")), dep, 300, seed=3)
     assert trt.preemptions == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Prefix caching (planner.workload.PrefixCache): the same rules, token by token
+# --------------------------------------------------------------------------------------------
+
+
+def _with_prefix(inp, tokens=0, hit_rate=0.0):
+    from planner.workload import PrefixCache
+
+    return replace(inp, workload=replace(inp.workload, prefix=PrefixCache(tokens, hit_rate)))
+
+
+@pytest.mark.parametrize("case", ["unified", "chunked", "disaggregated", "unified-kv-blocked",
+                                  "chunked-kv-blocked", "disaggregated-kv-blocked", "trtllm-chunked",
+                                  "sglang-unified"])
+def test_prefix_cache_matches_the_reference(case):
+    """With a shared prefix (600 tokens on prompts of mean 1500, some shorter than it) and a
+    hit rate on the rest, the simulator's prefills (the uncached tokens after the cached ones),
+    its KV account (the shared prefix held once per lane, the rest per sequence; admission
+    blocks and preemptions on the L40S cases) and its disaggregated transfers (all but the
+    shared prefix) give the reference scheduler's token times exactly."""
+    kind = case.split("-")[-1] if case.startswith(("trtllm", "sglang")) else case.split("-")[0]
+    if "blocked" in case or case.startswith(("trtllm", "sglang")):
+        inp = _with_prefix(_inputs(qps=1.5, gpu="l40s", isl_dist=SHORT_ISL, osl_dist=LONG_OSL), 200, 0.4)
+        if case.startswith(("trtllm", "sglang")):
+            inp = replace(inp, engine=api.load_catalog().engine(case.split("-")[0]))
+        dep = {"unified": _unified(n=1, tp=4, gpu="l40s"), "chunked": _chunked(n=1, tp=4, chunk=256, gpu="l40s"),
+               "disaggregated": _disagg(np_=2, tpp=4, nd=1, tpd=4, gpu="l40s")}[kind]
+    else:
+        inp = _with_prefix(_inputs(qps=10.0, isl_dist=VAR_ISL, osl_dist=VAR_OSL), 600, 0.3)
+        dep = {"unified": _unified(n=2, tp=8, pp=2), "chunked": _chunked(n=2, tp=8, chunk=512),
+               "disaggregated": _disagg(np_=2, tpp=4, nd=1, tpd=8)}[kind]
+    res, ttft = _check_against_reference(inp, dep, 300)
+    base = simulate(_with_prefix(inp), dep, 300, seed=3)
+    assert res.ttft["mean"] < base.ttft["mean"]  # the cache does save prefill work
+    if "blocked" in case and kind != "disaggregated":
+        assert res.preemptions > 0 or base.preemptions > 0
+
+
+def test_lone_request_with_a_cached_prefix_is_the_uncached_prefill():
+    """TTFT of a 2000-token prompt behind a 1500-token cached prefix is
+    StepModel.prefill(500, offset=1500) in the simulator (exactly) and in the analytic model (a
+    lone request: no queue), unified and chunked; disaggregated adds the exposed transfer of
+    the 500 tokens the decode instance lacks."""
+    inp = _with_prefix(_inputs(isl=2000, osl=64), 1500)
+    for dep in (_unified(n=1), _chunked(n=1, chunk=512)):
+        sm = api.step_model(inp, dep.pool("unified"))
+        want = float(sm.prefill(500, offset=1500).time_s)
+        assert want < 0.5 * float(sm.prefill_time(2000))
+        assert _lone(inp, dep).per_request["ttft"] == pytest.approx(want, rel=1e-9)
+        lone = replace(inp, workload=inp.workload.with_qps(1e-4))
+        m = api.estimate(lone, dep, with_headroom=False).metrics
+        if dep.approach == "unified":
+            assert m.ttft["mean"] == pytest.approx(want, rel=1e-3)
+        else:  # (a budget's busy time is linear in its prompt tokens: 500 of 512 here)
+            assert m.breakdown["ttft_compute_s"] == pytest.approx(want, rel=1e-2)
+    dep = _disagg()
+    pp_, pd_ = dep.pool("prefill"), dep.pool("decode")
+    smp, smd = api.step_model(inp, pp_), api.step_model(inp, pd_)
+    link, streams, _ = api.kv_link_for(inp.catalog, smp.gpu, smd.gpu, pp_, pd_, None)
+    P = float(smp.prefill_time(500, 1500))
+    exposed = float(kv_transfer_time(500 * inp.model.kv_bytes_per_token(inp.kv_dtype), link,
+                                     streams=streams, prefill_time=P, layers=inp.model.num_layers,
+                                     overlap=True, xfer=transfer_of(inp)))
+    assert _lone(inp, dep).per_request["ttft"] == pytest.approx(P + exposed, rel=1e-9)
+    # the decode steps still attend to the whole context, prefix included
+    expect = sum(float(smd.decode_time(1, 2000 + j)) for j in range(63)) / 63
+    assert _lone(inp, dep).per_request["tpot"] == pytest.approx(expect, rel=1e-9)

@@ -73,13 +73,12 @@ class _Cohorts:
         if not self.in_flight:
             return
         from planner.serving import chunked, unified
-        from planner.serving.common import LoadShape
+        from planner.serving.common import shape_of
 
         pool = dep.pool("unified")
         sm = step_model(inp, pool)
-        isl, osl = wl.grid()
-        shape = LoadShape(isl, osl)
-        self.isl = float(np.mean(isl))
+        shape = shape_of(wl, tail=False)
+        self.isl = shape.mean_computed  # prompt tokens a prefill computes
         self.decode_tokens = shape.mean_decode_tokens
         if dep.approach == "chunked":
             self.curves = chunked.ChunkCurves(sm, shape, lane_budget(sm, dep.chunk_size))

@@ -26,10 +26,18 @@ ITL_HORIZON = 10_000
 Z_HORIZON = 3.719
 
 
-def shape_of(workload) -> LoadShape:
-    """The load shape of a workload, with its longest prompt over the worst-gap horizon."""
+def shape_of(workload, tail: bool = True) -> LoadShape:
+    """The load shape of a workload (with its prefix-cache state), with its longest prompt over
+    the worst-gap horizon (``tail``; else the longest of the grid)."""
     isl, osl = workload.grid()
-    return LoadShape(isl, osl, isl_tail=workload.isl_tail(ITL_HORIZON))
+    cached, shared = workload.prefix_grid()
+    isl_tail = tail_cached = None
+    if tail:
+        isl_tail = workload.isl_tail(ITL_HORIZON)
+        if workload.trace is None:
+            tail_cached = float(workload.prefix.cached([int(isl_tail)])[0])
+    return LoadShape(isl, osl, isl_tail=isl_tail, cached=cached, shared=shared,
+                     prefix_tokens=float(workload.prefix.tokens), tail_cached=tail_cached)
 # Without an engine profile (StepModel.engine None): vLLM 0.11.0's defaults
 # (hardware/engines/vllm.yaml has them with their sources): 1024 sequences on GPUs of at least
 # 70 GiB other than the A100, else 256; paged KV in blocks of 16 tokens, allocated as tokens arrive.
@@ -66,19 +74,43 @@ def kv_tokens_per_sequence(sm: StepModel, shape: LoadShape) -> float:
     * ``incremental`` (paged, vLLM and SGLang): blocks for what it has so far; over its decode
       lifetime that is ``E[(ISL + OSL/2) (OSL - 1)] / E[OSL - 1]`` tokens plus half a block.
     * ``reserve_full`` (TensorRT-LLM's GUARANTEED_NO_EVICT): blocks for ``ISL + OSL`` from
-      admission on."""
+      admission on.
+
+    With a shared prefix cached (:class:`planner.workload.PrefixCache`) its blocks are the
+    instance's, held once (:func:`sequence_kv_capacity`); a sequence holds the rest."""
     eng = sm.engine
     block = DEFAULT_KV_BLOCK if eng is None else eng.kv_block_tokens
     if eng is not None and eng.kv_admission == "reserve_full":
-        full = shape.isl + shape.osl
+        full = shape.isl + shape.osl - shape.shared
         return float(np.mean(np.ceil(full / block) * block))
-    return shape.decode_context + block / 2.0
+    return shape.kv_context + block / 2.0
+
+
+def sequence_kv_capacity(sm: StepModel, shape_or_tokens) -> float:
+    """KV tokens of one instance left to its sequences: the capacity less the shared prefix,
+    whose cached blocks each KV cache holds once (every request uses them, so they stay): once
+    per instance, once per attention rank under data-parallel attention (each rank its own
+    cache)."""
+    shared = getattr(shape_or_tokens, "prefix_tokens", shape_or_tokens)
+    return max(sm.kv_capacity_tokens - float(shared) * getattr(sm, "dp", 1), 0.0)
+
+
+def kv_in_use(batch, shape: LoadShape, sm: StepModel):
+    """Mean KV tokens in use on an instance whose lanes each run ``batch`` sequences on time
+    average: each holds :attr:`LoadShape.kv_context`, and a KV cache's shared-prefix blocks are
+    in use (held once) while at least one of its sequences runs, with probability ``1 - e^-N``
+    for a Poisson number ``N`` of them (mean ``batch * pp`` per cache; under data-parallel
+    attention a lane's batch spreads over ``dp`` caches, ``batch * pp / dp`` each); at the batch
+    cap that is 1, which is what :func:`sequence_kv_capacity` sets aside."""
+    b = np.asarray(batch, dtype=float)
+    dp = getattr(sm, "dp", 1)
+    return b * shape.kv_context * sm.lanes + shape.prefix_tokens * dp * -np.expm1(-b * sm.pp / dp)
 
 
 def batch_cap(sm: StepModel, shape: LoadShape) -> tuple[float, str]:
     """Most sequences one lane keeps decoding, and what binds: ``"kv-memory"`` (the KV cache at
     the steady mean occupancy per sequence) or ``"max-num-seqs"`` (the engine's cap)."""
-    kv = sm.kv_capacity_tokens_per_lane / kv_tokens_per_sequence(sm, shape)
+    kv = sequence_kv_capacity(sm, shape) / sm.lanes / kv_tokens_per_sequence(sm, shape)
     seqs = float(max_num_seqs(sm))
     return (kv, "kv-memory") if kv < seqs else (seqs, "max-num-seqs")
 
@@ -238,10 +270,55 @@ class LoadShape:
     isl: np.ndarray
     osl: np.ndarray
     isl_tail: float | None = None
+    # Prefix caching (planner.workload.PrefixCache), per request of the mix: prompt tokens found
+    # in the cache (``cached``) and, of those, the shared prefix's (``shared``, held once per
+    # instance); the shared prefix's length; the cached tokens of the longest prompt.
+    cached: np.ndarray | None = None
+    shared: np.ndarray | None = None
+    prefix_tokens: float = 0.0
+    tail_cached: float | None = None
+
+    def __post_init__(self):
+        if self.cached is None:
+            self.cached = np.zeros(np.shape(self.isl), dtype=np.int64)
+        if self.shared is None:
+            self.shared = np.zeros(np.shape(self.isl), dtype=np.int64)
+        if self.tail_cached is None:
+            self.tail_cached = float(self.cached[int(np.argmax(self.isl))]) if np.size(self.isl) else 0.0
 
     @property
     def longest(self) -> float:
         return float(self.isl_tail if self.isl_tail is not None else np.max(self.isl))
+
+    @property
+    def longest_computed(self) -> float:
+        """Prompt tokens the longest prompt's prefill computes (its uncached ones)."""
+        return max(self.longest - float(self.tail_cached), 1.0)
+
+    @property
+    def computed(self) -> np.ndarray:
+        """Prompt tokens each prefill computes: those not found in the prefix cache."""
+        return (self.isl - self.cached).astype(float)
+
+    @property
+    def mean_computed(self) -> float:
+        return float(self.computed.mean())
+
+    @property
+    def prefill_pairs(self) -> np.ndarray:
+        """Causal query-key pairs of each prefill, ``n (c + n / 2)`` for ``n`` computed tokens
+        after ``c`` cached ones (attention still reads the cached keys)."""
+        n = self.computed
+        return n * (self.cached + n / 2.0)
+
+    @property
+    def kv_context(self) -> float:
+        """Mean KV a sequence in the decode batch holds itself: :attr:`decode_context` less its
+        shared-prefix tokens (the instance holds those once)."""
+        w = self.decode_tokens
+        if w.sum() == 0:
+            return float((self.isl - self.shared).mean())
+        return float(np.sum((self.isl - self.shared + w / 2.0) * w) / w.sum())
 
     @property
     def mean_isl(self) -> float:

@@ -48,6 +48,7 @@ from planner.serving.common import (
     compress,
     decode_curve,
     interp_curve,
+    kv_in_use,
     kv_tokens_per_sequence,
     max_num_seqs,
     shape_of,
@@ -72,10 +73,14 @@ class PrefillProfile:
     def __init__(self, sm: StepModel, shape: LoadShape, link: LinkSpec, streams: int,
                  kv_bytes_per_token: float, overlap: bool = True, xfer=None):
         self.sm = sm
-        # Under data-parallel attention each of the dp ranks prefills a prompt of its own, the
-        # others as busy (their experts see every rank's tokens): dp servers an instance.
-        self.S = np.asarray(sm.prefill_time(shape.isl, 0, sm.dp), dtype=float)
-        self.isl = shape.isl.astype(float)
+        # The prefill computes the uncached tokens after the cached ones. The KV cache sent is
+        # what the decode instance does not hold: all but the shared prefix, which it caches
+        # too (sent once, with its first request); tokens the prefill instance found in its own
+        # cache (a hit-rate share) are the sequence's and still cross the link. Under
+        # data-parallel attention each of the dp ranks prefills a prompt of its own, the others
+        # as busy (their experts see every rank's tokens): dp servers an instance.
+        self.S = np.asarray(sm.prefill_time(shape.computed, shape.cached, sm.dp), dtype=float)
+        self.isl = (shape.isl - shape.shared).astype(float)
         self.kv_bytes = self.isl * kv_bytes_per_token
         self.exposed = np.asarray(kv_transfer_time(
             self.kv_bytes, link, streams=streams, prefill_time=self.S,
@@ -216,7 +221,7 @@ def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances, percentil
         "step": td,
         "itl_max": np.where(stable, worst_decode_gap(sm, shape, lam, B, td, n * sm.lanes) if len(percentiles) else td * 1.0,
                             np.inf),
-        "kv_used": np.where(np.isfinite(B), B * shape.decode_context * sm.lanes + res, np.inf),
+        "kv_used": np.where(np.isfinite(B), kv_in_use(B, shape, sm) + res, np.inf),
         "kv_reserved": res,
         "kv_capacity": sm.kv_capacity_tokens,
         "batch_cap": bcap,

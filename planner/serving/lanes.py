@@ -54,6 +54,7 @@ from planner.serving.common import (
     cap_label,
     decode_curve,
     interp_curve,
+    kv_in_use,
     shape_of,
     solve_fixed_point,
     step_model,
@@ -74,11 +75,14 @@ class IterationCurves:
         self.split = bool(split)
         # Prompts that always fit whole (all of them in half the budget) batch the same way
         # with or without splitting: whole-prompt iterations, several prompts each.
-        self.whole = not self.split or float(shape.isl.max()) <= self.chunk / 2        # Whether an iteration carrying prompt tokens also carries the running decodes (vLLM,
+        self.whole = not self.split or float(shape.computed.max()) <= self.chunk / 2        # Whether an iteration carrying prompt tokens also carries the running decodes (vLLM,
         # TensorRT-LLM: decode_first) or runs the prompts alone (SGLang's default: prefill_first,
         # mixed chunks off), stalling every decode for its length.
         self.mixed = sm.engine is None or sm.engine.schedule == "decode_first"
-        isl = shape.isl.astype(float)
+        # Prompt work is the tokens each prefill computes: with prefix caching those after the
+        # cached ones, whose keys its attention still reads (``cached`` offsets every piece).
+        isl = shape.computed
+        cached = shape.cached.astype(float)
         cap, self.cap_by = batch_cap(sm, shape)
         self.bcap = float(min(cap, chunk - 1))
         if self.bcap < cap:
@@ -90,17 +94,17 @@ class IterationCurves:
         s = np.maximum(self.chunk - b, 1.0)
         if not self.split:
             s = np.maximum(s, float(isl.max()))
-        self.pairs_per_token = float(np.sum(isl * isl) / (2.0 * np.sum(isl)))
+        self.pairs_per_token = float(np.sum(shape.prefill_pairs) / np.sum(isl))
         # Mean chunk when a prompt is processed alone (token-weighted) and when it is merged
         # with a backlog (full chunks).
         pieces = np.ceil(isl[None, :] / s[:, None])
         self.alone = np.sum(isl) / np.sum(pieces, axis=1)  # per grid B
-        kv_per_token = np.sum(pieces * (pieces + 1) / 2.0 * np.minimum(s[:, None], isl[None, :]),
-                              axis=1) / np.sum(isl)
+        kv_per_token = np.sum(pieces * (pieces + 1) / 2.0 * np.minimum(s[:, None], isl[None, :])
+                              + pieces * cached[None, :], axis=1) / np.sum(isl)
         self.s = s
         self.kv_per_token = kv_per_token
         self.sm = sm
-        self.mean_isl = float(isl.mean())
+        self.mean_isl = float(isl.mean())  # mean prompt tokens a prefill computes
         self._full = self._busy(s)
         # A busy iteration with no prompt tokens: the decode step when mixed, else the engine's
         # empty iteration (its overhead); busy times interpolate from it to a full room.
@@ -114,7 +118,8 @@ class IterationCurves:
     def cached(cls, sm: StepModel, shape: LoadShape, chunk: int, split: bool = True) -> IterationCurves:
         """The curves of ``sm`` for ``shape`` and ``chunk``, built once (the search and what-if
         grids ask for the same ones at every rate)."""
-        key = (id(sm), int(chunk), bool(split), shape.isl.tobytes(), shape.osl.tobytes())
+        key = (id(sm), int(chunk), bool(split), shape.isl.tobytes(), shape.osl.tobytes(),
+               shape.cached.tobytes(), shape.shared.tobytes(), float(shape.prefix_tokens))
         hit = _CURVES.get(key)
         if hit is not None and hit[0] is sm:
             return hit[1]
@@ -200,7 +205,7 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
     lanes = np.broadcast_to(np.asarray(lanes, dtype=float), lam.shape)
     cv = curves or IterationCurves(sm, shape, chunk, split)
     m_o = shape.mean_decode_tokens
-    work = lam * shape.mean_isl  # prompt tokens per second
+    work = lam * shape.mean_computed  # prompt tokens computed per second
 
     multi = bool(np.any(lanes > 1))
 
@@ -246,8 +251,9 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
     stable = np.isfinite(tpot) & (u < 1.0) & (B <= cv.bcap) & (cv.room(B) >= 1.0)
     util = np.maximum(u, B / cv.bcap)
 
-    # TTFT: token-server wait + residual of the current iteration + own iterations.
-    isl = shape.isl.astype(float)
+    # TTFT: token-server wait + residual of the current iteration + own iterations (of the
+    # tokens each prefill computes).
+    isl = shape.computed
     per_token = tc / c_bar
     service = isl[None, :] * per_token[:, None] if lam.ndim else isl * per_token
     n_full = np.floor(isl[None, :] / s.reshape(-1, 1))
@@ -413,7 +419,7 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
         saturated=np.where(stable, "", np.where(B > cv.bcap, cap_label(cv.cap_by), over)),
         utilization={"unified": util},
         batch=np.where(stable, B, inf),
-        kv_used=np.where(stable, B * shape.decode_context * sm.lanes, inf),
+        kv_used=np.where(stable, kv_in_use(B, shape, sm), inf),
         kv_capacity=sm.kv_capacity_tokens,
         batch_cap=cv.bcap,
         batch_cap_by=cv.cap_by,
@@ -436,7 +442,8 @@ def worst_gap(sm: StepModel, cv: IterationCurves, shape: LoadShape, lam, B, td):
 
     * Chunked: a full budget whose prompt piece is the last piece of the longest prompt (its
       attention reads the whole prompt).
-    * Unified: the heavier of the iteration carrying the longest prompt whole and the one
+    * Unified, and chunked whose prompts all enter whole (each at most half the budget, e.g.
+      short uncached remainders behind a prefix cache): the heavier of the iteration carrying the longest prompt whole and the one
       carrying the most prompts that arrive together: ``k`` prompts arrive during an iteration
       that carried ``k - 1``, so the chance of an iteration with ``k`` is the product over
       ``j < k`` of ``P(Poisson(lam T(j)) >= j + 1)`` (``T(j)`` the iteration with ``j`` mean
@@ -456,14 +463,15 @@ def worst_gap(sm: StepModel, cv: IterationCurves, shape: LoadShape, lam, B, td):
                                        prefill_seqs=seqs, decode_batch=b_hi if cv.mixed else 0.0,
                                        decode_ctx=(b_hi if cv.mixed else 0.0) * ctx).time_s, dtype=float)
 
-    if cv.split:
-        c = np.minimum(room, longest)
+    if cv.split and not cv.whole:
+        c = np.minimum(room, shape.longest_computed)
         off = np.maximum(longest - c, 0.0)
         worst = t(c, c * (off + c / 2.0), off + c, 1.0)
     else:
-        isl = shape.isl.astype(float)
-        m1, m2 = float(isl.mean()), float(np.mean(isl * isl))
-        one = t(longest, longest * longest / 2.0, longest, 1.0)
+        # (per prompt: computed tokens m1, causal pairs mp, keys read mk)
+        m1, mp, mk = shape.mean_computed, float(np.mean(shape.prefill_pairs)), shape.mean_isl
+        n_l = min(shape.longest_computed, longest)
+        one = t(n_l, n_l * (longest - n_l + n_l / 2.0), longest, 1.0)
         from planner.queueing.fast import poisson_at_least
 
         k_cap = np.maximum(np.floor(room / m1), 1.0)
@@ -472,13 +480,13 @@ def worst_gap(sm: StepModel, cv: IterationCurves, shape: LoadShape, lam, B, td):
         for n in range(2, int(min(np.max(k_cap), 256)) + 1):
             # n prompts ride together when n arrived during the iteration before, one that
             # carried n - 1 of them: a chain of ever rarer iterations
-            m = lam * t((n - 1) * m1, (n - 1) * m2 / 2.0, (n - 1) * m1, float(n - 1))
+            m = lam * t((n - 1) * m1, (n - 1) * mp, (n - 1) * mk, float(n - 1))
             chain = chain * poisson_at_least(n, m)
             ok = (chain >= 1.0 / ITL_HORIZON) & (n <= k_cap)
             if not ok.any():
                 break
             k = np.where(ok, float(n), k)
-        worst = np.maximum(one, t(k * m1, k * m2 / 2.0, k * m1, k))
+        worst = np.maximum(one, t(k * m1, k * mp, k * mk, k))
     return worst if cv.mixed else worst + np.asarray(td, dtype=float)
 
 
@@ -532,7 +540,7 @@ def admission_wait(lam, batch, cap, shape: LoadShape, k: int = 4, elasticity=0.0
     # sequences holding ctx each varies as a E[ctx^2] / E[ctx]^2 (time-weighted over each
     # sequence's decode: ctx = ISL + U OSL, U uniform).
     w = np.maximum(o, 1e-9)
-    isl_f = shape.isl.astype(float)
+    isl_f = (shape.isl - shape.shared).astype(float)  # the prompt KV a sequence holds itself
     m1 = np.sum((isl_f + o / 2.0) * w) / np.sum(w)
     m2 = np.sum((isl_f**2 + isl_f * o + o**2 / 3.0) * w) / np.sum(w)
     spread = m2 / max(m1 * m1, 1e-12)

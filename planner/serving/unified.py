@@ -27,8 +27,8 @@ from planner.serving.lanes import lane_metrics as _lanes
 
 def budget(sm: StepModel, shape: LoadShape, chunk: int | None = None) -> int:
     """The token budget of a unified iteration: the engine's (or ``chunk``), raised to the
-    longest prompt."""
-    return int(max(lane_budget(sm, chunk) or token_budget(sm), float(shape.isl.max())))
+    longest prompt (the tokens its prefill computes: a prefix-cache hit is not scheduled)."""
+    return int(max(lane_budget(sm, chunk) or token_budget(sm), float(shape.computed.max())))
 
 
 def curves(sm: StepModel, shape: LoadShape, chunk: int | None = None) -> IterationCurves:

@@ -90,10 +90,11 @@ def simulate(inp, dep: Deployment, requests: int = 20000, seed: int = 0,
     by_prompts = routing == "prompts"
     by_work = routing == "work"
     rng = np.random.default_rng(seed)
-    arr, isl_a, osl_a = inp.workload.sample(n, rng)
+    arr, isl_a, osl_a, cached_a = inp.workload.sample_requests(n, rng)
     arr = np.asarray(arr, dtype=float)
     isl_a = np.asarray(isl_a, dtype=np.int64)
     osl_a = np.asarray(osl_a, dtype=np.int64)
+    prefix = inp.workload.prefix.on or inp.workload.trace_cached
     isl, osl = isl_a.tolist(), osl_a.tolist()
     span = float(arr[-1])
     t_limit = TIME_LIMIT_SPANS * max(span, 1e-9)
@@ -101,7 +102,9 @@ def simulate(inp, dep: Deployment, requests: int = 20000, seed: int = 0,
     t_first = [math.nan] * n
 
     job = Job(inp, dep, arr, isl_a, osl_a, isl, osl, t_first, span, backlog_limit, t_limit,
-              route_prompts=by_prompts, route_work=by_work)
+              route_prompts=by_prompts, route_work=by_work,
+              cached_a=np.asarray(cached_a, dtype=np.int64) if prefix else None,
+              shared_a=inp.workload.prefix.shared(isl_a) if prefix else None)
     eng, stable, duration, arr = POLICIES[dep.approach].simulate(job)
     res = statistics(inp, eng, arr, isl_a, osl_a, stable, duration, keep_requests)
     res.wall_s = time.perf_counter() - wall0

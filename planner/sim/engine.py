@@ -41,7 +41,8 @@ class LaneEngine:
 
     def __init__(self, policy, lanes: int, ft: FastTimes, kv_cap: float, max_seqs: int,
                  isl: list, osl: list, t_first: list, route_prompts: bool = False,
-                 route_work: bool = False, reserve_full: bool = False):
+                 route_work: bool = False, reserve_full: bool = False,
+                 cached: list | None = None, shared: list | None = None):
         # The lane policy: what a step that starts at a boundary carries (planner.sim.policies).
         self.policy = policy
         self.chunk = int(getattr(policy, "chunk", 0))
@@ -70,6 +71,12 @@ class LaneEngine:
         self.G = ft.decode_G_l
         self.isl, self.osl = isl, osl
         n = len(isl)
+        # Prefix caching, per request: prompt tokens found in the cache (its prefill computes
+        # the rest, after them) and, of those, the shared prefix's, whose blocks the lane holds
+        # once (``kv_cap`` is what is left to the sequences); a sequence holds the rest of its
+        # context. (planner.workload.PrefixCache)
+        self.cached = cached if cached is not None else [0] * n
+        self.shared = shared if shared is not None else [0] * n
         self.t_first = t_first
         self.t_last = [math.nan] * n
         self.lane_of = [-1] * n
@@ -100,6 +107,7 @@ class LaneEngine:
         self.data = [None] * L  # prefill request / requests finishing their prompt
         self.B = [0] * L
         self.X = [0.0] * L
+        self.XS = [0.0] * L  # shared-prefix tokens in the context sum X (held once, not per sequence)
         self.k = [0] * L  # decode iterations done
         self.fin = [[] for _ in range(L)]  # heap of (finish iteration, request)
         self.queue = [deque() for _ in range(L)]
@@ -137,15 +145,16 @@ class LaneEngine:
         if running >= self.max_seqs:
             return False
         cap = self.kv_cap if self.reserved is None else self.kv_cap - self.reserved(self.now)
+        own = self.isl[rid] - self.shared[rid]  # prompt KV the sequence holds itself
         if self.reserve_full:
-            return self.kv[l] + self.isl[rid] + self.osl[rid] <= cap
+            return self.kv[l] + own + self.osl[rid] <= cap
         # Paged: the running sequences' next tokens are placed first (vLLM schedules the running
         # requests before the waiting ones), the prompt in what is left.
-        return self.X[l] + self.kv[l] + self.B[l] + self.isl[rid] <= cap
+        return self.X[l] - self.XS[l] + self.kv[l] + self.B[l] + own <= cap
 
     def hold(self, l: int, rid: int, sign: int) -> None:
         """Admission (+1) and its release (-1) in the KV account."""
-        self.kv[l] += sign * (self.isl[rid] + (self.osl[rid] if self.reserve_full else 0))
+        self.kv[l] += sign * (self.isl[rid] - self.shared[rid] + (self.osl[rid] if self.reserve_full else 0))
 
     def replan(self, l: int, t: float) -> None:
         """Choose the step that starts at boundary ``t``."""
@@ -186,8 +195,9 @@ class LaneEngine:
         iteration on."""
         self.B[l] += 1
         self.X[l] += self.isl[rid]
+        self.XS[l] += self.shared[rid]
         if not self.reserve_full:  # its prompt's KV now counts in the context sum
-            self.kv[l] -= self.isl[rid]
+            self.kv[l] -= self.isl[rid] - self.shared[rid]
         if not self.done_tok[rid]:
             self.t_tok[rid] = self.t_first[rid]
         k = self.k[l]
@@ -210,13 +220,13 @@ class LaneEngine:
         """Decode iterations lane ``l`` can run before its cache is full: each needs room for
         one more token per running sequence (``X + kv + B <= capacity`` before it)."""
         B = self.B[l]
-        room = self.kv_cap - self.kv[l] - self.X[l] - B
+        room = self.kv_cap - self.kv[l] - (self.X[l] - self.XS[l]) - B
         return int(room // B) + 1 if room >= 0 else 0
 
     def _relieve(self, l: int, t: float) -> None:
         """At boundary ``t``: preempt the newest running sequences until the next iteration's
         tokens fit (a lone sequence always runs)."""
-        while self.B[l] > 1 and self.X[l] + self.kv[l] + self.B[l] > self.kv_cap:
+        while self.B[l] > 1 and self.X[l] - self.XS[l] + self.kv[l] + self.B[l] > self.kv_cap:
             self._preempt(l, t)
 
     def _preempt(self, l: int, t: float) -> None:
@@ -232,6 +242,7 @@ class LaneEngine:
         j = self.k[l] - self.kjoin[rid]  # decode iterations since it joined
         self.B[l] -= 1
         self.X[l] -= self.isl[rid] + j
+        self.XS[l] -= self.shared[rid]
         fa[rid] = -1
         self.done_tok[rid] += 1 + j
         self.isl[rid] = self.isl0[rid] + self.done_tok[rid]
@@ -248,9 +259,9 @@ class LaneEngine:
     def _finish(self, l: int, rid: int, t: float) -> None:
         self.t_last[rid] = t
         if self.reserve_full:
-            self.kv[l] -= self.isl[rid] + self.osl[rid]
+            self.kv[l] -= self.isl[rid] - self.shared[rid] + self.osl[rid]
         elif self.osl[rid] <= 1:  # never decoded: its prompt is still in the KV account
-            self.kv[l] -= self.isl[rid]
+            self.kv[l] -= self.isl[rid] - self.shared[rid]
         self.ns[l] -= 1
         self.out[l] -= 1
         self.done += 1
@@ -280,7 +291,7 @@ class LaneEngine:
         k = self.k[l]
         if fin and fin[0][0] == k:
             s = len(self.cross[l]) - 1
-            isl, osl, sb, fa = self.isl, self.osl, self.seg_b, self.fin_at
+            isl, osl, sb, fa, sh = self.isl, self.osl, self.seg_b, self.fin_at, self.shared
             while fin and fin[0][0] == k:
                 rid = heapq.heappop(fin)[1]
                 if fa[rid] != k:
@@ -288,6 +299,7 @@ class LaneEngine:
                 fa[rid] = -1
                 self.B[l] -= 1
                 self.X[l] -= isl[rid] + osl[rid] - 1
+                self.XS[l] -= sh[rid]
                 sb[rid] = s
                 self._finish(l, rid, t)
 

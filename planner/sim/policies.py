@@ -37,7 +37,13 @@ from planner.perf import (
     transfer_fixed_time,
     transfer_rate,
 )
-from planner.serving.common import LoadShape, max_num_seqs, step_model, transfer_of
+from planner.serving.common import (
+    LoadShape,
+    max_num_seqs,
+    sequence_kv_capacity,
+    step_model,
+    transfer_of,
+)
 from planner.sim.engine import MIXED, LaneEngine
 from planner.sim.links import ps_completions
 
@@ -62,6 +68,23 @@ class Job:
     t_limit: float
     route_prompts: bool = False
     route_work: bool = True
+    # Prefix caching (planner.workload.PrefixCache), per request: prompt tokens found in the
+    # cache and, of those, the shared prefix's (held once per instance).
+    cached_a: np.ndarray | None = None
+    shared_a: np.ndarray | None = None
+
+    @property
+    def cached(self) -> list:
+        return (self.cached_a if self.cached_a is not None else np.zeros(len(self.isl), dtype=np.int64)).tolist()
+
+    @property
+    def shared(self) -> list:
+        return (self.shared_a if self.shared_a is not None else np.zeros(len(self.isl), dtype=np.int64)).tolist()
+
+    @property
+    def computed_a(self) -> np.ndarray:
+        """Prompt tokens each prefill computes (those after its cached ones)."""
+        return self.isl_a - (self.cached_a if self.cached_a is not None else 0)
 
 
 def _engine_flags(sm) -> tuple[bool, bool]:
@@ -84,7 +107,7 @@ class InFlightBatching:
         self.mixed = bool(mixed)
 
     @classmethod
-    def budget(cls, sm, dep, isl_a, osl_a) -> int:
+    def budget(cls, sm, dep, isl_a, osl_a, cached_a=None) -> int:
         raise NotImplementedError
 
     def run_revisable(self, e, l: int) -> bool:
@@ -104,7 +127,7 @@ class InFlightBatching:
         q = e.queue[l]
         if room <= 0 or (part is None and not q):
             return False
-        isl = e.isl
+        isl, cached = e.isl, e.cached
         time_of = e.ft.time
         X = e.X[l]
         tok, pairs, kvr, seqs = 0, 0.0, 0.0, 0
@@ -125,7 +148,8 @@ class InFlightBatching:
         split = self.split
         while left > 0 and q and e.fits(l, q[0], e.ns[l]):
             rid = q[0]
-            s = isl[rid]
+            o = cached[rid]  # prefix-cache hit: computed from there on, its keys still read
+            s = isl[rid] - o
             if not split and s > left and tok:
                 break  # a whole prompt that does not fit waits for the next iteration
             q.popleft()
@@ -133,13 +157,13 @@ class InFlightBatching:
             e.ns[l] += 1
             c = s if (s < left or not split) else left
             tok += c
-            pairs += c * c * 0.5
-            kvr += c
+            pairs += c * (o + c * 0.5)
+            kvr += o + c
             if c == s:
                 seqs += 1
                 done.append(rid)
             else:
-                e.partial[l] = (rid, c)
+                e.partial[l] = (rid, o + c)
             left -= c
         if not tok:
             return False
@@ -204,10 +228,11 @@ class InFlightBatching:
         """Estimated lane time the prompt of ``rid`` takes (routing only)."""
         B = e.B[l]
         room = max(self.chunk - B, 1)
-        isl = e.isl[rid]
-        c = min(room, isl) if self.split else isl
-        t = e.ft.time(c, c * (isl * 0.5), float(isl), 0, B, e.X[l])
-        return t * isl / c
+        isl, o = e.isl[rid], e.cached[rid]
+        n = isl - o
+        c = min(room, n) if self.split else n
+        t = e.ft.time(c, c * (o + n * 0.5), float(isl), 0, B, e.X[l])
+        return t * n / c
 
     @classmethod
     def simulate(cls, job: Job):
@@ -220,12 +245,14 @@ class InFlightBatching:
         sm.require_fit()
         lanes = pool.lanes
         mseq = max_num_seqs(sm)
-        C = cls.budget(sm, dep, isl_a, osl_a)
+        C = cls.budget(sm, dep, isl_a, osl_a, job.cached_a)
         mixed, reserve_full = _engine_flags(sm)
         ft = FastTimes(sm, max(int(C), mseq) + (0 if cls.split else int(isl_a.max())))
-        eng = LaneEngine(cls(C, mixed), lanes, ft, sm.kv_capacity_tokens_per_lane, mseq, job.isl,
+        kv_cap = sequence_kv_capacity(sm, inp.workload.prefix.tokens) / sm.lanes
+        eng = LaneEngine(cls(C, mixed), lanes, ft, kv_cap, mseq, job.isl,
                          job.osl, job.t_first, route_prompts=job.route_prompts,
-                         route_work=job.route_work, reserve_full=reserve_full)
+                         route_work=job.route_work, reserve_full=reserve_full,
+                         cached=job.cached, shared=job.shared)
         arr = job.arr
         if inp.workload.closed:
             t_arr = [math.nan] * n
@@ -246,10 +273,10 @@ class Unified(InFlightBatching):
     split = False
 
     @classmethod
-    def budget(cls, sm, dep, isl_a, osl_a) -> int:
+    def budget(cls, sm, dep, isl_a, osl_a, cached_a=None) -> int:
         from planner.serving import unified
 
-        return unified.budget(sm, LoadShape(isl_a, osl_a), dep.chunk_size)
+        return unified.budget(sm, LoadShape(isl_a, osl_a, cached=cached_a), dep.chunk_size)
 
 
 class Chunked(InFlightBatching):
@@ -257,7 +284,7 @@ class Chunked(InFlightBatching):
     split = True
 
     @classmethod
-    def budget(cls, sm, dep, isl_a, osl_a) -> int:
+    def budget(cls, sm, dep, isl_a, osl_a, cached_a=None) -> int:
         C = dep.chunk_size
         if not C or C < 1:
             raise InvalidRequestError("--chunk-size: chunked prefill needs a positive chunk size")
@@ -341,10 +368,14 @@ class Disaggregated:
         kvb = inp.model.kv_bytes_per_token(dep.kv_transfer_dtype or inp.kv_dtype)
         xfer = transfer_of(inp)
         n = len(isl)
-        # (under data-parallel attention each of an instance's dp ranks takes a prompt, the
-        # others as busy: one prefill server per rank, as the analytic model)
-        P = np.asarray(smp.prefill_time(isl_a, 0, smp.dp), dtype=float).reshape(-1)
-        nbytes = isl_a.astype(float) * kvb
+        # The prefill computes the uncached tokens after the cached ones; the link carries
+        # the KV the decode instance lacks: all but the shared prefix, which it caches too.
+        # (Under data-parallel attention each of an instance's dp ranks takes a prompt, the
+        # others as busy: one prefill server per rank, as the analytic model.)
+        cached_a = job.cached_a if job.cached_a is not None else np.zeros(n, dtype=np.int64)
+        shared_a = job.shared_a if job.shared_a is not None else np.zeros(n, dtype=np.int64)
+        P = np.asarray(smp.prefill_time(isl_a - cached_a, cached_a, smp.dp), dtype=float).reshape(-1)
+        nbytes = (isl_a - shared_a).astype(float) * kvb
         exposed = np.broadcast_to(np.asarray(kv_transfer_time(
             nbytes, link, streams=streams, prefill_time=P, layers=inp.model.num_layers,
             overlap=dep.kv_overlap, xfer=xfer), dtype=float), (n,))
@@ -395,9 +426,11 @@ class Disaggregated:
         ft = FastTimes(smd, mseq)
         Ld = pool_d.lanes
         e = smd.engine
-        eng = LaneEngine(DecodeOnly(), Ld, ft, smd.kv_capacity_tokens_per_lane, mseq, isl, osl,
-                         t_first, reserve_full=e is not None and e.kv_admission == "reserve_full")
-        eng.reserved = InflightReservation(begin, comp_a, isl_a, Ld)
+        kv_cap = sequence_kv_capacity(smd, inp.workload.prefix.tokens) / smd.lanes
+        eng = LaneEngine(DecodeOnly(), Ld, ft, kv_cap, mseq, isl, osl, t_first,
+                         reserve_full=e is not None and e.kv_admission == "reserve_full",
+                         shared=shared_a.tolist())
+        eng.reserved = InflightReservation(begin, comp_a, isl_a - shared_a, Ld)
         one = osl_a <= 1
         for i in np.nonzero(one)[0].tolist():
             eng.t_last[i] = t_first[i]

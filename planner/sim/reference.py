@@ -32,6 +32,11 @@ the fewest prompts not yet through their prefill, then outstanding (``prompts``)
 lowest lane. Arrivals at a boundary's time are seen at that boundary, and arrivals at the same
 time are all queued before an idle lane starts.
 
+Prefix caching (``Request.cached``, ``Request.shared``; planner.workload.PrefixCache): a prefill
+computes the prompt tokens after the cached ones (attending to them), a lane's ``kv_cap`` is what
+is left beside the shared prefix it holds once, a sequence's KV is its context less its shared
+tokens, and a disaggregated transfer carries all but the shared prefix.
+
 A request's first token comes from its prefill (the end of the iteration that finishes the
 prompt, or when its KV cache has arrived on the decode lane); each decode iteration it takes part
 in gives it one more. ``output`` counts all of them.
@@ -55,6 +60,11 @@ class Request:
     prompt: int  # tokens
     output: int  # tokens generated, the first by the prefill
     arrival: float = 0.0  # ticks (abstract) or seconds (real)
+    # Prefix caching: prompt tokens found in the cache (the prefill computes the rest, after
+    # them) and, of those, the shared prefix's, whose KV the lane holds once (the lane's
+    # ``kv_cap`` is what is left to its sequences; planner.workload.PrefixCache).
+    cached: int = 0
+    shared: int = 0
 
 
 @dataclass
@@ -90,12 +100,12 @@ class TokenClock:
         dec = 1.0 if contexts else 0.0
         return float(sum(p[0] for p in pieces)) + dec, dec
 
-    def prefill(self, tokens: int) -> float:
+    def prefill(self, tokens: int, offset: int = 0) -> float:
         return float(tokens)
 
-    def transfer(self, prompt: int, prefill_s: float) -> tuple[float, float, float]:
+    def transfer(self, tokens: int, prefill_s: float) -> tuple[float, float, float]:
         """(fixed part, data part alone on the link, of it what runs during the prefill) of
-        one KV cache's transfer."""
+        one KV cache's transfer of ``tokens`` tokens."""
         return 0.0, 0.0, 0.0
 
 
@@ -131,15 +141,16 @@ class StepClock:
         dec = total if not pieces else min(self._time((), contexts), total)
         return total, dec
 
-    def prefill(self, tokens: int) -> float:
-        return float(self.sm.prefill_time(tokens))
+    def prefill(self, tokens: int, offset: int = 0) -> float:
+        # (a disaggregated prefill: under data-parallel attention every rank takes a prompt)
+        return float(self.sm.prefill_time(tokens, offset, self.sm.dp))
 
-    def transfer(self, prompt: int, prefill_s: float) -> tuple[float, float, float]:
+    def transfer(self, tokens: int, prefill_s: float) -> tuple[float, float, float]:
         if self.link is None:
             return 0.0, 0.0, 0.0
         from planner.perf import kv_transfer_time, transfer_fixed_time, transfer_rate
 
-        nbytes = prompt * self.kv_bytes_per_token
+        nbytes = tokens * self.kv_bytes_per_token
         exposed = float(kv_transfer_time(nbytes, self.link, streams=self.streams,
                                          prefill_time=prefill_s, layers=self.sm.model.num_layers,
                                          overlap=self.overlap, xfer=self.xfer))
@@ -198,6 +209,8 @@ class _Server:
         # What a request's (next) prefill computes: its prompt, after a recompute preemption
         # its prompt and the tokens it had.
         self.prompt = [r.prompt for r in reqs]
+        self.cached = [r.cached for r in reqs]
+        self.shared = [r.shared for r in reqs]
         self.preemptions = [0] * len(reqs)
         # KV tokens per lane held for transfers in flight at time t (disaggregated decode).
         self.reserved = None
@@ -213,32 +226,34 @@ class _Server:
             return True
         if count >= self.max_seqs:
             return False
-        need = self.prompt[r] + (self.reqs[r].output if self.reserve_full else 0)
+        # (a sequence holds its KV but the shared prefix's, which the lane holds once)
+        need = self.prompt[r] - self.shared[r] + (self.reqs[r].output if self.reserve_full else 0)
         # Paged: the running sequences' next tokens are placed first, the prompt in what is left.
-        held = ln.kv + (0 if self.reserve_full else sum(self._context(x) + 1 for x in ln.running))
+        held = ln.kv + (0 if self.reserve_full else sum(self._context(x) - self.shared[x] + 1
+                                                        for x in ln.running))
         cap = self.kv_cap - (self.reserved(self.now) if self.reserved is not None else 0.0)
         return held + need <= cap
 
     def _admit(self, ln, r) -> None:
         ln.queue.remove(r)
-        ln.kv += self.prompt[r] + (self.reqs[r].output if self.reserve_full else 0)
+        ln.kv += self.prompt[r] - self.shared[r] + (self.reqs[r].output if self.reserve_full else 0)
         if self.decode_only:
             self._join(ln, r)
         else:
             ln.admitted.append(r)
-            ln.done[r] = 0
+            ln.done[r] = self.cached[r]  # a prefix-cache hit: its prefill starts after it
 
     def _join(self, ln, r) -> None:
         if not self.reserve_full:  # its prompt's KV now counts in its context
-            ln.kv -= self.prompt[r]
+            ln.kv -= self.prompt[r] - self.shared[r]
         ln.running.append(r)
 
     def _relieve(self, ln) -> None:
         """Recompute preemption (vLLM): while the running sequences' next tokens do not fit,
         the one that joined last frees its blocks and goes back to the head of the queue, to
         prefill its prompt and the tokens it has (a lone sequence always runs)."""
-        while len(ln.running) > 1 and (sum(self._context(x) for x in ln.running) + ln.kv
-                                       + len(ln.running) > self.kv_cap):
+        while len(ln.running) > 1 and (sum(self._context(x) - self.shared[x] for x in ln.running)
+                                       + ln.kv + len(ln.running) > self.kv_cap):
             r = ln.running.pop()
             self.prompt[r] = self.reqs[r].prompt + len(self.tokens[r])
             ln.queue.appendleft(r)
@@ -247,7 +262,7 @@ class _Server:
 
     def _release(self, ln, r) -> None:
         if self.reserve_full:
-            ln.kv -= self.reqs[r].prompt + self.reqs[r].output
+            ln.kv -= self.reqs[r].prompt - self.shared[r] + self.reqs[r].output
         ln.out -= 1
 
     def start(self, i: int, t: float) -> None:
@@ -270,12 +285,12 @@ class _Server:
                 room -= c
             while room > 0 and ln.queue and self._fits(ln, ln.queue[0]):
                 r = ln.queue[0]
-                L = self.prompt[r]
+                L = self.prompt[r] - self.cached[r]  # the tokens its prefill computes
                 if not self.split and pieces and L > room:
                     break  # a whole prompt that does not fit waits for the next iteration
                 self._admit(ln, r)
                 c = L if not self.split else min(L, room)
-                pieces.append((r, c, 0))
+                pieces.append((r, c, self.cached[r]))
                 room -= c
         if not pieces and not ln.running:
             ln.end, ln.step = math.inf, None
@@ -309,7 +324,7 @@ class _Server:
                     self._join(ln, r)  # decodes from the next iteration on
                 else:
                     if not self.reserve_full:
-                        ln.kv -= self.prompt[r]
+                        ln.kv -= self.prompt[r] - self.shared[r]
                     self._release(ln, r)
 
     def run(self, arrivals, routing: str = "outstanding") -> None:
@@ -415,15 +430,19 @@ def disaggregated(reqs, clock, prefill_lanes: int = 1, lanes_per_instance: int =
     for r in _fcfs(reqs):
         j = min(range(prefill_lanes), key=lambda q: (free[q], q))
         s = max(free[j], reqs[r].arrival)
-        d = clock.prefill(reqs[r].prompt)
-        its.append(Iteration("prefill", s, s + d, ((r, reqs[r].prompt, 0),), (), 0.0, (), j))
+        n, o = reqs[r].prompt - reqs[r].cached, reqs[r].cached  # computed after the cached ones
+        d = clock.prefill(n, o)
+        its.append(Iteration("prefill", s, s + d, ((r, n, o),), (), 0.0, (), j))
         free[j] = prefill_end[r] = s + d
         lane_of[r] = j
     ready, exposed, begin = {}, {}, {}
     instances = max(1, math.ceil(prefill_lanes / lanes_per_instance))
     for j in range(instances):
         mine = [r for r in prefill_end if lane_of[r] // lanes_per_instance == j]
-        parts = {r: clock.transfer(reqs[r].prompt, clock.prefill(reqs[r].prompt)) for r in mine}
+        # the KV the decode lane lacks: all but the shared prefix, which it caches too
+        parts = {r: clock.transfer(reqs[r].prompt - reqs[r].shared,
+                                   clock.prefill(reqs[r].prompt - reqs[r].cached, reqs[r].cached))
+                 for r in mine}
         for r in mine:
             begin[r] = prefill_end[r] - parts[r][2]
         out = shared_link([begin[r] for r in mine], [parts[r][1] for r in mine], link_lanes)
