@@ -133,13 +133,14 @@ def test_serving_errors_stay_at_what_was_measured(kind, median):
 def test_serving_unstable_calls_are_counted():
     s = _serving().summary
     assert s["points"] >= 150 and s["points_predicted"] >= 80
-    # measured: 25 sustained points called unstable. 2 TensorRT-LLM 0.14 points (Llama-3.1-70B
-    # TP4, 467/16 tokens at 32 QPS, at the engine's edge) and 23 MLPerf v5.1 Server/Interactive
+    # measured: 24 sustained points called unstable (25 before NVIDIA's DeepSeek-R1 Server run
+    # was predicted at its attention-DP layout). 2 TensorRT-LLM 0.14 points (Llama-3.1-70B
+    # TP4, 467/16 tokens at 32 QPS, at the engine's edge) and 22 MLPerf v5.1 Server/Interactive
     # runs (VALID, so sustained), predicted with their submitters' engine settings: chiefly the
     # B200 FP4 Llama-3.1-405B runs (a 2,048-token budget against 9.4k-token prompts: pdplan's
     # B200 FP4 prefill is too slow, so the lanes come out prefill-bound) and the multi-node
     # Cisco runs without a config. A finding, not met (issue 10's target: none).
-    assert len(s["called_unstable_sustained"]) <= 25, s["called_unstable_sustained"]
+    assert len(s["called_unstable_sustained"]) <= 24, s["called_unstable_sustained"]
 
 
 def test_serving_rows_take_the_runs_engine_settings(tmp_path):
@@ -175,3 +176,39 @@ def test_capacity_within_published_slo_stays_at_what_was_measured():
     s = _serving().summary["by_kind"]["serving_max_qps"]
     assert s["count"] >= 100
     assert s["median_abs_error"] <= 0.19, s["median_abs_error"]
+
+
+_DEEPSEEK: list = []
+
+
+def _deepseek():
+    if not _DEEPSEEK:
+        _DEEPSEEK.append(run(dataset="deepseek"))
+    return _DEEPSEEK[0]
+
+
+def test_deepseek_set_is_published_runs_with_sources():
+    import yaml
+
+    from planner.validate import data_dir
+
+    data = yaml.safe_load((data_dir() / "deepseek.yaml").read_text())
+    assert len(data) >= 20 and all(e.get("source") for e in data)
+    assert len({e["source"].split("@")[0] for e in data}) >= 3
+    assert len({e["engine"] for e in data}) >= 2
+    assert not any("inference_results_v4.1" in e["source"] or "aiconfigurator" in e["source"].lower()
+                   for e in data)
+    # every row pdplan cannot express says why
+    assert all(e["expressible"] or str(e.get("note", "")).startswith("Not expressible") for e in data)
+
+
+def test_deepseek_errors_stay_at_what_was_measured():
+    """Measured (docs/validation.md, "DeepSeek-class"): the 5 fully stated rows 19.1% median
+    (SGLang's EP32 prefill on 32 H100 -14% to -24%, pdplan not modelling its two-batch overlap;
+    TensorRT-LLM's DP8/EP8 max-throughput runs -21% on B200 FP4 and +4% on H200), all 7
+    predicted rows 20.9%, biased slow (-21%)."""
+    s = _deepseek().summary
+    assert s["points_predicted"] >= 7
+    assert s["fully_stated"]["count"] >= 5
+    assert s["fully_stated"]["median_abs_error"] <= 0.20, s["fully_stated"]
+    assert s["median_abs_error"] <= 0.22, s["median_abs_error"]
