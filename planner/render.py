@@ -496,7 +496,9 @@ def show_plan(console: Console, plan, title: str | None = None) -> None:
     s.add_row("throughput", f"{_num(m.throughput_in_tok_s)} in + {_num(m.throughput_out_tok_s)} "
                             "out tokens/s")
     s.add_row("utilisation", ", ".join(f"{k} {_util(v)}" for k, v in m.utilization.items()))
-    s.add_row("decode batch", _num(m.decode_batch, ",.1f", "n/a") + " per lane")
+    ranks = (getattr(plan, "layout", None) or {}).get("attention_ranks", 1)
+    s.add_row("decode batch", _num(m.decode_batch, ",.1f", "n/a") + " per lane"
+              + (f" ({_num(m.decode_batch / ranks, ',.1f', 'n/a')} per attention rank)" if ranks > 1 else ""))
     lay = getattr(plan, "layout", None) or {}
     per_rank = (f" ({_num(lay['kv_capacity_tokens_per_rank'])} per attention rank, not replicated)"
                 if lay.get("attention_ranks", 1) > 1 and "kv_capacity_tokens_per_rank" in lay
