@@ -65,20 +65,32 @@ class FastTimes:
         t = max(t, ((kv + tokens) * kvb + tokens * act) / bw)
         return t * L
 
-    def decode_attention(self, batch: int, ctx: float) -> float:
+    def decode_attention(self, batch: int, ctx: float, query: int = 1) -> float:
         if batch <= 0:
             return 0.0
-        return self.dec_floor_l[batch] + max(self.dec_flop_l[batch] * ctx,
-                                             self.dec_byte_l[batch] * (ctx + batch))
+        return self.dec_floor_l[batch] + max(query * self.dec_flop_l[batch] * ctx,
+                                             self.dec_byte_l[batch] * (ctx + query * batch))
 
     def time(self, pf_tokens: int, pf_pairs: float, pf_kv: float, pf_seqs: int,
-             dec_batch: int, dec_ctx: float) -> float:
-        T = pf_tokens + dec_batch
+             dec_batch: int, dec_ctx: float, dec_query: int = 1) -> float:
+        """``dec_query`` tokens per decode (speculative verification: ``K + 1``)."""
+        rows = dec_batch * dec_query
+        T = pf_tokens + rows
         if T > self.max_tokens:
             raise ValueError(f"iteration of {T} tokens exceeds the table ({self.max_tokens})")
-        t = self.base_l[T] + self.lm_l[pf_seqs + dec_batch]
+        t = self.base_l[T] + self.lm_l[pf_seqs + rows]
         if pf_tokens:
             t += self.prefill_attention(pf_tokens, pf_pairs, pf_kv, pf_seqs)
         if dec_batch:
-            t += self.decode_attention(dec_batch, dec_ctx)
+            t += self.decode_attention(dec_batch, dec_ctx, dec_query)
         return t
+
+
+def fast_times(sm: StepModel, max_tokens: int):
+    """The simulator's tables of ``sm``: :class:`FastTimes`, or for a speculative instance
+    (:class:`planner.perf.speculative.SpecStepModel`) its ``SpecFastTimes``."""
+    if getattr(sm, "spec", None) is None:
+        return FastTimes(sm, max_tokens)
+    from planner.perf.speculative import SpecFastTimes
+
+    return SpecFastTimes(sm, max_tokens)
