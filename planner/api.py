@@ -69,6 +69,9 @@ class Inputs:
     gpu: str = DEFAULTS["gpu"]
     assumed: list = field(default_factory=list)  # defaults the user did not set
     engine: object = None  # planner.catalog.EngineSpec; None = the catalog's default engine
+    # Speculative decoding (planner.perf.speculative.SpecDecode): on for estimate/simulate; what
+    # recommend may turn on where it pays. None = off.
+    spec: object = None
 
     def __post_init__(self):
         if self.engine is None and self.catalog is not None and DEFAULTS["engine"] in self.catalog.engines:

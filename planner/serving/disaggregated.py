@@ -35,6 +35,7 @@ from planner.serving.common import (
     compress,
     decode_curve,
     interp_curve,
+    per_output_token,
     shape_of,
     step_model,
     tpot_cdf,
@@ -129,10 +130,13 @@ def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances, percentil
     """TPOT of a decode pool of ``instances`` (array) instances at total rate ``lam_total``."""
     n = np.asarray(instances, dtype=float)
     lam = np.asarray(lam_total, dtype=float) / (n * sm.pp)
-    tpot, B, td, slope, bcap, cap_by = decode_equilibrium(sm, shape, lam, np.zeros(n.shape))
+    tpot, B, td_it, slope_it, bcap, cap_by = decode_equilibrium(sm, shape, lam, np.zeros(n.shape))
     stable = np.isfinite(tpot) & (B <= bcap)
     Bf = np.where(np.isfinite(B), B, 0.0)
-    td_sd = slope * np.sqrt(Bf * 2.0 / 3.0)
+    # Per output token (speculative decoding: the iteration over its 1 + E[a] tokens).
+    g = float(sm.tokens_per_step)
+    td, td_sd = per_output_token(sm, shape, td_it, slope_it * np.sqrt(Bf * 2.0 / 3.0))
+    slope = slope_it / g
     tq = tpot_quantiles(td, td_sd, 0.0, 0.0, 0.0, lam, shape.decode_tokens, tpot,
                         percentiles=percentiles)
     tq["mean"] = tpot
@@ -148,7 +152,8 @@ def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances, percentil
         "saturated": np.where(stable, "", np.where(B > bcap, cap_label(cap_by), "decode")),
         "batch": B,
         "step": td,
-        "itl_max": np.where(stable, worst_decode_gap(sm, shape, lam, B, td, n * sm.pp) if len(percentiles) else td * 1.0,
+        "iteration": td_it,
+        "itl_max": np.where(stable, worst_decode_gap(sm, shape, lam, B, td_it, n * sm.pp) if len(percentiles) else td_it * 1.0,
                             np.inf),
         "kv_used": np.where(np.isfinite(B), B * shape.decode_context * sm.pp, np.inf),
         "kv_capacity": sm.kv_capacity_tokens,
@@ -199,6 +204,7 @@ def evaluate(inp, dep, qps, at_boundary: bool = False, percentiles=PERCENTILES) 
             "ttft_transfer_s": pr["transfer"],
             "tpot_step_s": dr["step"],
             "tpot_interference_s": np.zeros_like(qps),
+            **({"decode_iteration_s": dr["iteration"]} if smd.tokens_per_step != 1.0 else {}),
         },
         link={"id": link.id, "name": link.name, "where": where, "streams": streams,
               "bytes_per_s": link.bytes_per_s, "dtype": tdtype, "overlap": dep.kv_overlap,

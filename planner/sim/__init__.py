@@ -101,7 +101,7 @@ def simulate(inp, dep: Deployment, requests: int = 20000, seed: int = 0,
     t_first = [math.nan] * n
 
     job = Job(inp, dep, arr, isl_a, osl_a, isl, osl, t_first, span, backlog_limit, t_limit,
-              route_prompts=by_prompts, route_work=by_work)
+              route_prompts=by_prompts, route_work=by_work, seed=seed)
     eng, stable, duration, arr = POLICIES[dep.approach].simulate(job)
     res = statistics(inp, eng, arr, isl_a, osl_a, stable, duration, keep_requests)
     res.wall_s = time.perf_counter() - wall0

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.errors import InvalidRequestError
-from planner.perf import FastTimes, kv_link_for, kv_transfer_time
+from planner.perf import fast_times, kv_link_for, kv_transfer_time
 from planner.serving.common import LoadShape, max_num_seqs, step_model
 from planner.sim.engine import MIXED, LaneEngine
 
@@ -51,6 +51,32 @@ class Job:
     t_limit: float
     route_prompts: bool = False
     route_work: bool = True
+    seed: int = 0  # the run's seed (speculative decoding draws its accepted counts from it)
+
+
+# The stream of the run's seed that speculative decoding's accepted counts come from (the
+# arrivals and lengths keep theirs, so turning speculation on changes only the decodes).
+SPEC_STREAM = 0x5BEC
+
+
+def spec_draws(sm, job: Job):
+    """Speculative decoding: ``draw(rid, tokens, first)``, the decode iterations a sequence
+    needs for ``tokens`` more tokens, each iteration giving ``1 + a`` (``a`` from the chain of
+    per-position acceptances, :meth:`planner.perf.speculative.SpecDecode.iterations`). The
+    first admission's counts are drawn for every request at once; a preempted sequence draws
+    again for what it has left. None without speculation."""
+    spec = getattr(sm, "spec", None)
+    if spec is None:
+        return None
+    rng = np.random.default_rng([int(job.seed), SPEC_STREAM])
+    first = spec.iterations(np.maximum(np.asarray(job.osl_a, dtype=np.int64) - 1, 0), rng).tolist()
+
+    def draw(rid: int, tokens: int, fresh: bool) -> int:
+        if fresh:
+            return first[rid]
+        return int(spec.iterations([tokens], rng)[0])
+
+    return draw
 
 
 def _engine_flags(sm) -> tuple[bool, bool]:
@@ -79,7 +105,7 @@ class InFlightBatching:
     def run_revisable(self, e, l: int) -> bool:
         """A decode run chosen with nothing waiting (and room for a prompt) ends at the first
         boundary after the next arrival."""
-        return not e.queue[l] and e.partial[l] is None and self.chunk > e.B[l]
+        return not e.queue[l] and e.partial[l] is None and self.chunk > e.B[l] * e.q
 
     def plan(self, e, l: int, t: float) -> bool:
         """Chunked: fill the room left by the decodes with prompt tokens, FCFS.
@@ -88,7 +114,7 @@ class InFlightBatching:
         takes the whole room admit nobody, so arrivals cannot change them; as long as no prompt
         finishes (a join) and no sequence completes, they are planned together as one step."""
         B = e.B[l]
-        room = self.chunk - B
+        room = self.chunk - B * e.q  # each decode takes q = K + 1 tokens (1 without speculation)
         part = e.partial[l]
         q = e.queue[l]
         if room <= 0 or (part is None and not q):
@@ -148,7 +174,8 @@ class InFlightBatching:
             half = room * 0.5
             while m < limit and rem >= room:
                 last = rem == room
-                d = time_of(room, room * (p + half), float(p + room), 1 if last else 0, Bm, Xm + m * Bm)
+                d = time_of(room, room * (p + half), float(p + room), 1 if last else 0, Bm,
+                            Xm + m * Bm * e.gain)
                 total += d
                 if d > inner:
                     inner = d
@@ -162,7 +189,7 @@ class InFlightBatching:
                 # The prompt's last piece leaves room that an arrival before it starts would
                 # use: plan it now, take it back in _arrive if such an arrival comes.
                 e.spec[l] = (total, inner, p)
-                d = time_of(rem, rem * (p + rem * 0.5), float(p + rem), 1, Bm, Xm + m * Bm)
+                d = time_of(rem, rem * (p + rem * 0.5), float(p + rem), 1, Bm, Xm + m * Bm * e.gain)
                 total += d
                 if d > inner:
                     inner = d
@@ -192,7 +219,7 @@ class InFlightBatching:
     def prompt_cost(self, e, l: int, rid: int) -> float:
         """Estimated lane time the prompt of ``rid`` takes (routing only)."""
         B = e.B[l]
-        room = max(self.chunk - B, 1)
+        room = max(self.chunk - B * e.q, 1)
         isl = e.isl[rid]
         c = min(room, isl) if self.split else isl
         t = e.ft.time(c, c * (isl * 0.5), float(isl), 0, B, e.X[l])
@@ -211,10 +238,11 @@ class InFlightBatching:
         mseq = max_num_seqs(sm)
         C = cls.budget(sm, dep, isl_a, osl_a)
         mixed, reserve_full = _engine_flags(sm)
-        ft = FastTimes(sm, max(int(C), mseq) + (0 if cls.split else int(isl_a.max())))
+        ft = fast_times(sm, max(int(C), mseq) + (0 if cls.split else int(isl_a.max())))
         eng = LaneEngine(cls(C, mixed), lanes, ft, sm.kv_capacity_tokens / pool.pp, mseq, job.isl,
                          job.osl, job.t_first, route_prompts=job.route_prompts,
                          route_work=job.route_work, reserve_full=reserve_full)
+        eng.draw = spec_draws(sm, job)
         arr = job.arr
         if inp.workload.closed:
             t_arr = [math.nan] * n
@@ -349,11 +377,12 @@ class Disaggregated:
         waiting = int(np.sum(np.asarray(start) > T)) + int(np.sum((pend_a <= T) & (comp_a > T + busy)))
 
         mseq = max_num_seqs(smd)
-        ft = FastTimes(smd, mseq)
+        ft = fast_times(smd, mseq)
         Ld = pool_d.instances * pool_d.pp
         e = smd.engine
         eng = LaneEngine(DecodeOnly(), Ld, ft, smd.kv_capacity_tokens / pool_d.pp, mseq, isl, osl,
                          t_first, reserve_full=e is not None and e.kv_admission == "reserve_full")
+        eng.draw = spec_draws(smd, job)
         one = osl_a <= 1
         for i in np.nonzero(one)[0].tolist():
             eng.t_last[i] = t_first[i]
