@@ -203,6 +203,9 @@ class Plan:
     link: dict | None = None
     verification: dict | None = None
     notes: list = field(default_factory=list)
+    # recommend with --spec-tokens: whether speculative decoding was turned on and why
+    # ({"on": bool, "why": sentence}); None where it was not offered.
+    speculation: dict | None = None
 
     @property
     def approach(self) -> str:

@@ -187,10 +187,11 @@ def build(tokens, acceptance, draft, model, catalog, flags: dict = FLAGS) -> Spe
                                           f"per step, 1 to {MAX_SPEC_TOKENS})")
         return None
     k = parse_count(tokens, ft, 1, MAX_SPEC_TOKENS, "a whole number of draft tokens")
+    many = f"{k} per-position probabilities" if k > 1 else "the draft token's acceptance probability"
     if acceptance is None or (isinstance(acceptance, str) and not acceptance.strip()):
         raise InvalidRequestError(
             f"{fa}: missing; {ft} {k} needs the mean accepted draft tokens per step (from 0 to "
-            f"{k}) or {k} per-position acceptance probabilities (from 0 to 1), e.g. {fa} 0.8")
+            f"{k}) or {many} (from 0 to 1), e.g. {fa} 0.8")
     if isinstance(acceptance, (list, tuple)):
         parts = list(acceptance)
     elif isinstance(acceptance, str) and "," in acceptance:
@@ -198,8 +199,8 @@ def build(tokens, acceptance, draft, model, catalog, flags: dict = FLAGS) -> Spe
     else:
         parts = None
     if parts is None:
-        mean = parse_number(acceptance, fa, 0.0, float(k),
-                            what=f"a mean number of accepted tokens (0 to {k}) or a list of {k} probabilities")
+        mean = parse_number(acceptance, f"{fa} (mean accepted draft tokens per step, {ft} {k})",
+                            0.0, float(k))
         p = solve_equal_chain(mean, k)
         probs, given = (p,) * k, mean
     else:
