@@ -896,6 +896,8 @@ def _alt_row(plan, key: str) -> list:
         pools = " + ".join(p.spec() for p in ps)
     if plan.deployment.approach == "chunked":
         pools += f" c{plan.deployment.chunk_size}"
+    if getattr(plan.inputs, "spec", None) is not None:
+        pools += f" spec{plan.inputs.spec.tokens}"  # speculative decoding, K draft tokens
     return [plan.approach, str(plan.total_gpus), pools, f"${plan.cost_per_hour:,.0f}",
             _fmt_ms(m.ttft.get(key)), _fmt_ms(m.tpot.get(key), 1),
             _num(finite(plan.max_qps), ",.1f"), "yes" if plan.meets_slo else "no"]
