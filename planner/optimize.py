@@ -408,10 +408,13 @@ def _pick_on_off(cs: list, inp: Inputs) -> Candidate:
 
 def explain_speculation(inp: Inputs, inp_off: Inputs, plan: Plan, winner: Candidate, both) -> dict:
     """Whether the recommended plan decodes speculatively, and why, in one sentence: its TPOT
-    with and without speculation on the chosen deployment and what the other choice needs."""
+    with and without speculation on the chosen deployment, and what the best plan of the other
+    choice (any approach) needs."""
     on, off = both
-    a, k = winner.approach, inp.slo.key
-    other = (off if winner.spec else on).best.get(a)
+    k = inp.slo.key
+    rival = off if winner.spec else on
+    others = [c for c in rival.best.values() if c is not None]
+    other = min(others, key=lambda c: _key(c, inp)) if others else None
     dep = winner.deployment
     here = float(plan.metrics.tpot[k])
     try:
@@ -425,22 +428,25 @@ def explain_speculation(inp: Inputs, inp_off: Inputs, plan: Plan, winner: Candid
     desc = f"{inp.spec.tokens_per_step:.2f} tokens per step"
     change = (f"P{inp.slo.percentile} TPOT {_ms(tp_off)} -> {_ms(tp_on)}{at} ({desc})"
               if alt is not None else f"the draft does not fit {_pools(dep)}")
+    name = "off" if winner.spec else "on"
     if other is None:
-        then = "off cannot meet the SLO within the GPU limit" if winner.spec else             "on cannot meet the SLO within the GPU limit"
-    elif other.gpus != winner.gpus or other.cost != winner.cost:
-        more = other.gpus - winner.gpus
-        what = (f"{more} more GPU{'s' if more > 1 else ''}" if more > 0
-                else f"${other.cost - winner.cost:,.0f}/h more")
-        then = f"{'off' if winner.spec else 'on'} would need {what} ({other.gpus} GPUs)"
+        then = f"{name}, no plan meets the SLO within the GPU limit"
     else:
-        room = (f" (max {other.headroom:,.1f} QPS against {winner.headroom:,.1f})"
-                if math.isfinite(other.headroom) and math.isfinite(winner.headroom) else "")
-        then = f"{'off' if winner.spec else 'on'} ties at {other.gpus} GPUs with less headroom{room}"
-    if winner.spec:
-        why = f"speculative decoding on: {change}; {then}"
-    else:
-        why = f"speculative decoding off: on, {change}; {then}"
-    return {"on": bool(winner.spec), "why": why + ".", "tpot_on_ms": _round_ms(tp_on),
+        best = f"{other.approach} {_pools(other.deployment)}"
+        if other.gpus != winner.gpus or other.cost != winner.cost:
+            more = other.gpus - winner.gpus
+            what = (f"{more} more GPU{'s' if more > 1 else ''}" if more > 0
+                    else f"${other.cost - winner.cost:,.0f}/h more")
+            then = f"{name}, the best plan needs {what} ({best}, {other.gpus} GPUs)"
+        else:
+            mine = plan.max_qps if math.isfinite(plan.max_qps) else api_headroom(inp if winner.spec else inp_off, dep)
+            theirs = other.headroom if math.isfinite(other.headroom) else api_headroom(
+                inp_off if winner.spec else inp, other.deployment)
+            then = (f"{name}, the best plan ties at {other.gpus} GPUs ({best}) with less headroom "
+                    f"(max {theirs:,.1f} QPS against {mine:,.1f})")
+    lead = "speculative decoding on" if winner.spec else "speculative decoding off: on"
+    return {"on": bool(winner.spec), "why": f"{lead}, {change}; {then}." if not winner.spec
+            else f"{lead}: {change}; {then}.", "tpot_on_ms": _round_ms(tp_on),
             "tpot_off_ms": _round_ms(tp_off),
             "gpus_on": winner.gpus if winner.spec else (other.gpus if other else None),
             "gpus_off": (other.gpus if other else None) if winner.spec else winner.gpus}

@@ -490,7 +490,8 @@ def decode_equilibrium(sm: StepModel, shape: LoadShape, lam, stall_share):
     def resid(t):
         return interp_curve(lam * m_o * t, grid, vals) / gain - t * free_safe
 
-    lo = np.maximum(vals[1] / gain / free_safe, 1e-6) * 0.999
+    # (below the step of one sequence, the grid's first point: the solution at a vanishing load)
+    lo = np.maximum(vals[0] / gain / free_safe, 1e-6) * 0.999
     tpot = solve_fixed_point(resid, lo, MAX_TPOT_S)
     tpot = np.where(ok, tpot, np.inf)
     batch = np.where(np.isfinite(tpot), lam * m_o * tpot, np.inf)
