@@ -288,3 +288,19 @@ def test_toy_model_spec_needs_no_catalog_draft():
     full = toy()
     one_layer = (float(full.decode_time(4, 100)) - float(full.lm_head(4)[0])) / TOY.num_layers
     assert float(sm.decode_time(4, 100)) == pytest.approx(one_layer + float(full.lm_head(4)[0]), rel=1e-9)
+
+
+def test_mtp_layers_come_from_the_catalog_and_hugging_face_configs(tmp_path):
+    from planner.catalog import model_from_hf_config, parse_model
+    from planner.errors import CatalogError
+
+    assert _cat().models["deepseek-v3"].mtp_layers == 1
+    assert _cat().models["llama-3.1-70b"].mtp_layers == 0
+    cfg = {"hidden_size": 1024, "num_attention_heads": 8, "num_hidden_layers": 4, "vocab_size": 1000,
+           "num_nextn_predict_layers": 1}
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg))
+    assert model_from_hf_config(p).mtp_layers == 1
+    data = dict(_cat().models["llama-3.1-8b"].raw, mtp_layers=-1)
+    with pytest.raises(CatalogError, match="mtp_layers"):
+        parse_model(tmp_path / "m.yaml", data)
