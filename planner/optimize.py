@@ -621,6 +621,8 @@ def verify(inp: Inputs, rec: Recommendation, requests: int, seed: int, max_gpus:
     the pool that falls short until the simulator agrees, within ``steps`` and ``max_gpus``. The
     plan then says how many GPUs the analytic sizing had and why it changed."""
     plan = rec.plan
+    if getattr(plan.inputs, "spec", None) is None:
+        inp = _without_spec(inp)  # the search left speculative decoding off: simulate it off
     analytic_gpus = plan.total_gpus
     dep = plan.deployment
     verdict = simulate_plan(inp, dep, requests, seed)
@@ -634,6 +636,7 @@ def verify(inp: Inputs, rec: Recommendation, requests: int, seed: int, max_gpus:
         verdict = simulate_plan(inp, dep, requests, seed)
     if added:
         sized = estimate(inp, dep)
+        sized.speculation = plan.speculation
         sized.notes = list(plan.notes) + [
             f"sized up by simulation from {analytic_gpus} to {sized.total_gpus} GPUs: the analytic "
             f"model was optimistic here (simulated attainment {first['attainment'] * 100:.1f}% at "

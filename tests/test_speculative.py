@@ -304,3 +304,16 @@ def test_mtp_layers_come_from_the_catalog_and_hugging_face_configs(tmp_path):
     data = dict(_cat().models["llama-3.1-8b"].raw, mtp_layers=-1)
     with pytest.raises(CatalogError, match="mtp_layers"):
         parse_model(tmp_path / "m.yaml", data)
+
+
+def test_verify_simulates_the_plan_as_recommended():
+    """recommend --verify: a plan the search left without speculation is simulated without it."""
+    from planner.optimize import recommend, verify
+
+    small = api.default_inputs(model="llama-3.1-8b", qps=100.0, isl=2000, osl=200, tpot_slo=0.06)
+    inp = replace(small, spec=_spec(3, "0.3", model="llama-3.1-8b"))
+    rec = recommend(inp, ["h100-sxm"])
+    assert not rec.plan.speculation["on"]
+    checked = verify(inp, rec, 2000, 0, 64)
+    plain = verify(small, recommend(small, ["h100-sxm"]), 2000, 0, 64)
+    assert checked.plan.verification["tpot"] == plain.plan.verification["tpot"]
