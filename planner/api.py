@@ -41,8 +41,8 @@ DEFAULTS = {
 }
 
 # ASCII digits, at most 9 of them (\d would take other scripts' digits; int() refuses 4,300+).
-_SPEC = re.compile(r"^\s*([0-9]{1,9})\s*x\s*tp([0-9]{1,9})(?:pp([0-9]{1,9}))?(?:ep([0-9]{1,9}))?"
-                   r"(?:@([A-Za-z0-9_.\-]+))?\s*$")
+_SPEC = re.compile(r"^\s*([0-9]{1,9})\s*x\s*tp([0-9]{1,9})(?:dp([0-9]{1,9}))?(?:pp([0-9]{1,9}))?"
+                   r"(?:ep([0-9]{1,9}))?(?:@([A-Za-z0-9_.\-]+))?\s*$")
 
 
 @dataclass(frozen=True)
@@ -78,29 +78,35 @@ class Inputs:
             self.engine = self.catalog.engines[DEFAULTS["engine"]]
 
 
-def parse_spec(text: str, default_gpu: str, flag: str) -> tuple[int, int, int, str, int]:
-    """``NxtpT[ppP][epE][@gpu]`` -> (instances, tp, pp, gpu, ep). ``epE`` (MoE only, ``E`` equal
-    to ``T``) places whole experts on the TP group's GPUs."""
+def parse_spec(text: str, default_gpu: str, flag: str) -> tuple[int, int, int, str, int, int]:
+    """``NxtpT[dpD][ppP][epE][@gpu]`` -> (instances, tp, pp, gpu, ep, dp). MoE only: ``epE``
+    places whole experts on GPUs (``E`` equal to ``T``, or to ``T x D`` with ``dpD``); ``dpD``
+    runs attention data-parallel on ``D`` ranks of ``T`` GPUs, the experts over all ``T x D``
+    GPUs (``ep`` defaults to ``T x D`` then). Whether the model takes them is checked with the
+    model (:func:`planner.perf.check_parallel`)."""
     from planner.units import shown
 
     m = _SPEC.match(str(text))
     if not m:
         raise InvalidRequestError(
-            f"{flag}: cannot read {shown(text, 40)}; a deployment spec is NxtpT[ppP][epE][@gpu], e.g. 6xtp4 or "
-            "2xtp8pp2@h200"
+            f"{flag}: cannot read {shown(text, 40)}; a deployment spec is NxtpT[dpD][ppP][epE][@gpu], "
+            "e.g. 6xtp4, 2xtp8pp2@h200 or 1xtp1dp8ep8"
         )
     n, tp = int(m.group(1)), int(m.group(2))
-    pp = int(m.group(3)) if m.group(3) else 1
-    ep = int(m.group(4)) if m.group(4) else 1
+    dp = int(m.group(3)) if m.group(3) else 1
+    pp = int(m.group(4)) if m.group(4) else 1
+    ep = int(m.group(5)) if m.group(5) else (tp * dp if dp > 1 else 1)
     if n < 1:
         raise InvalidRequestError(f"{flag}: {text!r}: the instance count must be at least 1")
-    if tp < 1 or pp < 1:
-        raise InvalidRequestError(f"{flag}: {text!r}: tp and pp must be at least 1")
-    if ep not in (1, tp):
+    if tp < 1 or pp < 1 or dp < 1 or ep < 1:
+        raise InvalidRequestError(f"{flag}: {text!r}: tp, dp, pp and ep must be at least 1")
+    if dp == 1 and ep not in (1, tp):
         raise InvalidRequestError(f"{flag}: {text!r}: ep must equal tp ({tp}) or be left out")
-    if n > 100_000:
-        raise InvalidRequestError(f"{flag}: {text!r}: more than 100,000 instances")
-    return n, tp, pp, (m.group(5) or default_gpu), ep
+    if dp > 1 and ep != tp * dp:
+        raise InvalidRequestError(f"{flag}: {text!r}: with dp{dp} ep must be tp x dp ({tp * dp}) or be left out")
+    if n > 100_000 or tp * dp * pp > 4096:
+        raise InvalidRequestError(f"{flag}: {text!r}: more than 100,000 instances or 4,096 GPUs per instance")
+    return n, tp, pp, (m.group(6) or default_gpu), ep, dp
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,6 +212,10 @@ class Plan:
     # recommend with --spec-tokens: whether speculative decoding was turned on and why
     # ({"on": bool, "why": sentence}); None where it was not offered.
     speculation: dict | None = None
+    # One decode iteration of the decoding pool's lane at the operating point (its mean batch
+    # and decode context), op group -> seconds; and that pool's layout facts.
+    decode_step: dict = field(default_factory=dict)
+    layout: dict = field(default_factory=dict)
 
     @property
     def approach(self) -> str:
@@ -240,8 +250,27 @@ def estimate(inp: Inputs, dep: Deployment, with_headroom: bool = True) -> Plan:
     ok = bool(np.asarray(meets_mask(r, inp.slo)).reshape(-1)[0])
     plan = Plan(inp, dep, m, ok, headroom(inp, dep, inp.workload.qps if ok else None) if with_headroom else math.nan,
                 cost_per_hour(inp, dep), link=r.link)
+    plan.decode_step, plan.layout = decode_step_at(inp, dep, m)
     plan.reason = explain_single(plan)
     return plan
+
+
+def decode_step_at(inp: Inputs, dep: Deployment, m: Metrics) -> tuple[dict, dict]:
+    """The op-group breakdown of one decode iteration of the decoding pool's lane at the
+    operating point (its mean batch per lane, at least one, and the mean decode context), and
+    the layout facts of that pool: lanes per instance, KV capacity per attention rank."""
+    from planner.serving.common import shape_of
+
+    pool = next((p for p in dep.pools if p.role in ("decode", "unified")), dep.pools[0])
+    sm = step_model(inp, pool)
+    b = m.decode_batch if math.isfinite(m.decode_batch) and m.decode_batch > 0 else 1.0
+    ctx = float(np.mean(shape_of(inp.workload).decode_context))
+    cost = sm.decode(b, ctx)
+    step = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in cost.breakdown.items()}
+    layout = {"pool": pool.role, "lanes_per_instance": int(sm.lanes),
+              "kv_capacity_tokens_per_rank": float(sm.kv_capacity_tokens / sm.dp),
+              "kv_replicated_across_tp": bool(inp.model.is_mla and sm.tp > 1)}
+    return step, layout
 
 
 def explain_single(plan: Plan) -> str:

@@ -339,14 +339,15 @@ def deployment_options(f):
                      help="Serving approach [default: disaggregated with --prefill/--decode, "
                           "chunked with --chunk-size, else unified]."),
         click.option("--replicas", metavar="SPEC",
-                     help="Unified/chunked instances as NxtpT[ppP][@gpu], e.g. 4xtp8."),
+                     help="Unified/chunked instances as NxtpT[dpD][ppP][epE][@gpu], e.g. 4xtp8, or "
+                          "1xtp1dp8ep8 (MoE: data-parallel attention on 8 ranks, experts over 8 GPUs)."),
         click.option("--chunk-size", "chunk_size", metavar="N",
                      help="Chunked prefill token budget per iteration, decodes included "
                           "[default: the engine's, e.g. vLLM 8192 on an H100, 2048 on an A100]."),
         click.option("--prefill", "prefill_spec", metavar="SPEC",
-                     help="Disaggregated prefill pool, e.g. 6xtp4 or 2xtp8@h200."),
+                     help="Disaggregated prefill pool, e.g. 6xtp4, 2xtp8@h200 or 4xtp1dp8ep8."),
         click.option("--decode", "decode_spec", metavar="SPEC",
-                     help="Disaggregated decode pool, e.g. 2xtp8."),
+                     help="Disaggregated decode pool, e.g. 2xtp8 or 1xtp1dp32ep32 (wide EP across nodes)."),
         click.option("--link", metavar="NAME", help="KV-transfer link override (a catalog link id)."),
         click.option("--kv-overlap/--no-kv-overlap", "kv_overlap", default=None,
                      help="Overlap the KV transfer with the prefill layer by layer [default: on]."),
@@ -503,9 +504,7 @@ def check_pool(inputs, pool, flag: str) -> None:
     from planner.perf import check_parallel
 
     gpu = inputs.catalog.gpu(pool.gpu, flag)
-    check_parallel(inputs.model, gpu, pool.tp, pool.pp, flag)
-    if pool.ep > 1 and not inputs.model.is_moe:
-        fail(f"{flag}: ep{pool.ep}: expert parallelism needs an MoE model; {inputs.model.id} is dense")
+    check_parallel(inputs.model, gpu, pool.tp, pool.pp, flag, ep=pool.ep, dp=pool.dp)
     sm = step_model(inputs, pool)
     try:
         sm.require_fit()
@@ -553,8 +552,8 @@ def build_deployment(ctx: click.Context, inputs, opts: dict):
                 inputs.assumed.append(f"chunk {chunk}")
         elif opts.get("chunk_size") is not None:
             fail("--chunk-size: only for --approach chunked")
-        n, tp, pp, g, ep = parse_spec(opts["replicas"], gpu, "--replicas")
-        pool = Pool("unified", g, n, tp, pp, ep)
+        n, tp, pp, g, ep, dp = parse_spec(opts["replicas"], gpu, "--replicas")
+        pool = Pool("unified", g, n, tp, pp, ep, dp)
         check_pool(inputs, pool, "--replicas")
         return Deployment(approach, (pool,), chunk_size=chunk)
     # disaggregated
@@ -567,8 +566,8 @@ def build_deployment(ctx: click.Context, inputs, opts: dict):
         if opts.get(key) is None:
             fail(f"--{role}: missing; --approach disaggregated needs --prefill and --decode, "
                  "e.g. --prefill 6xtp4 --decode 2xtp8")
-        n, tp, pp, g, ep = parse_spec(opts[key], gpu, f"--{role}")
-        pool = Pool(role, g, n, tp, pp, ep)
+        n, tp, pp, g, ep, dp = parse_spec(opts[key], gpu, f"--{role}")
+        pool = Pool(role, g, n, tp, pp, ep, dp)
         check_pool(inputs, pool, f"--{role}")
         pools.append(pool)
     link = opts.get("link")
@@ -1131,23 +1130,31 @@ def kv(ctx, model, seq_len, kv_dtype, gpu, batch, tp, dtype, as_json):
               help="Tensor parallelism [default: the smallest that fits one node].")
 @click.option("--pp", type=Whole(1, 1024), default=1, show_default=True,
               help="Pipeline parallelism.")
-@click.option("--prefill", "prefill_tokens", metavar="N", help="Prefill of one N-token prompt.")
+@click.option("--dp", type=Whole(1, 1024), default=1, show_default=True,
+              help="Data-parallel attention ranks of --tp GPUs each (MoE models; the experts "
+                   "spread over all tp x dp GPUs).")
+@click.option("--ep", type=Whole(1, 4096),
+              help="Expert parallelism (MoE models): tp, or tp x dp with --dp [default: 1, or "
+                   "tp x dp with --dp].")
+@click.option("--prefill", "prefill_tokens", metavar="N",
+              help="Prefill of one N-token prompt (per attention rank with --dp).")
 @click.option("--decode", "decode_batch", type=Whole(1, 1_000_000), metavar="B",
-              help="One decode step of B sequences (needs --context).")
+              help="One decode step of B sequences (per attention rank with --dp; needs --context).")
 @click.option("--context", metavar="L", help="Mean context of the decoding sequences, e.g. 2176.")
 @json_option
 @click.pass_context
-def step(ctx, tp, pp, prefill_tokens, decode_batch, context, as_json, **opts):
+def step(ctx, tp, pp, dp, ep, prefill_tokens, decode_batch, context, as_json, **opts):
     """One static forward pass on one instance: time, FLOPs, bytes and what bounds it.
 
     \b
     Examples:
       pdplan step --model llama-3.1-70b --gpu h100-sxm --tp 8 --prefill 2048
       pdplan step --tp 8 --decode 64 --context 2176 --json
+      pdplan step --model deepseek-v3 --gpu h200 --tp 1 --dp 8 --decode 32 --context 3000
     """
     from planner import api, render
     from planner.errors import DoesNotFitError
-    from planner.perf import build_step_model
+    from planner.perf import build_step_model, check_parallel
 
     if (prefill_tokens is None) == (decode_batch is None):
         fail("--prefill/--decode: give exactly one of --prefill N or --decode B --context L")
@@ -1164,7 +1171,11 @@ def step(ctx, tp, pp, prefill_tokens, decode_batch, context, as_json, **opts):
         tp = api.smallest_fitting_tp(cat, model, gpu, dtype, kv_dtype)
         assumed.append(f"tp {tp}")
     engine = resolve_engine(cat, opts, assumed)
-    sm = build_step_model(cat, model, gpu, tp, pp, dtype=dtype, kv_dtype=kv_dtype, engine=engine)
+    if ep is None:
+        ep = tp * dp if dp > 1 else 1
+    check_parallel(model, gpu, tp, pp, "--tp/--dp/--ep", ep=ep, dp=dp)
+    sm = build_step_model(cat, model, gpu, tp, pp, dtype=dtype, kv_dtype=kv_dtype, engine=engine,
+                          ep=ep, dp=dp)
     try:
         sm.require_fit()
     except DoesNotFitError as exc:

@@ -26,6 +26,10 @@ from planner.serving.common import APPROACHES, Deployment, LoadShape, Pool, with
 
 TP_CHOICES = (1, 2, 4, 8)
 PP_CHOICES = (1, 2, 4)
+# Data-parallel attention ranks searched for MoE models (experts over all tp x dp GPUs, so the
+# larger ones are wide EP across nodes, as SGLang's and TensorRT-LLM's DeepSeek deployments).
+DP_CHOICES = (2, 4, 8, 16, 32)
+MAX_EP = 64
 CHUNK_CHOICES = (256, 512, 1024, 2048, 4096, 8192)
 
 
@@ -92,9 +96,13 @@ def _configs(inp: Inputs, gpu_ids, tps=TP_CHOICES, pps=PP_CHOICES):
                 # MoE: experts sharded inside each expert (ep 1) or whole experts per GPU
                 # (ep = tp, all-to-all instead of the FFN all-reduce).
                 eps = (1, tp) if inp.model.is_moe and tp > 1 else (1,)
-                for ep in eps:
+                layouts = [(ep, 1) for ep in eps]
+                if inp.model.is_moe and pp == 1:
+                    layouts += [(tp * dp, dp) for dp in DP_CHOICES
+                                if tp * dp <= MAX_EP and inp.model.num_experts % (tp * dp) == 0]
+                for ep, dp in layouts:
                     sm = build_step_model(inp.catalog, inp.model, gpu, tp, pp, dtype=inp.dtype,
-                                          kv_dtype=inp.kv_dtype, ep=ep, engine=inp.engine)
+                                          kv_dtype=inp.kv_dtype, ep=ep, dp=dp, engine=inp.engine)
                     sm = with_spec(inp, sm)  # speculative decoding, when the question has it
                     if sm.fits:
                         out.append(sm)
@@ -169,7 +177,7 @@ def search(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
                 res.nearest[c.approach] = c
 
     for sm in configs:
-        g = sm.tp * sm.pp
+        g = sm.gpus
         n_max = max_gpus // g
         if n_max < 1:
             continue
@@ -182,20 +190,20 @@ def search(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
                     curves = chunked.ChunkCurves(sm, shape, chunk)
 
                     def ev(n, pcts=(), curves=curves, chunk=chunk, sm=sm):
-                        return chunked.lane_metrics(sm, shape, qps / (n * sm.pp), chunk, cv, curves,
-                                                    lanes=n * sm.pp, percentiles=pcts, slo=pair)
+                        return chunked.lane_metrics(sm, shape, qps / (n * sm.lanes), chunk, cv, curves,
+                                                    lanes=n * sm.lanes, percentiles=pcts, slo=pair)
                 else:
                     ucurves = unified.curves(sm, shape)
 
                     def ev(n, pcts=(), sm=sm, ucurves=ucurves):
-                        return unified.lane_metrics(sm, shape, qps / (n * sm.pp), cv,
-                                                    lanes=n * sm.pp, percentiles=pcts, slo=pair,
+                        return unified.lane_metrics(sm, shape, qps / (n * sm.lanes), cv,
+                                                    lanes=n * sm.lanes, percentiles=pcts, slo=pair,
                                                     curves_=ucurves)
 
                 n, score, n_at, cnt = _size_search(lambda a: _score(ev(a), slo), n_max)
                 res.evaluated += cnt
                 n_use = n or n_at
-                dep = Deployment(approach, (Pool("unified", sm.gpu.id, n_use, sm.tp, sm.pp, sm.ep),),
+                dep = Deployment(approach, (Pool("unified", sm.gpu.id, n_use, sm.tp, sm.pp, sm.ep, sm.dp),),
                                  chunk_size=chunk)
 
                 def pcts(ev=ev, n_use=n_use):
@@ -230,7 +238,7 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
     margins = (target, (1 + target) / 2, 1 - (1 - target) / 10)
     decode = []
     for sm in configs:
-        g = sm.tp * sm.pp
+        g = sm.gpus
         sizes = np.arange(1, max(max_gpus // g, 1) + 1)
         r = disaggregated.decode_pool(sm, shape, qps, sizes, percentiles=(), tpot_slo=slo.tpot_s)
         res.evaluated += len(sizes)
@@ -241,15 +249,21 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
             picks = [int(sizes[int(np.argmax(f))]) if f.max() > 0 else max(1, len(sizes) // 2)]
         for nd in picks:
             decode.append((sm, nd, float(f[nd - 1]), ok))
-    feasible_d = sorted([d for d in decode if d[3]], key=lambda d: (d[1] * d[0].tp * d[0].pp, -d[2]))
+    feasible_d = sorted([d for d in decode if d[3]], key=lambda d: (d[1] * d[0].gpus, -d[2]))
     chosen = feasible_d[:6] or sorted(decode, key=lambda d: -d[2])[:1]
+    # Keep the best decode pool of each kind of layout (data-parallel attention or not), so that
+    # both kinds are paired with prefill pools and the plan can say what the other one needs.
+    for kind in (False, True):
+        best_kind = next((d for d in feasible_d if (d[0].dp > 1) == kind), None)
+        if best_kind is not None and best_kind not in chosen:
+            chosen.append(best_kind)
     for smd, nd, f_p, d_ok in chosen:
         for smp in configs:
-            g = smp.tp * smp.pp
-            n_max = (max_gpus - nd * smd.tp * smd.pp) // g
+            g = smp.gpus
+            n_max = (max_gpus - nd * smd.gpus) // g
             if n_max < 1:
                 continue
-            pd_ = Pool("decode", smd.gpu.id, nd, smd.tp, smd.pp, smd.ep)
+            pd_ = Pool("decode", smd.gpu.id, nd, smd.tp, smd.pp, smd.ep, smd.dp)
             sizes = np.arange(1, n_max + 1)
             # The link depends on the prefill pool's size (one node or not): evaluate every size
             # with the link it implies.
@@ -257,11 +271,11 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
             groups, profs = {}, {}
             for n in (1, n_max):
                 link, streams, where = kv_link_for(inp.catalog, smp.gpu, smd.gpu,
-                                                   Pool("prefill", smp.gpu.id, n, smp.tp, smp.pp, smp.ep), pd_, None)
+                                                   Pool("prefill", smp.gpu.id, n, smp.tp, smp.pp, smp.ep, smp.dp), pd_, None)
                 groups[where] = (link, streams)
             for where, (link, streams) in groups.items():
                 sel = np.array([kv_link_for(inp.catalog, smp.gpu, smd.gpu,
-                                            Pool("prefill", smp.gpu.id, int(n), smp.tp, smp.pp, smp.ep), pd_,
+                                            Pool("prefill", smp.gpu.id, int(n), smp.tp, smp.pp, smp.ep, smp.dp), pd_,
                                             None)[2] == where for n in sizes]) if len(groups) > 1 else \
                     np.ones(len(sizes), dtype=bool)
                 prof = disaggregated.PrefillProfile(smp, shape, link, streams,
@@ -279,8 +293,8 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
                 i = int(np.argmax(f_t)) if f_t.max() > 0 else len(sizes) - 1
             np_use = int(sizes[i])
             prof = next(p for p, sel in profs.values() if sel[i])
-            dep = Deployment("disaggregated", (Pool("prefill", smp.gpu.id, np_use, smp.tp, smp.pp, smp.ep),
-                                               Pool("decode", smd.gpu.id, nd, smd.tp, smd.pp, smd.ep)))
+            dep = Deployment("disaggregated", (Pool("prefill", smp.gpu.id, np_use, smp.tp, smp.pp, smp.ep, smp.dp),
+                                               Pool("decode", smd.gpu.id, nd, smd.tp, smd.pp, smd.ep, smd.dp)))
             att = f_t[i] * f_p
             sc = (target / att) if att > 0 else math.inf
             cost = sum(p.gpus * inp.catalog.gpu(p.gpu).price_per_hour for p in dep.pools)
@@ -498,6 +512,7 @@ def explain_choice(inp: Inputs, plan: Plan, winner: Candidate, sr: SearchResult,
             f"{m.tpot[k] * 1e3:.1f} ms with {winner.gpus} GPUs{why}")
     if winner.approach == "disaggregated":
         head += _ratio(plan, slo)
+    head += _layout_note(inp, winner, sr)
     return head + ("; " + "; ".join(parts) if parts else "") + "."
 
 
@@ -510,10 +525,55 @@ def _ratio(plan: Plan, slo) -> str:
     util = m.utilization
     kv = m.kv_used_tokens / m.kv_capacity_tokens if m.kv_capacity_tokens else math.nan
     return (f"; P:D = {p.instances}:{d.instances} instances ({p.gpus}:{d.gpus} GPUs): decode "
-            f"{d.instances}x tp{d.tp} holds P{slo.percentile} TPOT ({m.tpot[k] * 1e3:.1f} of "
+            f"{d.instances}x {_layout(d)} holds P{slo.percentile} TPOT ({m.tpot[k] * 1e3:.1f} of "
             f"{slo.tpot_s * 1e3:.0f} ms, batch {m.decode_batch:.0f} per lane, KV {kv * 100:.0f}% full) and "
-            f"prefill {p.instances}x tp{p.tp} is the fewest that then hold TTFT "
+            f"prefill {p.instances}x {_layout(p)} is the fewest that then hold TTFT "
             f"({m.ttft[k] * 1e3:.0f} of {slo.ttft_s * 1e3:.0f} ms, {util.get('prefill', math.nan) * 100:.0f}% busy)")
+
+
+def _layout(pool: Pool) -> str:
+    """``tp8``, ``tp1dp8ep8``: the parallel layout of one instance of ``pool``."""
+    return pool.spec().split("x", 1)[1].split("@", 1)[0]
+
+
+def _layout_note(inp: Inputs, winner: Candidate, sr: SearchResult) -> str:
+    """For MoE models: why the chosen layout uses data-parallel attention (or not), against the
+    best plan of the same approach on the other kind of layout."""
+    if not inp.model.is_moe:
+        return ""
+    from planner.api import step_model
+
+    def uses_dp(c):
+        return any(p.dp > 1 for p in c.deployment.pools)
+
+    mine = uses_dp(winner)
+    others = [c for c in sr.cloud if c.feasible and c.approach == winner.approach and uses_dp(c) != mine]
+    alt = min(others, key=lambda c: (c.gpus, c.cost), default=None)
+    pool = max(winner.deployment.pools, key=lambda p: p.dp)
+    kv = step_model(inp, pool).kv_capacity_tokens
+    if mine:
+        rep = Pool(pool.role, pool.gpu, 1, pool.tp * pool.dp, 1) if pool.tp * pool.dp <= 8 else None
+        cmp = ""
+        if rep is not None:
+            try:
+                sm = step_model(inp, rep)
+                if sm.fits:
+                    cmp = (f" against {sm.kv_capacity_tokens:,.0f} at tp{rep.tp}, where "
+                           + ("the MLA latent is replicated on every TP rank" if inp.model.is_mla
+                              else "every rank holds a share of every sequence"))
+            except InvalidRequestError:
+                cmp = ""
+        text = (f"; layout {_layout(pool)}: data-parallel attention keeps each sequence's KV cache on one "
+                f"rank ({kv:,.0f} KV tokens per instance{cmp}) and spreads the experts over {pool.ep} GPUs")
+        if alt is not None:
+            text += f"; without it {winner.approach} needs {alt.gpus} GPUs"
+        else:
+            text += f"; the search found no {winner.approach} plan without it that meets the SLO"
+        return text
+    if alt is not None and (alt.gpus, alt.cost) > (winner.gpus, winner.cost):
+        return (f"; layout {_layout(pool)}: data-parallel attention layouts need {alt.gpus} GPUs "
+                f"({', '.join(sorted({_layout(p) for p in alt.deployment.pools}))})")
+    return ""
 
 
 def _binding(c: Candidate, slo, own: bool = False) -> str:
@@ -570,7 +630,7 @@ def no_plan_message(inp: Inputs, sr: SearchResult, gpu_ids, max_gpus) -> str:
     isl, osl = inp.workload.grid()
     longest = float(np.max(isl + osl))
     configs = _configs(inp, gpu_ids)
-    room = max((sm.kv_capacity_tokens / sm.pp for sm in configs), default=0.0)
+    room = max((sm.kv_capacity_tokens_per_lane for sm in configs), default=0.0)
     if longest > room:
         hints.insert(0, f"shorter requests: the longest ({longest:,.0f} tokens) does not fit the KV "
                         f"cache of any instance ({room:,.0f} tokens at most)")

@@ -208,7 +208,8 @@ def load_plan(path: str, qps: float | None = None, catalog_dir: str | None = Non
         pools.append(Pool(role, gpu, _num(path, pr, "instances", integer=True, ctx=ctx),
                           _num(path, pr, "tp", integer=True, ctx=ctx),
                           _num(path, pr, "pp", integer=True, ctx=ctx, required=False) or 1,
-                          _num(path, pr, "ep", integer=True, ctx=ctx, required=False) or 1))
+                          _num(path, pr, "ep", integer=True, ctx=ctx, required=False) or 1,
+                          _num(path, pr, "dp", integer=True, ctx=ctx, required=False) or 1))
     if sorted(p.role for p in pools) != sorted(ROLES[approach]):
         _fail(path, "pools", f"{approach} needs exactly the pools {', '.join(ROLES[approach])}")
     chunk = None

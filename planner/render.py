@@ -262,9 +262,17 @@ def inputs_document(inp, trace_rows: bool = True) -> dict:
     return doc
 
 
-def pool_document(pool) -> dict:
+def pool_document(pool, catalog=None) -> dict:
+    """A pool's layout; with the catalog, also the nodes it needs and their GPU count (an
+    instance larger than a node spans whole nodes: TP inside a node, PP and EP across)."""
     d = {"role": pool.role, "gpu": pool.gpu, "instances": int(pool.instances), "tp": int(pool.tp),
          "pp": int(pool.pp), "gpus": int(pool.gpus)}
+    if catalog is not None and pool.gpu in catalog.gpus:
+        gpn = int(catalog.gpus[pool.gpu].gpus_per_node)
+        d["nodes"] = int(pool.nodes(gpn))
+        d["gpus_per_node"] = gpn
+    if getattr(pool, "dp", 1) != 1:
+        d["dp"] = int(pool.dp)
     if getattr(pool, "ep", 1) != 1:
         d["ep"] = int(pool.ep)
     return d
@@ -276,6 +284,8 @@ def engine_hints(plan) -> dict:
     hints = {}
     for pool in dep.pools:
         flags = [f"--tensor-parallel-size {pool.tp}", f"--pipeline-parallel-size {pool.pp}"]
+        if getattr(pool, "dp", 1) > 1:
+            flags.append(f"--data-parallel-size {pool.dp}")
         if getattr(pool, "ep", 1) > 1:
             flags.append("--enable-expert-parallel")
         if inp.dtype == "fp8" and inp.model.default_dtype != "fp8":
@@ -368,6 +378,11 @@ def kv_cache_document(plan) -> dict:
         doc["batch_cap"] = rnd(m.batch_cap, 2)
         doc["batch_cap_by"] = m.batch_cap_by or None
     doc["admission_wait_probability"] = rnd(m.admission_wait_probability, 4)
+    lay = getattr(plan, "layout", None) or {}
+    if lay.get("lanes_per_instance", 1) > 1 or lay.get("kv_replicated_across_tp"):
+        doc["lanes_per_instance"] = int(lay["lanes_per_instance"])
+        doc["capacity_tokens_per_rank"] = count(lay["kv_capacity_tokens_per_rank"])
+        doc["replicated_across_tp"] = bool(lay["kv_replicated_across_tp"])
     return doc
 
 
@@ -385,6 +400,7 @@ def metrics_document(plan) -> dict:
         "decode_batch": rnd(m.decode_batch, 2),
         "kv_cache": kv_cache_document(plan),
         "breakdown_ms": _breakdown_ms(m.breakdown),
+        "decode_step_ms": {k: ms(v) for k, v in getattr(plan, "decode_step", {}).items()},
         "stable": bool(m.stable),
         "saturated": m.saturated or None,
     }
@@ -417,7 +433,7 @@ def plan_document(plan, trace_rows: bool = True) -> dict:
         "inputs": inputs_document(plan.inputs, trace_rows),
         "approach": dep.approach,
         "total_gpus": int(dep.total_gpus),
-        "pools": [pool_document(p) for p in dep.pools],
+        "pools": [pool_document(p, plan.inputs.catalog) for p in dep.pools],
     }
     eng = plan.inputs.engine
     if eng is not None:
@@ -487,8 +503,18 @@ def show_plan(console: Console, plan, title: str | None = None) -> None:
                             "out tokens/s")
     s.add_row("utilisation", ", ".join(f"{k} {_util(v)}" for k, v in m.utilization.items()))
     s.add_row("decode batch", _num(m.decode_batch, ",.1f", "n/a") + " per lane")
+    lay = getattr(plan, "layout", None) or {}
+    per_rank = (f" ({_num(lay['kv_capacity_tokens_per_rank'])} per attention rank, not replicated)"
+                if lay.get("lanes_per_instance", 1) > 1 and "kv_capacity_tokens_per_rank" in lay
+                and plan.deployment.pool(lay["pool"]).dp > 1 else "")
     s.add_row("KV cache", f"{_num(m.kv_used_tokens, ',.0f', 'n/a')} of "
-                          f"{_num(m.kv_capacity_tokens)} tokens per instance")
+                          f"{_num(m.kv_capacity_tokens)} tokens per instance{per_rank}")
+    step = getattr(plan, "decode_step", None) or {}
+    comm = {k: v for k, v in step.items() if k in ("tp_allreduce", "ep_alltoall", "pp_sendrecv") and v > 0}
+    if comm and sum(step.values()) > 0:
+        total = sum(step.values())
+        s.add_row("decode step", f"{_fmt_ms(total, 2)}: " + ", ".join(
+            f"{k.replace('_', ' ')} {_fmt_ms(v, 2)}" for k, v in comm.items()))
     mq = finite(plan.max_qps)
     if mq is not None:
         s.add_row("max QPS in SLO", f"{mq:,.1f}")
@@ -753,6 +779,10 @@ def step_document(sm, cost, phase: str, *, tokens=None, batch=None, context=None
         "model": sm.model.id, "gpu": sm.gpu.id, "tp": sm.tp, "pp": sm.pp,
         "dtype": sm.dtype, "kv_dtype": sm.kv_dtype, "phase": phase,
     }
+    if sm.dp > 1:
+        doc["dp"] = sm.dp
+    if sm.ep > 1:
+        doc["ep"] = sm.ep
     if phase == "prefill":
         doc["tokens"] = tokens
     else:
@@ -771,13 +801,16 @@ def step_document(sm, cost, phase: str, *, tokens=None, batch=None, context=None
         "breakdown": {k: ms(v) for k, v in cost.breakdown.items()},
         "kv_capacity_tokens": count(sm.kv_capacity_tokens),
     })
+    if sm.dp > 1:
+        doc["kv_capacity_tokens_per_rank"] = count(sm.kv_capacity_tokens / sm.dp)
     return clean(doc)
 
 
 def show_step(console: Console, doc: dict) -> None:
     what = (f"prefill of {doc['tokens']:,} tokens" if doc["phase"] == "prefill"
             else f"decode step, batch {doc['batch']:,} at context {doc['context']:,}")
-    par = f"tp{doc['tp']}" + (f"pp{doc['pp']}" if doc["pp"] > 1 else "")
+    par = (f"tp{doc['tp']}" + (f"dp{doc['dp']}" if doc.get("dp", 1) > 1 else "")
+           + (f"pp{doc['pp']}" if doc["pp"] > 1 else "") + (f"ep{doc['ep']}" if doc.get("ep", 1) > 1 else ""))
     console.print(f"[bold]{escape(doc['model'])}[/] on {escape(doc['gpu'])} {par} "
                   f"({doc['dtype']}, KV {doc['kv_dtype']}): {what}")
     console.print(f"  time {doc['time_ms']:,.3f} ms, {doc['bound']}-bound; "

@@ -272,7 +272,7 @@ def test_estimate_disaggregated_details():
     plan = run_json(DISAGG + ["--json"])["plan"]
     assert [p["role"] for p in plan["pools"]] == ["prefill", "decode"]
     assert plan["pools"][0] == {"role": "prefill", "gpu": "h100-sxm", "instances": 6, "tp": 4,
-                                "pp": 1, "gpus": 24}
+                                "pp": 1, "gpus": 24, "nodes": 3, "gpus_per_node": 8}
     assert plan["total_gpus"] == 40
     assert plan["engine_hints"]["prefill"]["kv_role"] == "kv_producer"
     assert plan["engine_hints"]["decode"]["kv_role"] == "kv_consumer"

@@ -317,3 +317,28 @@ def test_verify_simulates_the_plan_as_recommended():
     checked = verify(inp, rec, 2000, 0, 64)
     plain = verify(small, recommend(small, ["h100-sxm"]), 2000, 0, 64)
     assert checked.plan.verification["tpot"] == plain.plan.verification["tpot"]
+
+
+def test_mtp_head_under_data_parallel_attention_matches_its_tables():
+    """DeepSeek-V3 on tp1dp8ep8 with its MTP head: the head is an MoE layer with the experts over
+    the same 8 GPUs; the simulator's tables (decode-only iterations with low-latency all-to-alls)
+    equal the step model, and speculation lowers TPOT there too."""
+    from planner.perf import fast_times
+
+    cat = _cat()
+    m = cat.models["deepseek-v3"]
+    target = build_step_model(cat, m, cat.gpus["h200"], 1, 1, ep=8, dp=8)
+    sm = speculative.speculative_step_model(cat, target, _spec(2, "0.9,0.8", model="deepseek-v3"))
+    assert sm.draft.dp == 8 and sm.draft.ep == 8 and sm.lanes == target.lanes == 8
+    ft = fast_times(sm, 600)
+    _, one, _ = ft.runs(65)
+    for B, ctx in ((1, 500), (16, 2300), (64, 4000)):
+        assert one(B, B * ctx) == pytest.approx(float(sm.decode_time(B, ctx)), rel=1e-9)
+        assert ft.time(300, 300 * 150.0, 300.0, 1, B, float(B * ctx)) == pytest.approx(float(
+            sm.iteration(prefill_tokens=300, prefill_pairs=300 * 150.0, prefill_kv=300,
+                         prefill_seqs=1, decode_batch=B, decode_ctx=B * ctx).time_s), rel=1e-9)
+    inp = api.default_inputs(model="deepseek-v3", gpu="h200", qps=5.0)
+    dep = Deployment("chunked", (Pool("unified", "h200", 1, 1, 1, 8, 8),), chunk_size=2048)
+    off = api.estimate(inp, dep, with_headroom=False).metrics
+    on = api.estimate(replace(inp, spec=_spec(1, "0.85", model="deepseek-v3")), dep, with_headroom=False).metrics
+    assert on.tpot["p50"] < off.tpot["p50"] / 1.4

@@ -133,10 +133,50 @@ def allreduce_time(msg_bytes, n: int, *, table=None, link_bw: float, oneshot_s: 
     return np.where(msg > 0, oneshot_s + 2.0 * (n - 1) / n * msg / (link_bw * busbw), 0.0)
 
 
-def alltoall_time(msg_bytes, n: int, *, link_bw: float, latency_s: float, busbw: float):
-    """Seconds for one all-to-all where each rank holds ``msg_bytes`` and keeps ``1/n`` of it:
-    ``latency + (n - 1) / n * bytes / (link_bw * busbw)``."""
+# Expert-parallel dispatch/combine (DeepEP-style kernels, as SGLang, vLLM and TensorRT-LLM use for
+# wide EP). Source: deepseek-ai/DeepEP@0297fc80 docs/legacy.md, "Performance" (H800, ~160 GB/s
+# NVLink, one CX7 400 Gb/s NIC (~50 GB/s) per GPU; DeepSeek-V3 shapes, FP8 dispatch, BF16 combine):
+# * normal kernels (prefill): intranode EP8 153/158 GB/s over NVLink, i.e. 0.77 of the H800's
+#   200 GB/s per-direction NVLink; internode EP16-64 43-58 GB/s "bottleneck" RDMA bandwidth;
+# * low-latency kernels (decode, 128 tokens per rank): combine 39-46 GB/s at EP32-256 (0.78-0.92
+#   of the NIC), dispatch latency 155-194 us, whose line over the remote bytes at EP32-256 has an
+#   intercept of about 20 us (the fixed cost of one call).
+# The shares below are the lower ends (0.77 of NVLink, 0.80 of the NIC for low latency, 0.86 for
+# normal kernels), the fixed cost is that intercept. Checked in tests/test_perf.py against the
+# table's EP16-EP256 low-latency rows.
+EP_NVLINK_SHARE = 0.77
+EP_NIC_SHARE = {"low_latency": 0.80, "normal": 0.86}
+EP_CALL_S = 20e-6
+
+
+def ep_alltoall_time(msg_bytes, ranks: int, *, gpus_per_node: int, nvlink_bw: float, nic_bw: float,
+                     mode: str = "normal"):
+    """Seconds for one expert-parallel dispatch or combine in which each of ``ranks`` GPUs sends
+    ``msg_bytes`` (its tokens times top-k times hidden, in the wire dtype), spread evenly over the
+    ranks: the share for GPUs of its own node (``(min(ranks, gpus_per_node) - 1) / ranks``) moves
+    over NVLink, the share for other nodes (``(ranks - gpus_per_node) / ranks`` when the group
+    spans nodes) over the GPU's NIC, both at the DeepEP-measured shares of their bandwidth, in
+    parallel: ``EP_CALL_S + max(local / (nvlink * 0.77), remote / (nic * share[mode]))``.
+    ``mode``: ``low_latency`` (decode) or ``normal`` (prefill and mixed iterations)."""
     msg = _as(msg_bytes)
-    if n <= 1:
+    if ranks <= 1:
         return np.zeros_like(msg)
-    return np.where(msg > 0, latency_s + (n - 1) / n * msg / (link_bw * busbw), 0.0)
+    local = (min(ranks, gpus_per_node) - 1) / ranks
+    remote = max(ranks - gpus_per_node, 0) / ranks
+    t = msg * local / (nvlink_bw * EP_NVLINK_SHARE)
+    if remote > 0:
+        t = np.maximum(t, msg * remote / (nic_bw * EP_NIC_SHARE[mode]))
+    return np.where(msg > 0, EP_CALL_S + t, 0.0)
+
+
+def ep_imbalance(rows, ranks: int):
+    """Expected load of the busiest of ``ranks`` expert-parallel GPUs over the mean, when
+    ``rows`` token-expert assignments are routed uniformly at random: the mean ``rows / ranks``
+    plus the expected maximum of ``ranks`` roughly normal counts, ``sqrt(2 ln ranks)`` standard
+    deviations of ``sqrt(rows / ranks)``. Real routing is skewed beyond this (EPLB's redundant
+    experts exist because of it); this is the floor any placement pays."""
+    r = _as(rows)
+    if ranks <= 1:
+        return np.ones_like(r)
+    mean = np.maximum(r / ranks, 1e-9)
+    return 1.0 + np.sqrt(2.0 * np.log(ranks) * mean * (1.0 - 1.0 / ranks)) / mean

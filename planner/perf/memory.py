@@ -19,12 +19,17 @@ RUNTIME_RESERVE_BYTES = 1.5e9
 
 
 class InstanceMemory:
-    """Weights, reserves and KV capacity of one ``tp * pp`` instance (per GPU unless named)."""
+    """Weights, reserves and KV capacity of one ``tp * dp * pp`` instance (per GPU unless named)."""
 
     @property
     def weight_bytes_per_gpu(self) -> float:
+        """Routed experts spread over all ``tp * dp`` GPUs of a stage; everything else (attention,
+        dense and shared FFNs, router, embeddings) sharded over ``tp`` and, under data-parallel
+        attention, held by every rank."""
         m = self.model
-        body = (m.total_params - m.embedding_params) * self.bw / (self.tp * self.pp)
+        routed = m.moe_layers * m.num_experts * m.expert_params if m.is_moe else 0
+        body = ((m.total_params - m.embedding_params - routed) / self.tp
+                + routed / (self.tp * self.dp)) * self.bw / self.pp
         embed = m.vocab_size * m.hidden_size * ACTIVATION_BYTES / self.tp  # one table per end stage
         if self.pp == 1 and not m.tie_word_embeddings:
             embed *= 2
@@ -69,15 +74,22 @@ class InstanceMemory:
 
     @property
     def kv_capacity_tokens(self) -> float:
-        """KV tokens the whole instance can hold (shared by its ``pp`` lanes)."""
-        return max(self.kv_budget_bytes_per_gpu, 0.0) / self.kv_bytes_per_token_per_gpu
+        """KV tokens the whole instance can hold (shared by its ``pp`` lanes; each of its ``dp``
+        attention ranks holds its own sequences')."""
+        return max(self.kv_budget_bytes_per_gpu, 0.0) / self.kv_bytes_per_token_per_gpu * self.dp
+
+    @property
+    def kv_capacity_tokens_per_lane(self) -> float:
+        """KV tokens one lane (a pipeline micro-batch of one attention rank) can hold."""
+        return self.kv_capacity_tokens / self.lanes
 
     def require_fit(self) -> None:
         if not self.fits:
             need = (self.weight_bytes_per_gpu + self.activation_reserve_bytes) / 1e9
             have = self.usable_bytes_per_gpu / 1e9
             raise DoesNotFitError(
-                f"{self.model.id} in {self.dtype} does not fit {self.gpu.id} at tp={self.tp} pp={self.pp}: "
+                f"{self.model.id} in {self.dtype} does not fit {self.gpu.id} at tp={self.tp}"
+                f"{f' dp={self.dp} ep={self.ep}' if self.dp > 1 else ''} pp={self.pp}: "
                 f"needs {need:.1f} GB per GPU for weights and runtime, {have:.1f} GB usable; "
                 "raise --tp/--pp or use --dtype fp8"
             )

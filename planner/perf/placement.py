@@ -10,8 +10,9 @@ from planner.perf.efficiency import _as
 from planner.perf.roofline import StepModel
 
 
-def check_parallel(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, flag: str = "--tp") -> None:
-    """Raise a clear error for a TP/PP the model or the node cannot take."""
+def check_parallel(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, flag: str = "--tp", *,
+                   ep: int = 1, dp: int = 1) -> None:
+    """Raise a clear error for a TP/PP/EP/DP the model or the node cannot take."""
     if tp < 1 or pp < 1:
         raise InvalidRequestError(f"{flag}: must be a positive whole number, got tp={tp} pp={pp}")
     if tp > gpu.gpus_per_node:
@@ -27,24 +28,40 @@ def check_parallel(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, flag: str =
         )
     if pp > model.num_layers:
         raise InvalidRequestError(f"--pp: pp={pp} exceeds the {model.num_layers} layers of {model.id}")
+    if (ep > 1 or dp > 1) and not model.is_moe:
+        what = f"ep{ep}: expert parallelism" if ep > 1 else f"dp{dp}: data-parallel attention"
+        raise InvalidRequestError(f"{flag}: {what} needs an MoE model; {model.id} is dense "
+                                  "(for more copies of a dense model, add instances)")
+    if dp < 1 or ep < 1:
+        raise InvalidRequestError(f"{flag}: dp and ep must be at least 1, got dp={dp} ep={ep}")
+    if dp > 1 and ep != tp * dp:
+        raise InvalidRequestError(f"{flag}: with dp{dp} the experts spread over all tp x dp GPUs: "
+                                  f"ep must be {tp * dp} (or left out), got ep{ep}")
+    if dp == 1 and ep not in (1, tp):
+        raise InvalidRequestError(f"{flag}: ep must equal tp ({tp}) or be left out, got ep{ep}")
+    if ep > 1 and model.num_experts % ep:
+        valid = [e for e in (2, 4, 8, 16, 32, 64, 128, 256) if model.num_experts % e == 0]
+        raise InvalidRequestError(f"{flag}: ep{ep} does not divide the {model.num_experts} routed experts "
+                                  f"of {model.id}; valid: {', '.join(map(str, valid))}")
 
 
 def build_step_model(catalog, model: ModelSpec, gpu: GPUSpec, tp: int = 1, pp: int = 1, *,
                      dtype: str | None = None, kv_dtype: str | None = None, ep: int = 1,
-                     engine=None) -> StepModel:
+                     dp: int = 1, engine=None) -> StepModel:
     """A :class:`StepModel` with the links implied by the placement: TP inside a node on the
     GPU's intra-node link; PP hops on the intra-node link while the instance fits one node,
-    else on the inter-node network."""
-    key = (id(catalog), id(model), id(gpu), int(tp), int(pp), dtype, kv_dtype, int(ep), id(engine))
+    else on the inter-node network; expert-parallel all-to-alls on NVLink inside a node and on
+    the GPUs' NICs across nodes."""
+    key = (id(catalog), id(model), id(gpu), int(tp), int(pp), dtype, kv_dtype, int(ep), int(dp), id(engine))
     hit = _STEP_MODELS.get(key)
     if hit is not None and hit[0] is catalog and hit[1] is model and hit[2] is gpu and hit[3] is engine:
         return hit[4]
-    check_parallel(model, gpu, tp, pp)
+    check_parallel(model, gpu, tp, pp, ep=ep, dp=dp)
     intra = catalog.links[gpu.intra_node_link]
-    pp_link = intra if tp * pp <= gpu.gpus_per_node else LinkSpec(
+    pp_link = intra if tp * dp * pp <= gpu.gpus_per_node else LinkSpec(
         id="inter-node", name="inter-node network", bytes_per_s=gpu.inter_node_bytes_per_s,
         latency_s=catalog.links[gpu.inter_node_link].latency_s)
-    sm = StepModel(model, gpu, tp, pp, dtype=dtype, kv_dtype=kv_dtype, ep=ep,
+    sm = StepModel(model, gpu, tp, pp, dtype=dtype, kv_dtype=kv_dtype, ep=ep, dp=dp,
                    link_pp=pp_link, intra_link=intra, engine=engine)
     if len(_STEP_MODELS) >= 512:
         _STEP_MODELS.clear()
@@ -89,6 +106,7 @@ def kv_link_for(catalog, gpu_p: GPUSpec, gpu_d: GPUSpec, pool_p, pool_d,
     type, else the inter-node network (per-GPU NIC bandwidth). Larger deployments could pair
     prefill and decode instances inside nodes (DistServe's high-affinity placement); pdplan
     assumes the general case where the KV cache crosses the network (``--link`` overrides)."""
+    # A request's KV lives on one attention rank: its tp * pp GPUs send (or receive) the shards.
     streams = min(pool_p.tp * pool_p.pp, pool_d.tp * pool_d.pp)
     if override:
         return catalog.link(override, "--link"), streams, "override"

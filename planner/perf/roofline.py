@@ -6,9 +6,14 @@ and occupancy, collectives by message size), with the GPU's constants from the c
 iteration adds one per-iteration engine overhead (host scheduling and sampling, graph launch):
 there is no per-layer fitted term. Formulas and sources: ``docs/methodology.md`` section 1.
 
-An *instance* is ``tp * pp`` GPUs serving one model replica. With ``pp`` stages it keeps ``pp``
-micro-batches in flight, so it behaves as ``pp`` *lanes*, each of which sees full-pass latency.
-All step times returned here are full-pass latencies of one lane's batch (all layers).
+An *instance* is ``tp * dp * pp`` GPUs serving one model replica. With ``pp`` stages it keeps
+``pp`` micro-batches in flight; with data-parallel attention (``dp`` ranks of ``tp`` GPUs, MoE
+models) each rank schedules its own sequences. Either way it behaves as ``pp * dp`` *lanes*, each
+of which sees full-pass latency. All step times returned here are full-pass latencies of one
+lane's batch (all layers). Under data-parallel attention the MoE layers are shared: every rank's
+iteration runs its experts' GEMMs over the tokens of all ``dp`` ranks, so a lane's step is costed
+with the other ranks carrying the same load (the balanced steady state; the engines keep the
+ranks in lock-step, idle ones running an empty batch).
 
 Every method accepts numpy arrays (broadcast together) so that the optimizer and the simulator
 can evaluate whole grids without Python loops.
@@ -66,11 +71,15 @@ _as = eff._as
 
 
 class StepModel(InstanceMemory):
-    """Step-time model of one instance: ``model`` on ``tp * pp`` GPUs of type ``gpu``.
+    """Step-time model of one instance: ``model`` on ``tp * dp * pp`` GPUs of type ``gpu``.
 
     ``ep`` (MoE only) is the expert-parallel degree inside the instance: 1 shards every expert
-    over the TP group (all-reduce after the FFN), ``tp`` places whole experts on GPUs and
-    replaces that all-reduce by a dispatch and a combine all-to-all.
+    over the TP group (all-reduce after the FFN), ``tp * dp`` places whole experts on GPUs and
+    replaces that all-reduce by a dispatch and a combine all-to-all (DeepEP-style: low-latency
+    kernels for decode-only iterations, normal kernels otherwise), on NVLink inside a node and on
+    the GPU's NIC to other nodes. ``dp`` (MoE only) is data-parallel attention: ``dp`` ranks of
+    ``tp`` GPUs, each holding the KV cache of its own sequences (an MLA latent is not replicated
+    across ranks), with the experts spread over all ``tp * dp`` GPUs (``ep = tp * dp``).
     """
 
     # Tokens a decoding sequence feeds into an iteration and gains from it on average: 1 and 1
@@ -79,7 +88,7 @@ class StepModel(InstanceMemory):
     tokens_per_step = 1.0
 
     def __init__(self, model: ModelSpec, gpu: GPUSpec, tp: int = 1, pp: int = 1, *,
-                 dtype: str | None = None, kv_dtype: str | None = None, ep: int = 1,
+                 dtype: str | None = None, kv_dtype: str | None = None, ep: int = 1, dp: int = 1,
                  link_pp: LinkSpec | None = None, intra_link: LinkSpec | None = None,
                  overhead_s: float | None = None, engine=None):
         self.model, self.gpu = model, gpu
@@ -91,9 +100,15 @@ class StepModel(InstanceMemory):
         self.kv_dtype = kv_dtype or model.default_kv_dtype
         if self.dtype not in DTYPE_BYTES or self.kv_dtype not in DTYPE_BYTES:
             raise InvalidRequestError(f"--dtype/--kv-dtype: unknown dtype {self.dtype}/{self.kv_dtype}")
+        self.dp = int(dp) if model.is_moe else 1
         self.ep = int(ep) if model.is_moe else 1
-        if self.ep not in (1, self.tp):
-            raise InvalidRequestError(f"--ep: must be 1 or equal to tp ({self.tp}), got {ep}")
+        valid_ep = (1, self.tp) if self.dp == 1 else (self.tp * self.dp,)
+        if self.ep not in valid_ep:
+            raise InvalidRequestError(f"--ep: must be {' or '.join(map(str, valid_ep))} at tp={self.tp} "
+                                      f"dp={self.dp}, got {ep}")
+        # GPUs per instance and lanes per instance (pipeline micro-batches x attention ranks).
+        self.gpus = self.tp * self.dp * self.pp
+        self.lanes = self.pp * self.dp
         self.bw = DTYPE_BYTES[self.dtype]
         self.bkv = DTYPE_BYTES[self.kv_dtype]
         self.peak = gpu.flops_for(self.dtype)
@@ -111,6 +126,7 @@ class StepModel(InstanceMemory):
             overhead_s = engine.iteration_overhead_s
         self.overhead_s = float(ITERATION_OVERHEAD_S if overhead_s is None else overhead_s)
         self.intra_bw = intra_link.bytes_per_s if intra_link else None
+        self.nic_bw = gpu.inter_node_bytes_per_s
         self.pp_bw = link_pp.bytes_per_s if link_pp else None
         # The measured all-reduce table as arrays, once (GPU count -> sizes, seconds).
         self._ar_table = {n: (np.array(x), np.array(t)) for n, x, t in gpu.allreduce_table}
@@ -204,10 +220,14 @@ class StepModel(InstanceMemory):
             return None
         T = _as(T)
         h, fe, E, k = m.hidden_size, m.moe_intermediate_size, m.num_experts, m.experts_per_token
-        touched = self.experts_touched(T)
-        rows = np.where(T > 0, T * k / np.maximum(touched, 1.0), 0.0)
+        # Under data-parallel attention the experts see every rank's tokens (balanced ranks).
+        T_all = T * self.dp
+        touched = self.experts_touched(T_all)
+        rows = np.where(T > 0, T_all * k / np.maximum(touched, 1.0), 0.0)
         if self.ep > 1:
-            groups, width = touched / self.tp, fe
+            # Whole experts on each GPU; the busiest GPU sets the pace (uniform routing).
+            groups, width = touched / self.ep, fe
+            rows = rows * eff.ep_imbalance(T_all * k, self.ep)
         else:
             groups, width = touched, fe / self.tp
         up_n = (m.ffn_matrices - 1) * width
@@ -217,7 +237,7 @@ class StepModel(InstanceMemory):
         if m.num_shared_experts:
             sw = m.num_shared_experts * fe / self.tp
             parts += [self._gemm(T, (m.ffn_matrices - 1) * sw, h), self._gemm(T, h, sw)]
-        perm = 2.0 * 2.0 * T * k * h * ACTIVATION_BYTES / (self.ep if self.ep > 1 else 1)
+        perm = 2.0 * 2.0 * T_all * k * h * ACTIVATION_BYTES / (self.ep if self.ep > 1 else 1)
         t_perm = np.where(T > 0, self.g_bf16["floor_s"] + perm / (self.gpu.hbm_bytes_per_s * self.g_bf16["mem"]), 0.0)
         parts.append((t_perm, 0.0 * T, perm, self.peak_bf16))
         return self._sum(*parts, layers=m.moe_layers)
@@ -252,15 +272,21 @@ class StepModel(InstanceMemory):
         return eff.allreduce_time(msg_bytes, self.tp, table=self._ar_table, link_bw=self.intra_bw or 1e30,
                                   oneshot_s=self.eff.oneshot_s, busbw=self.eff.busbw)
 
-    def ep_comm(self, T):
-        """Dispatch and combine all-to-alls of ``T k / tp`` rows of hidden per MoE layer."""
+    def ep_comm(self, T, mode="normal"):
+        """Dispatch and combine per MoE layer among the ``ep`` expert-parallel GPUs: each GPU
+        sends its ``T / tp`` tokens times top-k rows of hidden, in FP8 for the dispatch of an FP8
+        (or FP4) model and BF16 otherwise, BF16 for the combine
+        (:func:`planner.perf.efficiency.ep_alltoall_time`; ``mode`` picks DeepEP's low-latency
+        or normal kernels)."""
         m = self.model
         if self.ep <= 1:
             return _as(T) * 0.0
-        msg = _as(T) * m.experts_per_token * m.hidden_size * ACTIVATION_BYTES / self.tp
-        one = eff.alltoall_time(msg, self.tp, link_bw=self.intra_bw or 1e30,
-                                latency_s=self.eff.oneshot_s, busbw=self.eff.busbw)
-        return 2.0 * one * m.moe_layers
+        rows = _as(T) * m.experts_per_token * m.hidden_size / self.tp
+        kw = dict(gpus_per_node=self.gpu.gpus_per_node, nvlink_bw=self.intra_bw or 1e30,
+                  nic_bw=self.nic_bw, mode=mode)
+        dispatch = eff.ep_alltoall_time(rows * self.a_bytes, self.ep, **kw)
+        combine = eff.ep_alltoall_time(rows * ACTIVATION_BYTES, self.ep, **kw)
+        return (dispatch + combine) * m.moe_layers
 
     def pp_comm(self, T):
         """``pp - 1`` point-to-point hops of ``T x hidden`` BF16 activations."""
@@ -342,7 +368,9 @@ class StepModel(InstanceMemory):
             mem = mem + np.where(is_c, 0.0, t)
         parts["tp_allreduce"] = self.tp_comm(T)
         if self.ep > 1:
-            parts["ep_alltoall"] = self.ep_comm(T)
+            # Decode-only iterations use the low-latency kernels, the others the normal ones.
+            decode_only = _as(prefill_tokens) <= 0
+            parts["ep_alltoall"] = np.where(decode_only, self.ep_comm(T, "low_latency"), self.ep_comm(T))
         if self.pp > 1:
             parts["pp_sendrecv"] = self.pp_comm(T)
         comm = parts["tp_allreduce"] + parts.get("ep_alltoall", 0.0) + parts.get("pp_sendrecv", 0.0)
@@ -350,7 +378,7 @@ class StepModel(InstanceMemory):
         overhead = np.where(busy, self.overhead_s, 0.0) + 0.0 * T
         parts["overhead"] = overhead
         time = sum(parts.values())
-        return StepCost(time_s=time, flops=flops * self.tp, bytes=nbytes * self.tp, compute_s=comp,
+        return StepCost(time_s=time, flops=flops * self.tp * self.dp, bytes=nbytes * self.tp * self.dp, compute_s=comp,
                         memory_s=mem, comm_s=comm, overhead_s=overhead, breakdown=parts)
 
     def prefill(self, tokens, offset=0, seqs=1) -> StepCost:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from planner.catalog import ACTIVATION_BYTES
 from planner.errors import InvalidRequestError
 from planner.perf.roofline import StepCost, StepModel
 from planner.perf.tables import FastTimes
@@ -279,7 +280,9 @@ class SpecStepModel(StepModel):
         d = self.draft
         if self.spec.kind == "model":
             return d.weight_bytes_per_gpu
-        return (d.model.total_params - d.model.embedding_params) * d.bw / d.tp
+        m = d.model
+        shared = m.vocab_size * m.hidden_size * ACTIVATION_BYTES / d.tp * (1 if m.tie_word_embeddings else 2)
+        return d.weight_bytes_per_gpu - shared
 
     @property
     def weight_bytes_per_gpu(self) -> float:
@@ -307,9 +310,10 @@ def speculative_step_model(catalog, target: StepModel, spec: SpecDecode) -> Spec
     else:
         dmodel, dtype = head_model(target.model), target.dtype
     intra = catalog.links[gpu.intra_node_link]
+    moe = dmodel.is_moe
     draft = StepModel(dmodel, gpu, target.tp, 1, dtype=dtype, kv_dtype=target.kv_dtype,
-                      ep=target.ep if dmodel.is_moe else 1, intra_link=intra, overhead_s=0.0,
-                      engine=target.engine)
+                      ep=target.ep if moe else 1, dp=target.dp if moe else 1, intra_link=intra,
+                      overhead_s=0.0, engine=target.engine)
     sm = SpecStepModel(target, spec, draft)
     if len(_SPEC_MODELS) >= 512:
         _SPEC_MODELS.clear()
@@ -357,8 +361,9 @@ class SpecFastTimes:
 
         T, D, q, K = self.target, self.draft, self.q, self.k
         nb = min(nb, self.max_tokens + 1)
-        A = [T.base_l[b * q] + T.lm_l[b * q] + T.dec_floor_l[b]
-             + K * (D.base_l[b] + D.lm_l[b] + D.dec_floor_l[b]) for b in range(nb)]
+        # (decode-only iterations: the tables' decode-only base, e.g. low-latency all-to-alls)
+        A = [T.base_dec_l[b * q] + T.lm_l[b * q] + T.dec_floor_l[b]
+             + K * (D.base_dec_l[b] + D.lm_l[b] + D.dec_floor_l[b]) for b in range(nb)]
         F1 = [q * f for f in T.dec_flop_l[:nb]]
         G1 = T.dec_byte_l[:nb]
         F2 = [K * f for f in D.dec_flop_l[:nb]]

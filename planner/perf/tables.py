@@ -28,11 +28,14 @@ class FastTimes:
         for op in (sm.dense_ffn(T), sm.moe_ffn(T)):
             if op is not None:
                 base = base + op[0]
-        if sm.ep > 1:
-            base = base + sm.ep_comm(T)
         if sm.pp > 1:
             base = base + sm.pp_comm(T)
         base = base + np.where(T > 0, sm.overhead_s, 0.0)
+        # Expert-parallel all-to-alls: normal kernels when the iteration has prompt tokens,
+        # low-latency ones for decode-only iterations (as StepModel.iteration).
+        base_dec = base
+        if sm.ep > 1:
+            base, base_dec = base + sm.ep_comm(T), base + sm.ep_comm(T, "low_latency")
         L = sm.layers
         t_c, t_m = sm._decode_coefficients(T)
         self.base = base
@@ -41,6 +44,7 @@ class FastTimes:
         self.max_tokens = n - 1
         # Plain Python lists: indexing them is faster than numpy scalars.
         self.base_l = self.base.tolist()
+        self.base_dec_l = self.base_l if base_dec is base else base_dec.tolist()
         self.lm_l = self.lm.tolist()
         self.dec_floor_l = self.dec_floor.tolist()
         self.dec_flop_l = [float(t_c) * L] * n  # F: compute seconds per context token
@@ -78,7 +82,7 @@ class FastTimes:
         T = pf_tokens + rows
         if T > self.max_tokens:
             raise ValueError(f"iteration of {T} tokens exceeds the table ({self.max_tokens})")
-        t = self.base_l[T] + self.lm_l[pf_seqs + rows]
+        t = (self.base_l if pf_tokens else self.base_dec_l)[T] + self.lm_l[pf_seqs + rows]
         if pf_tokens:
             t += self.prefill_attention(pf_tokens, pf_pairs, pf_kv, pf_seqs)
         if dec_batch:

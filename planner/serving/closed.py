@@ -88,7 +88,7 @@ class _Cohorts:
         self.budget = float(self.curves.chunk)
         # Speculative decoding: a decode takes q = K + 1 tokens of the budget and gains g.
         self.q, self.g = float(sm.decode_query), float(sm.tokens_per_step)
-        self.lanes = pool.instances * pool.pp
+        self.lanes = pool.lanes
         self.per_lane = math.ceil(int(wl.concurrency) / self.lanes)
 
     def budget_bound(self, N: int, Z: float):

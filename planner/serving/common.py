@@ -1,6 +1,6 @@
 """Shared pieces of the serving models: deployments, metrics, lane profiles and percentile helpers.
 
-A *lane* is one micro-batch stream of an instance (``pp`` lanes per instance, see
+A *lane* is one scheduler of an instance (``pp * dp`` lanes per instance, see
 :mod:`planner.perf`). Every serving model reduces a deployment to lanes that each receive a
 share of the traffic, then combines queueing results with step times.
 
@@ -69,7 +69,7 @@ def kv_tokens_per_sequence(sm: StepModel, shape: LoadShape) -> float:
 def batch_cap(sm: StepModel, shape: LoadShape) -> tuple[float, str]:
     """Most sequences one lane keeps decoding, and what binds: ``"kv-memory"`` (the KV cache at
     the steady mean occupancy per sequence) or ``"max-num-seqs"`` (the engine's cap)."""
-    kv = sm.kv_capacity_tokens / sm.pp / kv_tokens_per_sequence(sm, shape)
+    kv = sm.kv_capacity_tokens_per_lane / kv_tokens_per_sequence(sm, shape)
     seqs = float(max_num_seqs(sm))
     return (kv, "kv-memory") if kv < seqs else (seqs, "max-num-seqs")
 
@@ -81,7 +81,9 @@ def cap_label(by: str) -> str:
 
 @dataclass(frozen=True)
 class Pool:
-    """``instances`` replicas of ``tp * pp`` GPUs each, all of type ``gpu``."""
+    """``instances`` replicas of ``tp * dp * pp`` GPUs each, all of type ``gpu``: ``dp`` attention
+    ranks of ``tp`` GPUs (data-parallel attention, MoE models), ``pp`` pipeline stages, experts
+    over ``ep`` GPUs."""
 
     role: str  # unified | prefill | decode
     gpu: str
@@ -89,22 +91,42 @@ class Pool:
     tp: int
     pp: int = 1
     ep: int = 1
+    dp: int = 1
 
     @property
     def gpus_per_instance(self) -> int:
-        return self.tp * self.pp
+        return self.tp * self.dp * self.pp
 
     @property
     def gpus(self) -> int:
-        return self.instances * self.tp * self.pp
+        return self.instances * self.gpus_per_instance
+
+    @property
+    def lanes_per_instance(self) -> int:
+        """Independent schedulers per instance: pipeline micro-batches x attention ranks."""
+        return self.pp * self.dp
+
+    @property
+    def lanes(self) -> int:
+        return self.instances * self.lanes_per_instance
 
     def spec(self) -> str:
         s = f"{self.instances}xtp{self.tp}"
+        if self.dp > 1:
+            s += f"dp{self.dp}"
         if self.pp > 1:
             s += f"pp{self.pp}"
         if self.ep > 1:
             s += f"ep{self.ep}"
         return f"{s}@{self.gpu}"
+
+    def nodes(self, gpus_per_node: int) -> int:
+        """Nodes the pool needs: an instance larger than a node spans whole nodes; smaller ones
+        pack into nodes."""
+        g = self.gpus_per_instance
+        if g > gpus_per_node:
+            return self.instances * -(-g // gpus_per_node)
+        return -(-self.instances // (gpus_per_node // g))
 
 
 @dataclass(frozen=True)
@@ -177,7 +199,7 @@ def step_model(inp, pool: Pool) -> StepModel:
     engine, catalog)."""
     gpu = inp.catalog.gpu(pool.gpu)
     sm = build_step_model(inp.catalog, inp.model, gpu, pool.tp, pool.pp, dtype=inp.dtype,
-                          kv_dtype=inp.kv_dtype, ep=pool.ep, engine=inp.engine)
+                          kv_dtype=inp.kv_dtype, ep=pool.ep, dp=pool.dp, engine=inp.engine)
     return with_spec(inp, sm)
 
 

@@ -65,7 +65,7 @@ def prefill_pool(prof: PrefillProfile, lam_total, instances, arrival_cv: float =
     """TTFT of a prefill pool of ``instances`` (array) instances at total rate ``lam_total``."""
     n = np.asarray(instances, dtype=float)
     lam = np.broadcast_to(np.asarray(lam_total, dtype=float), n.shape)
-    servers = n * prof.sm.pp
+    servers = n * prof.sm.lanes
     S = prof.S
     es, es2 = float(S.mean()), float(np.mean(S * S))
     rho = lam * es / servers
@@ -129,7 +129,7 @@ def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances, percentil
                 tpot_slo=None) -> dict:
     """TPOT of a decode pool of ``instances`` (array) instances at total rate ``lam_total``."""
     n = np.asarray(instances, dtype=float)
-    lam = np.asarray(lam_total, dtype=float) / (n * sm.pp)
+    lam = np.asarray(lam_total, dtype=float) / (n * sm.lanes)
     tpot, B, td_it, slope_it, bcap, cap_by = decode_equilibrium(sm, shape, lam, np.zeros(n.shape))
     stable = np.isfinite(tpot) & (B <= bcap)
     Bf = np.where(np.isfinite(B), B, 0.0)
@@ -153,9 +153,9 @@ def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances, percentil
         "batch": B,
         "step": td,
         "iteration": td_it,
-        "itl_max": np.where(stable, worst_decode_gap(sm, shape, lam, B, td_it, n * sm.pp) if len(percentiles) else td_it * 1.0,
+        "itl_max": np.where(stable, worst_decode_gap(sm, shape, lam, B, td_it, n * sm.lanes) if len(percentiles) else td_it * 1.0,
                             np.inf),
-        "kv_used": np.where(np.isfinite(B), B * shape.decode_context * sm.pp, np.inf),
+        "kv_used": np.where(np.isfinite(B), B * shape.decode_context * sm.lanes, np.inf),
         "kv_capacity": sm.kv_capacity_tokens,
         "batch_cap": bcap,
         "batch_cap_by": cap_by,

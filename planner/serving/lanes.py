@@ -402,7 +402,7 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
         saturated=np.where(stable, "", np.where(B > cv.bcap, cap_label(cv.cap_by), over)),
         utilization={"unified": util},
         batch=np.where(stable, B, inf),
-        kv_used=np.where(stable, B * shape.decode_context * sm.pp, inf),
+        kv_used=np.where(stable, B * shape.decode_context * sm.lanes, inf),
         kv_capacity=sm.kv_capacity_tokens,
         batch_cap=cv.bcap,
         batch_cap_by=cv.cap_by,
@@ -612,7 +612,7 @@ def pool_args(inp, dep, qps):
     pool = dep.pool("unified")
     sm = step_model(inp, pool)
     sm.require_fit()
-    lanes = pool.instances * pool.pp
+    lanes = pool.lanes
     qps = np.atleast_1d(np.asarray(qps, dtype=float))
     return sm, lanes, qps / lanes, shape_of(inp.workload), (inp.slo.ttft_s, inp.slo.tpot_s)
 

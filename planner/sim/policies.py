@@ -234,12 +234,12 @@ class InFlightBatching:
         pool = dep.pool("unified")
         sm = step_model(inp, pool)
         sm.require_fit()
-        lanes = pool.instances * pool.pp
+        lanes = pool.lanes
         mseq = max_num_seqs(sm)
         C = cls.budget(sm, dep, isl_a, osl_a)
         mixed, reserve_full = _engine_flags(sm)
         ft = fast_times(sm, max(int(C), mseq) + (0 if cls.split else int(isl_a.max())))
-        eng = LaneEngine(cls(C, mixed), lanes, ft, sm.kv_capacity_tokens / pool.pp, mseq, job.isl,
+        eng = LaneEngine(cls(C, mixed), lanes, ft, sm.kv_capacity_tokens_per_lane, mseq, job.isl,
                          job.osl, job.t_first, route_prompts=job.route_prompts,
                          route_work=job.route_work, reserve_full=reserve_full)
         eng.draw = spec_draws(sm, job)
@@ -340,7 +340,7 @@ class Disaggregated:
 
         # Prefill lanes pull from one shared FIFO queue (Dynamo's global prefill queue): each prompt
         # starts on the lane that frees up first -- an M/G/c queue, as the analytic model assumes.
-        Lp = pool_p.instances * pool_p.pp
+        Lp = pool_p.lanes
         free = [(0.0, l) for l in range(Lp)]
         heapq.heapify(free)
         Pl, tl = P.tolist(), arr.tolist()
@@ -357,7 +357,7 @@ class Disaggregated:
             start[i], pend[i], plane[i] = s, e, l
         pend_a = np.asarray(pend)
         # KV links: one FIFO server per prefill instance, in order of prefill completion.
-        inst = np.asarray(plane) // pool_p.pp
+        inst = np.asarray(plane) // pool_p.lanes_per_instance
         order = np.lexsort((np.arange(n), pend_a))
         link_free = [0.0] * pool_p.instances
         comp = [0.0] * n
@@ -378,9 +378,9 @@ class Disaggregated:
 
         mseq = max_num_seqs(smd)
         ft = fast_times(smd, mseq)
-        Ld = pool_d.instances * pool_d.pp
+        Ld = pool_d.lanes
         e = smd.engine
-        eng = LaneEngine(DecodeOnly(), Ld, ft, smd.kv_capacity_tokens / pool_d.pp, mseq, isl, osl,
+        eng = LaneEngine(DecodeOnly(), Ld, ft, smd.kv_capacity_tokens_per_lane, mseq, isl, osl,
                          t_first, reserve_full=e is not None and e.kv_admission == "reserve_full")
         eng.draw = spec_draws(smd, job)
         one = osl_a <= 1
