@@ -70,6 +70,9 @@ class Inputs:
     assumed: list = field(default_factory=list)  # defaults the user did not set
     engine: object = None  # planner.catalog.EngineSpec; None = the catalog's default engine
     kv_transfer: object = None  # planner.catalog.TransferSpec; None = the engine's default
+    # Speculative decoding (planner.perf.speculative.SpecDecode): on for estimate/simulate; what
+    # recommend may turn on where it pays. None = off.
+    spec: object = None
 
     def __post_init__(self):
         if self.engine is None and self.catalog is not None and DEFAULTS["engine"] in self.catalog.engines:
@@ -207,6 +210,9 @@ class Plan:
     link: dict | None = None
     verification: dict | None = None
     notes: list = field(default_factory=list)
+    # recommend with --spec-tokens: whether speculative decoding was turned on and why
+    # ({"on": bool, "why": sentence}); None where it was not offered.
+    speculation: dict | None = None
     # One decode iteration of the decoding pool's lane at the operating point (its mean batch
     # and decode context), op group -> seconds; and that pool's layout facts.
     decode_step: dict = field(default_factory=dict)

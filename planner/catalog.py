@@ -62,6 +62,9 @@ class ModelSpec:
     qk_rope_head_dim: int = 0
     qk_nope_head_dim: int = 0
     v_head_dim: int = 0
+    # Multi-token-prediction modules shipped with the checkpoint (HF num_nextn_predict_layers;
+    # DeepSeek-V3: 1), usable as the draft of speculative decoding.
+    mtp_layers: int = 0
     default_dtype: str = "bf16"
     default_kv_dtype: str = "bf16"
     published_params: float = 0.0  # total parameters as published (a cross-check, not used)
@@ -423,6 +426,7 @@ _MODEL_KEYS = {
     "id", "name", "kind", "hf_id", "num_layers", "hidden_size", "num_heads", "num_kv_heads",
     "head_dim", "intermediate_size", "vocab_size", "tie_word_embeddings", "gated_ffn", "moe", "mla",
     "default_dtype", "default_kv_dtype", "published_params_b", "source", "sources", "notes",
+    "mtp_layers",
 }
 _MOE_KEYS = {"num_experts", "experts_per_token", "moe_intermediate_size", "num_shared_experts",
              "first_dense_layers"}
@@ -456,6 +460,7 @@ def parse_model(path: Path, data: dict) -> ModelSpec:
     if not isinstance(gated, bool):
         raise CatalogError(f"{path}: gated_ffn: must be true or false, got {gated!r}")
     kw["gated_ffn"] = gated
+    kw["mtp_layers"] = r.number("mtp_layers", integer=True, positive=False, default=0, maximum=16)
     if "published_params_b" in data:
         kw["published_params"] = r.number("published_params_b") * 1e9
     if kw["num_heads"] % kw["num_kv_heads"]:
@@ -866,6 +871,7 @@ def model_from_hf_config(path: Path) -> ModelSpec:
         "vocab_size": need("vocab_size"),
         "tie_word_embeddings": bool(cfg.get("tie_word_embeddings", False)),
         "gated_ffn": _is_gated(cfg),
+        "mtp_layers": need("num_nextn_predict_layers", default=0),
         "source": f"Hugging Face config.json at {path}",
     }
     experts = need("n_routed_experts", "num_local_experts", "num_experts", default=0)

@@ -328,10 +328,28 @@ def transfer_option(f):
              "nixl-ucx for vllm and trtllm].")(f)
 
 
+def spec_options(f):
+    """--spec-tokens, --acceptance, --draft-model: speculative decoding."""
+    return _stack(
+        click.option("--spec-tokens", "spec_tokens", metavar="K",
+                     help="Speculative decoding: draft tokens proposed per step, 1 to "
+                          f"{units.MAX_SPEC_TOKENS} (needs --acceptance). estimate/simulate run "
+                          "with it; recommend/whatif turn it on where it pays."),
+        click.option("--acceptance", "acceptance", metavar="A|P1,..,PK",
+                     help="With --spec-tokens K: the mean accepted draft tokens per step (0 to "
+                          "K), or K per-position probabilities (each draft token accepted given "
+                          "the ones before it were), e.g. 0.8 or 0.8,0.7,0.6."),
+        click.option("--draft-model", "draft_model", metavar="NAME",
+                     help="A separate draft model from the catalog [default: the model's MTP "
+                          "head where it ships one, else an EAGLE-style one-layer head]."),
+    )(f)
+
+
 def common_options(f):
     """Everything a question about a workload takes: model, traffic, SLOs, the KV-transfer
-    engine and --json."""
-    return _stack(model_options, workload_options, slo_options, transfer_option, json_option)(f)
+    engine, speculative decoding and --json."""
+    return _stack(model_options, workload_options, slo_options, transfer_option, spec_options,
+                  json_option)(f)
 
 
 def deployment_options(f):
@@ -512,8 +530,21 @@ def build_inputs(ctx: click.Context, opts: dict, *, require_qps: bool = True,
     dtype, kv_dtype = resolve_dtypes(model, opts, assumed)
     engine = resolve_engine(cat, opts, assumed)
     xfer = cat.kv_transfer(opts["kv_transfer"], "--kv-transfer") if opts.get("kv_transfer") else None
+    spec = build_spec(cat, model, opts, assumed)
     return Inputs(model, wl, slo, dtype, kv_dtype, cat, gpu=gpu, assumed=assumed, engine=engine,
-                  kv_transfer=xfer)
+                  kv_transfer=xfer, spec=spec)
+
+
+def build_spec(cat, model, opts: dict, assumed: list):
+    """:class:`planner.perf.speculative.SpecDecode` from :func:`spec_options` (None when off);
+    the default draft of a model without MTP layers is an assumption, and listed as one."""
+    from planner.perf import speculative
+
+    spec = speculative.build(opts.get("spec_tokens"), opts.get("acceptance"),
+                             opts.get("draft_model"), model, cat)
+    if spec is not None and spec.kind == "eagle":
+        assumed.append(f"draft: an EAGLE-style one-layer head ({model.id} ships no MTP layers)")
+    return spec
 
 
 def check_pool(inputs, pool, flag: str) -> None:

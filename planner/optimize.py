@@ -19,7 +19,7 @@ import numpy as np
 
 from planner.api import Inputs, Plan, estimate
 from planner.api import headroom as api_headroom
-from planner.errors import InvalidRequestError, NoFeasiblePlanError
+from planner.errors import InvalidRequestError, NoFeasiblePlanError, PdplanError
 from planner.perf import build_step_model, kv_link_for, link_capacity
 from planner.serving import chunked, disaggregated, unified
 from planner.serving.common import (
@@ -29,6 +29,7 @@ from planner.serving.common import (
     lane_budget,
     shape_of,
     transfer_of,
+    with_spec,
 )
 
 TP_CHOICES = (1, 2, 4, 8)
@@ -54,6 +55,8 @@ class Candidate:
     score: float = math.inf
     percentiles: object = field(default=None, repr=False, compare=False)  # () -> (ttft, tpot)
     _pct: tuple | None = field(default=None, repr=False, compare=False)
+    spec: bool = False  # sized with speculative decoding on
+    headroom: float = math.nan  # max QPS within the SLO, where an on/off tie needed it
 
     def _load(self):
         if self._pct is None:
@@ -108,6 +111,7 @@ def _configs(inp: Inputs, gpu_ids, tps=TP_CHOICES, pps=PP_CHOICES):
                 for ep, dp in layouts:
                     sm = build_step_model(inp.catalog, inp.model, gpu, tp, pp, dtype=inp.dtype,
                                           kv_dtype=inp.kv_dtype, ep=ep, dp=dp, engine=inp.engine)
+                    sm = with_spec(inp, sm)  # speculative decoding, when the question has it
                     if sm.fits:
                         out.append(sm)
     # Pipeline parallelism only pays when tensor parallelism within a node cannot hold the
@@ -169,6 +173,7 @@ def search(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
         return res
 
     def consider(c: Candidate):
+        c.spec = inp.spec is not None
         res.cloud.append(c)
         cur = res.best.get(c.approach) if c.feasible else res.nearest.get(c.approach)
         key = _key(c, inp)
@@ -338,9 +343,13 @@ def recommend(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
         sizing = replace(inp, workload=replace(wl, qps=wl.concurrency / (wl.think_s + resp),
                                                concurrency=None))
         sizing.objective = objective
-        sr = search(sizing, gpu_ids, approaches, max_gpus)
+        sr, both = search_speculation(sizing, gpu_ids, approaches, max_gpus)
     else:
-        sr = search(inp, gpu_ids, approaches, max_gpus)
+        sr, both = search_speculation(inp, gpu_ids, approaches, max_gpus)
+    inp_off = _without_spec(inp)
+
+    def inputs_of(c):
+        return inp if c.spec else inp_off
     feasible = [c for c in sr.best.values() if c is not None]
     if not feasible:
         raise NoFeasiblePlanError(no_plan_message(inp, sr, gpu_ids, max_gpus),
@@ -353,7 +362,7 @@ def recommend(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
     for a in approaches:
         c = sr.best.get(a) or sr.nearest.get(a)
         if c is not None:
-            plans[a], cands[a] = estimate(inp, c.deployment, with_headroom=headroom), c
+            plans[a], cands[a] = estimate(inputs_of(c), c.deployment, with_headroom=headroom), c
 
     def first(a):
         c = cands[a]
@@ -365,13 +374,120 @@ def recommend(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
     for a in tied:
         if not math.isfinite(plans[a].max_qps):
             p = plans[a]
-            p.max_qps = api_headroom(inp, cands[a].deployment,
+            p.max_qps = api_headroom(inputs_of(cands[a]), cands[a].deployment,
                                      inp.workload.qps if p.meets_slo else None)
     best = min(tied, key=lambda a: (-plans[a].max_qps, cands[a].score))
     winner, plan = cands[best], plans[best]
     alternatives = [plans[a] for a in approaches if a in plans and a != best]
     plan.reason = explain_choice(inp, plan, winner, sr, plans)
+    if both is not None:
+        plan.speculation = explain_speculation(inp, inp_off, plan, winner, both)
     return Recommendation(plan, alternatives, sr.evaluated, sr.cloud)
+
+
+# --------------------------------------------------------------------------------------------
+# Speculative decoding: searched on and off
+# --------------------------------------------------------------------------------------------
+
+
+def _without_spec(inp: Inputs) -> Inputs:
+    if inp.spec is None:
+        return inp
+    off = replace(inp, spec=None)
+    off.objective = _objective(inp)
+    return off
+
+
+def search_speculation(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024):
+    """:func:`search` as asked; with speculative decoding offered (``inp.spec``), every
+    configuration is sized both with it and without, and each approach keeps the better of the
+    two (fewer GPUs or dollars, then the larger attainment margin; a tie in both is settled by
+    headroom in :func:`recommend`'s ranking). Returns (the merged result, ``(on, off)`` results or
+    None when speculation was not offered)."""
+    if inp.spec is None:
+        return search(inp, gpu_ids, approaches, max_gpus), None
+    on = search(inp, gpu_ids, approaches, max_gpus)
+    off = search(_without_spec(inp), gpu_ids, approaches, max_gpus)
+    res = SearchResult({a: None for a in approaches}, {a: None for a in approaches},
+                       on.evaluated + off.evaluated, on.cloud + off.cloud)
+    for a in approaches:
+        for table in ("best", "nearest"):
+            cs = [c for c in (getattr(off, table).get(a), getattr(on, table).get(a)) if c is not None]
+            if cs:
+                getattr(res, table)[a] = _pick_on_off(cs, inp)
+        if res.best[a] is not None:
+            res.nearest[a] = None
+    return res, (on, off)
+
+
+def _pick_on_off(cs: list, inp: Inputs) -> Candidate:
+    """The better of an approach's candidates without (first) and with speculation: by the
+    search's key; on a tie in GPUs and cost, the one with more headroom (off when equal)."""
+    best = min(cs, key=lambda c: _key(c, inp)[:2] if c.feasible else _key(c, inp))
+    if len(cs) == 2 and all(c.feasible for c in cs) and _key(cs[0], inp)[:2] == _key(cs[1], inp)[:2]:
+        off_inp = _without_spec(inp)
+        for c in cs:
+            c.headroom = api_headroom(inp if c.spec else off_inp, c.deployment)
+        best = cs[1] if cs[1].headroom > cs[0].headroom else cs[0]
+    return best
+
+
+def explain_speculation(inp: Inputs, inp_off: Inputs, plan: Plan, winner: Candidate, both) -> dict:
+    """Whether the recommended plan decodes speculatively, and why, in one sentence: its TPOT
+    with and without speculation on the chosen deployment, and what the best plan of the other
+    choice (any approach) needs."""
+    on, off = both
+    k = inp.slo.key
+    rival = off if winner.spec else on
+    others = [c for c in rival.best.values() if c is not None]
+    other = min(others, key=lambda c: _key(c, inp)) if others else None
+    dep = winner.deployment
+    here = float(plan.metrics.tpot[k])
+    try:
+        alt = estimate(inp_off if winner.spec else inp, dep, with_headroom=False)
+        there = float(alt.metrics.tpot[k])
+    except PdplanError:  # the draft's weights do not fit this deployment
+        alt, there = None, math.inf
+    b = plan.metrics.decode_batch if winner.spec else (alt.metrics.decode_batch if alt else math.nan)
+    tp_on, tp_off = (here, there) if winner.spec else (there, here)
+    at = f" at batch {b:.0f}" if math.isfinite(b) else ""
+    desc = f"{inp.spec.tokens_per_step:.2f} tokens per step"
+    change = (f"P{inp.slo.percentile} TPOT {_ms(tp_off)} -> {_ms(tp_on)}{at} ({desc})"
+              if alt is not None else f"the draft does not fit {_pools(dep)}")
+    name = "off" if winner.spec else "on"
+    if other is None:
+        then = f"{name}, no plan meets the SLO within the GPU limit"
+    else:
+        best = f"{other.approach} {_pools(other.deployment)}"
+        if other.gpus != winner.gpus or other.cost != winner.cost:
+            more = other.gpus - winner.gpus
+            what = (f"{more} more GPU{'s' if more > 1 else ''}" if more > 0
+                    else f"${other.cost - winner.cost:,.0f}/h more")
+            then = f"{name}, the best plan needs {what} ({best}, {other.gpus} GPUs)"
+        else:
+            mine = plan.max_qps if math.isfinite(plan.max_qps) else api_headroom(inp if winner.spec else inp_off, dep)
+            theirs = other.headroom if math.isfinite(other.headroom) else api_headroom(
+                inp_off if winner.spec else inp, other.deployment)
+            then = (f"{name}, the best plan ties at {other.gpus} GPUs ({best}) with less headroom "
+                    f"(max {theirs:,.1f} QPS against {mine:,.1f})")
+    lead = "speculative decoding on" if winner.spec else "speculative decoding off: on"
+    return {"on": bool(winner.spec), "why": f"{lead}, {change}; {then}." if not winner.spec
+            else f"{lead}: {change}; {then}.", "tpot_on_ms": _round_ms(tp_on),
+            "tpot_off_ms": _round_ms(tp_off),
+            "gpus_on": winner.gpus if winner.spec else (other.gpus if other else None),
+            "gpus_off": (other.gpus if other else None) if winner.spec else winner.gpus}
+
+
+def _ms(x: float) -> str:
+    return f"{x * 1e3:.1f} ms" if math.isfinite(x) else "overloaded"
+
+
+def _round_ms(x: float):
+    return round(x * 1e3, 3) if math.isfinite(x) else None
+
+
+def _pools(dep: Deployment) -> str:
+    return " + ".join(p.spec() for p in dep.pools)
 
 
 def explain_choice(inp: Inputs, plan: Plan, winner: Candidate, sr: SearchResult,
@@ -577,6 +693,8 @@ def verify(inp: Inputs, rec: Recommendation, requests: int, seed: int, max_gpus:
     the pool that falls short until the simulator agrees, within ``steps`` and ``max_gpus``. The
     plan then says how many GPUs the analytic sizing had and why it changed."""
     plan = rec.plan
+    if getattr(plan.inputs, "spec", None) is None:
+        inp = _without_spec(inp)  # the search left speculative decoding off: simulate it off
     analytic_gpus = plan.total_gpus
     dep = plan.deployment
     verdict = simulate_plan(inp, dep, requests, seed)
@@ -590,6 +708,7 @@ def verify(inp: Inputs, rec: Recommendation, requests: int, seed: int, max_gpus:
         verdict = simulate_plan(inp, dep, requests, seed)
     if added:
         sized = estimate(inp, dep)
+        sized.speculation = plan.speculation
         sized.notes = list(plan.notes) + [
             f"sized up by simulation from {analytic_gpus} to {sized.total_gpus} GPUs: the analytic "
             f"model was optimistic here (simulated attainment {first['attainment'] * 100:.1f}% at "

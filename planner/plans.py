@@ -260,9 +260,33 @@ def load_plan(path: str, qps: float | None = None, catalog_dir: str | None = Non
             _fail(path, "kv_transfer.engine",
                   f"unknown KV-transfer engine {tid!r}; known: {', '.join(sorted(cat.transfers))}")
         xfer = cat.transfers[tid]
+    spec = _plan_spec(path, inp.get("speculative"), model, cat)
     inputs = Inputs(model, wl, slo, dtype, kv_dtype, cat, gpu=gpu_default, engine=engine,
-                    kv_transfer=xfer)
+                    kv_transfer=xfer, spec=spec)
     return inputs, dep, doc
+
+
+def _plan_spec(path: str, doc, model, cat):
+    """A plan's ``inputs.speculative`` (tokens, acceptance, draft), read by the same rules as
+    ``--spec-tokens``/``--acceptance``/``--draft-model``; None when absent."""
+    from planner.perf import speculative
+
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        _fail(path, "inputs.speculative", f"must be a mapping of tokens, acceptance and draft, got {doc!r}")
+    where = f"{path}: inputs.speculative."
+    draft = doc.get("draft")
+    if draft is not None and not isinstance(draft, str):
+        _fail(path, "inputs.speculative.draft", f"must be a model id, mtp or eagle, got {draft!r}")
+    spec = speculative.build(doc.get("tokens"), doc.get("acceptance"),
+                             None if draft in ("mtp", "eagle", None) else draft, model, cat,
+                             flags={"tokens": where + "tokens", "acceptance": where + "acceptance",
+                                    "draft": where + "draft"})
+    if spec is not None and draft in ("mtp", "eagle") and spec.kind != draft:
+        _fail(path, "inputs.speculative.draft", f"{model.id} has {'no ' if draft == 'mtp' else ''}MTP "
+              f"layers, so its draft head is {spec.kind}, not {draft}")
+    return spec
 
 
 def write_atomic(path: str, text: str, force: bool = False, flag: str = "-o") -> None:

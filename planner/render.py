@@ -257,6 +257,8 @@ def inputs_document(inp, trace_rows: bool = True) -> dict:
         if wl.think_s:
             doc["think_time_ms"] = ms(wl.think_s)
     doc.update(wl.prefix.document())  # prefix caching: prefix_tokens, prefix_hit_rate
+    if getattr(inp, "spec", None) is not None:  # speculative decoding: what the plan runs
+        doc["speculative"] = inp.spec.document()
     if inp.assumed:
         doc["assumed"] = list(inp.assumed)
     return doc
@@ -296,6 +298,14 @@ def engine_hints(plan) -> dict:
             flags += ["--enable-chunked-prefill", f"--max-num-batched-tokens {dep.chunk_size}"]
         elif dep.approach == "unified":
             flags.append("--no-enable-chunked-prefill")
+        spec = getattr(inp, "spec", None)
+        if spec is not None and pool.role != "prefill" and spec.kind in ("mtp", "model"):
+            # vLLM's SpeculativeConfig (--speculative-config JSON): the DeepSeek MTP method or a
+            # draft model by its Hugging Face id
+            cfg = ({"method": "deepseek_mtp"} if spec.kind == "mtp"
+                   else {"model": spec.draft.raw.get("hf_id", spec.draft.id)})
+            cfg["num_speculative_tokens"] = int(spec.tokens)
+            flags.append("--speculative-config '" + json.dumps(cfg) + "'")
         hint = {"engine": "vllm", "flags": flags}
         if dep.approach == "disaggregated" and pool.role in ROLE_KV:
             hint["kv_role"] = ROLE_KV[pool.role]
@@ -335,7 +345,11 @@ def _catalog_embed(plan) -> dict:
                 links[lid] = dict(cat.links[lid].raw)
     if plan.link and plan.link.get("id") in cat.links and plan.link["id"] not in links:
         links[plan.link["id"]] = dict(cat.links[plan.link["id"]].raw)
-    out = {"models": {inp.model.id: dict(inp.model.raw)},
+    models = {inp.model.id: dict(inp.model.raw)}
+    spec = getattr(inp, "spec", None)
+    if spec is not None and spec.draft is not None and spec.draft.raw:
+        models[spec.draft.id] = dict(spec.draft.raw)
+    out = {"models": models,
            "gpus": dict(sorted(gpus.items())), "links": dict(sorted(links.items()))}
     if inp.engine is not None and inp.engine.raw:
         out["engines"] = {inp.engine.id: dict(inp.engine.raw)}
@@ -441,6 +455,8 @@ def plan_document(plan, trace_rows: bool = True) -> dict:
     doc["metrics"] = metrics_document(plan)
     doc["meets_slo"] = bool(plan.meets_slo)
     doc["reason"] = plan.reason
+    if getattr(plan, "speculation", None):
+        doc["speculative_decoding"] = dict(plan.speculation)
     if plan.notes:
         doc["notes"] = list(plan.notes)
     doc["engine_hints"] = engine_hints(plan)
@@ -472,6 +488,8 @@ def show_plan(console: Console, plan, title: str | None = None) -> None:
     if dep.approach == "chunked":
         pools += f", chunk {dep.chunk_size} tokens"
     console.print(f"  {escape(pools)}")
+    if getattr(inp, "spec", None) is not None:
+        console.print(f"  speculative decoding: {escape(inp.spec.describe())}")
     if plan.link:
         lk = plan.link
         console.print(
@@ -521,9 +539,15 @@ def show_plan(console: Console, plan, title: str | None = None) -> None:
         "  TTFT = queueing {} + compute {} + transfer {}".format(
             _fmt_ms(b.get("ttft_queue_s"), 2), _fmt_ms(b.get("ttft_compute_s"), 2),
             _fmt_ms(b.get("ttft_transfer_s"), 2)))
-    console.print(
-        "  TPOT = step {} + interference {}".format(
-            _fmt_ms(b.get("tpot_step_s"), 2), _fmt_ms(b.get("tpot_interference_s"), 2)))
+    if b.get("decode_iteration_s") is not None and getattr(inp, "spec", None) is not None:
+        console.print(
+            "  TPOT = iteration {} / {:.2f} tokens + interference {}".format(
+                _fmt_ms(b.get("decode_iteration_s"), 2), inp.spec.tokens_per_step,
+                _fmt_ms(b.get("tpot_interference_s"), 2)))
+    else:
+        console.print(
+            "  TPOT = step {} + interference {}".format(
+                _fmt_ms(b.get("tpot_step_s"), 2), _fmt_ms(b.get("tpot_interference_s"), 2)))
     if not m.stable:
         console.print(f"[bold red]overloaded[/]: saturates first: {escape(str(m.saturated or 'deployment'))}")
     if plan.meets_slo:
@@ -919,6 +943,8 @@ def _alt_row(plan, key: str) -> list:
         pools = " + ".join(p.spec() for p in ps)
     if plan.deployment.approach == "chunked":
         pools += f" c{plan.deployment.chunk_size}"
+    if getattr(plan.inputs, "spec", None) is not None:
+        pools += f" spec{plan.inputs.spec.tokens}"  # speculative decoding, K draft tokens
     return [plan.approach, str(plan.total_gpus), pools, f"${plan.cost_per_hour:,.0f}",
             _fmt_ms(m.ttft.get(key)), _fmt_ms(m.tpot.get(key), 1),
             _num(finite(plan.max_qps), ",.1f"), "yes" if plan.meets_slo else "no"]
@@ -927,6 +953,8 @@ def _alt_row(plan, key: str) -> list:
 def show_recommendation(console: Console, rec) -> None:
     plan = rec.plan
     show_plan(console, plan, title="recommendation")
+    if getattr(plan, "speculation", None):
+        console.print(f"{escape(plan.speculation['why'])}")
     key = plan.inputs.slo.key
     pct = plan.inputs.slo.percentile
     t = _table(("approach", {"justify": "left", "style": "bold"}), "GPUs", ("pools", {"justify": "left"}),

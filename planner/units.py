@@ -58,6 +58,10 @@ MAX_WHATIF_CELLS = 256
 # new), and at most 10,000 columns (no terminal or file viewer shows more).
 TICK_STEP_FRACTION = 1e-3
 MAX_TIMELINE_COLUMNS = 10_000
+# Speculative decoding (--spec-tokens): draft tokens proposed per step. Engines run 1 to about 8
+# (vLLM num_speculative_tokens, SGLang speculative-num-steps); past 16 the chance that a whole
+# draft is accepted is negligible at any acceptance rate measured, so a larger K is a typo.
+MAX_SPEC_TOKENS = 16
 # Any number longer than this many characters is refused before it is converted (the largest
 # bound above has 8 digits; this keeps Python's 4,300-digit integer limit out of reach).
 MAX_NUMBER_CHARS = 40

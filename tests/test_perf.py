@@ -158,23 +158,51 @@ def test_moe_decode_reads_only_the_experts_the_batch_touches():
        gpu=st.sampled_from(["h100-sxm", "h200", "a100-80g", "b200", "mi300x"]),
        tp=st.sampled_from([1, 2, 4, 8]), dtype=st.sampled_from(["bf16", "fp8"]),
        pf=st.integers(0, 3000), seqs=st.integers(1, 4), off=st.integers(0, 4000),
-       batch=st.integers(0, 256), ctx=st.integers(1, 8000))
-def test_fast_tables_equal_the_roofline(model, gpu, tp, dtype, pf, seqs, off, batch, ctx):
+       batch=st.integers(0, 256), ctx=st.integers(1, 8000), query=st.sampled_from([1, 1, 2, 4]))
+def test_fast_tables_equal_the_roofline(model, gpu, tp, dtype, pf, seqs, off, batch, ctx, query):
     cat = load_catalog()
     m, g = cat.models[model], cat.gpus[gpu]
     if not m.valid_tp(tp):
         return
     sm = build_step_model(cat, m, g, tp, 1, dtype=dtype)
-    ft = FastTimes(sm, 3300)
+    ft = FastTimes(sm, 4100)
     pf = pf if pf >= seqs else 0
     seqs = seqs if pf else 0
     pairs = pf * (off + pf / seqs / 2) if pf else 0.0
     kv = seqs * off + pf
     X = float(batch * ctx)
     exact = float(sm.iteration(prefill_tokens=pf, prefill_pairs=pairs, prefill_kv=kv,
-                               prefill_seqs=seqs, decode_batch=batch, decode_ctx=X).time_s)
-    fast = ft.time(pf, pairs, kv, seqs, batch, X)
+                               prefill_seqs=seqs, decode_batch=batch, decode_ctx=X,
+                               decode_query=query).time_s)
+    fast = ft.time(pf, pairs, kv, seqs, batch, X, query)
     assert fast == pytest.approx(exact, rel=1e-9, abs=1e-15)
+
+
+@settings(max_examples=40, deadline=None)
+@given(model=st.sampled_from(["llama-3.1-8b", "llama-3.1-70b", "mixtral-8x7b", "deepseek-v3"]),
+       gpu=st.sampled_from(["h100-sxm", "h200", "b200"]), tp=st.sampled_from([1, 2, 4, 8]),
+       k=st.integers(1, 4), draft=st.sampled_from([None, "llama-3.1-8b"]),
+       pf=st.integers(0, 2000), batch=st.integers(0, 200), ctx=st.integers(1, 6000))
+def test_speculative_tables_equal_the_roofline(model, gpu, tp, k, draft, pf, batch, ctx):
+    """The simulator's speculative tables (target at K + 1 tokens per decode plus the draft's K
+    passes) give what SpecStepModel.iteration gives, and so do their decode-run closed forms."""
+    from planner.perf import fast_times, speculative
+
+    cat = load_catalog()
+    m, g = cat.models[model], cat.gpus[gpu]
+    if not m.valid_tp(tp) or (draft and cat.models[draft].vocab_size != m.vocab_size):
+        return
+    spec = speculative.build(k, "0.7", draft, m, cat)
+    sm = speculative.speculative_step_model(cat, build_step_model(cat, m, g, tp, 1), spec)
+    ft = fast_times(sm, 2300)
+    X = float(batch * ctx)
+    pairs = pf * pf / 2
+    exact = float(sm.iteration(prefill_tokens=pf, prefill_pairs=pairs, prefill_kv=pf,
+                               prefill_seqs=1 if pf else 0, decode_batch=batch, decode_ctx=X).time_s)
+    assert ft.time(pf, pairs, float(pf), 1 if pf else 0, batch, X) == pytest.approx(exact, rel=1e-9, abs=1e-15)
+    if batch:
+        _, one, _ = ft.runs(batch + 1)
+        assert one(batch, X) == pytest.approx(float(sm.decode_time(batch, ctx)), rel=1e-9)
 
 
 def test_mla_kv_cache_is_not_split_by_tensor_parallelism():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from planner import api
-from planner.perf import FastTimes, kv_transfer_time, link_capacity, transfer_rate
+from planner.perf import fast_times, kv_transfer_time, link_capacity, transfer_rate
 from planner.serving import unified
 from planner.serving.common import (
     Deployment,
@@ -75,13 +75,14 @@ def _reference(inp, dep, n, seed, routing="outstanding"):
         chunk = dep.chunk_size
         if dep.approach == "unified":
             chunk = unified.budget(sm, LoadShape(np.asarray(isl), np.asarray(osl), cached=np.asarray(cached)))
-        clock = reference.TableClock(FastTimes(sm, chunk + int(np.max(isl)) + max_num_seqs(sm)), sm)
+        clock = reference.TableClock(fast_times(sm, chunk + int(np.max(isl)) + max_num_seqs(sm)), sm)
         e = sm.engine
         pre: list = []
         _, tokens = reference.in_flight(
             reqs, clock, chunk, dep.approach == "chunked", lanes=pool.instances * pool.pp,
             kv_cap=sequence_kv_capacity(sm, prefix.tokens) / sm.lanes, routing=routing,
-            mixed=e is None or e.schedule == "decode_first", preemptions=pre, **_engine_kw(sm))
+            mixed=e is None or e.schedule == "decode_first", preemptions=pre,
+            spec=getattr(sm, "spec", None), seed=seed, **_engine_kw(sm))
         _LAST_PREEMPTIONS[:] = pre
         return arr, np.asarray(isl), np.asarray(osl), tokens
     pp_, pd_ = dep.pool("prefill"), dep.pool("decode")
@@ -90,13 +91,13 @@ def _reference(inp, dep, n, seed, routing="outstanding"):
     kvb = inp.model.kv_bytes_per_token(dep.kv_transfer_dtype or inp.kv_dtype)
     # prefills and transfers by the prefill pool's model, decode iterations by the decode pool's
     xfer = transfer_of(inp)
-    clock = reference.TableClock(FastTimes(smd, max_num_seqs(smd)), smp, link, streams, kvb,
+    clock = reference.TableClock(fast_times(smd, max_num_seqs(smd)), smp, link, streams, kvb,
                                  dep.kv_overlap, xfer)
     lanes = int(link_capacity(link, pp_.tp * pp_.pp, xfer) / transfer_rate(link, streams, xfer) + 1e-9)
     _, tokens, _, _ = reference.disaggregated(
         reqs, clock, prefill_lanes=pp_.instances * pp_.pp, lanes_per_instance=pp_.pp,
         decode_lanes=pd_.instances * pd_.pp, kv_cap=sequence_kv_capacity(smd, prefix.tokens) / smd.lanes,
-        link_lanes=max(lanes, 1), **_engine_kw(smd))
+        link_lanes=max(lanes, 1), spec=getattr(smd, "spec", None), seed=seed, **_engine_kw(smd))
     return arr, np.asarray(isl), np.asarray(osl), tokens
 
 
@@ -214,6 +215,31 @@ def test_closed_form_decode_runs_match_brute_force():
             expect = min(int(np.searchsorted(cum, D, side="left")) + 1, n)
             assert _run_reach(a, f, g, B, X, n, D) == expect
     assert min(regimes.values()) > 10, regimes
+
+
+def test_speculative_decode_runs_match_brute_force():
+    """The two-term closed forms (target verification and draft passes, context growing by D per
+    iteration) equal iteration-by-iteration sums, and the bisection finds the first boundary."""
+    from planner.sim.runs import spec_iter, spec_reach, spec_span
+
+    rng = np.random.default_rng(9)
+    for _ in range(300):
+        B = int(rng.integers(1, 64))
+        a = float(rng.uniform(1e-3, 3e-2))
+        g, g2 = float(rng.uniform(1e-9, 1e-7)), float(rng.uniform(1e-10, 1e-8))
+        f = g * float(rng.choice([0.5, 1.5, 4.0, 8.0]))
+        f2 = g2 * float(rng.choice([0.5, 2.0]))
+        q = int(rng.integers(1, 5))
+        D = B * float(rng.uniform(1.0, q))
+        X = float(rng.choice([0.0, rng.uniform(0, 5e4)]))
+        n = int(rng.integers(1, 200))
+        steps = [spec_iter(a, f, g, B * q, f2, g2, B, X + j * D) for j in range(n)]
+        cum = np.cumsum(steps)
+        assert spec_span(a, f, g, B * q, f2, g2, B, X, D, n) == pytest.approx(cum[-1], rel=1e-11)
+        k = int(rng.integers(0, n))
+        for T in (1e-12, cum[k] * (1 - 1e-9), cum[k] * (1 + 1e-9)):
+            expect = min(int(np.searchsorted(cum, T, side="left")) + 1, n)
+            assert spec_reach(a, f, g, B * q, f2, g2, B, X, D, n, T) == expect
 
 
 # --------------------------------------------------------------------------------------------
@@ -536,3 +562,102 @@ def test_lone_request_with_a_cached_prefix_is_the_uncached_prefill():
     # the decode steps still attend to the whole context, prefix included
     expect = sum(float(smd.decode_time(1, 2000 + j)) for j in range(63)) / 63
     assert _lone(inp, dep).per_request["tpot"] == pytest.approx(expect, rel=1e-9)
+# Speculative decoding: the simulator's drawn decode iterations against the reference scheduler
+# --------------------------------------------------------------------------------------------
+
+
+def _spec(inp, k, acceptance, draft=None):
+    from planner.perf import speculative
+
+    return replace(inp, spec=speculative.build(k, acceptance, draft, inp.model, inp.catalog))
+
+
+@pytest.mark.parametrize("case", ["chunked-none-accepted", "chunked-all-accepted",
+                                  "unified-all-accepted", "disaggregated-none-accepted",
+                                  "chunked-kv-blocked-all-accepted"])
+def test_speculative_matches_reference_exactly_when_acceptance_is_certain(case):
+    """With acceptance 0 or K nothing is random: every decode iteration gives 1 (or K + 1)
+    tokens, so the closed-form runs (context growing by B (1 + a) per iteration, K + 1 tokens of
+    budget and KV per decode, the draft's passes in every iteration) must give exactly what the
+    token-by-token reference gives."""
+    var = dict(isl_dist=VAR_ISL, osl_dist=VAR_OSL)
+    if case == "chunked-none-accepted":
+        inp, dep = _spec(_inputs(qps=6.0, **var), 2, "0"), _chunked(n=2, tp=8, chunk=512)
+    elif case == "chunked-all-accepted":
+        inp, dep = _spec(_inputs(qps=6.0, **var), 3, "3"), _chunked(n=2, tp=8, chunk=512)
+    elif case == "unified-all-accepted":
+        inp, dep = _spec(_inputs(qps=6.0, **var), 1, "1"), _unified(n=2, tp=8)
+    elif case == "disaggregated-none-accepted":
+        inp, dep = _spec(_inputs(qps=8.0, **var), 1, "0"), _disagg(np_=2, tpp=4, nd=1, tpd=8)
+    else:
+        inp = _inputs(qps=0.9, gpu="l40s", isl_dist=LengthDist("lognormal", 400.0, cv=0.8),
+                      osl_dist=LengthDist("lognormal", 900.0, cv=0.5))
+        inp, dep = _spec(inp, 2, "1,1"), _chunked(n=1, tp=4, chunk=256, gpu="l40s")
+    _check_against_reference(inp, dep, 300)
+
+
+def _percentiles(tokens, arr, osl, lo, hi):
+    ttft = np.array([tk[0] for tk in tokens]) - arr
+    tpot = np.array([(tk[-1] - tk[0]) / (o - 1) if o > 1 else np.nan for tk, o in zip(tokens, osl)])
+    sel = np.arange(lo, hi)
+    sel_t = sel[osl[sel] > 1]
+    return ({p: float(np.percentile(ttft[sel], p)) for p in (50, 90)},
+            {p: float(np.percentile(tpot[sel_t], p)) for p in (50, 90)})
+
+
+@pytest.mark.parametrize("k,acceptance,approach", [(1, "0.8", "chunked"), (3, "0.8,0.7,0.6", "chunked"),
+                                                    (2, "1.2", "disaggregated")])
+def test_speculative_simulator_agrees_with_reference(k, acceptance, approach):
+    """Random acceptance: the simulator draws each sequence's decode iterations at admission
+    and grows the context by the mean; the reference draws every sequence's accepted count at
+    every iteration. Their TTFT and TPOT percentiles agree within 3%, and every request gets
+    exactly its output tokens."""
+    base = _inputs(qps=12.0, model="llama-3.1-8b", isl_dist=LengthDist("lognormal", 800.0, cv=0.6),
+                   osl_dist=LengthDist("lognormal", 120.0, cv=0.5))
+    inp = _spec(base, k, acceptance)
+    dep = (_chunked(n=1, tp=1, chunk=2048) if approach == "chunked"
+           else _disagg(np_=1, tpp=1, nd=1, tpd=1))
+    n = 1500 if approach == "chunked" else 700
+    res = simulate(inp, dep, n, seed=4, keep_requests=True)
+    arr, isl, osl, tokens = _reference(inp, dep, n, 4)
+    assert res.stable
+    assert all(len(tk) == o for tk, o in zip(tokens, osl))
+    counted = np.nonzero(res.per_request["counted"])[0]
+    ttft, tpot = _percentiles(tokens, arr, osl, counted[0], counted[-1] + 1)
+    for p in (50, 90):
+        assert res.ttft[f"p{p}"] == pytest.approx(ttft[p], rel=0.03)
+        assert res.tpot[f"p{p}"] == pytest.approx(tpot[p], rel=0.03)
+
+
+def test_speculative_iterations_follow_the_acceptance_chain():
+    """The decode iterations drawn for n tokens have the renewal mean n / (1 + E[a]) (plus the
+    last, partial step) and never exceed n; with certain acceptance they are exact."""
+    from planner.perf import speculative
+
+    inp = _inputs(model="llama-3.1-8b")
+    rng = np.random.default_rng(0)
+    spec = speculative.build(3, "0.8,0.7,0.6", None, inp.model, inp.catalog)
+    n = np.full(20000, 200)
+    its = spec.iterations(n, rng)
+    assert its.max() <= 200 and its.min() >= 200 // 4
+    g = spec.tokens_per_step
+    assert its.mean() == pytest.approx(200 / g, rel=0.01)
+    # renewal variance: n Var(a) / g^3
+    assert its.var() == pytest.approx(200 * spec.variance / g**3, rel=0.1)
+    sure = speculative.build(3, "3", None, inp.model, inp.catalog)
+    assert sure.iterations(np.array([1, 4, 5, 9, 0]), rng).tolist() == [1, 1, 2, 3, 0]
+    none = speculative.build(2, "0", None, inp.model, inp.catalog)
+    assert none.iterations(np.array([7, 1]), rng).tolist() == [7, 1]
+
+
+def test_speculation_changes_only_the_decodes_of_a_seeded_run():
+    """The accepted counts come from their own stream of the seed: arrivals and lengths are the
+    same with and without speculation, and the same seed gives the same run."""
+    base = _inputs(qps=6.0, model="llama-3.1-8b", isl=800, osl=100)
+    dep = _chunked(n=1, tp=1, chunk=2048)
+    off = simulate(base, dep, 400, seed=2, keep_requests=True)
+    on = simulate(_spec(base, 1, "0.8"), dep, 400, seed=2, keep_requests=True)
+    again = simulate(_spec(base, 1, "0.8"), dep, 400, seed=2, keep_requests=True)
+    np.testing.assert_array_equal(off.per_request["arrival"], on.per_request["arrival"])
+    np.testing.assert_array_equal(on.per_request["tpot"], again.per_request["tpot"])
+    assert on.tpot["p50"] < off.tpot["p50"] / 1.4

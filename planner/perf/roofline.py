@@ -82,6 +82,11 @@ class StepModel(InstanceMemory):
     across ranks), with the experts spread over all ``tp * dp`` GPUs (``ep = tp * dp``).
     """
 
+    # Tokens a decoding sequence feeds into an iteration and gains from it on average: 1 and 1
+    # here; speculative decoding (planner.perf.speculative) verifies K + 1 and gains 1 + accepted.
+    decode_query = 1
+    tokens_per_step = 1.0
+
     def __init__(self, model: ModelSpec, gpu: GPUSpec, tp: int = 1, pp: int = 1, *,
                  dtype: str | None = None, kv_dtype: str | None = None, ep: int = 1, dp: int = 1,
                  link_pp: LinkSpec | None = None, intra_link: LinkSpec | None = None,
@@ -318,18 +323,20 @@ class StepModel(InstanceMemory):
         t = np.where(n > 0, np.maximum(t, by / (self.gpu.hbm_bytes_per_s * self.g_bf16["mem"])), 0.0)
         return t * self.layers, fl * self.layers, by * self.layers, self.peak_bf16
 
-    def decode_attention(self, batch, ctx):
+    def decode_attention(self, batch, ctx, query=1):
         """Paged decode attention for ``batch`` sequences of total context ``ctx``, per layer:
         ``floor + (per_seq + per_read r) B + max(FLOPs / (peak_bf16 * mamf_prefill),
         KV bytes read / (HBM_BW eta(B r)))`` with ``r`` the KV heads read per sequence and ``eta``
-        occupancy-bound by ``B x r`` (see efficiency.decode_kv_reads, decode_attention_eta)."""
-        B = _as(batch)
+        occupancy-bound by ``B x r`` (see efficiency.decode_kv_reads, decode_attention_eta).
+        ``query`` rows per sequence (speculative verification: ``K + 1``) read each sequence's KV
+        once, multiply the FLOPs and write ``query`` new KV entries: ``max(q t_c X, t_m (X + q B))``."""
+        B, q = _as(batch), _as(query)
         kvb = self.kv_elems_gpu * self.bkv * self.kv_read_factor
-        fl = self.attn_flops_pair_decode * _as(ctx) / self.tp
-        by = (_as(ctx) + B) * kvb
+        fl = self.attn_flops_pair_decode * _as(ctx) * q / self.tp
+        by = (_as(ctx) + q * B) * kvb
         t_c, t_m = self._decode_coefficients(B)
         t = np.where(B > 0, eff.decode_attention_floor(B, self.kv_reads_gpu, d=self.eff.decode)
-                     + np.maximum(t_c * _as(ctx), t_m * (_as(ctx) + B)), 0.0)
+                     + np.maximum(q * t_c * _as(ctx), t_m * (_as(ctx) + q * B)), 0.0)
         return t * self.layers, fl * self.layers, by * self.layers, self.peak_bf16
 
     def _decode_coefficients(self, B):
@@ -366,24 +373,25 @@ class StepModel(InstanceMemory):
         return nr, _as(prefill_pairs) * share, _as(prefill_kv) * share, sr, Br, ctx_r
 
     def iteration(self, *, prefill_tokens=0, prefill_pairs=0, prefill_kv=0, prefill_seqs=0,
-                  decode_batch=0, decode_ctx=0) -> StepCost:
+                  decode_batch=0, decode_ctx=0, decode_query=1) -> StepCost:
         """The general iteration of one lane: ``decode_batch`` decodes (context sum
         ``decode_ctx``) plus ``prefill_tokens`` prompt tokens in ``prefill_seqs`` pieces. Under
         data-parallel attention these are the instance's (per pipeline lane): the attention side
         runs what the busiest rank carries (:meth:`busiest_rank`), the routed experts every
-        rank's tokens."""
-        T_all = _as(prefill_tokens) + _as(decode_batch)
+        rank's tokens. ``decode_query``: tokens each decode feeds in (``K + 1`` when verifying
+        ``K`` draft tokens; every one is a GEMM row and a logit)."""
+        T_all = _as(prefill_tokens) + _as(decode_batch) * decode_query
         (prefill_tokens, prefill_pairs, prefill_kv, prefill_seqs, decode_batch,
          decode_ctx) = self.busiest_rank(prefill_tokens, prefill_pairs, prefill_kv, prefill_seqs,
                                          decode_batch, decode_ctx)
-        T = _as(prefill_tokens) + _as(decode_batch)
-        logits = _as(prefill_seqs) + _as(decode_batch)
+        T = _as(prefill_tokens) + _as(decode_batch) * decode_query
+        logits = _as(prefill_seqs) + _as(decode_batch) * decode_query
         ops = {"attention_proj": self.attention_proj(T), "ffn": self.dense_ffn(T),
                "moe_ffn": self.moe_ffn(T, T_all), "elementwise": self.elementwise(T),
                "lm_head": self.lm_head(logits),
                "attention_prefill": self.prefill_attention(prefill_tokens, prefill_pairs, prefill_kv,
                                                            prefill_seqs),
-               "attention_decode": self.decode_attention(decode_batch, decode_ctx)}
+               "attention_decode": self.decode_attention(decode_batch, decode_ctx, decode_query)}
         parts, flops, nbytes, comp, mem = {}, 0.0, 0.0, 0.0, 0.0
         hbm = self.gpu.hbm_bytes_per_s
         for name, op in ops.items():
@@ -419,14 +427,16 @@ class StepModel(InstanceMemory):
         return self.iteration(prefill_tokens=c * s, prefill_pairs=s * c * (p + c / 2),
                               prefill_kv=s * (p + c), prefill_seqs=s)
 
-    def decode(self, batch, context) -> StepCost:
-        """One decode step of ``batch`` sequences at mean context ``context``."""
+    def decode(self, batch, context, query=None) -> StepCost:
+        """One decode step of ``batch`` sequences at mean context ``context`` (``query`` tokens
+        each; default the instance's :attr:`decode_query`)."""
         B = _as(batch)
-        return self.iteration(decode_batch=B, decode_ctx=B * _as(context))
+        q = self.decode_query if query is None else query
+        return self.iteration(decode_batch=B, decode_ctx=B * _as(context), decode_query=q)
 
     # Fast paths returning seconds only.
     def prefill_time(self, tokens, offset=0, seqs=1):
         return self.prefill(tokens, offset, seqs).time_s
 
-    def decode_time(self, batch, context):
-        return self.decode(batch, context).time_s
+    def decode_time(self, batch, context, query=None):
+        return self.decode(batch, context, query).time_s

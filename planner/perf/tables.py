@@ -73,13 +73,10 @@ class FastTimes:
             self.base_l = self.base_dec_l = None
             # Decodes only: the busiest rank holds Br = ceil(B / dp) of them and Br / B of the
             # context sum, so its attention is floor[Br] + max(F Br/B X, G[Br] Br/B (X + B)).
-            A, F, G = [0.0] * n, [0.0] * n, [0.0] * n
-            for b in range(1, n):
-                br = self._rank_batch(b)
-                A[b] = self.rank_dec_l[br] + self.routed_l[b] + self.lm_l[br] + self.dec_floor_l[br]
-                F[b] = self.dec_flop_l[br] * br / b
-                G[b] = self.dec_byte_l[br] * br / b
-            self.decode_A_l, self.decode_F_l, self.decode_G_l = A, F, G
+            terms = [self.decode_terms(b) for b in range(n)]
+            self.decode_A_l = [t[0] for t in terms]
+            self.decode_F_l = [t[1] for t in terms]
+            self.decode_G_l = [t[2] for t in terms]
         # Prefill attention constants (scalar copies of StepModel.prefill_attention's terms).
         a = sm.eff.prefill
         self._pf = (sm.attn_flops_pair_prefill / sm.tp, sm.heads_gpu, float(sm.gpu.sm_count),
@@ -104,27 +101,43 @@ class FastTimes:
         t = max(t, ((kv + tokens) * kvb + tokens * act) / bw)
         return t * L
 
-    def decode_attention(self, batch: int, ctx: float) -> float:
+    def decode_attention(self, batch: int, ctx: float, query: int = 1) -> float:
         if batch <= 0:
             return 0.0
-        return self.dec_floor_l[batch] + max(self.dec_flop_l[batch] * ctx,
-                                             self.dec_byte_l[batch] * (ctx + batch))
+        return self.dec_floor_l[batch] + max(query * self.dec_flop_l[batch] * ctx,
+                                             self.dec_byte_l[batch] * (ctx + query * batch))
+
+    def decode_terms(self, b: int, q: int = 1) -> tuple[float, float, float]:
+        """A decode-only iteration of ``b`` sequences feeding ``q`` tokens each, at context sum
+        ``X``, is ``A + max(F X, G (X + q b))``: returns ``(A, F, G)`` (under data-parallel
+        attention for the lane's ``b``: its busiest rank holds ``Br = ceil(b / dp)`` and
+        ``Br / b`` of the context)."""
+        if b <= 0:
+            return 0.0, 0.0, 0.0
+        if self.dp == 1:
+            return (self.base_dec_l[b * q] + self.lm_l[b * q] + self.dec_floor_l[b],
+                    q * self.dec_flop_l[b], self.dec_byte_l[b])
+        br = self._rank_batch(b)
+        return (self.rank_dec_l[br * q] + self.routed_l[b * q] + self.lm_l[br * q] + self.dec_floor_l[br],
+                q * self.dec_flop_l[br] * br / b, self.dec_byte_l[br] * br / b)
 
     def time(self, pf_tokens: int, pf_pairs: float, pf_kv: float, pf_seqs: int,
-             dec_batch: int, dec_ctx: float) -> float:
-        T = pf_tokens + dec_batch
+             dec_batch: int, dec_ctx: float, dec_query: int = 1) -> float:
+        """``dec_query`` tokens per decode (speculative verification: ``K + 1``)."""
+        rows = dec_batch * dec_query
+        T = pf_tokens + rows
         if T > self.max_tokens:
             raise ValueError(f"iteration of {T} tokens exceeds the table ({self.max_tokens})")
         if self.dp > 1:
-            return self._time_dp(pf_tokens, pf_pairs, pf_kv, pf_seqs, dec_batch, dec_ctx)
-        t = (self.base_l if pf_tokens else self.base_dec_l)[T] + self.lm_l[pf_seqs + dec_batch]
+            return self._time_dp(pf_tokens, pf_pairs, pf_kv, pf_seqs, dec_batch, dec_ctx, dec_query)
+        t = (self.base_l if pf_tokens else self.base_dec_l)[T] + self.lm_l[pf_seqs + rows]
         if pf_tokens:
             t += self.prefill_attention(pf_tokens, pf_pairs, pf_kv, pf_seqs)
         if dec_batch:
-            t += self.decode_attention(dec_batch, dec_ctx)
+            t += self.decode_attention(dec_batch, dec_ctx, dec_query)
         return t
 
-    def _time_dp(self, pf_tokens, pf_pairs, pf_kv, pf_seqs, dec_batch, dec_ctx) -> float:
+    def _time_dp(self, pf_tokens, pf_pairs, pf_kv, pf_seqs, dec_batch, dec_ctx, q=1) -> float:
         br = self._rank_batch(dec_batch)
         ctx = dec_ctx * br / dec_batch if dec_batch else 0.0
         if pf_tokens and pf_seqs:
@@ -133,10 +146,20 @@ class FastTimes:
             nr = math.ceil(pf_tokens * share - 1e-9)
         else:
             sr, share, nr = pf_seqs, 1.0, pf_tokens
-        t = ((self.rank_l if pf_tokens else self.rank_dec_l)[nr + br] + self.routed_l[pf_tokens + dec_batch]
-             + self.lm_l[sr + br])
+        t = ((self.rank_l if pf_tokens else self.rank_dec_l)[nr + br * q]
+             + self.routed_l[pf_tokens + dec_batch * q] + self.lm_l[sr + br * q])
         if nr:
             t += self.prefill_attention(nr, pf_pairs * share, pf_kv * share, sr)
         if br:
-            t += self.decode_attention(br, ctx)
+            t += self.decode_attention(br, ctx, q)
         return t
+
+
+def fast_times(sm: StepModel, max_tokens: int):
+    """The simulator's tables of ``sm``: :class:`FastTimes`, or for a speculative instance
+    (:class:`planner.perf.speculative.SpecStepModel`) its ``SpecFastTimes``."""
+    if getattr(sm, "spec", None) is None:
+        return FastTimes(sm, max_tokens)
+    from planner.perf.speculative import SpecFastTimes
+
+    return SpecFastTimes(sm, max_tokens)

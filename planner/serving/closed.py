@@ -85,6 +85,8 @@ class _Cohorts:
         else:
             self.curves = unified.curves(sm, shape, dep.chunk_size)
         self.budget = float(self.curves.chunk)
+        # Speculative decoding: a decode takes q = K + 1 tokens of the budget and gains g.
+        self.q, self.g = float(sm.decode_query), float(sm.tokens_per_step)
         self.lanes = pool.lanes
         self.per_lane = math.ceil(int(wl.concurrency) / self.lanes)
 
@@ -92,14 +94,16 @@ class _Cohorts:
         """Lanes whose every iteration is full (decodes plus prompt tokens fill the budget):
         ``B = C d / (ISL + d)`` decodes each, iterations ``T(B)`` long, so the throughput is
         ``lanes B / (d T)``, TPOT is ``T`` and a request waits ``N / lam - Z - d T`` for its first
-        token. None when the clients are too few to fill it."""
+        token. None when the clients are too few to fill it. (Speculative decoding: a decode
+        takes ``q`` tokens of the budget and gains ``g`` per iteration, so
+        ``B = C d / (g ISL + q d)``, the throughput is ``lanes B g / (d T)`` and TPOT ``T / g``.)"""
         if not self.in_flight or self.decode_tokens <= 0:
             return None
-        d = self.decode_tokens
-        b = self.budget * d / (self.isl + d)
+        d, q, g = self.decode_tokens, self.q, self.g
+        b = self.budget * d / (g * self.isl + q * d)
         if b >= N / self.lanes or b < 1:
             return None
-        t = float(np.asarray(self.curves.full(b)).reshape(-1)[0])
+        t = float(np.asarray(self.curves.full(b)).reshape(-1)[0]) / g
         lam = self.lanes * b / (d * t)
         return lam, t, b, N / lam - Z - d * t
 
@@ -108,7 +112,7 @@ class _Cohorts:
         b = np.nan_to_num(np.asarray(batch, dtype=float), nan=0.0, posinf=0.0)
         if not self.on:
             return np.ones_like(b)
-        return np.clip(np.floor(np.maximum(self.budget - b, 0.0) / self.isl), 1.0, float(self.per_lane))
+        return np.clip(np.floor(np.maximum(self.budget - b * self.q, 0.0) / self.isl), 1.0, float(self.per_lane))
 
     def extra(self, batch):
         """Seconds the iteration carrying a whole cohort adds over one carrying one prompt."""

@@ -240,8 +240,35 @@ def step_model(inp, pool: Pool) -> StepModel:
     """The step model of one pool's instances under the question ``inp`` (model, dtypes,
     engine, catalog)."""
     gpu = inp.catalog.gpu(pool.gpu)
-    return build_step_model(inp.catalog, inp.model, gpu, pool.tp, pool.pp, dtype=inp.dtype,
-                            kv_dtype=inp.kv_dtype, ep=pool.ep, dp=pool.dp, engine=inp.engine)
+    sm = build_step_model(inp.catalog, inp.model, gpu, pool.tp, pool.pp, dtype=inp.dtype,
+                          kv_dtype=inp.kv_dtype, ep=pool.ep, dp=pool.dp, engine=inp.engine)
+    return with_spec(inp, sm)
+
+
+def with_spec(inp, sm: StepModel) -> StepModel:
+    """``sm`` decoding speculatively when the question says so (``inp.spec``), else ``sm``."""
+    spec = getattr(inp, "spec", None)
+    if spec is None:
+        return sm
+    from planner.perf.speculative import speculative_step_model
+
+    return speculative_step_model(inp.catalog, sm, spec)
+
+
+def per_output_token(sm: StepModel, shape: LoadShape, td, td_sd):
+    """A decode iteration ``td`` (its spread ``td_sd`` over the batch) as time per output token:
+    ``td / g`` with ``g`` the tokens a sequence gains per iteration (1, or ``1 + E[a]`` under
+    speculative decoding). Speculation adds the spread of the accepted counts: a request of
+    ``n`` decode tokens takes ``N`` iterations, ``Var N ~ n Var(a) / g^3`` (renewal theory), so
+    its TPOT ``td N / n`` varies by ``td^2 Var(a) / g^3 E[1/n]`` more."""
+    g = float(sm.tokens_per_step)
+    td = np.asarray(td, dtype=float)
+    if g == 1.0:
+        return td, td_sd
+    var_a = float(sm.spec.variance)
+    inv_n = float(np.mean(1.0 / np.maximum(shape.decode_tokens, 1.0)))
+    sd = np.sqrt((np.asarray(td_sd, dtype=float) / g) ** 2 + td**2 * var_a / g**3 * inv_n)
+    return td / g, sd
 
 
 def transfer_of(inp):

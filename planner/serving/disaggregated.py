@@ -51,6 +51,8 @@ from planner.serving.common import (
     kv_in_use,
     kv_tokens_per_sequence,
     max_num_seqs,
+    per_output_token,
+    sequence_kv_capacity,
     shape_of,
     step_model,
     tpot_cdf,
@@ -191,18 +193,21 @@ def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances, percentil
     the running batch ``(1 - reserved / capacity)`` of the KV memory."""
     n = np.asarray(instances, dtype=float)
     lam = np.asarray(lam_total, dtype=float) / (n * sm.lanes)
-    tpot, B, td, slope, bcap, cap_by = decode_equilibrium(sm, shape, lam, np.zeros(n.shape))
+    tpot, B, td_it, slope_it, bcap, cap_by = decode_equilibrium(sm, shape, lam, np.zeros(n.shape))
     res = np.zeros(n.shape) if reserved is None else np.broadcast_to(
         np.asarray(reserved, dtype=float), n.shape)
     cap_tok = float(sm.kv_capacity_tokens)
-    kv_cap = sm.kv_capacity_tokens_per_lane / kv_tokens_per_sequence(sm, shape)
+    kv_cap = sequence_kv_capacity(sm, shape) / sm.lanes / kv_tokens_per_sequence(sm, shape)
     kv_eff = kv_cap * np.clip(1.0 - res / max(cap_tok, 1e-300), 0.0, 1.0)
     seqs = float(max_num_seqs(sm))
     cap_eff = np.minimum(kv_eff, seqs)
     by_eff = np.where(kv_eff < seqs, "kv-memory", "max-num-seqs")
     stable = np.isfinite(tpot) & (B <= cap_eff)
     Bf = np.where(np.isfinite(B), B, 0.0)
-    td_sd = slope * np.sqrt(Bf * 2.0 / 3.0)
+    # Per output token (speculative decoding: the iteration over its 1 + E[a] tokens).
+    g = float(sm.tokens_per_step)
+    td, td_sd = per_output_token(sm, shape, td_it, slope_it * np.sqrt(Bf * 2.0 / 3.0))
+    slope = slope_it / g
     tq = tpot_quantiles(td, td_sd, 0.0, 0.0, 0.0, lam, shape.decode_tokens, tpot,
                         percentiles=percentiles)
     tq["mean"] = tpot
@@ -219,7 +224,8 @@ def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances, percentil
         "saturated": np.where(stable, "", np.where(B > cap_eff, np.vectorize(cap_label)(by_eff), "decode")),
         "batch": B,
         "step": td,
-        "itl_max": np.where(stable, worst_decode_gap(sm, shape, lam, B, td, n * sm.lanes) if len(percentiles) else td * 1.0,
+        "iteration": td_it,
+        "itl_max": np.where(stable, worst_decode_gap(sm, shape, lam, B, td_it, n * sm.lanes) if len(percentiles) else td_it * 1.0,
                             np.inf),
         "kv_used": np.where(np.isfinite(B), kv_in_use(B, shape, sm) + res, np.inf),
         "kv_reserved": res,
@@ -276,6 +282,7 @@ def evaluate(inp, dep, qps, at_boundary: bool = False, percentiles=PERCENTILES) 
             "ttft_transfer_s": pr["transfer"],
             "tpot_step_s": dr["step"],
             "tpot_interference_s": np.zeros_like(qps),
+            **({"decode_iteration_s": dr["iteration"]} if smd.tokens_per_step != 1.0 else {}),
         },
         link={"id": link.id, "name": link.name, "where": where, "streams": streams,
               "bytes_per_s": link.bytes_per_s, "dtype": tdtype, "overlap": dep.kv_overlap,

@@ -55,6 +55,7 @@ from planner.serving.common import (
     decode_curve,
     interp_curve,
     kv_in_use,
+    per_output_token,
     shape_of,
     solve_fixed_point,
     step_model,
@@ -83,15 +84,17 @@ class IterationCurves:
         # cached ones, whose keys its attention still reads (``cached`` offsets every piece).
         isl = shape.computed
         cached = shape.cached.astype(float)
+        # Tokens a decode takes of the budget (speculative decoding verifies K + 1 per sequence).
+        self.q = q = int(sm.decode_query)
         cap, self.cap_by = batch_cap(sm, shape)
-        self.bcap = float(min(cap, chunk - 1))
+        self.bcap = float(min(cap, (chunk - 1) / q))
         if self.bcap < cap:
             self.cap_by = "token budget"
         self.ctx = shape.decode_context
         bmax = max(self.bcap, 1.0)
         self.grid, self.td = decode_curve(sm, self.ctx, bmax * 1.2)
         b = self.grid
-        s = np.maximum(self.chunk - b, 1.0)
+        s = np.maximum(self.chunk - b * q, 1.0)
         if not self.split:
             s = np.maximum(s, float(isl.max()))
         self.pairs_per_token = float(np.sum(shape.prefill_pairs) / np.sum(isl))
@@ -133,7 +136,7 @@ class IterationCurves:
         """Seconds of an iteration with ``B`` decodes and ``c`` prompt tokens."""
         t0, tf = self.empty(B), self.full(B)
         if not self.whole:
-            s = np.maximum(np.maximum(self.chunk - np.asarray(B, dtype=float), 1.0), 1e-9)
+            s = np.maximum(np.maximum(self.chunk - np.asarray(B, dtype=float) * self.q, 1.0), 1e-9)
             return t0 + (tf - t0) * c / s
         s = np.maximum(np.interp(B, self.grid, self.s), 1e-9)
         t1 = interp_curve(B, self.grid, self._one)
@@ -172,7 +175,7 @@ class IterationCurves:
     def busy_at(self, B, c, t0, tf, t1, s_whole):
         """:meth:`busy` from values :meth:`lookup` gave at ``B``."""
         if not self.whole:
-            s = np.maximum(np.maximum(self.chunk - np.asarray(B, dtype=float), 1.0), 1e-9)
+            s = np.maximum(np.maximum(self.chunk - np.asarray(B, dtype=float) * self.q, 1.0), 1e-9)
             return t0 + (tf - t0) * c / s
         s = np.maximum(s_whole, 1e-9)
         c = np.asarray(c, dtype=float)
@@ -190,7 +193,7 @@ class IterationCurves:
         return interp_curve(B, self.grid, self._empty)
 
     def room(self, B):
-        return np.maximum(self.chunk - np.asarray(B, dtype=float), 0.0)
+        return np.maximum(self.chunk - np.asarray(B, dtype=float) * self.q, 0.0)
 
 
 def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: float = 1.0,
@@ -205,6 +208,7 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
     lanes = np.broadcast_to(np.asarray(lanes, dtype=float), lam.shape)
     cv = curves or IterationCurves(sm, shape, chunk, split)
     m_o = shape.mean_decode_tokens
+    gain = float(sm.tokens_per_step)
     work = lam * shape.mean_computed  # prompt tokens computed per second
 
     multi = bool(np.any(lanes > 1))
@@ -236,15 +240,16 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
                                                 ranks=sm.dp)[0]
         tc = cv.busy_at(B, c_bar, t0, tf, t_one, s_whole)
         u = work * tc / c_bar
-        # Tokens per second per decode: every iteration gives one, busy ones only when mixed.
-        rate = (np.minimum(u, 1.0) / tc if cv.mixed else 0.0) + np.maximum(1.0 - u, 0.0) / td
+        # Tokens per second per decode: every iteration gives one (speculative: 1 + accepted
+        # on average), busy ones only when mixed.
+        rate = gain * ((np.minimum(u, 1.0) / tc if cv.mixed else 0.0) + np.maximum(1.0 - u, 0.0) / td)
         return 1.0 / rate, u, tc, td, tf, c_bar, s
 
     def resid(t):
         tp = state(lam * m_o * t)[0]
         return tp - t
 
-    lo = np.maximum(cv.td[1], 1e-6) * 0.999
+    lo = np.maximum(cv.td[1] / gain, 1e-6) * 0.999
     tpot = solve_fixed_point(resid, np.full(lam.shape, lo), MAX_TPOT_S)
     B = np.where(np.isfinite(tpot), lam * m_o * tpot, 0.0)
     _, u, tc, td, tf, c_bar, s = state(B)
@@ -392,10 +397,11 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
     j2 = jump_scale**2 * float(np.mean(isl**2))
     j3 = jump_scale**3 * float(np.mean(isl**3))
     slope = (cv.decode(B + 1.0) - td)
-    td_sd = slope * np.sqrt(B * 2.0 / 3.0)
-    tq = tpot_quantiles(td, td_sd, j1[..., None] if np.ndim(j1) else j1,
+    # Per output token: the iteration over the tokens it gives (speculative decoding: 1 + E[a]).
+    tdt, td_sd = per_output_token(sm, shape, td, slope * np.sqrt(B * 2.0 / 3.0))
+    tq = tpot_quantiles(tdt, td_sd, j1[..., None] if np.ndim(j1) else j1,
                         j2[..., None] if np.ndim(j2) else j2, j3[..., None] if np.ndim(j3) else j3,
-                        lam, shape.decode_tokens, tpot, cap=tf, percentiles=percentiles,
+                        lam, shape.decode_tokens, tpot, cap=tf / gain, percentiles=percentiles,
                         clump=arrival_cv**2 / np.maximum(1.0 - np.clip(u, 0, 1), 1e-3) ** 2 / lanes)
     tq["mean"] = tpot
     inf = np.inf
@@ -403,9 +409,9 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
     attain = None
     if slo is not None:
         f_t = wait_plus_cdf(cdf, ys, slo[0], shape=lam.shape, weights=weights)
-        f_p = tpot_cdf(slo[1], td, td_sd, j1[..., None] if np.ndim(j1) else j1,
+        f_p = tpot_cdf(slo[1], tdt, td_sd, j1[..., None] if np.ndim(j1) else j1,
                        j2[..., None] if np.ndim(j2) else j2, j3[..., None] if np.ndim(j3) else j3,
-                       lam, shape.decode_tokens, tpot, cap=tf,
+                       lam, shape.decode_tokens, tpot, cap=tf / gain,
                        clump=arrival_cv**2 / np.maximum(1.0 - np.clip(u, 0, 1), 1e-3) ** 2 / lanes)
         attain = np.where(stable, f_t * f_p, 0.0)
     return LaneResult(
@@ -427,8 +433,9 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
             "ttft_queue_s": np.where(stable, ew + np.mean(r, axis=-1) + kv_mean, inf),
             "ttft_compute_s": own_mean,
             "ttft_transfer_s": np.zeros(lam.shape),
-            "tpot_step_s": td,
-            "tpot_interference_s": np.where(stable, tpot - td, inf),
+            "tpot_step_s": tdt,
+            "tpot_interference_s": np.where(stable, tpot - tdt, inf),
+            **({"decode_iteration_s": td} if gain != 1.0 else {}),
         },
         admission_wait=np.where(stable, kv_pwait, 1.0),
     )
@@ -454,7 +461,7 @@ def worst_gap(sm: StepModel, cv: IterationCurves, shape: LoadShape, lam, B, td):
     lam = np.asarray(lam, dtype=float)
     b = np.nan_to_num(np.asarray(B, dtype=float), nan=0.0, posinf=0.0)
     b_hi = np.minimum(b + Z_HORIZON * np.sqrt(b), max(cv.bcap, 0.0))
-    room = np.maximum(cv.chunk - b_hi, 1.0)
+    room = np.maximum(cv.chunk - b_hi * cv.q, 1.0)
     ctx = shape.decode_context
     longest = max(shape.longest, 1.0)
 
@@ -491,8 +498,10 @@ def worst_gap(sm: StepModel, cv: IterationCurves, shape: LoadShape, lam, B, td):
 
 
 def decode_equilibrium(sm: StepModel, shape: LoadShape, lam, stall_share):
-    """Decode-only lanes: solve ``TPOT (1 - stall_share) = t_d(lam * E[OSL-1] * TPOT)`` per
-    candidate. Returns (tpot, batch, t_d at that batch, slope of t_d in B, batch cap, what caps)."""
+    """Decode-only lanes: solve ``TPOT (1 - stall_share) = t_d(lam * E[OSL-1] * TPOT) / g`` per
+    candidate (``g`` tokens per iteration: 1, or ``1 + E[a]`` under speculative decoding).
+    Returns (tpot, batch, t_d at that batch, slope of t_d in B, batch cap, what caps): ``t_d``
+    and its slope are the iteration's."""
     lam = np.asarray(lam, dtype=float)
     bcap, by = batch_cap(sm, shape)
     ctx = shape.decode_context
@@ -501,11 +510,13 @@ def decode_equilibrium(sm: StepModel, shape: LoadShape, lam, stall_share):
     free = 1.0 - np.asarray(stall_share, dtype=float)
     ok = free > 0
     free_safe = np.where(ok, free, 1.0)
+    gain = float(sm.tokens_per_step)
 
     def resid(t):
-        return interp_curve(lam * m_o * t, grid, vals) - t * free_safe
+        return interp_curve(lam * m_o * t, grid, vals) / gain - t * free_safe
 
-    lo = np.maximum(vals[1] / free_safe, 1e-6) * 0.999
+    # (below the step of one sequence, the grid's first point: the solution at a vanishing load)
+    lo = np.maximum(vals[0] / gain / free_safe, 1e-6) * 0.999
     tpot = solve_fixed_point(resid, lo, MAX_TPOT_S)
     tpot = np.where(ok, tpot, np.inf)
     batch = np.where(np.isfinite(tpot), lam * m_o * tpot, np.inf)

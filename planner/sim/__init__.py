@@ -102,7 +102,7 @@ def simulate(inp, dep: Deployment, requests: int = 20000, seed: int = 0,
     t_first = [math.nan] * n
 
     job = Job(inp, dep, arr, isl_a, osl_a, isl, osl, t_first, span, backlog_limit, t_limit,
-              route_prompts=by_prompts, route_work=by_work,
+              route_prompts=by_prompts, route_work=by_work, seed=seed,
               cached_a=np.asarray(cached_a, dtype=np.int64) if prefix else None,
               shared_a=inp.workload.prefix.shared(isl_a) if prefix else None)
     eng, stable, duration, arr = POLICIES[dep.approach].simulate(job)

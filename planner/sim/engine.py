@@ -65,10 +65,21 @@ class LaneEngine:
         self.max_seqs = int(max_seqs)
         self.ft = ft
         nb = min(ft.max_tokens, max_seqs) + 1
-        # Decode iteration of B sequences at context sum X: A[B] + max(F[B] X, G[B] (X + B)).
-        self.A = ft.decode_A_l[:nb]
-        self.F = ft.decode_F_l
-        self.G = ft.decode_G_l
+        # Speculative decoding (tables with ``runs``): a decode feeds ``q = K + 1`` tokens (its
+        # share of the token budget and of the KV slots), a sequence gains ``gain = 1 + E[a]``
+        # per iteration on average (the context sum grows by ``B gain``), its decode iterations
+        # are drawn at admission (``draw``, set by the policy) and decode runs take the tables'
+        # closed forms (planner.perf.speculative.SpecFastTimes.runs).
+        self.q = int(getattr(ft, "decode_query", 1))
+        self.gain = float(getattr(ft, "tokens_per_step", 1.0))
+        runs = getattr(ft, "runs", None)
+        self.spec_runs = runs(nb) if runs is not None else None
+        self.draw = None
+        if runs is None:
+            # Decode iteration of B sequences at context sum X: A[B] + max(F[B] X, G[B] (X + B)).
+            self.A = ft.decode_A_l[:nb]
+            self.F = ft.decode_F_l
+            self.G = ft.decode_G_l
         self.isl, self.osl = isl, osl
         n = len(isl)
         # Prefix caching, per request: prompt tokens found in the cache (its prefill computes
@@ -150,7 +161,7 @@ class LaneEngine:
             return self.kv[l] + own + self.osl[rid] <= cap
         # Paged: the running sequences' next tokens are placed first (vLLM schedules the running
         # requests before the waiting ones), the prompt in what is left.
-        return self.X[l] - self.XS[l] + self.kv[l] + self.B[l] + own <= cap
+        return self.X[l] - self.XS[l] + self.kv[l] + self.B[l] * self.q + own <= cap
 
     def hold(self, l: int, rid: int, sign: int) -> None:
         """Admission (+1) and its release (-1) in the KV account."""
@@ -174,8 +185,10 @@ class LaneEngine:
                 n = self._until_release(l, t, n)
             self.nrun[l] = n
             self.rev[l] = policy.run_revisable(self, l)
-            a, f = self.A[B], self.F[B]
-            self.schedule(l, _PIECE, t, t + run_span(a, f, self.G[B], B, self.X[l], n))
+            sr = self.spec_runs
+            span = (sr[0](B, self.X[l], n) if sr else
+                    run_span(self.A[B], self.F[B], self.G[B], B, self.X[l], n))
+            self.schedule(l, _PIECE, t, t + span)
         else:
             self.t0[l] = t
             self.schedule(l, _IDLE, t, _INF)
@@ -201,7 +214,8 @@ class LaneEngine:
         if not self.done_tok[rid]:
             self.t_tok[rid] = self.t_first[rid]
         k = self.k[l]
-        due = k + self.osl[rid] - 1
+        left = self.osl[rid] - 1
+        due = k + (left if self.draw is None else self.draw(rid, left, not self.done_tok[rid]))
         self.fin_at[rid] = due
         self.kjoin[rid] = k
         heapq.heappush(self.fin[l], (due, rid))
@@ -218,15 +232,16 @@ class LaneEngine:
 
     def kv_iterations(self, l: int) -> int:
         """Decode iterations lane ``l`` can run before its cache is full: each needs room for
-        one more token per running sequence (``X + kv + B <= capacity`` before it)."""
+        one more token per running sequence (``X + kv + B <= capacity`` before it; speculative:
+        ``q`` slots each, and the context grows by ``B gain``)."""
         B = self.B[l]
-        room = self.kv_cap - self.kv[l] - (self.X[l] - self.XS[l]) - B
-        return int(room // B) + 1 if room >= 0 else 0
+        room = self.kv_cap - self.kv[l] - (self.X[l] - self.XS[l]) - B * self.q
+        return int(room // (B * self.gain)) + 1 if room >= 0 else 0
 
     def _relieve(self, l: int, t: float) -> None:
         """At boundary ``t``: preempt the newest running sequences until the next iteration's
         tokens fit (a lone sequence always runs)."""
-        while self.B[l] > 1 and self.X[l] - self.XS[l] + self.kv[l] + self.B[l] > self.kv_cap:
+        while self.B[l] > 1 and self.X[l] - self.XS[l] + self.kv[l] + self.B[l] * self.q > self.kv_cap:
             self._preempt(l, t)
 
     def _preempt(self, l: int, t: float) -> None:
@@ -240,11 +255,15 @@ class LaneEngine:
         else:
             return
         j = self.k[l] - self.kjoin[rid]  # decode iterations since it joined
+        made = j  # tokens they gave it (speculative: its share of its drawn iterations)
+        if self.draw is not None:
+            made = min(int(j * (self.osl[rid] - 1) / max(fa[rid] - self.kjoin[rid], 1) + 0.5),
+                       self.osl[rid] - 2)
         self.B[l] -= 1
-        self.X[l] -= self.isl[rid] + j
+        self.X[l] -= self.isl[rid] + j * self.gain
         self.XS[l] -= self.shared[rid]
         fa[rid] = -1
-        self.done_tok[rid] += 1 + j
+        self.done_tok[rid] += 1 + made
         self.isl[rid] = self.isl0[rid] + self.done_tok[rid]
         self.osl[rid] = self.osl0[rid] - self.done_tok[rid]
         self.ns[l] -= 1
@@ -291,14 +310,16 @@ class LaneEngine:
         k = self.k[l]
         if fin and fin[0][0] == k:
             s = len(self.cross[l]) - 1
-            isl, osl, sb, fa, sh = self.isl, self.osl, self.seg_b, self.fin_at, self.shared
+            isl, sb, fa, sh = self.isl, self.seg_b, self.fin_at, self.shared
             while fin and fin[0][0] == k:
                 rid = heapq.heappop(fin)[1]
                 if fa[rid] != k:
                     continue  # preempted since
                 fa[rid] = -1
                 self.B[l] -= 1
-                self.X[l] -= isl[rid] + osl[rid] - 1
+                # what it added to the context sum: B gain per iteration (osl - 1 tokens unless
+                # speculative)
+                self.X[l] -= isl[rid] + (k - self.kjoin[rid]) * self.gain
                 self.XS[l] -= sh[rid]
                 sb[rid] = s
                 self._finish(l, rid, t)
@@ -310,12 +331,18 @@ class LaneEngine:
             n = self.nrun[l]
             if n > 0:
                 B, X, t0 = self.B[l], self.X[l], self.t0[l]
-                a, f, g = self.A[B], self.F[B], self.G[B]
-                d0 = iter_time(a, f, g, B, X)
-                inner = iter_time(a, f, g, B, X + (n - 1) * B) if n > 1 else 0.0
+                D = B * self.gain
+                sr = self.spec_runs
+                if sr:
+                    d0 = sr[1](B, X)
+                    inner = sr[1](B, X + (n - 1) * D) if n > 1 else 0.0
+                else:
+                    a, f, g = self.A[B], self.F[B], self.G[B]
+                    d0 = iter_time(a, f, g, B, X)
+                    inner = iter_time(a, f, g, B, X + (n - 1) * B) if n > 1 else 0.0
                 self._segment(l, t0 + d0, inner, t)
                 self.k[l] += n
-                self.X[l] = X + n * B
+                self.X[l] = X + n * D
                 self._completions(l, t)
         elif kind == _MIXED:
             m, d0, dl, done = self.data[l]
@@ -323,7 +350,7 @@ class LaneEngine:
             if B > 0 and self.mixed:
                 self._segment(l, self.t0[l] + d0, dl, t)
                 self.k[l] += m
-                self.X[l] += m * B
+                self.X[l] += m * B * self.gain
                 self._completions(l, t)
             if done:
                 self.out[l] -= self.prompt_weight * len(done)
@@ -346,7 +373,16 @@ class LaneEngine:
         self.rev[l] = False
         n = self.nrun[l]
         B = self.B[l]
-        a, f, g, X, t0 = self.A[B], self.F[B], self.G[B], self.X[l], self.t0[l]
+        X, t0 = self.X[l], self.t0[l]
+        sr = self.spec_runs
+        if sr:
+            m = sr[2](B, X, n, ta - t0)
+            if m >= n:
+                return
+            self.nrun[l] = m
+            self.schedule(l, _PIECE, t0, t0 + sr[0](B, X, m))
+            return
+        a, f, g = self.A[B], self.F[B], self.G[B]
         m = run_reach(a, f, g, B, X, n, ta - t0)
         if m >= n:
             return

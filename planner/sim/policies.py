@@ -30,7 +30,7 @@ import numpy as np
 
 from planner.errors import InvalidRequestError
 from planner.perf import (
-    FastTimes,
+    fast_times,
     kv_link_for,
     kv_transfer_time,
     link_capacity,
@@ -72,6 +72,7 @@ class Job:
     # cache and, of those, the shared prefix's (held once per instance).
     cached_a: np.ndarray | None = None
     shared_a: np.ndarray | None = None
+    seed: int = 0  # the run's seed (speculative decoding draws its accepted counts from it)
 
     @property
     def cached(self) -> list:
@@ -85,6 +86,31 @@ class Job:
     def computed_a(self) -> np.ndarray:
         """Prompt tokens each prefill computes (those after its cached ones)."""
         return self.isl_a - (self.cached_a if self.cached_a is not None else 0)
+
+
+# The stream of the run's seed that speculative decoding's accepted counts come from (the
+# arrivals and lengths keep theirs, so turning speculation on changes only the decodes).
+SPEC_STREAM = 0x5BEC
+
+
+def spec_draws(sm, job: Job):
+    """Speculative decoding: ``draw(rid, tokens, first)``, the decode iterations a sequence
+    needs for ``tokens`` more tokens, each iteration giving ``1 + a`` (``a`` from the chain of
+    per-position acceptances, :meth:`planner.perf.speculative.SpecDecode.iterations`). The
+    first admission's counts are drawn for every request at once; a preempted sequence draws
+    again for what it has left. None without speculation."""
+    spec = getattr(sm, "spec", None)
+    if spec is None:
+        return None
+    rng = np.random.default_rng([int(job.seed), SPEC_STREAM])
+    first = spec.iterations(np.maximum(np.asarray(job.osl_a, dtype=np.int64) - 1, 0), rng).tolist()
+
+    def draw(rid: int, tokens: int, fresh: bool) -> int:
+        if fresh:
+            return first[rid]
+        return int(spec.iterations([tokens], rng)[0])
+
+    return draw
 
 
 def _engine_flags(sm) -> tuple[bool, bool]:
@@ -113,7 +139,7 @@ class InFlightBatching:
     def run_revisable(self, e, l: int) -> bool:
         """A decode run chosen with nothing waiting (and room for a prompt) ends at the first
         boundary after the next arrival."""
-        return not e.queue[l] and e.partial[l] is None and self.chunk > e.B[l]
+        return not e.queue[l] and e.partial[l] is None and self.chunk > e.B[l] * e.q
 
     def plan(self, e, l: int, t: float) -> bool:
         """Chunked: fill the room left by the decodes with prompt tokens, FCFS.
@@ -122,7 +148,7 @@ class InFlightBatching:
         takes the whole room admit nobody, so arrivals cannot change them; as long as no prompt
         finishes (a join) and no sequence completes, they are planned together as one step."""
         B = e.B[l]
-        room = self.chunk - B
+        room = self.chunk - B * e.q  # each decode takes q = K + 1 tokens (1 without speculation)
         part = e.partial[l]
         q = e.queue[l]
         if room <= 0 or (part is None and not q):
@@ -183,7 +209,8 @@ class InFlightBatching:
             half = room * 0.5
             while m < limit and rem >= room:
                 last = rem == room
-                d = time_of(room, room * (p + half), float(p + room), 1 if last else 0, Bm, Xm + m * Bm)
+                d = time_of(room, room * (p + half), float(p + room), 1 if last else 0, Bm,
+                            Xm + m * Bm * e.gain)
                 total += d
                 if d > inner:
                     inner = d
@@ -197,7 +224,7 @@ class InFlightBatching:
                 # The prompt's last piece leaves room that an arrival before it starts would
                 # use: plan it now, take it back in _arrive if such an arrival comes.
                 e.spec[l] = (total, inner, p)
-                d = time_of(rem, rem * (p + rem * 0.5), float(p + rem), 1, Bm, Xm + m * Bm)
+                d = time_of(rem, rem * (p + rem * 0.5), float(p + rem), 1, Bm, Xm + m * Bm * e.gain)
                 total += d
                 if d > inner:
                     inner = d
@@ -227,7 +254,7 @@ class InFlightBatching:
     def prompt_cost(self, e, l: int, rid: int) -> float:
         """Estimated lane time the prompt of ``rid`` takes (routing only)."""
         B = e.B[l]
-        room = max(self.chunk - B, 1)
+        room = max(self.chunk - B * e.q, 1)
         isl, o = e.isl[rid], e.cached[rid]
         n = isl - o
         c = min(room, n) if self.split else n
@@ -247,12 +274,13 @@ class InFlightBatching:
         mseq = max_num_seqs(sm)
         C = cls.budget(sm, dep, isl_a, osl_a, job.cached_a)
         mixed, reserve_full = _engine_flags(sm)
-        ft = FastTimes(sm, max(int(C), mseq) + (0 if cls.split else int(isl_a.max())))
+        ft = fast_times(sm, max(int(C), mseq) + (0 if cls.split else int(isl_a.max())))
         kv_cap = sequence_kv_capacity(sm, inp.workload.prefix.tokens) / sm.lanes
         eng = LaneEngine(cls(C, mixed), lanes, ft, kv_cap, mseq, job.isl,
                          job.osl, job.t_first, route_prompts=job.route_prompts,
                          route_work=job.route_work, reserve_full=reserve_full,
                          cached=job.cached, shared=job.shared)
+        eng.draw = spec_draws(sm, job)
         arr = job.arr
         if inp.workload.closed:
             t_arr = [math.nan] * n
@@ -423,7 +451,7 @@ class Disaggregated:
         waiting = int(np.sum(np.asarray(start) > T)) + int(np.sum((pend_a <= T) & (comp_a > T + x + fixed)))
 
         mseq = max_num_seqs(smd)
-        ft = FastTimes(smd, mseq)
+        ft = fast_times(smd, mseq)
         Ld = pool_d.lanes
         e = smd.engine
         kv_cap = sequence_kv_capacity(smd, inp.workload.prefix.tokens) / smd.lanes
@@ -431,6 +459,7 @@ class Disaggregated:
                          reserve_full=e is not None and e.kv_admission == "reserve_full",
                          shared=shared_a.tolist())
         eng.reserved = InflightReservation(begin, comp_a, isl_a - shared_a, Ld)
+        eng.draw = spec_draws(smd, job)
         one = osl_a <= 1
         for i in np.nonzero(one)[0].tolist():
             eng.t_last[i] = t_first[i]

@@ -41,6 +41,12 @@ A request's first token comes from its prefill (the end of the iteration that fi
 prompt, or when its KV cache has arrived on the decode lane); each decode iteration it takes part
 in gives it one more. ``output`` counts all of them.
 
+Speculative decoding (``spec``, a :class:`planner.perf.speculative.SpecDecode`): every decode
+feeds ``K + 1`` tokens (its share of the token budget and its KV slots) and each decode iteration
+gives it ``1 + a`` tokens at the iteration's end, ``a`` drawn for that sequence and that
+iteration from the chain of per-position acceptances (the run's seed), the last cut to the
+output's end.
+
 Clocks give an iteration its duration: :class:`TokenClock` (one tick per token, the abstract
 timeline), :class:`StepClock` (:meth:`planner.perf.StepModel.iteration`, the real timeline) and
 :class:`TableClock` (the simulator's fast tables, for exact comparisons with the simulator).
@@ -199,7 +205,7 @@ class _Server:
     """Lanes of one pool under one rule, fed by arrivals, iteration by iteration."""
 
     def __init__(self, reqs, clock, tokens, its, pool, lanes, budget, split, kv_cap, max_seqs,
-                 mixed, reserve_full, decode_only, preempt=False):
+                 mixed, reserve_full, decode_only, preempt=False, spec=None, seed=0):
         self.reqs, self.clock, self.tokens, self.its, self.pool = reqs, clock, tokens, its, pool
         self.L = [_Lane() for _ in range(lanes)]
         self.budget, self.split = budget, split
@@ -215,6 +221,15 @@ class _Server:
         # KV tokens per lane held for transfers in flight at time t (disaggregated decode).
         self.reserved = None
         self.now = 0.0
+        # Speculative decoding: tokens a decode feeds in, and the draws of accepted counts.
+        self.spec = spec
+        self.q = spec.tokens + 1 if spec is not None else 1
+        if spec is not None:
+            import numpy as np
+
+            from planner.sim.policies import SPEC_STREAM
+
+            self.rng = np.random.default_rng([int(seed), SPEC_STREAM])
 
     def _context(self, r) -> int:
         # A decode attends to the prompt and the tokens generated before the one it feeds in.
@@ -229,7 +244,7 @@ class _Server:
         # (a sequence holds its KV but the shared prefix's, which the lane holds once)
         need = self.prompt[r] - self.shared[r] + (self.reqs[r].output if self.reserve_full else 0)
         # Paged: the running sequences' next tokens are placed first, the prompt in what is left.
-        held = ln.kv + (0 if self.reserve_full else sum(self._context(x) - self.shared[x] + 1
+        held = ln.kv + (0 if self.reserve_full else sum(self._context(x) - self.shared[x] + self.q
                                                         for x in ln.running))
         cap = self.kv_cap - (self.reserved(self.now) if self.reserved is not None else 0.0)
         return held + need <= cap
@@ -253,7 +268,7 @@ class _Server:
         the one that joined last frees its blocks and goes back to the head of the queue, to
         prefill its prompt and the tokens it has (a lone sequence always runs)."""
         while len(ln.running) > 1 and (sum(self._context(x) - self.shared[x] for x in ln.running)
-                                       + ln.kv + len(ln.running) > self.kv_cap):
+                                       + ln.kv + len(ln.running) * self.q > self.kv_cap):
             r = ln.running.pop()
             self.prompt[r] = self.reqs[r].prompt + len(self.tokens[r])
             ln.queue.appendleft(r)
@@ -276,7 +291,7 @@ class _Server:
             while ln.queue and self._fits(ln, ln.queue[0]):
                 self._admit(ln, ln.queue[0])
         else:
-            room = self.budget - len(ln.running)
+            room = self.budget - len(ln.running) * self.q
             for r in list(ln.admitted):  # the partly prefilled head first
                 if room <= 0:
                     break
@@ -309,7 +324,9 @@ class _Server:
         t = ln.end
         pieces, decodes = ln.step
         for r in decodes:
-            self.tokens[r].append(t)
+            n = 1 if self.spec is None else 1 + self.spec.accepted(self.rng)
+            for _ in range(min(n, self.reqs[r].output - len(self.tokens[r]))):
+                self.tokens[r].append(t)
             if len(self.tokens[r]) == self.reqs[r].output:
                 ln.running.remove(r)
                 self._release(ln, r)
@@ -368,13 +385,15 @@ def _fcfs(reqs) -> list:
 
 def in_flight(reqs, clock, budget: int, split: bool, lanes: int = 1, kv_cap: float = math.inf,
               max_seqs: float = math.inf, mixed: bool = True, reserve_full: bool = False,
-              routing: str = "outstanding", preemptions: list | None = None) -> tuple[list, list]:
+              routing: str = "outstanding", preemptions: list | None = None, spec=None,
+              seed: int = 0) -> tuple[list, list]:
     """Unified (``split=False``) or chunked lanes. Returns (iterations, token times per
-    request); ``preemptions``, when given, receives each request's preemption count."""
+    request); ``preemptions``, when given, receives each request's preemption count. ``spec``:
+    speculative decoding (accepted counts drawn with ``seed``)."""
     tokens: list = [[] for _ in reqs]
     its: list = []
     srv = _Server(reqs, clock, tokens, its, "unified", lanes, budget, split, kv_cap, max_seqs,
-                  mixed, reserve_full, decode_only=False, preempt=True)
+                  mixed, reserve_full, decode_only=False, preempt=True, spec=spec, seed=seed)
     srv.run([(reqs[i].arrival, i) for i in _fcfs(reqs)], routing)
     if preemptions is not None:
         preemptions[:] = srv.preemptions
@@ -418,7 +437,8 @@ def shared_link(begins: list, sizes: list, lanes: int = 1) -> list:
 
 def disaggregated(reqs, clock, prefill_lanes: int = 1, lanes_per_instance: int = 1,
                   decode_lanes: int = 1, kv_cap: float = math.inf, max_seqs: float = math.inf,
-                  reserve_full: bool = False, link_lanes: int = 1) -> tuple[list, list, dict, dict]:
+                  reserve_full: bool = False, link_lanes: int = 1, spec=None,
+                  seed: int = 0) -> tuple[list, list, dict, dict]:
     """Prefill lanes, KV links (one per prefill instance of ``lanes_per_instance`` lanes, each
     a processor-sharing link of ``link_lanes`` transfers at full speed) and decode lanes, which
     hold the KV of every transfer in flight (spread evenly over them). Returns (iterations,
@@ -451,8 +471,8 @@ def disaggregated(reqs, clock, prefill_lanes: int = 1, lanes_per_instance: int =
             exposed[r] = ready[r] - prefill_end[r]
             tokens[r].append(ready[r])  # the first token is delivered with the KV cache
     srv = _Server(reqs, clock, tokens, its, "decode", decode_lanes, 0, False, kv_cap, max_seqs,
-                  True, reserve_full, decode_only=True)
-    spans = [(begin[r], ready[r], reqs[r].prompt) for r in ready]
+                  True, reserve_full, decode_only=True, spec=spec, seed=seed)
+    spans = [(begin[r], ready[r], reqs[r].prompt - reqs[r].shared) for r in ready]
 
     def reserved(t: float) -> float:
         return sum(p for b, e, p in spans if b <= t < e) / decode_lanes

@@ -67,4 +67,59 @@ def run_reach(a: float, f: float, g: float, B: int, X: float, n: int, D: float) 
     return m
 
 
-__all__ = ["iter_time", "run_reach", "run_span"]
+# --------------------------------------------------------------------------------------------
+# Speculative decoding: two max-terms (the target's verification and the draft's passes), rows
+# written ``c`` and context growth ``D`` per iteration no longer equal to ``B``.
+# --------------------------------------------------------------------------------------------
+
+
+def _term_span(f: float, g: float, c: float, X: float, D: float, n: int) -> float:
+    """``sum_{j<n} max(f (X + jD), g (X + jD + c))``: memory-bound iterations while the context
+    is below ``g c / (f - g)``, compute-bound ones after."""
+    if f <= g:
+        return g * (n * (X + c) + D * (n * (n - 1) * 0.5))
+    js = math.ceil((g * c / (f - g) - X) / D) if D > 0 else (n if f * X < g * (X + c) else 0)
+    js = 0 if js < 0 else (n if js > n else js)
+    s = 0.0
+    if js:
+        s += g * (js * (X + c) + D * (js * (js - 1) * 0.5))
+    m = n - js
+    if m:
+        s += f * (m * X + D * ((n * (n - 1) - js * (js - 1)) * 0.5))
+    return s
+
+
+def spec_span(a: float, f: float, g: float, c: float, f2: float, g2: float, c2: float,
+              X: float, D: float, n: int) -> float:
+    """Duration of ``n`` iterations ``a + max(f X_j, g (X_j + c)) + max(f2 X_j, g2 (X_j + c2))``,
+    ``X_j = X + j D``."""
+    if n <= 0:
+        return 0.0
+    return n * a + _term_span(f, g, c, X, D, n) + _term_span(f2, g2, c2, X, D, n)
+
+
+def spec_iter(a: float, f: float, g: float, c: float, f2: float, g2: float, c2: float,
+              X: float) -> float:
+    """One such iteration."""
+    return a + max(f * X, g * (X + c)) + max(f2 * X, g2 * (X + c2))
+
+
+def spec_reach(a: float, f: float, g: float, c: float, f2: float, g2: float, c2: float,
+               X: float, D: float, n: int, T: float) -> int:
+    """Smallest ``m`` in ``[0, n]`` with ``spec_span(m) >= T`` (``n`` when none), by bisection
+    (the span increases with ``m``)."""
+    if T <= 0:
+        return 0
+    if spec_span(a, f, g, c, f2, g2, c2, X, D, n) < T:
+        return n
+    lo, hi = 0, n  # span(lo) < T <= span(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if spec_span(a, f, g, c, f2, g2, c2, X, D, mid) >= T:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+__all__ = ["iter_time", "run_reach", "run_span", "spec_iter", "spec_reach", "spec_span"]
