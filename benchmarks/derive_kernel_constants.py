@@ -132,6 +132,70 @@ def decode_fit(rows, gpu):
     return out
 
 
+# The MoE table's token distribution fitted and held out: the closer to uniform routing (what the
+# step model assumes) of the two the table measures (power_law_1.01 and power_law_1.2).
+MOE_DISTRIBUTION = "power_law_1.01"
+MOE_MAX_GPUS = 8  # layouts up to one node (the uniform-routing imbalance of larger expert-parallel
+#                   groups under a power-law distribution is not what the kernel form describes)
+
+
+def moe_keep(r):
+    """Rows of the layouts pdplan runs: experts TP-sharded (moe_ep 1) or whole experts over
+    expert-parallel GPUs (moe_tp 1), up to one node, BF16 or FP8."""
+    tp, ep = int(r["moe_tp_size"]), int(r["moe_ep_size"])
+    return (r["distribution"] == MOE_DISTRIBUTION and r["moe_dtype"] in ("float16", "fp8")
+            and (tp == 1 or ep == 1) and tp * ep <= MOE_MAX_GPUS)
+
+
+def moe_shape(r):
+    """(groups, rows, up_n, width, hidden, perm bytes, fp8) of one MoE table row, as the step
+    model lays the routed experts out (planner.perf.efficiency.moe_layout; gated experts)."""
+    T, h, fe = int(r["num_tokens"]), int(r["hidden_size"]), int(r["inter_size"])
+    k, E = int(r["topk"]), int(r["num_experts"])
+    tp, ep = int(r["moe_tp_size"]), int(r["moe_ep_size"])
+    groups, rows = eff.moe_layout(float(T), E, k, ep)
+    width = fe / tp
+    perm = 2.0 * 2.0 * T * k * h * 2.0 / ep
+    return float(groups), float(rows), 2 * width, width, h, perm, r["moe_dtype"] == "fp8"
+
+
+def moe_predict(shapes, gpu, consts, moe):
+    out = []
+    for groups, rows, up_n, width, h, perm, fp8 in shapes:
+        g = consts["gemm_fp8" if fp8 else "gemm_bf16"]
+        gd = {"mamf": g["mamf"], "floor_s": g["floor_us"] * 1e-6, "mem": g["mem"],
+              "mem_half_bytes": g["mem_half_mb"] * 1e6, "blend": g["blend"], "wave": g["wave"],
+              "quant": g.get("quant", 0.0)}
+        peak = gpu.peak_flops["fp8" if fp8 and "fp8" in gpu.peak_flops else "bf16"]
+        out.append(float(eff.moe_experts_time(rows, groups, up_n, width, h, peak=peak, hbm=gpu.hbm_bytes_per_s,
+                                              sms=gpu.sm_count, g=gd, moe=moe, w_bytes=1.0 if fp8 else 2.0,
+                                              a_bytes=1.0 if fp8 else 2.0, quantise=fp8, perm_bytes=perm)))
+    return np.array(out)
+
+
+def moe_fit(rows, gpu, consts):
+    """The six MoE constants on the even rows, the GEMM constants already fitted."""
+    shapes = [moe_shape(r) for r in rows]
+    t = col(rows, "latency") * 1e-3
+    tr, _ = split(len(t))
+    sh = [s for s, keep in zip(shapes, tr) if keep]
+
+    def model(p):
+        return moe_predict(sh, gpu, consts, {"floor_s": p[0] * 1e-6, "per_expert_s": p[1] * 1e-6,
+                                             "mamf": p[2], "half_rows": p[4], "mem": p[3], "fp8": p[5]})
+
+    # The experts' weights cannot stream faster than HBM: the bandwidth factor is capped so that
+    # dense efficiency x factor <= 1 (the tables' skewed routing touches fewer experts than the
+    # uniform layout assumes, which alone would push it above).
+    cap = 1.0 / consts["gemm_bf16"]["mem"]
+    p = fit(lambda p: np.log(model(p) / t[tr]), [20.0, 0.5, 0.9, 0.8, 64.0, 1.0], [0, 0, 0.1, 0.1, 0, 0.3],
+            [500, 20, 1.5, cap, 1e5, 3.0])
+    out = dict(zip(("floor_us", "per_expert_us", "mamf", "mem", "half_rows", "fp8"), p))
+    if not any(s[-1] for s in sh):  # no FP8 rows: the factor is not identified, keep it neutral
+        out["fp8"] = 1.0
+    return out
+
+
 def allreduce_table(rows):
     """{n: [[bytes, us], ...]}: message_size is in FP16 elements; the latency envelope is made
     monotone (a larger message never reported faster than a smaller one)."""
@@ -214,6 +278,15 @@ def main(argv=None):
                                 lambda r: {"batch": int(r["batch_size"]), "context": int(r["step"]),
                                            "heads": int(r["num_heads"]), "kv_heads": int(r["num_key_value_heads"]),
                                            "kv_dtype": "fp8" if r["kv_cache_dtype"] == "fp8" else "bf16",
+                                           "measured_us": round(float(r["latency"]) * 1e3, 3)})
+        rows = read(d / "moe_perf.txt", moe_keep)
+        consts["moe"] = moe_fit(rows, gpu, consts)
+        kernel_rows += held_out(rows, None, "kernel_moe", gid, src + "/moe_perf.txt",
+                                lambda r: {"tokens": int(r["num_tokens"]), "hidden": int(r["hidden_size"]),
+                                           "width": int(r["inter_size"]), "topk": int(r["topk"]),
+                                           "experts": int(r["num_experts"]), "moe_tp": int(r["moe_tp_size"]),
+                                           "moe_ep": int(r["moe_ep_size"]),
+                                           "dtype": "fp8" if r["moe_dtype"] == "fp8" else "bf16",
                                            "measured_us": round(float(r["latency"]) * 1e3, 3)})
         ar = allreduce_table(read(d / "custom_allreduce_perf.txt"))
         link = cat.links[gpu.intra_node_link]

@@ -1,7 +1,7 @@
 """Print the summary tables of docs/validation.md from `pdplan validate` (the page is built from
 these, so the numbers there and the command's output agree):
 
-    python benchmarks/validation_tables.py [kernels|measurements|offline-grid|serving|deepseek ...]
+    python benchmarks/validation_tables.py [kernels|measurements|offline-grid|pass-grid|serving|deepseek ...]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def table(summary: dict) -> str:
 
 
 def main(argv=None):
-    for ds in (argv or sys.argv[1:]) or ("kernels", "measurements", "offline-grid", "serving", "deepseek"):
+    for ds in (argv or sys.argv[1:]) or ("kernels", "measurements", "offline-grid", "pass-grid", "serving", "deepseek"):
         print(f"## {ds}\n\n{table(run(dataset=ds).summary)}\n")
 
 

@@ -199,6 +199,14 @@ EFFICIENCY_FIELDS = (
      1.0),
     ("attn_decode", "shape", "dec_shape", "exponent", 0.1, 3.0, 1.0),
     ("attn_decode", "fp8", "dec_fp8", "FP8-KV bandwidth factor", 0.2, 1.5, 1.0),
+    ("moe", "floor_us", "moe_floor_s", "us per MoE layer (routing, permutation, finalize)", 0.0,
+     500.0, 1e-6),
+    ("moe", "per_expert_us", "moe_per_expert_s", "us per active expert per MoE layer", 0.0, 20.0,
+     1e-6),
+    ("moe", "mamf", "moe_mamf", "multiple of the dense GEMM's compute efficiency", 0.1, 1.5, 1.0),
+    ("moe", "half_rows", "moe_half_rows", "rows per expert at half that efficiency", 0.0, 1e5, 1.0),
+    ("moe", "mem", "moe_mem", "multiple of the dense GEMM's HBM efficiency", 0.1, 1.5, 1.0),
+    ("moe", "fp8", "moe_fp8", "FP8 experts' extra compute-efficiency factor", 0.3, 3.0, 1.0),
     ("comm", "oneshot_us", "oneshot_s", "us per all-reduce", 0.5, 50.0, 1e-6),
     ("comm", "busbw", "busbw", "fraction of link bandwidth", 0.02, 1.0, 1.0),
 )
@@ -233,6 +241,12 @@ class Efficiency:
     dec_half_occupancy: float
     dec_shape: float
     dec_fp8: float
+    moe_floor_s: float
+    moe_per_expert_s: float
+    moe_mamf: float
+    moe_half_rows: float
+    moe_mem: float
+    moe_fp8: float
     oneshot_s: float
     busbw: float
 
@@ -256,6 +270,12 @@ class Efficiency:
                 "per_read_s": self.dec_per_read_s, "group_max": self.dec_group_max,
                 "half_occupancy": self.dec_half_occupancy, "shape": self.dec_shape,
                 "fp8": self.dec_fp8}
+
+    @property
+    def moe(self) -> dict:
+        return {"floor_s": self.moe_floor_s, "per_expert_s": self.moe_per_expert_s,
+                "mamf": self.moe_mamf, "half_rows": self.moe_half_rows, "mem": self.moe_mem,
+                "fp8": self.moe_fp8}
 
 
 @dataclass(frozen=True)

@@ -1256,13 +1256,15 @@ def step(ctx, tp, pp, dp, ep, prefill_tokens, decode_batch, context, as_json, **
 
 @cli.command()
 @click.option("--set", "dataset",
-              type=click.Choice(("measurements", "offline-grid", "kernels", "serving", "deepseek")),
+              type=click.Choice(("measurements", "offline-grid", "kernels", "pass-grid", "serving",
+                                 "deepseek")),
               default="measurements", show_default=True,
               help="Validation set: the curated measurements (the overhead fit uses them), the "
                    "rest of the TensorRT-LLM offline grids (out of sample), held-out silicon "
-                   "kernel timings (GEMM and attention; out of sample), published serving runs, "
-                   "or DeepSeek-class runs with data-parallel attention and wide expert "
-                   "parallelism (out of sample).")
+                   "kernel timings (GEMM, attention, MoE; out of sample), whole passes summed "
+                   "from silicon kernel timings (the vLLM tables out of sample), published "
+                   "serving runs, or DeepSeek-class runs with data-parallel attention and wide "
+                   "expert parallelism (out of sample).")
 @click.option("--fit", "fit", is_flag=True,
               help="Refit the per-iteration engine overhead (the step model's one fitted constant) "
                    "on the measurements and print it with its bounds (takes ~10 s).")

@@ -32,7 +32,11 @@ KINDS = ("prefill", "decode_step", "static_throughput", "offline_throughput")
 # Silicon kernel timings held out of the derivation of the efficiency constants
 # (tests/data/kernels.yaml, written by benchmarks/derive_kernel_constants.py).
 KERNEL_KINDS = ("kernel_gemm_bf16", "kernel_gemm_fp8", "kernel_prefill_attention",
-                "kernel_decode_attention")
+                "kernel_decode_attention", "kernel_moe")
+# Whole passes summed from silicon kernel timings (tests/data/pass_grid.yaml, written by
+# benchmarks/build_pass_grid.py): the step model's operator groups the tables cover.
+PASS_KINDS = ("pass_prefill", "pass_decode")
+PASS_GROUPS_NOT_MEASURED = ("elementwise", "overhead")
 HEAD_DIM = 128  # the kernel tables' head dimension
 OFFLINE_TOKEN_BUDGET = 8192
 
@@ -145,7 +149,8 @@ def predict(row: Row, cat: Catalog, extra: dict, gpus: dict | None = None) -> fl
 
 
 DATASETS = {"measurements": "measurements.yaml", "offline-grid": "offline_grid.yaml",
-            "kernels": "kernels.yaml", "serving": "serving.yaml", "deepseek": "deepseek.yaml"}
+            "kernels": "kernels.yaml", "serving": "serving.yaml", "deepseek": "deepseek.yaml",
+            "pass-grid": "pass_grid.yaml"}
 
 # Published serving runs (tests/data/serving.yaml): one row per (operating point, metric).
 SERVING_METRICS = {  # measured key -> (kind, predicted from)
@@ -318,9 +323,10 @@ def load_kernel_rows(path: Path) -> list:
     for i, e in enumerate(data):
         shape = {k: v for k, v in e.items() if k not in ("kind", "gpu", "source", "measured_us")}
         kv = str(e.get("kv_dtype", "bf16"))
-        dt = "fp8" if e["kind"] == "kernel_gemm_fp8" else "bf16"
+        dt = "fp8" if e["kind"] == "kernel_gemm_fp8" or e.get("dtype") == "fp8" else "bf16"
         rows.append(Row(id=f"{e['kind']}-{e['gpu']}-{i}", kind=e["kind"], model="(kernel)", gpu=e["gpu"],
-                        dtype=dt, kv_dtype=kv, tp=1, pp=1, batch=int(e.get("batch", e.get("m", 1))),
+                        dtype=dt, kv_dtype=kv, tp=1, pp=1,
+                        batch=int(e.get("batch", e.get("m", e.get("tokens", 1)))),
                         isl=int(e.get("isl", e.get("context", 0))), osl=0, measured=float(e["measured_us"]),
                         unit="us", source=str(e["source"]), trust="A", shape=shape))
     return rows
@@ -346,9 +352,50 @@ def predict_kernel(row: Row, gpu) -> float:
         t = eff.decode_attention_time(sh["batch"], sh["context"], sh["heads"], sh["kv_heads"], d=e.decode,
                                       hbm=gpu.hbm_bytes_per_s, fp8=fp8, head_dim=HEAD_DIM,
                                       kv_bytes=1.0 if fp8 else 2.0)
+    elif row.kind == "kernel_moe":
+        fp8 = row.dtype == "fp8" and "fp8" in gpu.peak_flops
+        groups, rows = eff.moe_layout(float(sh["tokens"]), sh["experts"], sh["topk"], sh["moe_ep"])
+        width = sh["width"] / sh["moe_tp"]
+        perm = 2.0 * 2.0 * sh["tokens"] * sh["topk"] * sh["hidden"] * 2.0 / sh["moe_ep"]
+        b = 1.0 if row.dtype == "fp8" else 2.0
+        t = eff.moe_experts_time(rows, groups, 2 * width, width, sh["hidden"],
+                                 peak=gpu.peak_flops["fp8" if fp8 else "bf16"], hbm=gpu.hbm_bytes_per_s,
+                                 sms=gpu.sm_count, g=e.gemm(row.dtype), moe=e.moe, w_bytes=b, a_bytes=b,
+                                 quantise=fp8, perm_bytes=perm)
     else:
         raise CatalogError(f"validation row {row.id}: unknown kind {row.kind!r}")
     return float(t) * 1e6
+
+
+def load_pass_rows(path: Path) -> list:
+    """The single-pass grid (``tests/data/pass_grid.yaml``) as rows; ``shape`` keeps the
+    measured components and the table set (``tables``) each row was summed from."""
+    rows = []
+    for e in _read_set(path):
+        rows.append(Row(id=str(e["id"]), kind=e["kind"], model=e["model"], gpu=e["gpu"], dtype="bf16",
+                        kv_dtype="bf16", tp=int(e["tp"]), pp=1, batch=int(e["batch"]), isl=int(e["isl"] or e["context"]),
+                        osl=0, measured=float(e["measured_ms"]), unit="ms", source=str(e["source"]),
+                        trust="A", engine=str(e["tables"]),
+                        shape={"context": int(e["context"]), "tables": str(e["tables"]),
+                               "components_ms": dict(e["components_ms"])}))
+    return rows
+
+
+def pass_breakdown(row: Row, cat: Catalog) -> dict:
+    """The step model's per-group milliseconds of one pass-grid row (all groups)."""
+    sm = build_step_model(cat, cat.models[row.model], cat.gpus[row.gpu], row.tp, dtype="bf16",
+                          kv_dtype="bf16")
+    if row.kind == "pass_prefill":
+        cost = sm.prefill(row.isl, 0, row.batch)
+    else:
+        cost = sm.decode(row.batch, row.shape["context"])
+    return {k: float(v) * 1e3 for k, v in cost.breakdown.items()}
+
+
+def predict_pass(row: Row, cat: Catalog) -> float:
+    """One pass-grid row: the step model's time without the groups no kernel table measures."""
+    parts = pass_breakdown(row, cat)
+    return sum(v for k, v in parts.items() if k not in PASS_GROUPS_NOT_MEASURED)
 
 
 # DeepSeek-class deployments (data-parallel attention, wide expert parallelism): published
@@ -449,6 +496,8 @@ def run(catalog: Catalog | None = None, gpus: dict | None = None,
     elif dataset == "deepseek":
         rows, skipped = load_deepseek_rows(data_dir() / DATASETS[dataset])
         extra = {}
+    elif dataset == "pass-grid":
+        rows, extra = load_pass_rows(data_dir() / DATASETS[dataset]), {}
     else:
         rows, extra = load_rows(data_dir() / DATASETS[dataset])
     out = []
@@ -460,6 +509,8 @@ def run(catalog: Catalog | None = None, gpus: dict | None = None,
                 p = predict_serving(r, cat, extra)
             elif r.kind in EP_KINDS:
                 p = predict_deepseek(r, cat)
+            elif r.kind in PASS_KINDS:
+                p = predict_pass(r, cat)
             else:
                 p = predict(r, cat, extra, gpus)
         except Exception as exc:  # a row the model cannot express (e.g. does not fit)
@@ -479,6 +530,12 @@ def run(catalog: Catalog | None = None, gpus: dict | None = None,
         # The issue's target is judged where the setup is fully stated (trust A).
         rep.summary["fully_stated"] = _stats([r for r in out if r.included and np.isfinite(r.error)
                                               and r.trust == "A"])
+    if dataset == "pass-grid":
+        by_tab: dict = {}
+        for r in out:
+            if r.included and np.isfinite(r.error):
+                by_tab.setdefault(f"{r.shape['tables']} {r.kind}", []).append(r)
+        rep.summary["by_source_kind"] = {k: _stats(v) for k, v in sorted(by_tab.items())}
     if dataset == "serving":
         pts = {r.shape["point"]: r for r in out}
         rep.summary["points"] = len(pts) + len(skipped)
@@ -509,7 +566,7 @@ def summarize(rows: list) -> dict:
     inc = [r for r in rows if r.included and np.isfinite(r.error)]
     stats = _stats
     s = stats(inc)
-    kinds = [k for k in (*KINDS, *KERNEL_KINDS, *SERVING_KINDS, *EP_KINDS) if any(r.kind == k for r in rows)]
+    kinds = [k for k in (*KINDS, *KERNEL_KINDS, *SERVING_KINDS, *EP_KINDS, *PASS_KINDS) if any(r.kind == k for r in rows)]
     s["by_kind"] = {k: stats([r for r in inc if r.kind == k]) for k in kinds}
     s["by_kind_gpu"] = {f"{k} {g}": stats(sel) for k in kinds for g in sorted({r.gpu for r in inc})
                         if (sel := [r for r in inc if r.kind == k and r.gpu == g])}

@@ -22,7 +22,8 @@ IDEAL_EFF = Efficiency(
     fp8_blend=20.0, fp8_wave=0.0, fp8_quant=0.0, pf_mamf=1.0, pf_floor_s=0.0, pf_half_tokens=0.0,
     pf_wave=0.0, dec_mem=1.0, dec_floor_s=0.0, dec_per_seq_s=0.0, dec_per_read_s=0.0,
     dec_group_max=256.0, dec_half_occupancy=0.0,
-    dec_shape=1.0, dec_fp8=1.0, oneshot_s=5e-6, busbw=1.0)
+    dec_shape=1.0, dec_fp8=1.0, moe_floor_s=0.0, moe_per_expert_s=0.0, moe_mamf=1.0,
+    moe_half_rows=0.0, moe_mem=1.0, moe_fp8=1.0, oneshot_s=5e-6, busbw=1.0)
 IDEAL = GPUSpec(id="ideal", name="ideal", peak_flops={"bf16": 1e15}, hbm_bytes=80e9,
                 hbm_bytes_per_s=1e12, gpus_per_node=8, intra_node_link="l", inter_node_link="l",
                 inter_node_bytes_per_s=50e9, tdp_w=700, price_per_hour=1.0, price_date="2026-01",

@@ -49,13 +49,16 @@ def test_no_systematic_bias_beyond_what_was_measured(report):
 
 
 def test_out_of_sample_offline_grids():
-    """The rest of the TensorRT-LLM offline grids, never used to fit: measured 11.5% median
-    absolute error over 311 rows, bias -5.2%, with TensorRT-LLM's engine profile (docs/validation.md; L40S TP4/TP8 -53% to -89%,
-    where the silicon all-reduce table of a PCIe L40S node is far slower than the published
-    engine runs imply)."""
+    """The rest of the TensorRT-LLM offline grids, never used to fit: measured 12.0% median
+    absolute error over 311 rows, bias -11.2%, with TensorRT-LLM's engine profile
+    (docs/validation.md; L40S TP4/TP8 -53% to -89%, where the silicon all-reduce table of a PCIe
+    L40S node is far slower than the published engine runs imply). It was 11.5% (bias -5.2%)
+    before the routed experts were costed from the silicon MoE tables: the 110 Mixtral rows moved
+    from +3% to -13% bias (A100 +22% -> -12%, H100/H200 FP8 +0%/+3% -> -10%/-15%): the
+    TensorRT-LLM 1.0 MoE kernel tables run slower than the v0.17 engines that produced the grids."""
     rep = run(dataset="offline-grid")
     assert rep.summary["count"] >= 300
-    assert rep.summary["median_abs_error"] <= 0.116, rep.summary["median_abs_error"]
+    assert rep.summary["median_abs_error"] <= 0.121, rep.summary["median_abs_error"]
     fitted = {r.id for r in load_rows()[0]}
     assert not fitted & {r.id for r in rep.rows}
 
@@ -63,10 +66,12 @@ def test_out_of_sample_offline_grids():
 @pytest.mark.parametrize("kind,median,p90", [("kernel_gemm_bf16", 0.066, 0.17),
                                              ("kernel_gemm_fp8", 0.039, 0.12),
                                              ("kernel_prefill_attention", 0.071, 0.33),
-                                             ("kernel_decode_attention", 0.20, 0.69)])
+                                             ("kernel_decode_attention", 0.20, 0.69),
+                                             ("kernel_moe", 0.151, 0.42)])
 def test_held_out_kernel_timings(kind, median, p90):
     """Silicon kernel timings the derivation of the constants did not use (odd-numbered rows of
-    each table): measured medians 6.5% / 3.8% / 7.0% / 19.3% (docs/validation.md). Decode
+    each table): measured medians 6.5% / 3.8% / 7.0% / 19.3% / 15.0% (MoE: p90 41%, the
+    expert-parallel rows under the tables' power-law routing -23%; docs/validation.md). Decode
     attention is the weak model: 8-37% of its table rows report KV reads above HBM bandwidth
     (the collector's sequences share KV blocks, or they sit in L2), which a model kept physical
     cannot follow."""
@@ -139,8 +144,10 @@ def test_serving_unstable_calls_are_counted():
     # runs (VALID, so sustained), predicted with their submitters' engine settings: chiefly the
     # B200 FP4 Llama-3.1-405B runs (a 2,048-token budget against 9.4k-token prompts: pdplan's
     # B200 FP4 prefill is too slow, so the lanes come out prefill-bound) and the multi-node
-    # Cisco runs without a config. A finding, not met (issue 10's target: none).
-    assert len(s["called_unstable_sustained"]) <= 24, s["called_unstable_sustained"]
+    # Cisco runs without a config. A finding, not met (issue 10's target: none). 26 since the
+    # routed experts are costed from the silicon MoE tables: two more Mixtral-8x7B runs (H200,
+    # B200) come out above capacity (Mixtral serving max_qps bias +5% -> -24%).
+    assert len(s["called_unstable_sustained"]) <= 26, s["called_unstable_sustained"]
 
 
 def test_serving_rows_take_the_runs_engine_settings(tmp_path):
@@ -206,9 +213,11 @@ def test_deepseek_errors_stay_at_what_was_measured():
     """Measured (docs/validation.md, "DeepSeek-class"): the 5 fully stated rows 19.1% median
     (SGLang's EP32 prefill on 32 H100 -14% to -24%, pdplan not modelling its two-batch overlap;
     TensorRT-LLM's DP8/EP8 max-throughput runs -21% on B200 FP4 and +4% on H200), all 7
-    predicted rows 20.9%, biased slow (-21%)."""
+    predicted rows 20.9%, biased slow (-21%). Since the routed experts are costed from the
+    silicon MoE tables (TensorRT-LLM 1.0's fused MoE, slower than SGLang's DeepGEMM and
+    TensorRT-LLM's tuned DeepSeek kernels): fully stated 20.9%, all 24.8%, bias -25%."""
     s = _deepseek().summary
     assert s["points_predicted"] >= 7
     assert s["fully_stated"]["count"] >= 5
-    assert s["fully_stated"]["median_abs_error"] <= 0.20, s["fully_stated"]
-    assert s["median_abs_error"] <= 0.22, s["median_abs_error"]
+    assert s["fully_stated"]["median_abs_error"] <= 0.21, s["fully_stated"]
+    assert s["median_abs_error"] <= 0.25, s["median_abs_error"]

@@ -23,6 +23,11 @@ The forms, and why (the constants are in the GPU's catalog entry, each with its 
   kernel falls back to one thread block per query head, as the source tables show for ratios
   above ``group_max``). MLA's absorbed kernel reads its latent once for all heads. FP8 KV is
   scaled by its own factor.
+* Routed experts of one MoE layer (a fused grouped-GEMM MoE kernel): ``floor + per_expert *
+  experts + up + down + permutation``, the two grouped GEMMs in the GEMM form above with the
+  compute and memory efficiencies scaled by the GPU's ``moe`` factors (small per-expert problems
+  run below dense efficiency, the more so the fewer rows each expert gets), ``experts`` the ones this GPU runs that the batch touches, and the
+  gather/scatter of the token copies as HBM traffic.
 * All-reduce: a measured latency table by message size where the GPU has one (log-log
   interpolation), else ``oneshot + 2 (n - 1) / n * bytes / (link_bw * busbw)``.
 """
@@ -65,6 +70,39 @@ def gemm_time(m, n, k, *, peak: float, hbm: float, sms: int, g: dict, w_bytes: f
     if quantise:  # per-tensor FP8 quantisation of the activations: reads BF16, writes FP8
         t = t + g["quant"] * groups * mm * k * 3.0 / (hbm * scale_m)
     return np.where(live, t, 0.0)
+
+
+def moe_layout(tokens, experts: int, topk: int, ep: int = 1):
+    """(experts a GPU runs, rows each) for ``tokens`` tokens routed uniformly at random to
+    ``topk`` of ``experts`` experts: the batch touches ``E (1 - (1 - k / E)^T)`` distinct experts
+    with ``T k / touched`` rows each; under expert parallelism over ``ep`` GPUs each runs
+    ``touched / ep`` of them and the busiest GPU's rows are :func:`ep_imbalance` times the mean."""
+    T = _as(tokens)
+    E, k = float(experts), float(topk)
+    touched = E * -np.expm1(T * np.log1p(-k / E)) if k < E else np.full_like(T, E)
+    rows = np.where(T > 0, T * k / np.maximum(touched, 1.0), 0.0)
+    if ep > 1:
+        return touched / ep, rows * ep_imbalance(T * k, ep)
+    return touched, rows
+
+
+def moe_experts_time(rows, groups, up_n, width, hidden, *, peak: float, hbm: float, sms: int,
+                     g: dict, moe: dict, w_bytes: float, a_bytes: float = 2.0,
+                     quantise: bool = False, perm_bytes=0.0):
+    """Seconds of the routed experts of one MoE layer: ``groups`` experts with ``rows`` rows
+    each, gate+up ``(rows x hidden) @ (hidden x up_n)`` and down ``(rows x width) @ (width x
+    hidden)`` as grouped GEMMs at the dense constants ``g`` scaled by ``moe['mamf'] rows / (rows +
+    moe['half_rows'])`` (compute: few rows per expert run far below dense efficiency) and
+    ``moe['mem']`` (bandwidth), FP8 experts (``quantise``) by ``moe['fp8']`` more, plus ``moe['floor_s']`` per layer, ``moe['per_expert_s']``
+    per expert and ``perm_bytes`` of token gather/scatter at the dense GEMM's bandwidth."""
+    rows, groups = _as(rows), _as(groups)
+    live = np.maximum(rows, 1e-9)
+    scale_c = moe["mamf"] * live / (live + moe["half_rows"]) * (moe["fp8"] if quantise else 1.0)
+    kw = dict(peak=peak, hbm=hbm, sms=sms, g=g, w_bytes=w_bytes, a_bytes=a_bytes, groups=groups,
+              quantise=quantise, scale_c=scale_c, scale_m=moe["mem"])
+    t = gemm_time(rows, up_n, hidden, **kw) + gemm_time(rows, hidden, width, **kw)
+    t = t + moe["floor_s"] + moe["per_expert_s"] * groups + _as(perm_bytes) / (hbm * g["mem"])
+    return np.where((rows > 0) & (groups > 0), t, 0.0)
 
 
 def prefill_attention_time(flops, q_len, blocks, *, peak: float, sms: int, a: dict,

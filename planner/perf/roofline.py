@@ -209,18 +209,17 @@ class StepModel(InstanceMemory):
     def experts_touched(self, T):
         """Expected distinct routed experts a batch of ``T`` tokens activates (uniform routing):
         ``E (1 - (1 - k / E)^T)``."""
-        E, k = self.model.num_experts, self.model.experts_per_token
-        T = _as(T)
-        return E * -np.expm1(T * np.log1p(-k / E)) if k < E else np.full_like(T, float(E))
+        return eff.moe_layout(T, self.model.num_experts, self.model.experts_per_token)[0]
 
     def moe_ffn(self, T, T_all=None):
-        """Router ``T x hidden @ hidden x E`` (BF16); routed experts as grouped GEMMs over the
-        experts this GPU holds that the batch touches, with ``T k / touched`` rows each (TP-sharded
-        widths when ``ep == 1``, whole experts when ``ep > 1``, the busiest GPU's rows under
-        uniform routing); shared experts as dense GEMMs; token permutation (gather + scatter of
-        ``T k`` rows) as HBM traffic. Under data-parallel attention ``T`` is the rank's tokens
-        (router, shared experts) and ``T_all`` the instance's (routed experts; default
-        ``T * dp``, every rank as loaded as this one)."""
+        """Router ``T x hidden @ hidden x E`` (BF16); routed experts as the fused grouped-GEMM
+        kernel of :func:`planner.perf.efficiency.moe_experts_time` over the experts this GPU
+        holds that the batch touches, with ``T k / touched`` rows each (TP-sharded widths when
+        ``ep == 1``, whole experts when ``ep > 1``, the busiest GPU's rows under uniform
+        routing), token permutation (gather + scatter of ``T k`` rows) included; shared experts
+        as dense GEMMs. Under data-parallel attention ``T`` is the rank's tokens (router, shared
+        experts) and ``T_all`` the instance's (routed experts; default ``T * dp``, every rank as
+        loaded as this one)."""
         parts = self.moe_parts(T, T_all)
         if parts is None:
             return None
@@ -236,23 +235,21 @@ class StepModel(InstanceMemory):
         T = _as(T)
         T_all = T * self.dp if T_all is None else _as(T_all)
         h, fe, E, k = m.hidden_size, m.moe_intermediate_size, m.num_experts, m.experts_per_token
-        touched = self.experts_touched(T_all)
-        rows = np.where(T_all > 0, T_all * k / np.maximum(touched, 1.0), 0.0)
-        if self.ep > 1:
-            # Whole experts on each GPU; the busiest GPU sets the pace (uniform routing).
-            groups, width = touched / self.ep, fe
-            rows = rows * eff.ep_imbalance(T_all * k, self.ep)
-        else:
-            groups, width = touched, fe / self.tp
+        groups, rows = eff.moe_layout(T_all, E, k, self.ep)
+        width = fe if self.ep > 1 else fe / self.tp
         up_n = (m.ffn_matrices - 1) * width
         rank = [self._gemm(T, E, h, bf16=True)]
         if m.num_shared_experts:
             sw = m.num_shared_experts * fe / self.tp
             rank += [self._gemm(T, (m.ffn_matrices - 1) * sw, h), self._gemm(T, h, sw)]
-        routed = [self._gemm(rows, up_n, h, groups=groups), self._gemm(rows, h, width, groups=groups)]
         perm = 2.0 * 2.0 * T_all * k * h * ACTIVATION_BYTES / (self.ep if self.ep > 1 else 1)
-        t_perm = np.where(T_all > 0, self.g_bf16["floor_s"] + perm / (self.gpu.hbm_bytes_per_s * self.g_bf16["mem"]), 0.0)
-        routed.append((t_perm, 0.0 * T_all, perm, self.peak_bf16))
+        t = eff.moe_experts_time(rows, groups, up_n, width, h, peak=self.peak, hbm=self.gpu.hbm_bytes_per_s,
+                                 sms=self.gpu.sm_count, g=self.g, moe=self.eff.moe, w_bytes=self.bw,
+                                 a_bytes=self.a_bytes, quantise=self.low_precision, perm_bytes=perm)
+        fl = 2.0 * rows * groups * (up_n * h + h * width)
+        by = groups * ((up_n * h + h * width) * self.bw + rows * (h + width) * self.a_bytes
+                       + rows * (up_n + h) * ACTIVATION_BYTES) + perm
+        routed = [(t, fl, by, self.peak)]
         return self._sum(*rank, layers=m.moe_layers), self._sum(*routed, layers=m.moe_layers)
 
     def elementwise(self, T):
