@@ -73,6 +73,11 @@ class Inputs:
     # Speculative decoding (planner.perf.speculative.SpecDecode): on for estimate/simulate; what
     # recommend may turn on where it pays. None = off.
     spec: object = None
+    # A calibration profile (planner.calibrate.Profile) and the step-model constants it implies
+    # (planner.perf.Calibration), applied to the GPUs in calibration_gpus (None = every GPU).
+    profile: object = None
+    calibration: object = None
+    calibration_gpus: tuple | None = None
 
     def __post_init__(self):
         if self.engine is None and self.catalog is not None and DEFAULTS["engine"] in self.catalog.engines:
@@ -237,11 +242,38 @@ def closed_loop(inp: Inputs, dep: Deployment) -> tuple[float, LaneResult]:
     return sol.qps, sol.result
 
 
+def request_latency(inp: Inputs) -> float:
+    """Seconds of per-request latency outside the engine's iterations that a calibration profile
+    adds to every TTFT (0 without one)."""
+    cal = inp.calibration
+    return float(cal.request_s) if cal is not None else 0.0
+
+
+def engine_side(inp: Inputs) -> Inputs:
+    """``inp`` with the TTFT SLO the engine itself must meet: the SLO less the calibration's
+    per-request latency (the same question without a profile)."""
+    req = request_latency(inp)
+    if req <= 0:
+        return inp
+    return replace(inp, slo=replace(inp.slo, ttft_s=max(inp.slo.ttft_s - req, 1e-6)))
+
+
 def estimate(inp: Inputs, dep: Deployment, with_headroom: bool = True) -> Plan:
     """Metrics of a fixed deployment at the workload's rate (or, for closed-loop clients, at the
-    throughput they reach), the SLO check and the headroom."""
+    throughput they reach), the SLO check and the headroom. A calibration's per-request latency
+    is added to the TTFTs (and taken off the TTFT SLO the engine must meet)."""
     if dep.approach not in APPROACHES:
         raise InvalidRequestError(f"--approach: unknown {dep.approach!r}; valid: {', '.join(APPROACHES)}")
+    req = request_latency(inp)
+    if req > 0:
+        plan = estimate(replace(engine_side(inp), calibration=replace(inp.calibration, request_s=0.0)),
+                        dep, with_headroom)
+        m = plan.metrics
+        m.ttft = {k: v + req for k, v in m.ttft.items()}
+        m.breakdown = dict(m.breakdown, ttft_request=req)
+        plan.inputs = replace(plan.inputs, slo=inp.slo, calibration=inp.calibration)
+        plan.reason = explain_single(plan)
+        return plan
     if inp.workload.closed:
         lam, r = closed_loop(inp, dep)
         inp = replace(inp, workload=inp.workload.with_qps(lam))

@@ -264,7 +264,10 @@ def model_options(f):
                      help="KV-cache dtype [default: the model's default_kv_dtype]."),
         click.option("--engine", "engine", metavar="NAME",
                      help="Serving engine profile: vllm, sglang, trtllm or one from --catalog "
-                          "[default: vllm]."),
+                          "[default: vllm, or the --profile's engine]."),
+        click.option("--profile", "profile", metavar="FILE",
+                     help="A calibration profile (pdplan calibrate -o FILE): its fitted constants "
+                          "apply to every prediction on its GPU, and plans embed it."),
     )(f)
 
 
@@ -531,8 +534,28 @@ def build_inputs(ctx: click.Context, opts: dict, *, require_qps: bool = True,
     engine = resolve_engine(cat, opts, assumed)
     xfer = cat.kv_transfer(opts["kv_transfer"], "--kv-transfer") if opts.get("kv_transfer") else None
     spec = build_spec(cat, model, opts, assumed)
-    return Inputs(model, wl, slo, dtype, kv_dtype, cat, gpu=gpu, assumed=assumed, engine=engine,
-                  kv_transfer=xfer, spec=spec)
+    inp = Inputs(model, wl, slo, dtype, kv_dtype, cat, gpu=gpu, assumed=assumed, engine=engine,
+                 kv_transfer=xfer, spec=spec)
+    apply_profile(inp, opts)
+    return inp
+
+
+def apply_profile(inp, opts: dict) -> None:
+    """Load ``--profile`` into ``inp`` (its calibration, on the GPUs it applies to); without
+    ``--engine`` the profile's engine is the one assumed."""
+    path = opts.get("profile")
+    if not path:
+        return
+    from planner.calibrate.profile import check_applies, load_profile
+
+    prof = load_profile(path)
+    gpus = opts.get("gpu_list") or [inp.gpu]
+    inp.calibration_gpus = check_applies(prof, inp.model.id, gpus, bool(opts.get("force")))
+    inp.profile, inp.calibration = prof, prof.calibration
+    if opts.get("engine") is None and prof.engine in inp.catalog.engines:
+        inp.engine = inp.catalog.engines[prof.engine]
+        inp.assumed[:] = [a for a in inp.assumed if not a.startswith("engine ")]
+        inp.assumed.append(f"engine {prof.engine} (the profile's)")
 
 
 def build_spec(cat, model, opts: dict, assumed: list):
@@ -704,9 +727,14 @@ def main(argv=None) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+PROFILE_FORCE = click.option("--force", is_flag=True,
+                             help="Apply a --profile fitted on another model or GPU.")
+
+
 @cli.command()
 @common_options
 @deployment_options
+@PROFILE_FORCE
 @click.pass_context
 def estimate(ctx, as_json, **opts):
     """Metrics of one fixed deployment at a request rate, and the SLO check.
@@ -761,6 +789,7 @@ def _load_plan_file(path: str, opts: dict):
               help="Requests to simulate.")
 @click.option("--seed", type=Whole(0, units.MAX_SEED), default=0, show_default=True,
               help="Random seed of the arrivals and lengths.")
+@PROFILE_FORCE
 @click.pass_context
 def simulate(ctx, plan_file, as_json, requests, seed, **opts):
     """Discrete-event check of a deployment (a plan file or estimate's options): analytic and
@@ -827,6 +856,7 @@ def _gpu_list(ctx, opts: dict) -> list:
     for g in names:
         cat.gpu(g, "--gpu")
     opts["gpu"] = names[0]
+    opts["gpu_list"] = names
     return names
 
 
@@ -856,7 +886,8 @@ def _verify(rec, inputs, requests: int, seed: int, max_gpus: int):
 @common_options
 @search_options
 @click.option("-o", "--output", metavar="FILE", help="Write the plan as YAML to FILE.")
-@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists; apply a --profile "
+                                            "fitted on another model or GPU.")
 @click.option("--verify", is_flag=True,
               help="Check the plan with the discrete-event simulator; where it falls short, add "
                    "instances until the simulator agrees (the plan says so).")
@@ -889,6 +920,7 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
         from planner.plots import plot_output
 
         plot_out = plot_output(plot_file, force, outs)[1]
+    opts["force"] = force
     inputs = build_inputs(ctx, opts)
     gpus = gpus or [inputs.gpu]
     try:
@@ -983,7 +1015,8 @@ def _apply(opts: dict, axis: str, value: str) -> dict:
 @click.option("--plot", is_flag=True, help="Draw TTFT and TPOT against the axis in the terminal.")
 @click.option("--plot-file", "plot_file", metavar="FILE.png|FILE.svg",
               help="Write the same plot as an image (needs pip install '.[plot]').")
-@click.option("--force", is_flag=True, help="Overwrite the --plot-file if it exists.")
+@click.option("--force", is_flag=True, help="Overwrite the --plot-file if it exists; apply a "
+                                            "--profile fitted on another model or GPU.")
 @click.pass_context
 def whatif(ctx, as_json, approach, max_gpus, objective, vary, plot, plot_file, force, **opts):
     """How the recommendation moves with traffic, prompt length, SLOs, GPU or model.
@@ -1017,6 +1050,7 @@ def whatif(ctx, as_json, approach, max_gpus, objective, vary, plot, plot_file, f
         for axis, value in combo:
             o = _apply(o, axis, value)
         gpus = _gpu_list(ctx, o)
+        o["force"] = force
         inputs = build_inputs(ctx, o)
         if assumed is None:  # the defaults, less the axes being varied
             assumed = [a for a in inputs.assumed
@@ -1195,6 +1229,7 @@ def kv(ctx, model, seq_len, kv_dtype, gpu, batch, tp, dtype, as_json):
               help="One decode step of B sequences (per attention rank with --dp; needs --context).")
 @click.option("--context", metavar="L", help="Mean context of the decoding sequences, e.g. 2176.")
 @json_option
+@PROFILE_FORCE
 @click.pass_context
 def step(ctx, tp, pp, dp, ep, prefill_tokens, decode_batch, context, as_json, **opts):
     """One static forward pass on one instance: time, FLOPs, bytes and what bounds it.
@@ -1227,8 +1262,15 @@ def step(ctx, tp, pp, dp, ep, prefill_tokens, decode_batch, context, as_json, **
     if ep is None:
         ep = tp * dp if dp > 1 else 1
     check_parallel(model, gpu, tp, pp, "--tp/--dp/--ep", ep=ep, dp=dp)
+    cal = None
+    if opts.get("profile"):
+        from planner.calibrate.profile import check_applies, load_profile
+
+        prof = load_profile(opts["profile"])
+        check_applies(prof, model.id, [gpu.id], bool(opts.get("force")))
+        cal = prof.calibration
     sm = build_step_model(cat, model, gpu, tp, pp, dtype=dtype, kv_dtype=kv_dtype, engine=engine,
-                          ep=ep, dp=dp)
+                          ep=ep, dp=dp, calibration=cal)
     try:
         sm.require_fit()
     except DoesNotFitError as exc:

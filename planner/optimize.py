@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from planner.api import Inputs, Plan, estimate
+from planner.api import engine_side as api_engine_side
 from planner.api import headroom as api_headroom
 from planner.errors import InvalidRequestError, NoFeasiblePlanError, PdplanError
 from planner.perf import build_step_model, kv_link_for, link_capacity
@@ -26,6 +27,7 @@ from planner.serving.common import (
     APPROACHES,
     Deployment,
     Pool,
+    calibration_for,
     lane_budget,
     shape_of,
     transfer_of,
@@ -110,7 +112,8 @@ def _configs(inp: Inputs, gpu_ids, tps=TP_CHOICES, pps=PP_CHOICES):
                                 if tp * dp <= MAX_EP and inp.model.num_experts % (tp * dp) == 0]
                 for ep, dp in layouts:
                     sm = build_step_model(inp.catalog, inp.model, gpu, tp, pp, dtype=inp.dtype,
-                                          kv_dtype=inp.kv_dtype, ep=ep, dp=dp, engine=inp.engine)
+                                          kv_dtype=inp.kv_dtype, ep=ep, dp=dp, engine=inp.engine,
+                                          calibration=calibration_for(inp, gpu.id))
                     sm = with_spec(inp, sm)  # speculative decoding, when the question has it
                     if sm.fits:
                         out.append(sm)
@@ -332,6 +335,11 @@ def recommend(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
     if objective not in ("gpus", "cost"):
         raise InvalidRequestError(f"--objective: unknown {objective!r}; valid: gpus, cost")
     inp.objective = objective
+    full = inp
+    # The search sizes the engine for the TTFT it must reach itself (a calibration's per-request
+    # latency off the SLO); the plans are estimated with the question as asked.
+    inp = api_engine_side(inp)
+    inp.objective = objective
     closed = inp.workload.closed
     if closed:
         # N closed-loop clients generate at least lam = N / (Z + TTFT_SLO + E[OSL - 1] TPOT_SLO)
@@ -346,6 +354,7 @@ def recommend(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
         sr, both = search_speculation(sizing, gpu_ids, approaches, max_gpus)
     else:
         sr, both = search_speculation(inp, gpu_ids, approaches, max_gpus)
+    inp = full
     inp_off = _without_spec(inp)
 
     def inputs_of(c):

@@ -263,7 +263,34 @@ def load_plan(path: str, qps: float | None = None, catalog_dir: str | None = Non
     spec = _plan_spec(path, inp.get("speculative"), model, cat)
     inputs = Inputs(model, wl, slo, dtype, kv_dtype, cat, gpu=gpu_default, engine=engine,
                     kv_transfer=xfer, spec=spec)
+    if doc.get("profile") is not None:
+        _plan_profile(path, doc["profile"], inputs)
     return inputs, dep, doc
+
+
+def _plan_profile(path: str, prof, inputs) -> None:
+    """A plan's embedded calibration profile (its fitted constants) back onto ``inputs``."""
+    from planner.calibrate.fit import CONSTANTS
+    from planner.calibrate.profile import Profile
+
+    if not isinstance(prof, dict) or not isinstance(prof.get("constants"), dict):
+        _fail(path, "profile.constants", "missing or not a mapping")
+    bounds = {c[0]: (c[1], c[2]) for c in CONSTANTS}
+    values = {}
+    for k, v in prof["constants"].items():
+        if k not in bounds:
+            _fail(path, f"profile.constants.{k}", f"unknown; valid: {', '.join(bounds)}")
+        lo, hi = bounds[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+            _fail(path, f"profile.constants.{k}", f"must be a number within [{lo:g}, {hi:g}], got {v!r}")
+        values[k] = float(v)
+    gpu = prof.get("gpu")
+    if not isinstance(gpu, str):
+        _fail(path, "profile.gpu", "missing")
+    p = Profile(model=str(prof.get("model") or inputs.model.id), gpu=gpu, engine=str(prof.get("engine") or ""),
+                tp=int(prof.get("tp") or 1), values=values, fitted=tuple(values), path=prof.get("path"),
+                sha256=prof.get("sha256"))
+    inputs.profile, inputs.calibration, inputs.calibration_gpus = p, p.calibration, (gpu,)
 
 
 def _plan_spec(path: str, doc, model, cat):

@@ -448,6 +448,9 @@ def plan_document(plan, trace_rows: bool = True) -> dict:
     eng = plan.inputs.engine
     if eng is not None:
         doc["engine"] = engine_document(plan)
+    prof = getattr(plan.inputs, "profile", None)
+    if prof is not None:
+        doc["profile"] = prof.summary()
     if dep.approach == "chunked":
         doc["chunk_size"] = int(dep.chunk_size) if dep.chunk_size else None
     if dep.approach == "disaggregated" and plan.link:

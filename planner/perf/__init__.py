@@ -15,9 +15,9 @@ from planner.perf.placement import (
            transfer_fixed_time,
            transfer_rate,
 )
-from planner.perf.roofline import StepCost, StepModel
+from planner.perf.roofline import Calibration, StepCost, StepModel
 from planner.perf.tables import FastTimes, fast_times
 
-__all__ = ["FastTimes", "fast_times", "StepCost", "StepModel", "build_step_model", "check_parallel",
+__all__ = ["Calibration", "FastTimes", "fast_times", "StepCost", "StepModel", "build_step_model", "check_parallel",
            "kv_link_for", "kv_transfer_bytes", "kv_transfer_time", "link_capacity",
            "transfer_fixed_time", "transfer_rate"]

@@ -88,20 +88,22 @@ def moe_layout(tokens, experts: int, topk: int, ep: int = 1):
 
 def moe_experts_time(rows, groups, up_n, width, hidden, *, peak: float, hbm: float, sms: int,
                      g: dict, moe: dict, w_bytes: float, a_bytes: float = 2.0,
-                     quantise: bool = False, perm_bytes=0.0):
+                     quantise: bool = False, perm_bytes=0.0, scale_c: float = 1.0,
+                     scale_m: float = 1.0):
     """Seconds of the routed experts of one MoE layer: ``groups`` experts with ``rows`` rows
     each, gate+up ``(rows x hidden) @ (hidden x up_n)`` and down ``(rows x width) @ (width x
     hidden)`` as grouped GEMMs at the dense constants ``g`` scaled by ``moe['mamf'] rows / (rows +
     moe['half_rows'])`` (compute: few rows per expert run far below dense efficiency) and
     ``moe['mem']`` (bandwidth), FP8 experts (``quantise``) by ``moe['fp8']`` more, plus ``moe['floor_s']`` per layer, ``moe['per_expert_s']``
-    per expert and ``perm_bytes`` of token gather/scatter at the dense GEMM's bandwidth."""
+    per expert and ``perm_bytes`` of token gather/scatter at the dense GEMM's bandwidth.
+    ``scale_c``/``scale_m``: a calibration's compute/memory factors on top."""
     rows, groups = _as(rows), _as(groups)
     live = np.maximum(rows, 1e-9)
-    scale_c = moe["mamf"] * live / (live + moe["half_rows"]) * (moe["fp8"] if quantise else 1.0)
+    sc = scale_c * moe["mamf"] * live / (live + moe["half_rows"]) * (moe["fp8"] if quantise else 1.0)
     kw = dict(peak=peak, hbm=hbm, sms=sms, g=g, w_bytes=w_bytes, a_bytes=a_bytes, groups=groups,
-              quantise=quantise, scale_c=scale_c, scale_m=moe["mem"])
+              quantise=quantise, scale_c=sc, scale_m=scale_m * moe["mem"])
     t = gemm_time(rows, up_n, hidden, **kw) + gemm_time(rows, hidden, width, **kw)
-    t = t + moe["floor_s"] + moe["per_expert_s"] * groups + _as(perm_bytes) / (hbm * g["mem"])
+    t = t + moe["floor_s"] + moe["per_expert_s"] * groups + _as(perm_bytes) / (hbm * g["mem"] * scale_m)
     return np.where((rows > 0) & (groups > 0), t, 0.0)
 
 

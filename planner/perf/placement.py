@@ -47,12 +47,13 @@ def check_parallel(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, flag: str =
 
 def build_step_model(catalog, model: ModelSpec, gpu: GPUSpec, tp: int = 1, pp: int = 1, *,
                      dtype: str | None = None, kv_dtype: str | None = None, ep: int = 1,
-                     dp: int = 1, engine=None) -> StepModel:
+                     dp: int = 1, engine=None, calibration=None) -> StepModel:
     """A :class:`StepModel` with the links implied by the placement: TP inside a node on the
     GPU's intra-node link; PP hops on the intra-node link while the instance fits one node,
     else on the inter-node network; expert-parallel all-to-alls on NVLink inside a node and on
     the GPUs' NICs across nodes."""
-    key = (id(catalog), id(model), id(gpu), int(tp), int(pp), dtype, kv_dtype, int(ep), int(dp), id(engine))
+    key = (id(catalog), id(model), id(gpu), int(tp), int(pp), dtype, kv_dtype, int(ep), int(dp), id(engine),
+           calibration)
     hit = _STEP_MODELS.get(key)
     if hit is not None and hit[0] is catalog and hit[1] is model and hit[2] is gpu and hit[3] is engine:
         return hit[4]
@@ -62,7 +63,7 @@ def build_step_model(catalog, model: ModelSpec, gpu: GPUSpec, tp: int = 1, pp: i
         id="inter-node", name="inter-node network", bytes_per_s=gpu.inter_node_bytes_per_s,
         latency_s=catalog.links[gpu.inter_node_link].latency_s)
     sm = StepModel(model, gpu, tp, pp, dtype=dtype, kv_dtype=kv_dtype, ep=ep, dp=dp,
-                   link_pp=pp_link, intra_link=intra, engine=engine)
+                   link_pp=pp_link, intra_link=intra, engine=engine, calibration=calibration)
     if len(_STEP_MODELS) >= 512:
         _STEP_MODELS.clear()
     _STEP_MODELS[key] = (catalog, model, gpu, engine, sm)

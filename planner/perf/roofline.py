@@ -47,6 +47,29 @@ ELEMENTWISE_PASSES = 4  # tensors read + written per kernel
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """Constants fitted to a user's own benchmark results (``pdplan calibrate``): what their
+    stack achieves relative to the catalog's kernel models. ``compute`` multiplies every
+    kernel's compute efficiency (GEMMs, attention, MoE), ``memory`` its HBM efficiency (GEMM
+    weight streaming, decode attention, elementwise), ``comm`` the speed of collectives and
+    pipeline hops (times are divided by it); ``overhead_s`` replaces the engine's per-iteration
+    overhead (None keeps it). ``request_s`` is latency outside the engine's iterations (API
+    server, tokenisation, streaming the first token) added to every TTFT; the step model does
+    not use it, the serving results do. The neutral calibration changes nothing."""
+
+    overhead_s: float | None = None
+    request_s: float = 0.0
+    compute: float = 1.0
+    memory: float = 1.0
+    comm: float = 1.0
+
+    @property
+    def neutral(self) -> bool:
+        return (self.overhead_s is None and self.request_s == 0.0 and self.compute == 1.0
+                and self.memory == 1.0 and self.comm == 1.0)
+
+
+@dataclass(frozen=True)
 class StepCost:
     """One iteration's cost (arrays broadcast over the inputs)."""
 
@@ -90,8 +113,12 @@ class StepModel(InstanceMemory):
     def __init__(self, model: ModelSpec, gpu: GPUSpec, tp: int = 1, pp: int = 1, *,
                  dtype: str | None = None, kv_dtype: str | None = None, ep: int = 1, dp: int = 1,
                  link_pp: LinkSpec | None = None, intra_link: LinkSpec | None = None,
-                 overhead_s: float | None = None, engine=None):
+                 overhead_s: float | None = None, engine=None, calibration: Calibration | None = None):
         self.model, self.gpu = model, gpu
+        # A user's fitted constants (pdplan calibrate); None = the catalog's models as they are.
+        self.calibration = calibration if calibration is not None and not calibration.neutral else None
+        cal = self.calibration or Calibration()
+        self._sc, self._sm, self._scomm = cal.compute, cal.memory, cal.comm
         # The serving engine (planner.catalog.EngineSpec): memory policy, token budget, sequence
         # cap and per-iteration overhead; None = the documented defaults (vLLM-like).
         self.engine = engine
@@ -128,6 +155,8 @@ class StepModel(InstanceMemory):
         if overhead_s is None and engine is not None and engine.iteration_overhead_s is not None:
             overhead_s = engine.iteration_overhead_s
         self.overhead_s = float(ITERATION_OVERHEAD_S if overhead_s is None else overhead_s)
+        if cal.overhead_s is not None:
+            self.overhead_s = float(cal.overhead_s)
         self.intra_bw = intra_link.bytes_per_s if intra_link else None
         self.nic_bw = gpu.inter_node_bytes_per_s
         self.pp_bw = link_pp.bytes_per_s if link_pp else None
@@ -180,7 +209,8 @@ class StepModel(InstanceMemory):
         wb = ACTIVATION_BYTES if bf16 else self.bw
         ab = 1.0 if lp else ACTIVATION_BYTES
         t = eff.gemm_time(m, n, k, peak=peak, hbm=self.gpu.hbm_bytes_per_s, sms=self.gpu.sm_count,
-                          g=g, w_bytes=wb, a_bytes=ab, groups=groups, quantise=lp)
+                          g=g, w_bytes=wb, a_bytes=ab, groups=groups, quantise=lp, scale_c=self._sc,
+                          scale_m=self._sm)
         m, groups = _as(m), _as(groups)
         fl = 2.0 * m * n * k * groups
         by = groups * (n * k * wb + m * k * ab + m * n * ACTIVATION_BYTES)
@@ -245,7 +275,8 @@ class StepModel(InstanceMemory):
         perm = 2.0 * 2.0 * T_all * k * h * ACTIVATION_BYTES / (self.ep if self.ep > 1 else 1)
         t = eff.moe_experts_time(rows, groups, up_n, width, h, peak=self.peak, hbm=self.gpu.hbm_bytes_per_s,
                                  sms=self.gpu.sm_count, g=self.g, moe=self.eff.moe, w_bytes=self.bw,
-                                 a_bytes=self.a_bytes, quantise=self.low_precision, perm_bytes=perm)
+                                 a_bytes=self.a_bytes, quantise=self.low_precision, perm_bytes=perm,
+                                 scale_c=self._sc, scale_m=self._sm)
         fl = 2.0 * rows * groups * (up_n * h + h * width)
         by = groups * ((up_n * h + h * width) * self.bw + rows * (h + width) * self.a_bytes
                        + rows * (up_n + h) * ACTIVATION_BYTES) + perm
@@ -259,7 +290,7 @@ class StepModel(InstanceMemory):
         by = ELEMENTWISE_PASSES * T * self.model.hidden_size * ACTIVATION_BYTES
         g = self.g_bf16
         t = np.where(T > 0, ELEMENTWISE_KERNELS * g["floor_s"]
-                     + ELEMENTWISE_KERNELS * by / (self.gpu.hbm_bytes_per_s * g["mem"]), 0.0)
+                     + ELEMENTWISE_KERNELS * by / (self.gpu.hbm_bytes_per_s * g["mem"] * self._sm), 0.0)
         return t * self.layers, 0.0 * T, ELEMENTWISE_KERNELS * by * self.layers, self.peak_bf16
 
     def lm_head(self, logits):
@@ -275,7 +306,7 @@ class StepModel(InstanceMemory):
             return _as(T) * 0.0
         one = self.allreduce(_as(T) * m.hidden_size * ACTIVATION_BYTES)
         n_ar = 2 * m.num_layers - (m.moe_layers if self.ep > 1 else 0)
-        return one * n_ar
+        return one * n_ar / self._scomm
 
     def allreduce(self, msg_bytes):
         """One all-reduce among the TP group (measured table where the GPU has one)."""
@@ -296,14 +327,14 @@ class StepModel(InstanceMemory):
                   nic_bw=self.nic_bw, mode=mode, topk=m.experts_per_token)
         dispatch = eff.ep_alltoall_time(rows * self.a_bytes, self.ep, **kw)
         combine = eff.ep_alltoall_time(rows * ACTIVATION_BYTES, self.ep, **kw)
-        return (dispatch + combine) * m.moe_layers
+        return (dispatch + combine) * m.moe_layers / self._scomm
 
     def pp_comm(self, T):
         """``pp - 1`` point-to-point hops of ``T x hidden`` BF16 activations."""
         if self.pp <= 1:
             return _as(T) * 0.0
         msg = _as(T) * self.model.hidden_size * ACTIVATION_BYTES
-        return (self.pp - 1) * (P2P_LATENCY_S + msg / (self.pp_bw or 1e30))
+        return (self.pp - 1) * (P2P_LATENCY_S + msg / (self.pp_bw or 1e30)) / self._scomm
 
     def prefill_attention(self, tokens, pairs, kv, seqs):
         """FlashAttention-style causal prefill over ``tokens`` query tokens in ``seqs`` pieces
@@ -314,10 +345,10 @@ class StepModel(InstanceMemory):
         fl = self.attn_flops_pair_prefill * _as(pairs) / self.tp
         blocks = s * self.heads_gpu * np.ceil(q_len / 128.0)
         t = eff.prefill_attention_time(fl, q_len, blocks, peak=self.peak_bf16, sms=self.gpu.sm_count,
-                                       a=self.eff.prefill)
+                                       a=self.eff.prefill, scale_c=self._sc)
         kvb = self.kv_elems_gpu * self.bkv
         by = (_as(kv) + n) * kvb + n * 2 * self.heads_gpu * self.model.head_dim * ACTIVATION_BYTES
-        t = np.where(n > 0, np.maximum(t, by / (self.gpu.hbm_bytes_per_s * self.g_bf16["mem"])), 0.0)
+        t = np.where(n > 0, np.maximum(t, by / (self.gpu.hbm_bytes_per_s * self.g_bf16["mem"] * self._sm)), 0.0)
         return t * self.layers, fl * self.layers, by * self.layers, self.peak_bf16
 
     def decode_attention(self, batch, ctx, query=1):
@@ -339,8 +370,9 @@ class StepModel(InstanceMemory):
     def _decode_coefficients(self, B):
         """Per-layer seconds per context token of the decode kernel's compute and memory terms."""
         kvb = self.kv_elems_gpu * self.bkv * self.kv_read_factor
-        eta = eff.decode_attention_eta(B, self.kv_reads_gpu, d=self.eff.decode, fp8=self.kv_dtype == "fp8")
-        t_c = self.attn_flops_pair_decode / self.tp / (self.peak_bf16 * self.eff.pf_mamf)
+        eta = eff.decode_attention_eta(B, self.kv_reads_gpu, d=self.eff.decode, fp8=self.kv_dtype == "fp8",
+                                       scale_m=self._sm)
+        t_c = self.attn_flops_pair_decode / self.tp / (self.peak_bf16 * self.eff.pf_mamf * self._sc)
         return t_c, kvb / (self.gpu.hbm_bytes_per_s * eta)
 
     @staticmethod

@@ -241,8 +241,20 @@ def step_model(inp, pool: Pool) -> StepModel:
     engine, catalog)."""
     gpu = inp.catalog.gpu(pool.gpu)
     sm = build_step_model(inp.catalog, inp.model, gpu, pool.tp, pool.pp, dtype=inp.dtype,
-                          kv_dtype=inp.kv_dtype, ep=pool.ep, dp=pool.dp, engine=inp.engine)
+                          kv_dtype=inp.kv_dtype, ep=pool.ep, dp=pool.dp, engine=inp.engine,
+                          calibration=calibration_for(inp, gpu.id))
     return with_spec(inp, sm)
+
+
+def calibration_for(inp, gpu_id: str):
+    """The calibration (:class:`planner.perf.Calibration`) that applies to ``gpu_id``'s step
+    models under ``inp``: the profile's, when the question has one fitted on that GPU (or one
+    applied to every GPU with ``--force``), else none."""
+    cal = getattr(inp, "calibration", None)
+    if cal is None:
+        return None
+    gpus = getattr(inp, "calibration_gpus", None)
+    return cal if gpus is None or gpu_id in gpus else None
 
 
 def with_spec(inp, sm: StepModel) -> StepModel:
