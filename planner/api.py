@@ -474,3 +474,64 @@ def _portable(c):
     """A candidate with its percentiles computed, without the closure (it crosses processes)."""
     pct = c._load()
     return replace(c, percentiles=None, _pct=pct)
+
+
+def calibrate(catalog: Catalog, paths, *, model: str | None = None, gpu: str | None = None,
+              tp: int | None = None, replicas: int = 1, engine: str | None = None,
+              dtype: str | None = None, kv_dtype: str | None = None, fmt: str | None = None,
+              constants=None, loo: bool = True):
+    """Read benchmark results, fit the calibration constants (:mod:`planner.calibrate.fit`)
+    and return ``(report, profile, results)``. What the files state (model, GPU, TP, engine)
+    fills what the arguments leave out; a result for another model than ``model`` is an error."""
+    from planner.calibrate import read_results
+    from planner.calibrate.fit import Setup, fit
+    from planner.calibrate.profile import from_fit
+
+    results = read_results(paths, fmt)
+    stated = {r.model for r in results if r.model}
+    if model is None:
+        hits = {m.id for m in catalog.models.values() for s in stated if _same_model(m, s)}
+        if len(hits) != 1:
+            raise InvalidRequestError("--model: missing; the results name "
+                                      + (", ".join(sorted(stated)) or "no model")
+                                      + " (give the catalog id, e.g. --model llama-3.1-8b)")
+        model = hits.pop()
+    spec = catalog.model(model, "--model")
+    for r in results:
+        if r.model and not _same_model(spec, r.model):
+            raise InvalidRequestError(f"{r.path}: row {r.row}: results for model {r.model!r}, not "
+                                      f"--model {spec.id} ({(spec.raw or {}).get('hf_id') or spec.id})")
+    gpu = gpu or next((r.gpu for r in results if r.gpu), None)
+    if gpu is None:
+        raise InvalidRequestError("--gpu: missing; the results do not name the GPU (e.g. --gpu h100-sxm)")
+    g = catalog.gpu(gpu, "--gpu")
+    tp = tp or next((r.tp for r in results if r.tp), None) or 1
+    eng_id = engine or next((r.engine for r in results if r.engine in catalog.engines), None) or DEFAULTS["engine"]
+    eng = catalog.engine(eng_id, "--engine")
+    from planner.perf import check_parallel
+
+    check_parallel(spec, g, tp, 1, "--tp")
+    setup = Setup(catalog, spec, g.id, tp=int(tp), replicas=int(replicas), engine=eng,
+                  dtype=dtype or spec.default_dtype, kv_dtype=kv_dtype or spec.default_kv_dtype)
+    for r in results:
+        if r.gpu and r.gpu != g.id or r.tp and r.tp != int(tp):
+            raise InvalidRequestError(f"{r.path}: row {r.row}: measured on {r.gpu or g.id} tp{r.tp or tp}, "
+                                      f"not --gpu {g.id} --tp {tp}; calibrate one deployment at a time")
+    report = fit(results, setup, constants=constants, loo=loo)
+    return report, from_fit(report, results, setup, eng.id), results
+
+
+def _same_model(spec: ModelSpec, name: str) -> bool:
+    """A results file's model name (an HF id, a path, a served-model name) is ``spec``: the
+    last path part, without a ``Meta-`` prefix or an ``-Instruct``/``-Chat`` suffix, equals the
+    catalog id's or its Hugging Face id's."""
+    def norm(x: str) -> str:
+        t = str(x).strip().rstrip("/").lower().split("/")[-1]
+        for pre in ("meta-",):
+            t = t[len(pre):] if t.startswith(pre) else t
+        for suf in ("-instruct", "-chat", "-it"):
+            t = t[: -len(suf)] if t.endswith(suf) else t
+        return t
+
+    ids = {spec.id, str((spec.raw or {}).get("hf_id") or "")} - {""}
+    return norm(name) in {norm(i) for i in ids}

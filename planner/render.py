@@ -1239,3 +1239,61 @@ def kv_bar(scale, seconds: float, mark: float | None = None, colour: str = "cyan
         style = "bold yellow" if i == m else (colour if c == "█" else "")
         out.append(f"[{style}]{c}[/]" if style else c)
     return "".join(out).rstrip()
+
+
+# --------------------------------------------------------------------------------------------
+# Calibration
+# --------------------------------------------------------------------------------------------
+
+
+def calibration_document(report, profile) -> dict:
+    """``pdplan calibrate --json``: the profile and the fit's errors per statistic."""
+    doc = profile.document()
+    doc["excluded"] = [{"file": r.path, "row": r.row, "why": "did not keep up with its request rate "
+                        "(completed under 70% of it)"} for r in report.excluded]
+    doc["rows"] = [{"file": o.result.path, "row": o.result.row, "statistic": o.name,
+                    "measured": o.measured, "error_uncalibrated": e[0], "error_calibrated": e[1],
+                    "error_leave_one_out": e[2]}
+                   for o, e in zip(report.observations, (report.errors[i] for i in range(len(report.observations))))]
+    return clean(doc)
+
+
+def _pct(st: dict | None) -> str:
+    if not st or not st.get("count"):
+        return "-"
+    return f"{st['median_abs_error']:.1%}"
+
+
+def show_calibration(console: Console, report, profile, output: str | None) -> None:
+    """The fitted constants with their uncertainty and why the others were kept, and the error
+    per statistic before, after and out of sample (leave one out)."""
+    from planner.calibrate.fit import CONSTANTS, LOG_SCALED
+
+    s = report.setup
+    console.print(f"{len(report.observations)} statistics from {len({id(o.result) for o in report.observations})} "
+                  f"runs: {s.model.id} on {s.replicas}x tp{s.tp} {s.gpu}, engine {profile.engine}")
+    t = _table(("constant", {"justify": "left", "style": "bold"}), "value", "±", "bounds",
+               ("", {"justify": "left"}), title="calibration constants")
+    refused = {r["name"]: r for r in report.refused}
+    for name, lo, hi in CONSTANTS:
+        v = report.values[name]
+        sd = report.sd.get(name)
+        if name in LOG_SCALED:
+            val, pm = f"{v:.3f}", (f"{math.expm1(sd):.0%}" if sd is not None else "")
+        else:
+            val, pm = f"{v:.2f} ms", (f"{sd:.2f} ms" if sd is not None else "")
+        note = "fitted" if name in report.fitted else f"kept: {refused[name]['why']}" if name in refused else "kept"
+        t.add_row(name, val, pm, f"{lo:g}-{hi:g}", note)
+    console.print(t)
+    e = _table(("statistic", {"justify": "left", "style": "bold"}), "rows", "uncalibrated", "calibrated",
+               "leave-one-out", title="median |error| (predicted / measured - 1)")
+    for k, st in report.uncalibrated.items():
+        e.add_row(k, str(st.get("count", 0)), _pct(st), _pct(report.in_sample.get(k)), _pct(report.loo.get(k)))
+    console.print(e)
+    for r in report.excluded:
+        console.print(f"left out: {r.path} row {r.row}: completed under 70% of its request rate "
+                      "(the engine did not keep up; no steady state to fit)")
+    for r in report.refused:
+        console.print(f"to pin {r['name']}: {r['hint']}")
+    if output:
+        console.print(f"wrote {output}")

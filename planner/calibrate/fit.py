@@ -334,7 +334,8 @@ def fit(results, setup: Setup, constants=None, loo: bool = True) -> FitReport:
         else:
             cov = np.linalg.pinv(J.T @ J) * max(s2, 1e-4)
             sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
-            scale_sd = np.array([sd[i] if n in LOG_SCALED else sd[i] / max(x[i], 0.3) for i, n in enumerate(names)])
+            # relative uncertainty: log units for the scales, sd / max(value, 1 ms) for the times
+            scale_sd = np.array([sd[i] if n in LOG_SCALED else sd[i] / max(abs(x[i]), 1.0) for i, n in enumerate(names)])
             corr = cov / np.outer(sd, sd).clip(1e-30)
             np.fill_diagonal(corr, 0.0)
             if len(names) > 1 and np.max(np.abs(corr)) > MAX_CORR:
@@ -345,7 +346,9 @@ def fit(results, setup: Setup, constants=None, loo: bool = True) -> FitReport:
                                  f"{corr[i, j]:+.2f})")
             elif np.max(scale_sd) > MAX_LOG_SD:
                 i = int(np.argmax(scale_sd))
-                bad = (names[i], f"the results leave it uncertain to about +-{math.expm1(min(scale_sd[i], 5.0)):.0%}")
+                unc = (f"+-{math.expm1(min(scale_sd[i], 5.0)):.0%}" if names[i] in LOG_SCALED
+                       else f"+-{sd[i]:.2g} ms around {x[i]:.2g} ms")
+                bad = (names[i], f"the results leave it uncertain to about {unc}")
         if _DEBUG:
             print("DEBUG", names, x, "sens", sens, "bad", bad)
         if bad is None:
