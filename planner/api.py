@@ -17,13 +17,15 @@ import numpy as np
 from planner.catalog import Catalog, GPUSpec, ModelSpec, load_catalog
 from planner.errors import InvalidRequestError
 from planner.perf import StepModel, build_step_model, kv_link_for, kv_transfer_bytes  # noqa: F401  (kv_link_for re-exported)
-from planner.serving.common import (
+from planner.serving.common import (  # noqa: F401  (re-exported)
     APPROACHES,
     PERCENTILES,
     Deployment,
     LaneResult,
     Metrics,
     Pool,
+    engine_side,
+    request_latency,
 )
 from planner.serving.common import step_model as _step_model
 from planner.workload import Workload, fixed
@@ -242,22 +244,6 @@ def closed_loop(inp: Inputs, dep: Deployment) -> tuple[float, LaneResult]:
     return sol.qps, sol.result
 
 
-def request_latency(inp: Inputs) -> float:
-    """Seconds of per-request latency outside the engine's iterations that a calibration profile
-    adds to every TTFT (0 without one)."""
-    cal = inp.calibration
-    return float(cal.request_s) if cal is not None else 0.0
-
-
-def engine_side(inp: Inputs) -> Inputs:
-    """``inp`` with the TTFT SLO the engine itself must meet: the SLO less the calibration's
-    per-request latency (the same question without a profile)."""
-    req = request_latency(inp)
-    if req <= 0:
-        return inp
-    return replace(inp, slo=replace(inp.slo, ttft_s=max(inp.slo.ttft_s - req, 1e-6)))
-
-
 def estimate(inp: Inputs, dep: Deployment, with_headroom: bool = True) -> Plan:
     """Metrics of a fixed deployment at the workload's rate (or, for closed-loop clients, at the
     throughput they reach), the SLO check and the headroom. A calibration's per-request latency
@@ -266,8 +252,7 @@ def estimate(inp: Inputs, dep: Deployment, with_headroom: bool = True) -> Plan:
         raise InvalidRequestError(f"--approach: unknown {dep.approach!r}; valid: {', '.join(APPROACHES)}")
     req = request_latency(inp)
     if req > 0:
-        plan = estimate(replace(engine_side(inp), calibration=replace(inp.calibration, request_s=0.0)),
-                        dep, with_headroom)
+        plan = estimate(engine_side(inp), dep, with_headroom)
         m = plan.metrics
         m.ttft = {k: v + req for k, v in m.ttft.items()}
         m.breakdown = dict(m.breakdown, ttft_request=req)

@@ -1375,9 +1375,12 @@ def calibrate(ctx, results, model, gpu, tp, replicas, engine, dtype, kv_dtype, f
 @click.option("--fit", "fit", is_flag=True,
               help="Refit the per-iteration engine overhead (the step model's one fitted constant) "
                    "on the measurements and print it with its bounds (takes ~10 s).")
+@click.option("--profile", "profile", metavar="FILE",
+              help="A calibration profile: its own benchmark results (the files it names), "
+                   "predicted with and without it.")
 @json_option
 @click.pass_context
-def validate(ctx, dataset, fit, as_json):
+def validate(ctx, dataset, fit, profile, as_json):
     """Predicted versus published measurements, with the relative error of each row."""
     from planner import render
     from planner import validate as validation
@@ -1394,7 +1397,10 @@ def validate(ctx, dataset, fit, as_json):
                   f"catalog's {res['catalog_overhead_s'] * 1e3:.3f} ms -> {res['loss']:.4f}, group-balanced "
                   "mean |log(predicted/measured)|)")
         return
-    report = validation.run(catalog_of(ctx), dataset=dataset)
+    if profile:
+        report = validation.run_profile(catalog_of(ctx), profile)
+    else:
+        report = validation.run(catalog_of(ctx), dataset=dataset)
     if as_json:
         emit_json(render.validate_document(report))
         return

@@ -1258,7 +1258,7 @@ def calibration_document(report, profile) -> dict:
     return clean(doc)
 
 
-def _pct(st: dict | None) -> str:
+def _median_pct(st: dict | None) -> str:
     if not st or not st.get("count"):
         return "-"
     return f"{st['median_abs_error']:.1%}"
@@ -1288,7 +1288,8 @@ def show_calibration(console: Console, report, profile, output: str | None) -> N
     e = _table(("statistic", {"justify": "left", "style": "bold"}), "rows", "uncalibrated", "calibrated",
                "leave-one-out", title="median |error| (predicted / measured - 1)")
     for k, st in report.uncalibrated.items():
-        e.add_row(k, str(st.get("count", 0)), _pct(st), _pct(report.in_sample.get(k)), _pct(report.loo.get(k)))
+        e.add_row(k, str(st.get("count", 0)), _median_pct(st), _median_pct(report.in_sample.get(k)),
+                  _median_pct(report.loo.get(k)))
     console.print(e)
     for r in report.excluded:
         console.print(f"left out: {r.path} row {r.row}: completed under 70% of its request rate "

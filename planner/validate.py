@@ -635,3 +635,65 @@ def fit_overhead(catalog: Catalog | None = None) -> dict:
     return {"overhead_s": float(res.x), "bounds_s": [lo, hi], "loss": float(res.fun),
             "loss_at_catalog": loss(saved), "catalog_overhead_s": saved, "rows": len(rows),
             "distance_to_bounds_s": [float(res.x) - lo, hi - float(res.x)]}
+
+
+# --------------------------------------------------------------------------------------------
+# A user's calibration profile on its own results
+# --------------------------------------------------------------------------------------------
+
+
+def run_profile(catalog: Catalog | None, path: str) -> Report:
+    """The benchmark results a profile was fitted on (the files it names, checked against their
+    recorded hashes), each statistic predicted without the profile (``note``: "uncalibrated")
+    and with it: two rows per statistic, kinds ``calibration_<statistic>``."""
+    import hashlib
+
+    from planner.calibrate import read_results
+    from planner.calibrate.fit import Setup, observations, predict_result
+    from planner.calibrate.profile import load_profile
+    from planner.errors import InvalidRequestError
+
+    cat = catalog or load_catalog()
+    prof = load_profile(path)
+    files = [d.get("file") for d in prof.data if isinstance(d, dict)]
+    if not files:
+        raise InvalidRequestError(f"--profile: {path}: names no result files (data:)")
+    for d in prof.data:
+        f = Path(str(d.get("file")))
+        if not f.is_file():
+            raise InvalidRequestError(f"--profile: {path}: data file {f} not found (run from where the "
+                                      "profile was made, or recalibrate)")
+        if d.get("sha256") and hashlib.sha256(f.read_bytes()).hexdigest() != d["sha256"]:
+            raise InvalidRequestError(f"--profile: {path}: data file {f} changed since the profile was made "
+                                      "(its sha256 differs)")
+    results = read_results(files)
+    model = cat.model(prof.model, "--profile model")
+    setup = Setup(cat, model, prof.gpu, tp=prof.tp, engine=cat.engine(prof.engine, "--profile engine"))
+    obs = observations(results)
+    rows = []
+    for cal, tag in ((None, "uncalibrated"), (prof.calibration, "calibrated")):
+        preds = {}
+        for o in obs:
+            if id(o.result) not in preds:
+                preds[id(o.result)] = predict_result(setup, o.result, cal)
+            pv = preds[id(o.result)][(o.key, o.stat)]
+            unit = "tok_s" if o.key == "output_tok_s" else "ms"
+            k = 1.0 if unit == "tok_s" else 1e3
+            r = Row(id=f"{'with' if cal is not None else 'without'} {Path(o.result.path).name}:{o.result.row}",
+                    kind=f"calibration_{o.name}",
+                    model=prof.model, gpu=prof.gpu, dtype=setup.dtype or model.default_dtype,
+                    kv_dtype=setup.kv_dtype or model.default_kv_dtype, tp=prof.tp, pp=1,
+                    batch=int(o.result.concurrency or 0), isl=int(round(o.result.isl)),
+                    osl=int(round(o.result.osl)), measured=o.measured * k, unit=unit,
+                    source=o.result.path, trust="user", note=tag)
+            if math.isfinite(pv) and pv > 0:
+                r = replace(r, predicted=pv * k, error=pv / o.measured - 1.0)
+            else:
+                r = replace(r, predicted=pv, included=False, note=tag + ", called unstable")
+            rows.append(r)
+    rep = Report(rows, summarize([r for r in rows if r.note.startswith("calibrated")]))
+    rep.summary["uncalibrated"] = summarize([r for r in rows if r.note.startswith("uncalibrated")])
+    rep.summary["by_source_kind"] = {
+        f"{tag} profile": _stats([r for r in rows if r.note == ("calibrated" if tag == "with" else "uncalibrated")
+                                  and r.included and np.isfinite(r.error)]) for tag in ("without", "with")}
+    return rep

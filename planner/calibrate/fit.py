@@ -41,7 +41,6 @@ LOG_SCALED = {"compute", "memory", "comm"}
 PRIORITY = ("compute", "memory", "request_ms", "overhead_ms", "comm")  # fitted first to last
 MAX_LOG_SD = 0.25  # a constant known to worse than about +-28% is not identified
 MAX_CORR = 0.95
-_DEBUG = False
 CLIP = 3.0  # |log residual| cap: an operating point predicted unstable counts as e^3 off
 HINTS = {
     "request_ms": "add runs at low load with different prompt lengths: the per-request latency outside "
@@ -157,9 +156,9 @@ def _inputs(setup: Setup, result, calibration):
                       engine=setup.engine, calibration=calibration)
 
 
-def predict_result(setup: Setup, result, calibration) -> dict:
+def predict_result(setup: Setup, result, calibration, percentiles=(50, 90, 99)) -> dict:
     """``{(key, stat): predicted}`` for one result under ``calibration`` (inf where the serving
-    model calls the load unstable)."""
+    model calls the load unstable); ``percentiles``: the ones to compute besides the means."""
     from planner import api
     from planner.serving.common import Deployment, Pool
 
@@ -169,8 +168,13 @@ def predict_result(setup: Setup, result, calibration) -> dict:
     gpu = setup.catalog.gpus[setup.gpu]
     pool = Pool("unified", setup.gpu, setup.replicas, setup.tp, 1, 1, 1)
     dep = Deployment(approach, (pool,), chunk_size=eng.token_budget(gpu) if approach == "chunked" else None)
-    plan = api.estimate(inp, dep, with_headroom=False)
-    m = plan.metrics
+    # (the serving model alone: estimate()'s headroom, explanation and step report are not needed)
+    if inp.workload.closed:
+        lam, r = api.closed_loop(api.engine_side(inp), dep)
+        inp = replace(inp, workload=inp.workload.with_qps(lam))
+    else:
+        r = api.evaluate(api.engine_side(inp), dep, [inp.workload.qps], percentiles=tuple(percentiles))
+    m = api.metrics_at(r, inp.workload.qps, inp)
     req = calibration.request_s if calibration is not None else 0.0
     out = {}
     for _, key, st in STATS:
@@ -178,6 +182,8 @@ def predict_result(setup: Setup, result, calibration) -> dict:
             out[(key, st)] = float(m.throughput_out_tok_s) if m.stable else 0.0
         else:
             d = m.ttft if key == "ttft_s" else m.tpot
+            if st not in d:
+                continue
             out[(key, st)] = (float(d[st]) + (req if key == "ttft_s" else 0.0)) if m.stable else math.inf
     return out
 
@@ -189,7 +195,8 @@ def _residuals(setup, obs, calibration, cache=None):
     for i, o in enumerate(obs):
         rid = id(o.result)
         if rid not in preds:
-            preds[rid] = predict_result(setup, o.result, calibration)
+            need = sorted({int(x.stat[1:]) for x in obs if x.result is o.result and x.stat.startswith("p")})
+            preds[rid] = predict_result(setup, o.result, calibration, need)
         p = preds[rid][(o.key, o.stat)]
         if o.key == "output_tok_s":
             lr = math.log(p / o.measured) if p > 0 else -CLIP
@@ -215,10 +222,10 @@ def _x0_bounds(names, base):
     for n in names:
         _, a, b = next(c for c in CONSTANTS if c[0] == n)
         v = base[n]
-        if n in LOG_SCALED:
-            x0.append(math.log(v)); lo.append(math.log(a)); hi.append(math.log(b))
-        else:
-            x0.append(min(max(v, a), b)); lo.append(a); hi.append(b)
+        f = math.log if n in LOG_SCALED else float
+        x0.append(f(min(max(v, a), b)))
+        lo.append(f(a))
+        hi.append(f(b))
     return np.array(x0), np.array(lo), np.array(hi)
 
 
@@ -349,8 +356,6 @@ def fit(results, setup: Setup, constants=None, loo: bool = True) -> FitReport:
                 unc = (f"+-{math.expm1(min(scale_sd[i], 5.0)):.0%}" if names[i] in LOG_SCALED
                        else f"+-{sd[i]:.2g} ms around {x[i]:.2g} ms")
                 bad = (names[i], f"the results leave it uncertain to about {unc}")
-        if _DEBUG:
-            print("DEBUG", names, x, "sens", sens, "bad", bad)
         if bad is None:
             break
         # warm start from this fit; the refused constant goes back to its catalog value

@@ -104,7 +104,7 @@ def _need(path, d, key, kind, ctx=""):
 def load_profile(path: str) -> Profile:
     """A profile file, checked: its kind, the constants within their bounds, the residuals finite."""
     from planner.calibrate.fit import CONSTANTS
-    from planner.files import read_bytes, parse_yaml, decode_text
+    from planner.files import decode_text, parse_yaml, read_bytes
 
     raw = read_bytes(path, f"--profile: {path}", "a calibration profile (YAML)", InvalidRequestError)
     doc = parse_yaml(decode_text(raw, f"--profile: {path}", "a calibration profile (YAML)", InvalidRequestError),

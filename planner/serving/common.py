@@ -246,6 +246,25 @@ def step_model(inp, pool: Pool) -> StepModel:
     return with_spec(inp, sm)
 
 
+def request_latency(inp) -> float:
+    """Seconds of per-request latency outside the engine's iterations that a calibration profile
+    adds to every TTFT (0 without one)."""
+    cal = getattr(inp, "calibration", None)
+    return float(cal.request_s) if cal is not None else 0.0
+
+
+def engine_side(inp):
+    """``inp`` with the TTFT SLO the engine itself must meet: the SLO less the calibration's
+    per-request latency, and that latency taken out of the calibration (unchanged without one)."""
+    from dataclasses import replace
+
+    req = request_latency(inp)
+    if req <= 0:
+        return inp
+    return replace(inp, slo=replace(inp.slo, ttft_s=max(inp.slo.ttft_s - req, 1e-6)),
+                   calibration=replace(inp.calibration, request_s=0.0))
+
+
 def calibration_for(inp, gpu_id: str):
     """The calibration (:class:`planner.perf.Calibration`) that applies to ``gpu_id``'s step
     models under ``inp``: the profile's, when the question has one fitted on that GPU (or one
