@@ -73,6 +73,9 @@ class Inputs:
     # Speculative decoding (planner.perf.speculative.SpecDecode): on for estimate/simulate; what
     # recommend may turn on where it pays. None = off.
     spec: object = None
+    # The confidence of the likely ranges (planner.confidence; None = its default, 0.8); when
+    # set, recommend also sizes so that the SLO holds at the upper end of the range.
+    confidence: float | None = None
 
     def __post_init__(self):
         if self.engine is None and self.catalog is not None and DEFAULTS["engine"] in self.catalog.engines:
@@ -217,6 +220,11 @@ class Plan:
     # and decode context), op group -> seconds; and that pool's layout facts.
     decode_step: dict = field(default_factory=dict)
     layout: dict = field(default_factory=dict)
+    # The likely ranges of the metrics (planner.confidence.ranges: SI units, per statistic).
+    ranges: dict | None = None
+    # recommend with a confidence: what sizing to the upper end of the range cost
+    # ({"confidence", "gpus", "gpus_without", "ttft_factor", "tpot_factor", ...}).
+    margin: dict | None = None
 
     @property
     def approach(self) -> str:
@@ -253,7 +261,17 @@ def estimate(inp: Inputs, dep: Deployment, with_headroom: bool = True) -> Plan:
                 cost_per_hour(inp, dep), link=r.link)
     plan.decode_step, plan.layout = decode_step_at(inp, dep, m)
     plan.reason = explain_single(plan)
+    plan.ranges = likely_ranges(plan)
     return plan
+
+
+def likely_ranges(plan: Plan, profile_residuals: dict | None = None) -> dict:
+    """The likely ranges of ``plan``'s metrics at the question's confidence, from the validation
+    residuals of the same kind, GPU and load regime, or from ``profile_residuals`` (a calibration
+    profile's leave-one-out log residuals per family; see :func:`planner.confidence.ranges`)."""
+    from planner import confidence
+
+    return confidence.plan_ranges(plan, profile_residuals=profile_residuals)
 
 
 def decode_step_at(inp: Inputs, dep: Deployment, m: Metrics) -> tuple[dict, dict]:

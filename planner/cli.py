@@ -345,6 +345,24 @@ def spec_options(f):
     )(f)
 
 
+def confidence_option(f):
+    """--confidence: the likely ranges' confidence (recommend also sizes to it)."""
+    return click.option(
+        "--confidence", "confidence", metavar="C",
+        help="Confidence of the likely ranges shown beside TTFT, TPOT and throughput, 0.5 to "
+             "below 1 [default: 0.8]. recommend also sizes so that the SLO holds at the upper "
+             "end of the range, and says how many GPUs that margin costs.")(f)
+
+
+def with_confidence(inputs, opts: dict):
+    """``inputs`` with ``--confidence`` checked and set (unchanged without it)."""
+    if opts.get("confidence") is not None:
+        from planner.confidence import check_confidence
+
+        inputs.confidence = check_confidence(opts["confidence"])
+    return inputs
+
+
 def common_options(f):
     """Everything a question about a workload takes: model, traffic, SLOs, the KV-transfer
     engine, speculative decoding and --json."""
@@ -707,6 +725,7 @@ def main(argv=None) -> None:
 @cli.command()
 @common_options
 @deployment_options
+@confidence_option
 @click.pass_context
 def estimate(ctx, as_json, **opts):
     """Metrics of one fixed deployment at a request rate, and the SLO check.
@@ -719,7 +738,7 @@ def estimate(ctx, as_json, **opts):
     """
     from planner import api, render
 
-    inputs = build_inputs(ctx, opts)
+    inputs = with_confidence(build_inputs(ctx, opts), opts)
     dep = build_deployment(ctx, inputs, opts)
     plan = api.estimate(inputs, dep)
     if as_json:
@@ -855,6 +874,7 @@ def _verify(rec, inputs, requests: int, seed: int, max_gpus: int):
 @cli.command()
 @common_options
 @search_options
+@confidence_option
 @click.option("-o", "--output", metavar="FILE", help="Write the plan as YAML to FILE.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
 @click.option("--verify", is_flag=True,
@@ -876,6 +896,7 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
       pdplan recommend --qps 80 --ttft-slo 200ms
       pdplan recommend --qps 20 --gpu h100-sxm,h200 --objective cost -o plan.yaml
       pdplan recommend --qps 80 --ttft-slo 200ms --verify
+      pdplan recommend --qps 80 --ttft-slo 200ms --confidence 0.9
     """
     from planner import render
     from planner.errors import NoFeasiblePlanError
@@ -889,7 +910,7 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
         from planner.plots import plot_output
 
         plot_out = plot_output(plot_file, force, outs)[1]
-    inputs = build_inputs(ctx, opts)
+    inputs = with_confidence(build_inputs(ctx, opts), opts)
     gpus = gpus or [inputs.gpu]
     try:
         rec = run_recommend(inputs, gpus, _approaches(approach), max_gpus, objective)
