@@ -80,6 +80,9 @@ class Inputs:
     profile: object = None
     calibration: object = None
     calibration_gpus: tuple | None = None
+    # The confidence of the likely ranges (planner.confidence; None = its default, 0.8); when
+    # set, recommend also sizes so that the SLO holds at the upper end of the range.
+    confidence: float | None = None
 
     def __post_init__(self):
         if self.engine is None and self.catalog is not None and DEFAULTS["engine"] in self.catalog.engines:
@@ -224,6 +227,11 @@ class Plan:
     # and decode context), op group -> seconds; and that pool's layout facts.
     decode_step: dict = field(default_factory=dict)
     layout: dict = field(default_factory=dict)
+    # The likely ranges of the metrics (planner.confidence.ranges: SI units, per statistic).
+    ranges: dict | None = None
+    # recommend with a confidence: what sizing to the upper end of the range cost
+    # ({"confidence", "gpus", "gpus_without", "ttft_factor", "tpot_factor", ...}).
+    margin: dict | None = None
 
     @property
     def approach(self) -> str:
@@ -258,6 +266,7 @@ def estimate(inp: Inputs, dep: Deployment, with_headroom: bool = True) -> Plan:
         m.breakdown = dict(m.breakdown, ttft_request=req)
         plan.inputs = replace(plan.inputs, slo=inp.slo, calibration=inp.calibration)
         plan.reason = explain_single(plan)
+        plan.ranges = likely_ranges(plan, _profile_residuals(inp))
         return plan
     if inp.workload.closed:
         lam, r = closed_loop(inp, dep)
@@ -270,7 +279,23 @@ def estimate(inp: Inputs, dep: Deployment, with_headroom: bool = True) -> Plan:
                 cost_per_hour(inp, dep), link=r.link)
     plan.decode_step, plan.layout = decode_step_at(inp, dep, m)
     plan.reason = explain_single(plan)
+    plan.ranges = likely_ranges(plan, _profile_residuals(inp))
     return plan
+
+
+def _profile_residuals(inp: Inputs) -> dict | None:
+    """A calibration profile's leave-one-out residuals (what its likely ranges come from)."""
+    prof = inp.profile
+    return dict(prof.residuals) if prof is not None and getattr(prof, "residuals", None) else None
+
+
+def likely_ranges(plan: Plan, profile_residuals: dict | None = None) -> dict:
+    """The likely ranges of ``plan``'s metrics at the question's confidence, from the validation
+    residuals of the same kind, GPU and load regime, or from ``profile_residuals`` (a calibration
+    profile's leave-one-out log residuals per family; see :func:`planner.confidence.ranges`)."""
+    from planner import confidence
+
+    return confidence.plan_ranges(plan, profile_residuals=profile_residuals)
 
 
 def decode_step_at(inp: Inputs, dep: Deployment, m: Metrics) -> tuple[dict, dict]:

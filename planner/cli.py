@@ -348,6 +348,24 @@ def spec_options(f):
     )(f)
 
 
+def confidence_option(f):
+    """--confidence: the likely ranges' confidence (recommend also sizes to it)."""
+    return click.option(
+        "--confidence", "confidence", metavar="C",
+        help="Confidence of the likely ranges shown beside TTFT, TPOT and throughput, 0.5 to "
+             "below 1 [default: 0.8]. recommend also sizes so that the SLO holds at the upper "
+             "end of the range, and says how many GPUs that margin costs.")(f)
+
+
+def with_confidence(inputs, opts: dict):
+    """``inputs`` with ``--confidence`` checked and set (unchanged without it)."""
+    if opts.get("confidence") is not None:
+        from planner.confidence import check_confidence
+
+        inputs.confidence = check_confidence(opts["confidence"])
+    return inputs
+
+
 def common_options(f):
     """Everything a question about a workload takes: model, traffic, SLOs, the KV-transfer
     engine, speculative decoding and --json."""
@@ -735,6 +753,7 @@ PROFILE_FORCE = click.option("--force", is_flag=True,
 @common_options
 @deployment_options
 @PROFILE_FORCE
+@confidence_option
 @click.pass_context
 def estimate(ctx, as_json, **opts):
     """Metrics of one fixed deployment at a request rate, and the SLO check.
@@ -747,7 +766,7 @@ def estimate(ctx, as_json, **opts):
     """
     from planner import api, render
 
-    inputs = build_inputs(ctx, opts)
+    inputs = with_confidence(build_inputs(ctx, opts), opts)
     dep = build_deployment(ctx, inputs, opts)
     plan = api.estimate(inputs, dep)
     if as_json:
@@ -770,7 +789,7 @@ def _load_plan_file(path: str, opts: dict):
     if plans is None:
         fail("PLAN: plan files are read by `pdplan evaluate`/`simulate` once plan loading lands; "
              "give the deployment with --approach and --replicas or --prefill/--decode")
-    extra = sorted(k for k, v in opts.items() if v is not None and k != "qps")
+    extra = sorted(k for k, v in opts.items() if v is not None and v is not False and k != "qps")
     if extra:
         flag = "--" + extra[0].replace("_spec", "").replace("_", "-")
         fail(f"{flag}: not with a PLAN file; the plan fixes the deployment and inputs "
@@ -885,6 +904,7 @@ def _verify(rec, inputs, requests: int, seed: int, max_gpus: int):
 @cli.command()
 @common_options
 @search_options
+@confidence_option
 @click.option("-o", "--output", metavar="FILE", help="Write the plan as YAML to FILE.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists; apply a --profile "
                                             "fitted on another model or GPU.")
@@ -907,6 +927,7 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
       pdplan recommend --qps 80 --ttft-slo 200ms
       pdplan recommend --qps 20 --gpu h100-sxm,h200 --objective cost -o plan.yaml
       pdplan recommend --qps 80 --ttft-slo 200ms --verify
+      pdplan recommend --qps 80 --ttft-slo 200ms --confidence 0.9
     """
     from planner import render
     from planner.errors import NoFeasiblePlanError
@@ -921,7 +942,7 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
 
         plot_out = plot_output(plot_file, force, outs)[1]
     opts["force"] = force
-    inputs = build_inputs(ctx, opts)
+    inputs = with_confidence(build_inputs(ctx, opts), opts)
     gpus = gpus or [inputs.gpu]
     try:
         rec = run_recommend(inputs, gpus, _approaches(approach), max_gpus, objective)

@@ -141,12 +141,14 @@ def _size_search(evaluate_n, n_max: int):
     return int(sizes[j]), float(score[j]), int(sizes[j]), len(sizes)
 
 
-def _score(r, slo):
+def _score(r, slo, cap: float = math.inf):
     """Feasible: stable and the joint attainment reaches the percentile. Returns (feasible,
     shortfall = target / attainment, which is at most 1 exactly when feasible). The search needs
-    only the attainment, a CDF at the SLOs; percentiles are computed for the chosen sizes."""
+    only the attainment, a CDF at the SLOs; percentiles are computed for the chosen sizes.
+    ``cap``: sizes whose pools are this busy or busier count as missing it (recommend with a
+    confidence margin keeps a plan in the load regime its margin was taken for)."""
     target = slo.percentile / 100.0
-    att = np.where(r.stable, np.asarray(r.attain, dtype=float), 0.0)
+    att = np.where(r.stable & _under(r.utilization.values(), cap), np.asarray(r.attain, dtype=float), 0.0)
     with np.errstate(divide="ignore"):
         short = np.where(att > 0, target / np.maximum(att, 1e-300), np.inf)
     return att >= target - 1e-9, short
@@ -170,6 +172,7 @@ def search(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
     slo = inp.slo
     pct = (slo.percentile,)
     pair = (slo.ttft_s, slo.tpot_s)
+    cap = _util_cap(inp)
     res = SearchResult({a: None for a in approaches}, {a: None for a in approaches})
     configs = _configs(inp, gpu_ids, tps, pps)
     if not configs:
@@ -212,7 +215,7 @@ def search(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
                                                     lanes=n * sm.lanes, percentiles=pcts, slo=pair,
                                                     curves_=ucurves)
 
-                n, score, n_at, cnt = _size_search(lambda a: _score(ev(a), slo), n_max)
+                n, score, n_at, cnt = _size_search(lambda a: _score(ev(a), slo, cap), n_max)
                 res.evaluated += cnt
                 n_use = n or n_at
                 dep = Deployment(approach, (Pool("unified", sm.gpu.id, n_use, sm.tp, sm.pp, sm.ep, sm.dp),),
@@ -234,6 +237,20 @@ def _key(c: Candidate, inp: Inputs):
     return (c.score, c.gpus)
 
 
+def _under(utils, cap: float):
+    """Where every utilisation array in ``utils`` is below ``cap`` (all true without a cap)."""
+    if not math.isfinite(cap):
+        return True
+    ok = True
+    for u in utils:
+        ok = ok & (np.asarray(u, dtype=float) < cap)
+    return ok
+
+
+def _util_cap(inp: Inputs) -> float:
+    return getattr(inp, "util_cap", math.inf)
+
+
 def _objective(inp: Inputs) -> str:
     return getattr(inp, "objective", "gpus")
 
@@ -244,6 +261,7 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
     ``F_ttft * F_tpot``: each decode size leaves the prefill pool the share ``target / F_tpot``,
     so a few decode sizes (just meeting the target, and with more margin) are tried."""
     slo, qps, cv = inp.slo, inp.workload.qps, inp.workload.arrival_cv
+    cap = _util_cap(inp)
     xfer = transfer_of(inp)
     k = slo.key
     pct = (slo.percentile,)
@@ -255,7 +273,7 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
         sizes = np.arange(1, max(max_gpus // g, 1) + 1)
         r = disaggregated.decode_pool(sm, shape, qps, sizes, percentiles=(), tpot_slo=slo.tpot_s)
         res.evaluated += len(sizes)
-        f = np.where(r["stable"], np.asarray(r["attain"], dtype=float), 0.0)
+        f = np.where(r["stable"] & _under([r["utilization"]], cap), np.asarray(r["attain"], dtype=float), 0.0)
         picks = sorted({int(sizes[np.argmax(f >= m)]) for m in margins if (f >= m).any()})
         ok = bool(picks)
         if not ok:  # the nearest miss: the size with the best attainment (else half the budget)
@@ -298,7 +316,8 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
                 r = disaggregated.prefill_pool(prof, qps, sizes[sel], cv, percentiles=(),
                                                ttft_slo=slo.ttft_s, decode_link=dlink)
                 profs[where] = (prof, sel, dlink)
-                f_t[sel] = np.where(r["stable"], np.asarray(r["attain"], dtype=float), 0.0)
+                f_t[sel] = np.where(r["stable"] & _under([r["utilization"]], cap),
+                                    np.asarray(r["attain"], dtype=float), 0.0)
             res.evaluated += len(sizes)
             need = target / max(f_p, 1e-9)
             ok = (f_t >= need - 1e-9) & d_ok & (need <= 1.0)
@@ -332,6 +351,99 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
 
 def recommend(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
               objective: str = "gpus", headroom: bool = True) -> Recommendation:
+    """The cheapest plan that meets the SLO (fewest GPUs, or dollars). With ``inp.confidence``
+    set, the SLO must hold at the upper end of the likely range at that confidence
+    (:func:`recommend_with_margin`)."""
+    if getattr(inp, "confidence", None) is not None:
+        return recommend_with_margin(inp, gpu_ids, approaches, max_gpus, objective, headroom)
+    return _recommend(inp, gpu_ids, approaches, max_gpus, objective, headroom)
+
+
+# The load regimes recommend_with_margin sizes in: (utilisation cap of every pool, the regimes a
+# plan under it may be in). Under 0.5 only the low regime's factors apply, under 0.8 the larger
+# of low and mid, without a cap the largest of all; each search is then right by construction.
+_MARGIN_REGIMES = ((0.5, ("low",)), (0.8, ("low", "mid")), (math.inf, ("low", "mid", "high")))
+
+
+def recommend_with_margin(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
+                          objective: str = "gpus", headroom: bool = True) -> Recommendation:
+    """Size so that the SLO percentile's upper range end meets the SLO, for TTFT and TPOT.
+
+    The likely range of a prediction ``p`` ends at ``p * f``, ``f`` the upper factor of its
+    validation cell (:mod:`planner.confidence`) at ``inp.confidence``; a plan that meets the
+    SLOs divided by ``(f_ttft, f_tpot)`` has its upper ends within the SLOs if its own cells'
+    factors are no larger. The factors depend on the plan's GPU and load regime, which the
+    sizing moves (more instances, less busy pools), so the search runs once per regime cap of
+    :data:`_MARGIN_REGIMES`: every pool under 0.5 utilisation with the low regime's factors,
+    under 0.8 with the larger of the low and mid ones, and uncapped with the largest of all;
+    with several GPU types asked, once for each type alone at its factors and once for all of
+    them at the largest. Each search's plan holds at its own factors by construction; the
+    cheapest of them is the answer. The plain search's answer is kept to say
+    what the margin costs (``plan.margin``)."""
+    from planner import confidence as conf
+    from planner.api import SLO
+
+    c = conf.check_confidence(inp.confidence)
+    slo = inp.slo
+    plain = _recommend(inp, gpu_ids, approaches, max_gpus, objective, headroom=False)
+    rec, fac, tight, evaluated = plain, (1.0, 1.0), inp, plain.evaluated
+    if not _holds_upper(plain.plan, slo):
+        gpus = list(dict.fromkeys(gpu_ids))
+        # each GPU type alone at its own factors, and all of them (pools may mix) at the largest
+        subsets = [[g] for g in gpus] + ([gpus] if len(gpus) > 1 else [])
+        found, misses = [], []
+        for (cap, regimes), sub in ((m, g) for m in _MARGIN_REGIMES for g in subsets):
+            fac = tuple(max(conf.factors(f, g, r, c)[1] for g in sub for r in regimes) for f in ("ttft", "tpot"))
+            tight = replace(inp, slo=SLO(slo.ttft_s / fac[0], slo.tpot_s / fac[1], slo.percentile))
+            tight.util_cap = cap
+            try:
+                r = _recommend(tight, sub, approaches, max_gpus, objective, headroom=False)
+            except NoFeasiblePlanError as exc:
+                misses.append((exc, tight, fac))
+                continue
+            evaluated += r.evaluated
+            if _holds_upper(r.plan, slo):  # (by construction; the estimate confirms it)
+                found.append((r, tight, fac))
+        if not found:
+            exc, tight, fac = misses[-1] if misses else (None, tight, fac)
+            raise NoFeasiblePlanError(
+                f"at {c:.0%} confidence the SLO must hold at the upper end of the likely range, so the "
+                f"search targets P{slo.percentile} TTFT {_ms(tight.slo.ttft_s)} and TPOT "
+                f"{_ms(tight.slo.tpot_s)} ({fac[0]:.2f}x and {fac[1]:.2f}x under the SLOs) at any load, or less "
+                f"tight ones at lower utilisation; without the margin {plain.plan.total_gpus} GPUs meet the SLOs. "
+                + (str(exc) if exc else ""), nearest=exc.nearest if exc else []) from None
+        key = (lambda f: (f[0].plan.total_gpus, f[0].plan.cost_per_hour)) if objective == "gpus" else \
+            (lambda f: (f[0].plan.cost_per_hour, f[0].plan.total_gpus))
+        rec, tight, fac = min(found, key=key)
+
+    def restored(p):  # the plans against the SLOs asked (the margin is in their sizes)
+        q = estimate(replace(p.inputs, slo=slo), p.deployment, with_headroom=headroom)
+        q.speculation = p.speculation
+        return q
+
+    plan = restored(rec.plan)
+    alternatives = [restored(a) for a in rec.alternatives]
+    plan.margin = {"confidence": c, "gpus": plan.total_gpus, "gpus_without": plain.plan.total_gpus,
+                   "cost_per_hour": plan.cost_per_hour, "cost_per_hour_without": plain.plan.cost_per_hour,
+                   "ttft_factor": fac[0], "tpot_factor": fac[1],
+                   "ttft_slo_sized_s": tight.slo.ttft_s, "tpot_slo_sized_s": tight.slo.tpot_s,
+                   "plan_without": _pools(plain.plan.deployment), "approach_without": plain.plan.approach}
+    plan.reason = (f"sized at {c:.0%} confidence (P{slo.percentile} TTFT and TPOT within their SLOs at the upper "
+                   f"end of the likely range: the search targeted {_ms(tight.slo.ttft_s)} and "
+                   f"{_ms(tight.slo.tpot_s)}); " + rec.plan.reason)
+    return Recommendation(plan, alternatives, evaluated, rec.cloud)
+
+
+def _holds_upper(plan: Plan, slo) -> bool:
+    """Whether a plan's upper range ends at the SLO percentile are within the SLOs."""
+    r = plan.ranges or {}
+    k = slo.key
+    return (plan.meets_slo and r.get("ttft_s", {}).get(k, [0, math.inf])[1] <= slo.ttft_s * (1 + 1e-9)
+            and r.get("tpot_s", {}).get(k, [0, math.inf])[1] <= slo.tpot_s * (1 + 1e-9))
+
+
+def _recommend(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
+               objective: str = "gpus", headroom: bool = True) -> Recommendation:
     if objective not in ("gpus", "cost"):
         raise InvalidRequestError(f"--objective: unknown {objective!r}; valid: gpus, cost")
     inp.objective = objective
@@ -351,6 +463,7 @@ def recommend(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
         sizing = replace(inp, workload=replace(wl, qps=wl.concurrency / (wl.think_s + resp),
                                                concurrency=None))
         sizing.objective = objective
+        sizing.util_cap = _util_cap(inp)
         sr, both = search_speculation(sizing, gpu_ids, approaches, max_gpus)
     else:
         sr, both = search_speculation(inp, gpu_ids, approaches, max_gpus)
@@ -404,6 +517,7 @@ def _without_spec(inp: Inputs) -> Inputs:
         return inp
     off = replace(inp, spec=None)
     off.objective = _objective(inp)
+    off.util_cap = _util_cap(inp)
     return off
 
 

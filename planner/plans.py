@@ -265,6 +265,16 @@ def load_plan(path: str, qps: float | None = None, catalog_dir: str | None = Non
                     kv_transfer=xfer, spec=spec)
     if doc.get("profile") is not None:
         _plan_profile(path, doc["profile"], inputs)
+    if inp.get("confidence") is not None:  # the likely ranges' confidence the plan was made at
+        from planner.confidence import check_confidence
+
+        c = inp["confidence"]
+        if isinstance(c, bool) or not isinstance(c, (int, float)):
+            _fail(path, "inputs.confidence", f"must be a number from 0.5 to below 1, got {c!r}")
+        try:
+            inputs.confidence = check_confidence(c, "inputs.confidence")
+        except InvalidRequestError as exc:
+            raise InvalidRequestError(f"{path}: {exc}") from None
     return inputs, dep, doc
 
 

@@ -259,6 +259,8 @@ def inputs_document(inp, trace_rows: bool = True) -> dict:
     doc.update(wl.prefix.document())  # prefix caching: prefix_tokens, prefix_hit_rate
     if getattr(inp, "spec", None) is not None:  # speculative decoding: what the plan runs
         doc["speculative"] = inp.spec.document()
+    if getattr(inp, "confidence", None) is not None:  # the ranges' confidence (and recommend's margin)
+        doc["confidence"] = finite(inp.confidence)
     if inp.assumed:
         doc["assumed"] = list(inp.assumed)
     return doc
@@ -408,7 +410,56 @@ def metrics_document(plan) -> dict:
         "decode_step_ms": {k: ms(v) for k, v in getattr(plan, "decode_step", {}).items()},
         "stable": bool(m.stable),
         "saturated": m.saturated or None,
+        **({"range": range_document(plan.ranges)} if getattr(plan, "ranges", None) else {}),
     }
+
+
+def range_document(r: dict) -> dict:
+    """The likely ranges beside the metrics they bound (``ttft_ms`` -> ``range.ttft_ms``, each
+    statistic ``[low, high]``; null where the prediction is overloaded), their confidence and
+    what each family's range was read from (planner.confidence)."""
+    def pair(v, scale):
+        lo, hi = (finite(x) for x in v)
+        return None if lo is None or hi is None else [rnd(lo * scale, 3), rnd(hi * scale, 3)]
+
+    return {"confidence": rnd(r["confidence"], 4),
+            "ttft_ms": {k: pair(r["ttft_s"][k], 1e3) for k in PERCENTILE_KEYS if k in r["ttft_s"]},
+            "tpot_ms": {k: pair(r["tpot_s"][k], 1e3) for k in PERCENTILE_KEYS if k in r["tpot_s"]},
+            "throughput_tokens_per_s": {"output": pair(r["throughput_out_tok_s"], 1.0)},
+            "basis": {k: dict(v) for k, v in r["basis"].items()}}
+
+
+def margin_document(mg: dict) -> dict:
+    """What sizing to the upper end of the likely range cost (recommend --confidence)."""
+    return {"confidence": rnd(mg["confidence"], 4), "gpus": int(mg["gpus"]),
+            "gpus_without": int(mg["gpus_without"]), "extra_gpus": int(mg["gpus"] - mg["gpus_without"]),
+            "cost_per_hour": rnd(mg["cost_per_hour"], 2), "cost_per_hour_without": rnd(mg["cost_per_hour_without"], 2),
+            "ttft_factor": rnd(mg["ttft_factor"], 4), "tpot_factor": rnd(mg["tpot_factor"], 4),
+            "ttft_slo_sized_ms": ms(mg["ttft_slo_sized_s"]), "tpot_slo_sized_ms": ms(mg["tpot_slo_sized_s"]),
+            "approach_without": mg["approach_without"], "pools_without": mg["plan_without"]}
+
+
+def margin_line(mg: dict) -> str:
+    """'the 90% margin costs 8 GPUs (76 with it, 68 without)'."""
+    extra = int(mg["gpus"] - mg["gpus_without"])
+    cost = (f", ${mg['cost_per_hour'] - mg['cost_per_hour_without']:,.2f}/h"
+            if extra else "")
+    return (f"the {mg['confidence']:.0%} margin costs {extra} GPU{'' if extra == 1 else 's'}{cost} "
+            f"({mg['gpus']} with it, {mg['gpus_without']} without: {mg['approach_without']} "
+            f"{mg['plan_without']}); sized to P{{pct}} TTFT {_fmt_ms(mg['ttft_slo_sized_s'])} and TPOT "
+            f"{_fmt_ms(mg['tpot_slo_sized_s'], 2)}, the SLOs over the ranges' upper factors "
+            f"{mg['ttft_factor']:.2f}x and {mg['tpot_factor']:.2f}x")
+
+
+def _range_ms(r: dict | None, family: str, key: str, digits: int) -> str:
+    """'178-221 ms': a metric's likely range for tables ('' without one)."""
+    v = (r or {}).get(f"{family}_s", {}).get(key)
+    if not v or finite(v[0]) is None or finite(v[1]) is None:
+        return "" if not v else "overloaded"
+    lo, hi = _fmt_ms(v[0], digits), _fmt_ms(v[1], digits)
+    if lo.endswith(" ms") and hi.endswith(" ms"):
+        lo = lo[:-3]
+    return f"{lo}-{hi}"
 
 
 def kv_transfer_document(link: dict, override: str | None = None) -> dict:
@@ -458,6 +509,8 @@ def plan_document(plan, trace_rows: bool = True) -> dict:
     doc["metrics"] = metrics_document(plan)
     doc["meets_slo"] = bool(plan.meets_slo)
     doc["reason"] = plan.reason
+    if getattr(plan, "margin", None):
+        doc["margin"] = margin_document(plan.margin)
     if getattr(plan, "speculation", None):
         doc["speculative_decoding"] = dict(plan.speculation)
     if plan.notes:
@@ -503,19 +556,28 @@ def show_plan(console: Console, plan, title: str | None = None) -> None:
             f"{_num(finite(lk.get('bytes_per_request') or 0) / 1e6, ',.1f')} MB per request, "
             f"{_fmt_ms(lk.get('exposed_s'), 2)} exposed")
 
-    t = _table(("", {"justify": "left", "style": "bold"}), "mean", "P50", "P90", "P99",
-               ("SLO", {"justify": "right", "style": "dim"}))
+    rg = getattr(plan, "ranges", None)
+    cols = [("", {"justify": "left", "style": "bold"}), "mean", "P50", "P90", "P99"]
+    if rg:  # the likely range of the SLO percentile
+        cols.append(f"P{slo.percentile} {rg['confidence']:.0%} range")
+    t = _table(*cols, ("SLO", {"justify": "right", "style": "dim"}))
     t.add_row("TTFT", *[_fmt_ms(m.ttft.get(k)) for k in ("mean", "p50", "p90", "p99")],
+              *([_range_ms(rg, "ttft", slo.key, 0)] if rg else []),
               f"P{slo.percentile} {_fmt_ms(slo.ttft_s, 0)}")
     t.add_row("TPOT", *[_fmt_ms(m.tpot.get(k), 2) for k in ("mean", "p50", "p90", "p99")],
+              *([_range_ms(rg, "tpot", slo.key, 1)] if rg else []),
               f"P{slo.percentile} {_fmt_ms(slo.tpot_s, 0)}")
     console.print(t)
 
     s = _table(("", {"justify": "left", "style": "bold"}), ("", {"justify": "left"}))
     s.show_header = False
     s.add_row("ITL max", _fmt_ms(m.itl_max_s))
+    out_range = ""
+    if rg and finite(rg["throughput_out_tok_s"][0]) and m.throughput_out_tok_s > 0:
+        lo, hi = rg["throughput_out_tok_s"]
+        out_range = f" (out {rg['confidence']:.0%} range {_num(lo)}-{_num(hi)})"
     s.add_row("throughput", f"{_num(m.throughput_in_tok_s)} in + {_num(m.throughput_out_tok_s)} "
-                            "out tokens/s")
+                            f"out tokens/s{out_range}")
     s.add_row("utilisation", ", ".join(f"{k} {_util(v)}" for k, v in m.utilization.items()))
     ranks = (getattr(plan, "layout", None) or {}).get("attention_ranks", 1)
     s.add_row("decode batch", _num(m.decode_batch, ",.1f", "n/a") + " per lane"
@@ -958,6 +1020,8 @@ def show_recommendation(console: Console, rec) -> None:
     show_plan(console, plan, title="recommendation")
     if getattr(plan, "speculation", None):
         console.print(f"{escape(plan.speculation['why'])}")
+    if getattr(plan, "margin", None):
+        console.print(f"[bold]{escape(margin_line(plan.margin).format(pct=plan.inputs.slo.percentile))}[/]")
     key = plan.inputs.slo.key
     pct = plan.inputs.slo.percentile
     t = _table(("approach", {"justify": "left", "style": "bold"}), "GPUs", ("pools", {"justify": "left"}),

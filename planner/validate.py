@@ -246,6 +246,19 @@ _SERVING_CACHE: dict = {}
 def predict_serving(row: Row, cat: Catalog, extra: dict) -> float:
     """One published serving metric from the serving model at the run's load (the approach the
     engine runs by default, the lengths fixed at the published means)."""
+    plan = serving_plan(row, cat, extra)
+    what, stat = SERVING_METRICS[row.shape["metric"]][1]
+    if what == "max_qps":
+        return _max_qps_within(plan, row.shape["slo"])
+    if what == "throughput":
+        return plan.metrics.throughput_out_tok_s if plan.metrics.stable else 0.0
+    v = getattr(plan.metrics, what)[stat]
+    return float(v) * 1e3
+
+
+def serving_plan(row: Row, cat: Catalog, extra: dict):
+    """The estimated plan of a serving row's operating point (cached per point; the metrics
+    :func:`predict_serving` reads, and the utilisation the confidence ranges bucket by)."""
     from planner import api
     from planner.serving.common import Deployment, Pool
     from planner.workload import LengthDist, Workload, fixed
@@ -276,17 +289,11 @@ def predict_serving(row: Row, cat: Catalog, extra: dict) -> float:
         pool = Pool("unified", row.gpu, sh["replicas"], row.tp, row.pp, sh.get("ep", 1), sh.get("dp", 1))
         dep = Deployment(approach, (pool,), chunk_size=engine.token_budget(cat.gpus[row.gpu])
                          if approach == "chunked" else None)
-        _SERVING_CACHE[key] = api.estimate(inp, dep, with_headroom=False)
+        plan = api.estimate(inp, dep, with_headroom=False)
         if len(_SERVING_CACHE) > 512:
             _SERVING_CACHE.clear()
-    plan = _SERVING_CACHE[key]
-    what, stat = SERVING_METRICS[sh["metric"]][1]
-    if what == "max_qps":
-        return _max_qps_within(plan, sh["slo"])
-    if what == "throughput":
-        return plan.metrics.throughput_out_tok_s if plan.metrics.stable else 0.0
-    v = getattr(plan.metrics, what)[stat]
-    return float(v) * 1e3
+        _SERVING_CACHE[key] = plan
+    return _SERVING_CACHE[key]
 
 
 def _max_qps_within(plan, slo: dict) -> float:

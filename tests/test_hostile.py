@@ -195,6 +195,14 @@ def argv_case(command: str, rng: random.Random) -> Case:
             argv += ["--request", pick(rng, REQUEST_SPECS)]
     elif command == "validate":
         argv = ["validate"] + _opts(rng, {"--set": ["measurements", "offline-grid", "x", ""]}, 1)
+    elif command == "calibrate":
+        sweep = sorted(str(x) for x in (Path(__file__).parent / "data" / "calibration").glob("vllm_bench_*.json"))
+        files = rng.choice([sweep, sweep[:1], [pick(rng, ["/nonexistent.json", "/dev/null", "/etc/passwd", "/",
+                                                           "", "x" * 300, "ß.json"])], sweep + ["/dev/null"]])
+        argv = ["calibrate", *files, "--no-loo"] + _opts(rng, {
+            "--gpu": MODEL_OPTS["--gpu"], "--model": MODEL_OPTS["--model"], "--tp": NUMBERS + ["1", "8"],
+            "--fit": ["compute", "speed", "", ",", "compute,memory", "comm"], "--format": ["vllm", "csv", "x"],
+            "--replicas": NUMBERS, "--engine": ["vllm", "trtllm", "nope"]}, 3)
     elif command == "catalog":
         argv = ["catalog"] + rng.choice([[], ["models"], ["gpus"], ["links"], ["bogus"], ["show"],
                                           ["show", pick(rng, MODELS + GPUS + LINKS + ENGINES)],
@@ -208,7 +216,8 @@ def argv_case(command: str, rng: random.Random) -> Case:
         if maybe(rng, 0.3):
             return Case(["catalog"] + _json(rng), {"f": b"x", "d/models/x.yaml": b"- 1\n"},
                         env={"PDPLAN_CATALOG": pick(rng, ["/nonexistent", "f", "d", "", " ", "d/models", "/dev/null"])})
-    if command in ("estimate", "simulate", "recommend", "whatif", "kv", "step", "timeline", "validate", "catalog"):
+    if command in ("estimate", "simulate", "recommend", "whatif", "kv", "step", "timeline", "validate", "catalog",
+                   "calibrate"):
         argv += _json(rng)
         if maybe(rng, 0.05):
             argv += [pick(rng, ["--bogus", "stray", "--json=1", "-x"])]
@@ -646,9 +655,9 @@ def subprocess_case(i: int, rng: random.Random) -> Case:
 # ---- the table of cases -------------------------------------------------------------------
 
 COMMANDS = ["estimate", "simulate", "recommend", "whatif", "evaluate", "kv", "step", "timeline", "validate",
-            "catalog", "top"]
+            "catalog", "top", "calibrate"]
 FAMILIES = {f"argv-{c}": (functools.partial(lambda c, i, rng: argv_case(c, rng), c), n)
-            for c, n in zip(COMMANDS, [140, 110, 120, 70, 40, 110, 110, 110, 16, 50, 30])}
+            for c, n in zip(COMMANDS, [140, 110, 120, 70, 40, 110, 110, 110, 16, 50, 30, 40])}
 FAMILIES.update({"plan": (plan_case, 330), "trace": (trace_case, 280), "catalog-dir": (catalog_case, 300),
                  "hf-config": (hf_case, 250), "output": (output_case, 160),
                  "subprocess": (subprocess_case, len(SUBPROCESS))})
