@@ -57,6 +57,18 @@ class PdplanGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
+        pending = getattr(ctx, "_protected_args", None)  # click 8.2+ (protected_args before)
+        pending = ctx.protected_args if pending is None else pending
+        asked = _document_format([*pending, *ctx.args])
+        try:
+            return self._invoke(ctx)
+        except click.ClickException as exc:  # bad input, no plan, a bug: also as a document
+            fmt = ctx.meta.get(FORMAT_KEY) or asked
+            if fmt in ("json", "yaml"):
+                emit_error(fmt, exc.format_message(), exc.exit_code)
+            raise
+
+    def _invoke(self, ctx):
         from planner.errors import PdplanError
 
         debug = bool(ctx.params.get("debug"))
@@ -246,9 +258,66 @@ def _stack(*decorators):
     return apply
 
 
-def json_option(f):
+OUTPUT_FORMATS = ("table", "json", "yaml")
+FORMAT_KEY = "pdplan.format"  # ctx.meta (shared by the group and its command): the chosen format
+
+
+def output_format(as_json: bool, fmt: str | None) -> str:
+    """``--json`` and ``--format`` -> one of OUTPUT_FORMATS (``--json`` is ``--format json``)."""
+    if as_json and fmt not in (None, "json"):
+        fail(f"--json/--format: --json means --format json, not with --format {fmt}; give one of them")
+    return "json" if as_json else (fmt or "table")
+
+
+def json_flag(f):
+    """--json alone (calibrate, whose --format names the result files' format)."""
     return click.option("--json", "as_json", is_flag=True,
                         help="Print one JSON document on stdout (warnings go to stderr).")(f)
+
+
+def json_option(f):
+    """--json and --format table|json|yaml. The command sees ``as_json`` (true for json and
+    yaml: one document on stdout); :func:`emit_json` writes it in the chosen format."""
+    import functools
+
+    @functools.wraps(f)
+    def run(*args, **kwargs):
+        fmt = output_format(kwargs.pop("as_json"), kwargs.pop("out_format"))
+        click.get_current_context().meta[FORMAT_KEY] = fmt
+        return f(*args, as_json=fmt != "table", **kwargs)
+
+    run = click.option("--format", "out_format", type=click.Choice(OUTPUT_FORMATS),
+                       help="Output: tables for people, or one JSON or YAML document on stdout "
+                            "[default: table].")(run)
+    return json_flag(run)
+
+
+def _document_format(args) -> str | None:
+    """The document format the command line asks for (``--json``, ``--format json|yaml``), read
+    from the raw arguments: for errors raised before the options are parsed."""
+    args = list(args)
+    for i, a in enumerate(args):
+        if a == "--":
+            break
+        if a == "--json":
+            return "json"
+        value = a.partition("=")[2] if a.startswith("--format=") else (
+            args[i + 1] if a == "--format" and i + 1 < len(args) else None)
+        if value in ("json", "yaml"):
+            return value
+    return None
+
+
+def emit_error(fmt: str, message: str, exit_code: int, **extra) -> None:
+    """``{"error": {"message", "exit_code", ...}}`` on stdout, for a ``--json``/``--format``
+    consumer (the ``Error:`` line still goes to stderr)."""
+    from planner.render import to_json, to_yaml
+
+    doc = {"error": {"message": str(message), "exit_code": int(exit_code), **extra}}
+    try:
+        click.echo(to_yaml(doc).rstrip("\n") if fmt == "yaml" else to_json(doc))
+    except (OSError, ValueError):  # stdout gone: the Error: line on stderr still says it
+        pass
 
 
 def model_options(f):
@@ -671,9 +740,14 @@ def build_deployment(ctx: click.Context, inputs, opts: dict):
 
 
 def emit_json(doc) -> None:
-    from planner.render import to_json
+    """The command's one document on stdout: JSON, or YAML under ``--format yaml``."""
+    from planner.render import to_json, to_yaml
 
-    click.echo(to_json(doc))
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.meta.get(FORMAT_KEY) == "yaml":
+        click.echo(to_yaml(doc).rstrip("\n"))
+    else:
+        click.echo(to_json(doc))
 
 
 # --------------------------------------------------------------------------------------------
@@ -948,7 +1022,8 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
         rec = run_recommend(inputs, gpus, _approaches(approach), max_gpus, objective)
     except NoFeasiblePlanError as exc:
         if as_json:
-            emit_json({"error": str(exc), "nearest": [render.candidate_document(c) for c in exc.nearest]})
+            emit_error(ctx.meta.get(FORMAT_KEY, "json"), str(exc), 3,
+                       nearest=[render.candidate_document(c) for c in exc.nearest])
             click.echo(f"Error: {str(exc).splitlines()[0]}", err=True)  # the one line, as without --json
             ctx.exit(3)
         raise
@@ -1336,7 +1411,7 @@ def step(ctx, tp, pp, dp, ep, prefill_tokens, decode_batch, context, as_json, **
 @click.option("--no-loo", "no_loo", is_flag=True, help="Skip the leave-one-out refits (faster; no ranges).")
 @click.option("-o", "--output", metavar="FILE", help="Write the profile (YAML) to FILE.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
-@json_option
+@json_flag
 @click.pass_context
 def calibrate(ctx, results, model, gpu, tp, replicas, engine, dtype, kv_dtype, fmt, fit_names, no_loo,
               output, force, as_json):
