@@ -249,6 +249,32 @@ def _duration(text, flag: str):
 # --------------------------------------------------------------------------------------------
 
 
+def complete_ids(kind: str):
+    """Shell completion (click's ``shell_complete``) of catalog ids: ``models``, ``gpus``,
+    ``links``, ``engines``, ``transfers`` or ``all``, from the built-in catalog and ``--catalog``
+    / PDPLAN_CATALOG. ``--gpu a,b`` completes the last id of its list; a model given as a path
+    (``./config.json``) completes as a file. Nothing is printed on a broken catalog."""
+
+    def complete(ctx, param, incomplete):
+        from click.shell_completion import CompletionItem
+
+        if kind in ("models", "all") and incomplete.startswith((".", "/", "~")):
+            return [CompletionItem(incomplete, type="file")]
+        try:
+            from planner.catalog import load_catalog
+
+            root = ctx.find_root()
+            cat = load_catalog(root.params.get("catalog_dir"))
+            kinds = ("models", "gpus", "links") if kind == "all" else (kind,)
+            names = sorted({n for k in kinds for n in getattr(cat, k)})
+        except Exception:  # completion must never fail loudly
+            return []
+        head, sep, last = incomplete.rpartition(",") if kind == "gpus" else ("", "", incomplete)
+        return [CompletionItem(head + sep + n) for n in names if n.startswith(last)]
+
+    return complete
+
+
 def _stack(*decorators):
     def apply(f):
         for d in reversed(decorators):
@@ -323,15 +349,16 @@ def emit_error(fmt: str, message: str, exit_code: int, **extra) -> None:
 def model_options(f):
     """--model, --gpu, --dtype, --kv-dtype, --engine."""
     return _stack(
-        click.option("--model", "model", metavar="NAME|config.json",
+        click.option("--model", "model", metavar="NAME|config.json", shell_complete=complete_ids("models"),
                      help="Model id from the catalog, or a Hugging Face config.json path "
                           "[default: llama-3.1-70b]."),
-        click.option("--gpu", "gpu", metavar="NAME", help="GPU id from the catalog [default: h100-sxm]."),
+        click.option("--gpu", "gpu", metavar="NAME", shell_complete=complete_ids("gpus"),
+                     help="GPU id from the catalog [default: h100-sxm]."),
         click.option("--dtype", type=click.Choice(WEIGHT_DTYPES),
                      help="Weight dtype [default: the model's default_dtype]."),
         click.option("--kv-dtype", "kv_dtype", type=click.Choice(KV_DTYPES),
                      help="KV-cache dtype [default: the model's default_kv_dtype]."),
-        click.option("--engine", "engine", metavar="NAME",
+        click.option("--engine", "engine", metavar="NAME", shell_complete=complete_ids("engines"),
                      help="Serving engine profile: vllm, sglang, trtllm or one from --catalog "
                           "[default: vllm, or the --profile's engine]."),
         click.option("--profile", "profile", metavar="FILE",
@@ -394,7 +421,7 @@ def slo_options(f):
 def transfer_option(f):
     """--kv-transfer: the KV-transfer engine of disaggregated deployments."""
     return click.option(
-        "--kv-transfer", "kv_transfer", metavar="NAME",
+        "--kv-transfer", "kv_transfer", metavar="NAME", shell_complete=complete_ids("transfers"),
         help="KV-transfer engine of disaggregated pools: nixl-ucx, mooncake-rdma, mooncake-tcp "
              "or one from --catalog [default: the serving engine's: mooncake-rdma for sglang, "
              "nixl-ucx for vllm and trtllm].")(f)
@@ -411,7 +438,7 @@ def spec_options(f):
                      help="With --spec-tokens K: the mean accepted draft tokens per step (0 to "
                           "K), or K per-position probabilities (each draft token accepted given "
                           "the ones before it were), e.g. 0.8 or 0.8,0.7,0.6."),
-        click.option("--draft-model", "draft_model", metavar="NAME",
+        click.option("--draft-model", "draft_model", metavar="NAME", shell_complete=complete_ids("models"),
                      help="A separate draft model from the catalog [default: the model's MTP "
                           "head where it ships one, else an EAGLE-style one-layer head]."),
     )(f)
@@ -458,7 +485,8 @@ def deployment_options(f):
                      help="Disaggregated prefill pool, e.g. 6xtp4, 2xtp8@h200 or 4xtp1dp8ep8."),
         click.option("--decode", "decode_spec", metavar="SPEC",
                      help="Disaggregated decode pool, e.g. 2xtp8 or 1xtp1dp32ep32 (wide EP across nodes)."),
-        click.option("--link", metavar="NAME", help="KV-transfer link override (a catalog link id)."),
+        click.option("--link", metavar="NAME", shell_complete=complete_ids("links"),
+                     help="KV-transfer link override (a catalog link id)."),
         click.option("--kv-overlap/--no-kv-overlap", "kv_overlap", default=None,
                      help="Overlap the KV transfer with the prefill layer by layer [default: on]."),
         click.option("--kv-transfer-dtype", "kv_transfer_dtype", type=click.Choice(KV_TRANSFER_DTYPES),
@@ -739,6 +767,13 @@ def build_deployment(ctx: click.Context, inputs, opts: dict):
                       kv_transfer_dtype=opts.get("kv_transfer_dtype"))
 
 
+def escape_markup(text) -> str:
+    """A file name as rich prints it literally (``[x]`` is not markup)."""
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
 def emit_json(doc) -> None:
     """The command's one document on stdout: JSON, or YAML under ``--format yaml``."""
     from planner.render import to_json, to_yaml
@@ -821,15 +856,34 @@ def main(argv=None) -> None:
 
 PROFILE_FORCE = click.option("--force", is_flag=True,
                              help="Apply a --profile fitted on another model or GPU.")
+PLAN_OUTPUT = click.option("-o", "--output", metavar="FILE|-",
+                           help="Write the plan as YAML to FILE (mode 0666 less the umask: 0644 "
+                                "under the usual 022), or to stdout with -o - (then nothing else "
+                                "goes there).")
+
+
+def plan_output(output, force: bool, as_json: bool, outs):
+    """``-o FILE`` -> (the Output, False); ``-o -`` -> (None, True): the plan's YAML is stdout's
+    one document; no ``-o`` -> (None, False)."""
+    if output is None:
+        return None, False
+    if output == "-":
+        if as_json:
+            fail("-o -: the plan's YAML would share stdout with the --json/--format document; "
+                 "give -o FILE, or --format yaml alone")
+        return None, True
+    return outs.add(output, "-o", force), False
 
 
 @cli.command()
 @common_options
 @deployment_options
-@PROFILE_FORCE
+@PLAN_OUTPUT
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists; apply a --profile "
+                                            "fitted on another model or GPU.")
 @confidence_option
 @click.pass_context
-def estimate(ctx, as_json, **opts):
+def estimate(ctx, as_json, output, **opts):
     """Metrics of one fixed deployment at a request rate, and the SLO check.
 
     \b
@@ -837,18 +891,34 @@ def estimate(ctx, as_json, **opts):
       pdplan estimate --approach unified --replicas 4xtp8 --qps 20
       pdplan estimate --approach chunked --replicas 4xtp8 --chunk-size 1024 --qps 20
       pdplan estimate --approach disaggregated --prefill 6xtp4 --decode 2xtp8 --qps 20
+      pdplan estimate --approach unified --replicas 4xtp8 --qps 20 -o plan.yaml
     """
     from planner import api, render
+    from planner.files import Outputs
 
+    outs = Outputs()  # checked now, before any work
+    out_file, to_stdout = plan_output(output, bool(opts.get("force")), as_json, outs)
     inputs = with_confidence(build_inputs(ctx, opts), opts)
     dep = build_deployment(ctx, inputs, opts)
     plan = api.estimate(inputs, dep)
+    if to_stdout:
+        render.print_assumed(render.stderr_console(), inputs.assumed)
+        click.echo(render.to_yaml(render.plan_document(plan)).rstrip("\n"))
+        return
+    if out_file is not None:
+        try:
+            out_file.stage(render.to_yaml(render.plan_document(plan)))
+            outs.commit()
+        finally:
+            outs.discard()
     if as_json:
         emit_json({"plan": render.plan_document(plan)})
         return
     con = render.stdout_console()
     render.print_assumed(con, inputs.assumed)
     render.show_plan(con, plan)
+    if output is not None:
+        con.print(f"wrote {escape_markup(output)}")
 
 
 def _plans_module():
@@ -979,7 +1049,7 @@ def _verify(rec, inputs, requests: int, seed: int, max_gpus: int):
 @common_options
 @search_options
 @confidence_option
-@click.option("-o", "--output", metavar="FILE", help="Write the plan as YAML to FILE.")
+@PLAN_OUTPUT
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists; apply a --profile "
                                             "fitted on another model or GPU.")
 @click.option("--verify", is_flag=True,
@@ -1010,7 +1080,7 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
 
     gpus = _gpu_list(ctx, opts)
     outs = Outputs()  # checked now, before any work; written together at the end
-    out_file = outs.add(output, "-o", force) if output is not None else None
+    out_file, to_stdout = plan_output(output, force, as_json, outs)
     if plot_file:
         from planner.plots import plot_output
 
@@ -1039,6 +1109,12 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
         outs.commit()
     finally:
         outs.discard()
+    if to_stdout:  # the plan's YAML is stdout's one document; what was assumed goes to stderr
+        render.print_assumed(render.stderr_console(), inputs.assumed)
+        click.echo(render.to_yaml(render.plan_document(rec.plan)).rstrip("\n"))
+        if plot_file:
+            click.echo(f"wrote {plot_file}", err=True)
+        return
     if as_json:
         emit_json(render.recommend_document(rec))
         return
@@ -1046,7 +1122,7 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
     render.print_assumed(con, inputs.assumed)
     render.show_recommendation(con, rec)
     if output is not None:
-        con.print(f"wrote {output}")
+        con.print(f"wrote {escape_markup(output)}")
     if plot_file:
         con.print(f"wrote {plot_file}")
 
@@ -1177,9 +1253,12 @@ def whatif(ctx, as_json, approach, max_gpus, objective, vary, plot, plot_file, f
 @cli.command()
 @click.argument("plan_file", metavar="PLAN")
 @click.option("--qps", type=QPS, help="Re-evaluate at this request rate instead of the plan's.")
+@click.option("--check", is_flag=True,
+              help="Exit 3, with one Error: line saying which target, when the plan misses its "
+                   "SLO at its rate (or --qps): for CI and scripts.")
 @json_option
 @click.pass_context
-def evaluate(ctx, plan_file, qps, as_json):
+def evaluate(ctx, plan_file, qps, check, as_json):
     """Recompute a plan file's metrics from the file alone (the catalog entries it embeds), at
     its own rate or at --qps, and report the headroom.
 
@@ -1187,6 +1266,7 @@ def evaluate(ctx, plan_file, qps, as_json):
     Examples:
       pdplan recommend --qps 80 --ttft-slo 200ms -o plan.yaml && pdplan evaluate plan.yaml
       pdplan evaluate plan.yaml --qps 120
+      pdplan evaluate plan.yaml --qps 120 --check
     """
     from planner import api, render
     from planner.plans import load_plan
@@ -1196,11 +1276,23 @@ def evaluate(ctx, plan_file, qps, as_json):
     plan = api.estimate(inputs, dep)
     if qps is None and isinstance(doc.get("reason"), str):
         plan.reason = doc["reason"]
+    missed = None
+    if check and not plan.meets_slo:
+        wl = inputs.workload
+        load = (f"{wl.concurrency} concurrent clients" if wl.concurrency is not None
+                else f"{wl.qps:g} QPS")
+        missed = f"--check: {plan_file} misses its SLO at {load}: {str(plan.reason).splitlines()[0]}"
     if as_json:
-        emit_json({"plan": render.plan_document(plan)})
-        return
-    con = render.stdout_console()
-    render.show_plan(con, plan, title=f"evaluate {plan_file}")
+        out = {"plan": render.plan_document(plan)}
+        if missed:  # one document: the plan, and the error that the exit code reports
+            out["error"] = {"message": missed, "exit_code": 3}
+        emit_json(out)
+    else:
+        con = render.stdout_console()
+        render.show_plan(con, plan, title=f"evaluate {plan_file}")
+    if missed:
+        click.echo(f"Error: {missed}", err=True)
+        ctx.exit(3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1212,7 +1304,7 @@ CATALOG_TABLES = ("models", "gpus", "links")
 
 @cli.command()
 @click.argument("what", required=False, type=click.Choice(CATALOG_TABLES + ("show",)))
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_ids("all"))
 @json_option
 @click.pass_context
 def catalog(ctx, what, name, as_json):
@@ -1253,13 +1345,14 @@ def catalog(ctx, what, name, as_json):
 
 
 @cli.command()
-@click.option("--model", metavar="NAME|config.json",
+@click.option("--model", metavar="NAME|config.json", shell_complete=complete_ids("models"),
               help="Model id or a Hugging Face config.json [default: llama-3.1-70b].")
 @click.option("--seq-len", "seq_len", metavar="N", required=True,
               help="Tokens in the sequence (prompt plus output so far), e.g. 2048 or 8k.")
 @click.option("--kv-dtype", "kv_dtype", type=click.Choice(KV_DTYPES),
               help="KV-cache dtype [default: the model's].")
-@click.option("--gpu", metavar="NAME", help="Compare with a decode step on this GPU.")
+@click.option("--gpu", metavar="NAME", shell_complete=complete_ids("gpus"),
+              help="Compare with a decode step on this GPU.")
 @click.option("--batch", type=Whole(1, 1_000_000), help="Decode batch (with --gpu) [default: 1].")
 @click.option("--tp", type=Whole(1, 1024),
               help="Tensor parallelism of the decode instance (with --gpu) [default: the smallest that fits].")
@@ -1394,12 +1487,14 @@ def step(ctx, tp, pp, dp, ep, prefill_tokens, decode_batch, context, as_json, **
 
 @cli.command()
 @click.argument("results", nargs=-1, required=True, metavar="RESULTS...")
-@click.option("--model", "model", metavar="NAME", help="Model id from the catalog [default: the one the results name].")
-@click.option("--gpu", "gpu", metavar="NAME", help="GPU the results were measured on [default: a CSV's gpu column].")
+@click.option("--model", "model", metavar="NAME", shell_complete=complete_ids("models"),
+              help="Model id from the catalog [default: the one the results name].")
+@click.option("--gpu", "gpu", metavar="NAME", shell_complete=complete_ids("gpus"),
+              help="GPU the results were measured on [default: a CSV's gpu column].")
 @click.option("--tp", type=Whole(1, 1024), help="Tensor parallelism of the measured instance [default: 1].")
 @click.option("--replicas", type=Whole(1, 100_000), default=1, show_default=True,
               help="Instances behind the benchmarked endpoint.")
-@click.option("--engine", "engine", metavar="NAME",
+@click.option("--engine", "engine", metavar="NAME", shell_complete=complete_ids("engines"),
               help="Engine that served the runs: vllm, sglang, trtllm [default: the results', else vllm].")
 @click.option("--dtype", type=click.Choice(WEIGHT_DTYPES), help="Weight dtype [default: the model's].")
 @click.option("--kv-dtype", "kv_dtype", type=click.Choice(KV_DTYPES), help="KV-cache dtype [default: the model's].")
@@ -1520,10 +1615,11 @@ def validate(ctx, dataset, fit, profile, as_json):
                    "duration such as 150ms in real time) [default: 0]. Repeat it, e.g. --request 2 "
                    "--request 6. Default: a short request (2:12, real time 512:32) already decoding "
                    "when a long one (8:4, real time 8192:4) arrives.")
-@click.option("--model", metavar="NAME|config.json",
+@click.option("--model", metavar="NAME|config.json", shell_complete=complete_ids("models"),
               help="Draw in real time (ms) for this model; with --gpu/--tp "
                    "[default: abstract ticks; llama-3.1-70b once --gpu or --tp is given].")
-@click.option("--gpu", metavar="NAME", help="GPU of the real-time picture [default: h100-sxm].")
+@click.option("--gpu", metavar="NAME", shell_complete=complete_ids("gpus"),
+              help="GPU of the real-time picture [default: h100-sxm].")
 @click.option("--tp", type=Whole(1, 1024),
               help="Tensor parallelism of the real-time picture [default: the smallest that fits].")
 @click.option("--dtype", type=click.Choice(WEIGHT_DTYPES),

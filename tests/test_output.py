@@ -201,3 +201,133 @@ def test_internal_errors_are_a_document_too(monkeypatch):
     r = run(["estimate", *UNIFIED, "--json"], columns=None)
     assert r.exit_code == 1
     assert json.loads(r.stdout)["error"]["message"].startswith("internal error: ZeroDivisionError")
+
+
+# --------------------------------------------------------------------------------------------
+# -o - and estimate -o, plan file modes
+# --------------------------------------------------------------------------------------------
+
+
+def test_recommend_o_dash_writes_the_plan_yaml_alone_on_stdout(tmp_path):
+    r = run(["recommend", "--qps", "20", "-o", "-"], columns=None)
+    assert r.exit_code == 0, r.output
+    plan = yaml.safe_load(r.stdout)
+    ref = json.loads(run(["recommend", "--qps", "20", "--json"], columns=None).stdout)["plan"]
+    assert plan == ref
+    assert "assumed:" in r.stderr and not (tmp_path / "-").exists()
+    bad = run(["recommend", "--qps", "20", "-o", "-", "--json"], columns=None)
+    assert bad.exit_code == 2 and "-o -:" in bad.stderr
+
+
+def test_estimate_o_writes_a_plan_that_evaluate_reads(tmp_path):
+    out = tmp_path / "p.yaml"
+    r = run(["estimate", *UNIFIED, "-o", str(out)], columns=None)
+    assert r.exit_code == 0, r.output
+    assert f"wrote {out}" in r.stdout
+    doc = json.loads(run(["estimate", *UNIFIED, "--json"], columns=None).stdout)["plan"]
+    assert yaml.safe_load(out.read_text()) == doc
+    ev = json.loads(run(["evaluate", str(out), "--json"], columns=None).stdout)["plan"]
+    assert ev["metrics"] == doc["metrics"] and ev["total_gpus"] == doc["total_gpus"]
+    again = run(["estimate", *UNIFIED, "-o", str(out)], columns=None)
+    assert again.exit_code == 2 and "exists; pass --force" in again.stderr
+    assert run(["estimate", *UNIFIED, "-o", str(out), "--force"], columns=None).exit_code == 0
+    dash = run(["estimate", *UNIFIED, "-o", "-"], columns=None)
+    assert yaml.safe_load(dash.stdout) == doc
+
+
+@pytest.mark.parametrize("mask,mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_plan_files_get_0666_less_the_umask(tmp_path, mask, mode):
+    """``-o plan.yaml`` is 0644 under the usual umask 022 (readable by the deploy tooling and
+    colleagues, as files from cp or an editor), and 0600 where the user's umask says private:
+    pdplan does not override a umask (docs/cli.md)."""
+    import os
+
+    old = os.umask(mask)
+    try:
+        out = tmp_path / "p.yaml"
+        r = run(["recommend", "--qps", "20", "-o", str(out)], columns=None)
+        assert r.exit_code == 0, r.output
+    finally:
+        os.umask(old)
+    assert (out.stat().st_mode & 0o777) == mode
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate --check
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plan_file(tmp_path_factory):
+    out = tmp_path_factory.mktemp("plan") / "p.yaml"
+    r = run(["recommend", "--qps", "80", "--ttft-slo", "200ms", "-o", str(out)], columns=None)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_evaluate_check_passes_at_the_plans_rate(plan_file):
+    r = run(["evaluate", str(plan_file), "--check"], columns=None)
+    assert r.exit_code == 0 and "meets SLO" in r.stdout and "Error" not in r.stderr
+
+
+@pytest.mark.parametrize("qps", ["120", "90"])
+def test_evaluate_check_exits_3_when_the_plan_misses(plan_file, qps):
+    """Above the plan's max QPS in SLO (86.6 for this plan): exit 3 and one Error: line naming
+    the file, the rate and what missed; under --json the plan document carries the error."""
+    r = run(["evaluate", str(plan_file), "--qps", qps, "--check"], columns=None)
+    assert r.exit_code == 3, r.output
+    (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("Error:")]
+    assert str(plan_file) in line and f"at {qps} QPS" in line
+    assert "misses SLO" in r.stdout  # the table is still printed
+    j = run(["evaluate", str(plan_file), "--qps", qps, "--check", "--json"], columns=None)
+    doc = json.loads(j.stdout)
+    assert j.exit_code == 3 and doc["plan"]["meets_slo"] is False
+    assert doc["error"] == {"message": line.removeprefix("Error: "), "exit_code": 3}
+    assert run(["evaluate", str(plan_file), "--qps", qps], columns=None).exit_code == 0  # no --check
+
+
+# --------------------------------------------------------------------------------------------
+# --version, shell completion
+# --------------------------------------------------------------------------------------------
+
+
+def test_version():
+    from planner import __version__
+
+    r = run(["--version"], columns=None)
+    assert r.exit_code == 0 and r.stdout.strip() == f"pdplan, version {__version__}"
+
+
+def _complete(args, incomplete):
+    from click.shell_completion import ShellComplete
+
+    comp = ShellComplete(cli, {}, "pdplan", "_PDPLAN_COMPLETE")
+    return [(c.value, c.type) for c in comp.get_completions(args, incomplete)]
+
+
+def test_completion_of_catalog_ids():
+    from planner.catalog import load_catalog
+
+    catalog = load_catalog()
+    values = lambda args, inc: [v for v, _ in _complete(args, inc)]  # noqa: E731
+    assert values(["recommend", "--model"], "llama-3.1-") == sorted(
+        m for m in catalog.models if m.startswith("llama-3.1-"))
+    assert values(["estimate", "--gpu"], "h1") == sorted(g for g in catalog.gpus if g.startswith("h1"))
+    assert values(["recommend", "--gpu"], "h100-sxm,h2") == ["h100-sxm,h200"]
+    assert values(["estimate", "--link"], "nv") == sorted(x for x in catalog.links if x.startswith("nv"))
+    assert values(["recommend", "--engine"], "") == sorted(catalog.engines)
+    assert values(["recommend", "--kv-transfer"], "moon") == sorted(
+        t for t in catalog.transfers if t.startswith("moon"))
+    assert values(["kv", "--gpu"], "b2") == ["b200"]
+    assert values(["calibrate", "--engine"], "sg") == ["sglang"]
+    assert "h100-sxm" in values(["catalog", "show"], "h") and "llama-3.1-70b" in values(["catalog", "show"], "l")
+    assert _complete(["kv", "--model"], "./conf") == [("./conf", "file")]
+
+
+def test_completion_reads_the_users_catalog(tmp_path):
+    extra = tmp_path / "models"
+    extra.mkdir()
+    src = Path(__file__).parents[1] / "models" / "llama-3.1-8b.yaml"
+    (extra / "my-model.yaml").write_text(src.read_text().replace("id: llama-3.1-8b", "id: my-model"))
+    values = [v for v, _ in _complete(["--catalog", str(tmp_path), "estimate", "--model"], "my")]
+    assert values == ["my-model"]
