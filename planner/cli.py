@@ -1528,12 +1528,17 @@ def calibrate(ctx, results, model, gpu, tp, replicas, engine, dtype, kv_dtype, f
         if bad or not names:
             fail(f"--fit: unknown constant {(bad or [fit_names])[0]!r}; valid: {', '.join(valid)}")
     from planner.files import Outputs
+    from planner.progress import Progress
 
+    if as_json:  # --json alone here (no json_option): tell the progress bar and the error path
+        ctx.meta[FORMAT_KEY] = "json"
     outs = Outputs()  # checked now, before the fit; written at the end
     out_file = outs.add(output, "-o", force) if output is not None else None
-    report, profile, res = api.calibrate(catalog_of(ctx), list(results), model=model, gpu=gpu, tp=tp,
-                                         replicas=replicas, engine=engine, dtype=dtype, kv_dtype=kv_dtype,
-                                         fmt=fmt, constants=names, loo=not no_loo)
+    with Progress(f"calibrating on {len(results)} result file(s)"):
+        report, profile, res = api.calibrate(catalog_of(ctx), list(results), model=model, gpu=gpu, tp=tp,
+                                             replicas=replicas, engine=engine, dtype=dtype,
+                                             kv_dtype=kv_dtype, fmt=fmt, constants=names,
+                                             loo=not no_loo)
     doc = render.calibration_document(report, profile)
     try:
         if out_file is not None:
@@ -1575,9 +1580,11 @@ def validate(ctx, dataset, fit, profile, as_json):
     """Predicted versus published measurements, with the relative error of each row."""
     from planner import render
     from planner import validate as validation
+    from planner.progress import Progress
 
     if fit:
-        res = validation.fit_overhead(catalog_of(ctx))
+        with Progress("fitting the per-iteration overhead"):
+            res = validation.fit_overhead(catalog_of(ctx))
         if as_json:
             emit_json(res)
             return
@@ -1588,10 +1595,11 @@ def validate(ctx, dataset, fit, profile, as_json):
                   f"catalog's {res['catalog_overhead_s'] * 1e3:.3f} ms -> {res['loss']:.4f}, group-balanced "
                   "mean |log(predicted/measured)|)")
         return
-    if profile:
-        report = validation.run_profile(catalog_of(ctx), profile)
-    else:
-        report = validation.run(catalog_of(ctx), dataset=dataset)
+    with Progress(f"validating {profile or dataset}"):
+        if profile:
+            report = validation.run_profile(catalog_of(ctx), profile)
+        else:
+            report = validation.run(catalog_of(ctx), dataset=dataset)
     if as_json:
         emit_json(render.validate_document(report))
         return

@@ -32,8 +32,8 @@ TABLE_COMMANDS = [
     ["whatif", "--vary", "qps=5,2000", "--max-gpus", "16"],  # a row with no plan
     ["whatif", "--vary", "qps=5,20", "--vary", "isl=512,8192", "--ttft-slo", "1s"],
     ["validate"],
-    ["validate", "--set", "kernels"],
-    ["validate", "--set", "pass-grid"],
+    pytest.param(["validate", "--set", "kernels"], marks=pytest.mark.slow),  # the same layout
+    pytest.param(["validate", "--set", "pass-grid"], marks=pytest.mark.slow),
     ["validate", "--set", "deepseek"],
     ["catalog"],
     ["catalog", "show", "h100-sxm"],
@@ -110,13 +110,13 @@ FORMAT_COMMANDS = [
     ["estimate", *UNIFIED],
     ["simulate", *UNIFIED, "--requests", "300"],
     ["recommend", "--qps", "10"],
-    ["whatif", "--vary", "qps=5,10"],
+    ["whatif", "--vary", "qps=10"],
     ["evaluate", str(GOLDEN / "default-80qps.yaml")],
     ["catalog", "gpus"],
     ["catalog", "show", "h100-sxm"],
     ["kv", "--seq-len", "2k"],
     ["step", "--tp", "8", "--prefill", "512"],
-    ["validate", "--set", "measurements"],
+    ["catalog", "links"],
     ["timeline"],
 ]
 
