@@ -57,6 +57,18 @@ class PdplanGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
+        pending = getattr(ctx, "_protected_args", None)  # click 8.2+ (protected_args before)
+        pending = ctx.protected_args if pending is None else pending
+        asked = _document_format([*pending, *ctx.args])
+        try:
+            return self._invoke(ctx)
+        except click.ClickException as exc:  # bad input, no plan, a bug: also as a document
+            fmt = ctx.meta.get(FORMAT_KEY) or asked
+            if fmt in ("json", "yaml"):
+                emit_error(fmt, exc.format_message(), exc.exit_code)
+            raise
+
+    def _invoke(self, ctx):
         from planner.errors import PdplanError
 
         debug = bool(ctx.params.get("debug"))
@@ -237,6 +249,32 @@ def _duration(text, flag: str):
 # --------------------------------------------------------------------------------------------
 
 
+def complete_ids(kind: str):
+    """Shell completion (click's ``shell_complete``) of catalog ids: ``models``, ``gpus``,
+    ``links``, ``engines``, ``transfers`` or ``all``, from the built-in catalog and ``--catalog``
+    / PDPLAN_CATALOG. ``--gpu a,b`` completes the last id of its list; a model given as a path
+    (``./config.json``) completes as a file. Nothing is printed on a broken catalog."""
+
+    def complete(ctx, param, incomplete):
+        from click.shell_completion import CompletionItem
+
+        if kind in ("models", "all") and incomplete.startswith((".", "/", "~")):
+            return [CompletionItem(incomplete, type="file")]
+        try:
+            from planner.catalog import load_catalog
+
+            root = ctx.find_root()
+            cat = load_catalog(root.params.get("catalog_dir"))
+            kinds = ("models", "gpus", "links") if kind == "all" else (kind,)
+            names = sorted({n for k in kinds for n in getattr(cat, k)})
+        except Exception:  # completion must never fail loudly
+            return []
+        head, sep, last = incomplete.rpartition(",") if kind == "gpus" else ("", "", incomplete)
+        return [CompletionItem(head + sep + n) for n in names if n.startswith(last)]
+
+    return complete
+
+
 def _stack(*decorators):
     def apply(f):
         for d in reversed(decorators):
@@ -246,23 +284,81 @@ def _stack(*decorators):
     return apply
 
 
-def json_option(f):
+OUTPUT_FORMATS = ("table", "json", "yaml")
+FORMAT_KEY = "pdplan.format"  # ctx.meta (shared by the group and its command): the chosen format
+
+
+def output_format(as_json: bool, fmt: str | None) -> str:
+    """``--json`` and ``--format`` -> one of OUTPUT_FORMATS (``--json`` is ``--format json``)."""
+    if as_json and fmt not in (None, "json"):
+        fail(f"--json/--format: --json means --format json, not with --format {fmt}; give one of them")
+    return "json" if as_json else (fmt or "table")
+
+
+def json_flag(f):
+    """--json alone (calibrate, whose --format names the result files' format)."""
     return click.option("--json", "as_json", is_flag=True,
                         help="Print one JSON document on stdout (warnings go to stderr).")(f)
+
+
+def json_option(f):
+    """--json and --format table|json|yaml. The command sees ``as_json`` (true for json and
+    yaml: one document on stdout); :func:`emit_json` writes it in the chosen format."""
+    import functools
+
+    @functools.wraps(f)
+    def run(*args, **kwargs):
+        fmt = output_format(kwargs.pop("as_json"), kwargs.pop("out_format"))
+        click.get_current_context().meta[FORMAT_KEY] = fmt
+        return f(*args, as_json=fmt != "table", **kwargs)
+
+    run = click.option("--format", "out_format", type=click.Choice(OUTPUT_FORMATS),
+                       help="Output: tables for people, or one JSON or YAML document on stdout "
+                            "[default: table].")(run)
+    return json_flag(run)
+
+
+def _document_format(args) -> str | None:
+    """The document format the command line asks for (``--json``, ``--format json|yaml``), read
+    from the raw arguments: for errors raised before the options are parsed."""
+    args = list(args)
+    for i, a in enumerate(args):
+        if a == "--":
+            break
+        if a == "--json":
+            return "json"
+        value = a.partition("=")[2] if a.startswith("--format=") else (
+            args[i + 1] if a == "--format" and i + 1 < len(args) else None)
+        if value in ("json", "yaml"):
+            return value
+    return None
+
+
+def emit_error(fmt: str, message: str, exit_code: int, **extra) -> None:
+    """``{"error": {"message", "exit_code", ...}}`` on stdout, for a ``--json``/``--format``
+    consumer (the ``Error:`` line still goes to stderr)."""
+    from planner.render import to_json, to_yaml
+
+    doc = {"error": {"message": str(message), "exit_code": int(exit_code), **extra}}
+    try:
+        click.echo(to_yaml(doc).rstrip("\n") if fmt == "yaml" else to_json(doc))
+    except (OSError, ValueError):  # stdout gone: the Error: line on stderr still says it
+        pass
 
 
 def model_options(f):
     """--model, --gpu, --dtype, --kv-dtype, --engine."""
     return _stack(
-        click.option("--model", "model", metavar="NAME|config.json",
+        click.option("--model", "model", metavar="NAME|config.json", shell_complete=complete_ids("models"),
                      help="Model id from the catalog, or a Hugging Face config.json path "
                           "[default: llama-3.1-70b]."),
-        click.option("--gpu", "gpu", metavar="NAME", help="GPU id from the catalog [default: h100-sxm]."),
+        click.option("--gpu", "gpu", metavar="NAME", shell_complete=complete_ids("gpus"),
+                     help="GPU id from the catalog [default: h100-sxm]."),
         click.option("--dtype", type=click.Choice(WEIGHT_DTYPES),
                      help="Weight dtype [default: the model's default_dtype]."),
         click.option("--kv-dtype", "kv_dtype", type=click.Choice(KV_DTYPES),
                      help="KV-cache dtype [default: the model's default_kv_dtype]."),
-        click.option("--engine", "engine", metavar="NAME",
+        click.option("--engine", "engine", metavar="NAME", shell_complete=complete_ids("engines"),
                      help="Serving engine profile: vllm, sglang, trtllm or one from --catalog "
                           "[default: vllm, or the --profile's engine]."),
         click.option("--profile", "profile", metavar="FILE",
@@ -325,7 +421,7 @@ def slo_options(f):
 def transfer_option(f):
     """--kv-transfer: the KV-transfer engine of disaggregated deployments."""
     return click.option(
-        "--kv-transfer", "kv_transfer", metavar="NAME",
+        "--kv-transfer", "kv_transfer", metavar="NAME", shell_complete=complete_ids("transfers"),
         help="KV-transfer engine of disaggregated pools: nixl-ucx, mooncake-rdma, mooncake-tcp "
              "or one from --catalog [default: the serving engine's: mooncake-rdma for sglang, "
              "nixl-ucx for vllm and trtllm].")(f)
@@ -342,7 +438,7 @@ def spec_options(f):
                      help="With --spec-tokens K: the mean accepted draft tokens per step (0 to "
                           "K), or K per-position probabilities (each draft token accepted given "
                           "the ones before it were), e.g. 0.8 or 0.8,0.7,0.6."),
-        click.option("--draft-model", "draft_model", metavar="NAME",
+        click.option("--draft-model", "draft_model", metavar="NAME", shell_complete=complete_ids("models"),
                      help="A separate draft model from the catalog [default: the model's MTP "
                           "head where it ships one, else an EAGLE-style one-layer head]."),
     )(f)
@@ -389,7 +485,8 @@ def deployment_options(f):
                      help="Disaggregated prefill pool, e.g. 6xtp4, 2xtp8@h200 or 4xtp1dp8ep8."),
         click.option("--decode", "decode_spec", metavar="SPEC",
                      help="Disaggregated decode pool, e.g. 2xtp8 or 1xtp1dp32ep32 (wide EP across nodes)."),
-        click.option("--link", metavar="NAME", help="KV-transfer link override (a catalog link id)."),
+        click.option("--link", metavar="NAME", shell_complete=complete_ids("links"),
+                     help="KV-transfer link override (a catalog link id)."),
         click.option("--kv-overlap/--no-kv-overlap", "kv_overlap", default=None,
                      help="Overlap the KV transfer with the prefill layer by layer [default: on]."),
         click.option("--kv-transfer-dtype", "kv_transfer_dtype", type=click.Choice(KV_TRANSFER_DTYPES),
@@ -670,10 +767,22 @@ def build_deployment(ctx: click.Context, inputs, opts: dict):
                       kv_transfer_dtype=opts.get("kv_transfer_dtype"))
 
 
-def emit_json(doc) -> None:
-    from planner.render import to_json
+def escape_markup(text) -> str:
+    """A file name as rich prints it literally (``[x]`` is not markup)."""
+    from rich.markup import escape
 
-    click.echo(to_json(doc))
+    return escape(str(text))
+
+
+def emit_json(doc) -> None:
+    """The command's one document on stdout: JSON, or YAML under ``--format yaml``."""
+    from planner.render import to_json, to_yaml
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.meta.get(FORMAT_KEY) == "yaml":
+        click.echo(to_yaml(doc).rstrip("\n"))
+    else:
+        click.echo(to_json(doc))
 
 
 # --------------------------------------------------------------------------------------------
@@ -747,15 +856,34 @@ def main(argv=None) -> None:
 
 PROFILE_FORCE = click.option("--force", is_flag=True,
                              help="Apply a --profile fitted on another model or GPU.")
+PLAN_OUTPUT = click.option("-o", "--output", metavar="FILE|-",
+                           help="Write the plan as YAML to FILE (mode 0666 less the umask: 0644 "
+                                "under the usual 022), or to stdout with -o - (then nothing else "
+                                "goes there).")
+
+
+def plan_output(output, force: bool, as_json: bool, outs):
+    """``-o FILE`` -> (the Output, False); ``-o -`` -> (None, True): the plan's YAML is stdout's
+    one document; no ``-o`` -> (None, False)."""
+    if output is None:
+        return None, False
+    if output == "-":
+        if as_json:
+            fail("-o -: the plan's YAML would share stdout with the --json/--format document; "
+                 "give -o FILE, or --format yaml alone")
+        return None, True
+    return outs.add(output, "-o", force), False
 
 
 @cli.command()
 @common_options
 @deployment_options
-@PROFILE_FORCE
+@PLAN_OUTPUT
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists; apply a --profile "
+                                            "fitted on another model or GPU.")
 @confidence_option
 @click.pass_context
-def estimate(ctx, as_json, **opts):
+def estimate(ctx, as_json, output, **opts):
     """Metrics of one fixed deployment at a request rate, and the SLO check.
 
     \b
@@ -763,18 +891,34 @@ def estimate(ctx, as_json, **opts):
       pdplan estimate --approach unified --replicas 4xtp8 --qps 20
       pdplan estimate --approach chunked --replicas 4xtp8 --chunk-size 1024 --qps 20
       pdplan estimate --approach disaggregated --prefill 6xtp4 --decode 2xtp8 --qps 20
+      pdplan estimate --approach unified --replicas 4xtp8 --qps 20 -o plan.yaml
     """
     from planner import api, render
+    from planner.files import Outputs
 
+    outs = Outputs()  # checked now, before any work
+    out_file, to_stdout = plan_output(output, bool(opts.get("force")), as_json, outs)
     inputs = with_confidence(build_inputs(ctx, opts), opts)
     dep = build_deployment(ctx, inputs, opts)
     plan = api.estimate(inputs, dep)
+    if to_stdout:
+        render.print_assumed(render.stderr_console(), inputs.assumed)
+        click.echo(render.to_yaml(render.plan_document(plan)).rstrip("\n"))
+        return
+    if out_file is not None:
+        try:
+            out_file.stage(render.to_yaml(render.plan_document(plan)))
+            outs.commit()
+        finally:
+            outs.discard()
     if as_json:
         emit_json({"plan": render.plan_document(plan)})
         return
     con = render.stdout_console()
     render.print_assumed(con, inputs.assumed)
     render.show_plan(con, plan)
+    if output is not None:
+        con.print(f"wrote {escape_markup(output)}")
 
 
 def _plans_module():
@@ -905,7 +1049,7 @@ def _verify(rec, inputs, requests: int, seed: int, max_gpus: int):
 @common_options
 @search_options
 @confidence_option
-@click.option("-o", "--output", metavar="FILE", help="Write the plan as YAML to FILE.")
+@PLAN_OUTPUT
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists; apply a --profile "
                                             "fitted on another model or GPU.")
 @click.option("--verify", is_flag=True,
@@ -936,7 +1080,7 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
 
     gpus = _gpu_list(ctx, opts)
     outs = Outputs()  # checked now, before any work; written together at the end
-    out_file = outs.add(output, "-o", force) if output is not None else None
+    out_file, to_stdout = plan_output(output, force, as_json, outs)
     if plot_file:
         from planner.plots import plot_output
 
@@ -948,7 +1092,8 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
         rec = run_recommend(inputs, gpus, _approaches(approach), max_gpus, objective)
     except NoFeasiblePlanError as exc:
         if as_json:
-            emit_json({"error": str(exc), "nearest": [render.candidate_document(c) for c in exc.nearest]})
+            emit_error(ctx.meta.get(FORMAT_KEY, "json"), str(exc), 3,
+                       nearest=[render.candidate_document(c) for c in exc.nearest])
             click.echo(f"Error: {str(exc).splitlines()[0]}", err=True)  # the one line, as without --json
             ctx.exit(3)
         raise
@@ -964,6 +1109,12 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
         outs.commit()
     finally:
         outs.discard()
+    if to_stdout:  # the plan's YAML is stdout's one document; what was assumed goes to stderr
+        render.print_assumed(render.stderr_console(), inputs.assumed)
+        click.echo(render.to_yaml(render.plan_document(rec.plan)).rstrip("\n"))
+        if plot_file:
+            click.echo(f"wrote {plot_file}", err=True)
+        return
     if as_json:
         emit_json(render.recommend_document(rec))
         return
@@ -971,7 +1122,7 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
     render.print_assumed(con, inputs.assumed)
     render.show_recommendation(con, rec)
     if output is not None:
-        con.print(f"wrote {output}")
+        con.print(f"wrote {escape_markup(output)}")
     if plot_file:
         con.print(f"wrote {plot_file}")
 
@@ -1102,9 +1253,12 @@ def whatif(ctx, as_json, approach, max_gpus, objective, vary, plot, plot_file, f
 @cli.command()
 @click.argument("plan_file", metavar="PLAN")
 @click.option("--qps", type=QPS, help="Re-evaluate at this request rate instead of the plan's.")
+@click.option("--check", is_flag=True,
+              help="Exit 3, with one Error: line saying which target, when the plan misses its "
+                   "SLO at its rate (or --qps): for CI and scripts.")
 @json_option
 @click.pass_context
-def evaluate(ctx, plan_file, qps, as_json):
+def evaluate(ctx, plan_file, qps, check, as_json):
     """Recompute a plan file's metrics from the file alone (the catalog entries it embeds), at
     its own rate or at --qps, and report the headroom.
 
@@ -1112,6 +1266,7 @@ def evaluate(ctx, plan_file, qps, as_json):
     Examples:
       pdplan recommend --qps 80 --ttft-slo 200ms -o plan.yaml && pdplan evaluate plan.yaml
       pdplan evaluate plan.yaml --qps 120
+      pdplan evaluate plan.yaml --qps 120 --check
     """
     from planner import api, render
     from planner.plans import load_plan
@@ -1121,11 +1276,23 @@ def evaluate(ctx, plan_file, qps, as_json):
     plan = api.estimate(inputs, dep)
     if qps is None and isinstance(doc.get("reason"), str):
         plan.reason = doc["reason"]
+    missed = None
+    if check and not plan.meets_slo:
+        wl = inputs.workload
+        load = (f"{wl.concurrency} concurrent clients" if wl.concurrency is not None
+                else f"{wl.qps:g} QPS")
+        missed = f"--check: {plan_file} misses its SLO at {load}: {str(plan.reason).splitlines()[0]}"
     if as_json:
-        emit_json({"plan": render.plan_document(plan)})
-        return
-    con = render.stdout_console()
-    render.show_plan(con, plan, title=f"evaluate {plan_file}")
+        out = {"plan": render.plan_document(plan)}
+        if missed:  # one document: the plan, and the error that the exit code reports
+            out["error"] = {"message": missed, "exit_code": 3}
+        emit_json(out)
+    else:
+        con = render.stdout_console()
+        render.show_plan(con, plan, title=f"evaluate {plan_file}")
+    if missed:
+        click.echo(f"Error: {missed}", err=True)
+        ctx.exit(3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1137,7 +1304,7 @@ CATALOG_TABLES = ("models", "gpus", "links")
 
 @cli.command()
 @click.argument("what", required=False, type=click.Choice(CATALOG_TABLES + ("show",)))
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_ids("all"))
 @json_option
 @click.pass_context
 def catalog(ctx, what, name, as_json):
@@ -1178,13 +1345,14 @@ def catalog(ctx, what, name, as_json):
 
 
 @cli.command()
-@click.option("--model", metavar="NAME|config.json",
+@click.option("--model", metavar="NAME|config.json", shell_complete=complete_ids("models"),
               help="Model id or a Hugging Face config.json [default: llama-3.1-70b].")
 @click.option("--seq-len", "seq_len", metavar="N", required=True,
               help="Tokens in the sequence (prompt plus output so far), e.g. 2048 or 8k.")
 @click.option("--kv-dtype", "kv_dtype", type=click.Choice(KV_DTYPES),
               help="KV-cache dtype [default: the model's].")
-@click.option("--gpu", metavar="NAME", help="Compare with a decode step on this GPU.")
+@click.option("--gpu", metavar="NAME", shell_complete=complete_ids("gpus"),
+              help="Compare with a decode step on this GPU.")
 @click.option("--batch", type=Whole(1, 1_000_000), help="Decode batch (with --gpu) [default: 1].")
 @click.option("--tp", type=Whole(1, 1024),
               help="Tensor parallelism of the decode instance (with --gpu) [default: the smallest that fits].")
@@ -1319,12 +1487,14 @@ def step(ctx, tp, pp, dp, ep, prefill_tokens, decode_batch, context, as_json, **
 
 @cli.command()
 @click.argument("results", nargs=-1, required=True, metavar="RESULTS...")
-@click.option("--model", "model", metavar="NAME", help="Model id from the catalog [default: the one the results name].")
-@click.option("--gpu", "gpu", metavar="NAME", help="GPU the results were measured on [default: a CSV's gpu column].")
+@click.option("--model", "model", metavar="NAME", shell_complete=complete_ids("models"),
+              help="Model id from the catalog [default: the one the results name].")
+@click.option("--gpu", "gpu", metavar="NAME", shell_complete=complete_ids("gpus"),
+              help="GPU the results were measured on [default: a CSV's gpu column].")
 @click.option("--tp", type=Whole(1, 1024), help="Tensor parallelism of the measured instance [default: 1].")
 @click.option("--replicas", type=Whole(1, 100_000), default=1, show_default=True,
               help="Instances behind the benchmarked endpoint.")
-@click.option("--engine", "engine", metavar="NAME",
+@click.option("--engine", "engine", metavar="NAME", shell_complete=complete_ids("engines"),
               help="Engine that served the runs: vllm, sglang, trtllm [default: the results', else vllm].")
 @click.option("--dtype", type=click.Choice(WEIGHT_DTYPES), help="Weight dtype [default: the model's].")
 @click.option("--kv-dtype", "kv_dtype", type=click.Choice(KV_DTYPES), help="KV-cache dtype [default: the model's].")
@@ -1336,7 +1506,7 @@ def step(ctx, tp, pp, dp, ep, prefill_tokens, decode_batch, context, as_json, **
 @click.option("--no-loo", "no_loo", is_flag=True, help="Skip the leave-one-out refits (faster; no ranges).")
 @click.option("-o", "--output", metavar="FILE", help="Write the profile (YAML) to FILE.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
-@json_option
+@json_flag
 @click.pass_context
 def calibrate(ctx, results, model, gpu, tp, replicas, engine, dtype, kv_dtype, fmt, fit_names, no_loo,
               output, force, as_json):
@@ -1358,12 +1528,17 @@ def calibrate(ctx, results, model, gpu, tp, replicas, engine, dtype, kv_dtype, f
         if bad or not names:
             fail(f"--fit: unknown constant {(bad or [fit_names])[0]!r}; valid: {', '.join(valid)}")
     from planner.files import Outputs
+    from planner.progress import Progress
 
+    if as_json:  # --json alone here (no json_option): tell the progress bar and the error path
+        ctx.meta[FORMAT_KEY] = "json"
     outs = Outputs()  # checked now, before the fit; written at the end
     out_file = outs.add(output, "-o", force) if output is not None else None
-    report, profile, res = api.calibrate(catalog_of(ctx), list(results), model=model, gpu=gpu, tp=tp,
-                                         replicas=replicas, engine=engine, dtype=dtype, kv_dtype=kv_dtype,
-                                         fmt=fmt, constants=names, loo=not no_loo)
+    with Progress(f"calibrating on {len(results)} result file(s)"):
+        report, profile, res = api.calibrate(catalog_of(ctx), list(results), model=model, gpu=gpu, tp=tp,
+                                             replicas=replicas, engine=engine, dtype=dtype,
+                                             kv_dtype=kv_dtype, fmt=fmt, constants=names,
+                                             loo=not no_loo)
     doc = render.calibration_document(report, profile)
     try:
         if out_file is not None:
@@ -1405,9 +1580,11 @@ def validate(ctx, dataset, fit, profile, as_json):
     """Predicted versus published measurements, with the relative error of each row."""
     from planner import render
     from planner import validate as validation
+    from planner.progress import Progress
 
     if fit:
-        res = validation.fit_overhead(catalog_of(ctx))
+        with Progress("fitting the per-iteration overhead"):
+            res = validation.fit_overhead(catalog_of(ctx))
         if as_json:
             emit_json(res)
             return
@@ -1418,10 +1595,11 @@ def validate(ctx, dataset, fit, profile, as_json):
                   f"catalog's {res['catalog_overhead_s'] * 1e3:.3f} ms -> {res['loss']:.4f}, group-balanced "
                   "mean |log(predicted/measured)|)")
         return
-    if profile:
-        report = validation.run_profile(catalog_of(ctx), profile)
-    else:
-        report = validation.run(catalog_of(ctx), dataset=dataset)
+    with Progress(f"validating {profile or dataset}"):
+        if profile:
+            report = validation.run_profile(catalog_of(ctx), profile)
+        else:
+            report = validation.run(catalog_of(ctx), dataset=dataset)
     if as_json:
         emit_json(render.validate_document(report))
         return
@@ -1445,10 +1623,11 @@ def validate(ctx, dataset, fit, profile, as_json):
                    "duration such as 150ms in real time) [default: 0]. Repeat it, e.g. --request 2 "
                    "--request 6. Default: a short request (2:12, real time 512:32) already decoding "
                    "when a long one (8:4, real time 8192:4) arrives.")
-@click.option("--model", metavar="NAME|config.json",
+@click.option("--model", metavar="NAME|config.json", shell_complete=complete_ids("models"),
               help="Draw in real time (ms) for this model; with --gpu/--tp "
                    "[default: abstract ticks; llama-3.1-70b once --gpu or --tp is given].")
-@click.option("--gpu", metavar="NAME", help="GPU of the real-time picture [default: h100-sxm].")
+@click.option("--gpu", metavar="NAME", shell_complete=complete_ids("gpus"),
+              help="GPU of the real-time picture [default: h100-sxm].")
 @click.option("--tp", type=Whole(1, 1024),
               help="Tensor parallelism of the real-time picture [default: the smallest that fits].")
 @click.option("--dtype", type=click.Choice(WEIGHT_DTYPES),

@@ -23,6 +23,20 @@ eval "$(_PDPLAN_COMPLETE=bash_source pdplan)"      # ~/.bashrc
 eval "$(_PDPLAN_COMPLETE=zsh_source pdplan)"       # ~/.zshrc
 _PDPLAN_COMPLETE=fish_source pdplan | source       # ~/.config/fish/completions/pdplan.fish
 ```
+
+It completes commands and options, and the catalog ids of `--model`, `--gpu` (the last id of
+`--gpu a,b`), `--engine`, `--link`, `--kv-transfer`, `--draft-model` and `catalog show NAME`,
+including a `--catalog DIR`'s own entries.
+
+Output: tables for people, laid out for the terminal's width (80 columns and up: cells that do not
+fit fold onto the next line, never cut short; `validate` and `kv` leave out their least needed
+columns under 100). `--format json` (= `--json`) or `--format yaml` prints one document on stdout
+and nothing else there; an error is then also a document, `{"error": {"message", "exit_code"}}`
+(see docs/errors.md). `calibrate` takes `--json` only: its `--format` names the result files'
+format. `recommend -o -` and `estimate -o -` print the plan's YAML alone on stdout; `-o FILE`
+writes it with the mode a new file gets under your umask (0644 under the usual 022). Progress bars
+(simulate, recommend --verify, whatif, calibrate, validate) go to stderr, only on a terminal,
+never with a document format, and only after a second.
 """
 
 

@@ -167,15 +167,22 @@ def _util(x) -> str:
 
 
 def _table(*columns, title: str | None = None) -> Table:
+    """A table whose cells never end in rich's "…": a column that may wrap folds a word too long
+    for it onto the next line; a ``no_wrap`` column (ids, approach names) keeps the ellipsis, so
+    that a layout too wide for its terminal shows (tests render every table at 80 columns)."""
     t = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False,
               show_edge=False)
     for col in columns:
-        if isinstance(col, tuple):
-            name, kw = col
-            t.add_column(name, **kw)
-        else:
-            t.add_column(col, justify="right")
+        name, kw = col if isinstance(col, tuple) else (col, {"justify": "right"})
+        kw = dict(kw)
+        kw.setdefault("overflow", "ellipsis" if kw.get("no_wrap") else "fold")
+        t.add_column(name, **kw)
     return t
+
+
+def narrow(console: Console) -> bool:
+    """Under 100 columns (an 80-column terminal): tables drop their least needed columns."""
+    return console.width < WIDTH
 
 
 WIDTH = 100  # tables are laid out for 100 columns
@@ -775,11 +782,14 @@ def entry_document(kind: str, entry) -> dict:
 
 
 def show_entry(console: Console, kind: str, entry) -> None:
-    console.print(f"[bold]{kind} {escape(entry.id)}[/] [dim]({escape(str(entry.path))})[/]")
+    """The entry as YAML that parses whatever the terminal's width: what is not the entry
+    (which file, which kernel model) is a ``#`` comment, and no line is wrapped (soft_wrap)."""
+    console.print(f"[bold]# {kind} {escape(entry.id)}[/] [dim]({escape(str(entry.path))})[/]",
+                  soft_wrap=True)
     km = kernel_model_of(entry)
     if km:
-        console.print(f"[dim]kernel model:[/] {escape(km)}")
-    console.print(escape(to_yaml(dict(entry.raw))).rstrip())
+        console.print(f"[dim]# kernel model: {escape(km)}[/]", soft_wrap=True)
+    console.print(to_yaml(dict(entry.raw)).rstrip(), soft_wrap=True, markup=False, highlight=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -813,8 +823,9 @@ def show_kv(console: Console, rep) -> None:
     step = rep.decode_step_s
     times = sorted(rep.transfer_s.items(), key=lambda kv: kv[1])
     scale = kv_bar_scale([t for _, t in times] + ([step] if step is not None else []), KV_BAR_WIDTH)
+    wide = not narrow(console)  # the link's long name only where there is room for it
     cols = [("link", {"justify": "left", "style": "bold", "no_wrap": True}),
-            ("name", {"justify": "left", "max_width": 26, "no_wrap": True, "overflow": "ellipsis"}),
+            *([("name", {"justify": "left", "max_width": 26})] if wide else []),
             "GB/s", ("transfer", {"justify": "right", "no_wrap": True}),
             ("", {"justify": "left", "no_wrap": True, "min_width": KV_BAR_WIDTH})]
     if step is not None:
@@ -825,7 +836,7 @@ def show_kv(console: Console, rep) -> None:
         lk = rep.links[lid]
         colour = "cyan" if step is None else ("red" if lid in slow else "green")
         link = f"[red]{escape(lid)}[/]" if lid in slow else escape(lid)
-        row = [link, escape(lk.name), f"{lk.bytes_per_s / 1e9:,.0f}", _fmt_ms(secs, 2),
+        row = [link, *([escape(lk.name)] if wide else []), f"{lk.bytes_per_s / 1e9:,.0f}", _fmt_ms(secs, 2),
                kv_bar(scale, secs, step, colour)]
         if step is not None:
             row.append("[red]slower[/]" if lid in slow else "[green]faster[/]")
@@ -935,10 +946,12 @@ def show_validate(console: Console, report) -> None:
     """One table per kind of measurement, then the error summary."""
     rows = [_row_dict(r) for r in _get(report, "rows", [])]
     groups = list(dict.fromkeys((str(r.get("kind")), str(r.get("unit"))) for r in rows))
+    wide = not narrow(console)  # batch and isl/osl from 100 columns up (and in --json)
     for kind, unit in groups:
-        t = _table(("id", {"justify": "left", "no_wrap": True}),
+        t = _table(("id", {"justify": "left"}),  # ids run to 94 characters: they fold
                    ("model", {"justify": "left", "no_wrap": True}),
-                   ("gpu", {"justify": "left", "no_wrap": True}), "tp", "batch", "isl/osl",
+                   ("gpu", {"justify": "left", "no_wrap": True}), "tp",
+                   *(("batch", "isl/osl") if wide else ()),
                    "measured", "predicted", "error", title=f"{kind} ({_UNIT.get(unit, unit)})")
         for r in rows:
             if (str(r.get("kind")), str(r.get("unit"))) != (kind, unit):
@@ -950,8 +963,9 @@ def show_validate(console: Console, report) -> None:
             elif err is not None and abs(err) > 0.5:
                 err_s = f"[red]{err_s}[/]"
             t.add_row(escape(str(r.get("id"))), escape(str(r.get("model"))),
-                      escape(str(r.get("gpu"))), str(r.get("tp")), str(r.get("batch")),
-                      f"{r.get('isl')}/{r.get('osl')}", _sig(r.get("measured")),
+                      escape(str(r.get("gpu"))), str(r.get("tp")),
+                      *((str(r.get("batch")), f"{r.get('isl')}/{r.get('osl')}") if wide else ()),
+                      _sig(r.get("measured")),
                       _sig(r.get("predicted")), err_s)
         console.print(t)
         console.print()
@@ -969,6 +983,8 @@ def show_validate(console: Console, report) -> None:
     console.print(s)
     if summary.get("excluded"):
         console.print(f"[dim]{summary['excluded']} row(s) excluded (not predicted)[/]")
+    if not wide:
+        console.print("[dim]batch and isl/osl columns from 100 columns up, or with --json[/]")
     if "points" in summary:  # the serving set
         from collections import Counter
 
@@ -1024,7 +1040,8 @@ def show_recommendation(console: Console, rec) -> None:
         console.print(f"[bold]{escape(margin_line(plan.margin).format(pct=plan.inputs.slo.percentile))}[/]")
     key = plan.inputs.slo.key
     pct = plan.inputs.slo.percentile
-    t = _table(("approach", {"justify": "left", "style": "bold"}), "GPUs", ("pools", {"justify": "left"}),
+    t = _table(("approach", {"justify": "left", "style": "bold", "no_wrap": True}), "GPUs",
+               ("pools", {"justify": "left"}),
                "$/h", f"TTFT P{pct}", f"TPOT P{pct}", "max QPS", "meets", title="best plan of each approach")
     for p in [plan, *rec.alternatives]:
         t.add_row(*_alt_row(p, key))
@@ -1058,13 +1075,16 @@ def show_whatif(console: Console, rows, axes) -> None:
         first = next((r["rec"].plan for r in rows if r["rec"] is not None), None)
         pct = first.inputs.slo.percentile if first else 90
         key = f"p{pct}"
-        t = _table((axes[0], {"justify": "right", "style": "bold"}), ("approach", {"justify": "left"}),
+        misses = []
+        t = _table((axes[0], {"justify": "right", "style": "bold"}),
+                   ("approach", {"justify": "left", "no_wrap": True}),
                    "GPUs", ("pools", {"justify": "left"}), "$/h", f"TTFT P{pct}", f"TPOT P{pct}",
                    ("runner-up", {"justify": "left"}))
         for r in rows:
             v = str(r["values"][axes[0]])
             if r["rec"] is None:
-                t.add_row(v, "[red]none[/]", "-", "-", "-", "-", "-", escape(r["error"][:60]))
+                t.add_row(v, "[red]none[/]", "-", "-", "-", "-", "-", "-")
+                misses.append(f"{axes[0]} {v}: {str(r['error'] or 'no plan').splitlines()[0]}")
                 continue
             p = r["rec"].plan
             alts = sorted((a for a in r["rec"].alternatives if a.meets_slo), key=lambda a: a.total_gpus)
@@ -1072,6 +1092,8 @@ def show_whatif(console: Console, rows, axes) -> None:
             row = _alt_row(p, key)
             t.add_row(v, row[0], row[1], row[2], row[3], row[4], row[5], runner)
         console.print(t)
+        for line in misses:  # below the table, whole, rather than squeezed into a cell
+            console.print(f"[red]none[/] at {escape(line)}")
         return
     a0, a1 = axes
     v0 = list(dict.fromkeys(str(r["values"][a0]) for r in rows))

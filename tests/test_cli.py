@@ -434,7 +434,8 @@ def test_no_feasible_plan_exits_3(monkeypatch):
     assert r.exit_code == 3
     (line,) = error_lines(r)
     assert line.startswith("Error: no deployment meets")
-    assert r.stdout == ""
+    # under --json the error is also the one document on stdout (issue 14)
+    assert json.loads(r.stdout) == {"error": {"message": line.removeprefix("Error: "), "exit_code": 3}}
 
 
 def test_main_exit_codes(capsys):

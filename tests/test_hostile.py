@@ -886,9 +886,10 @@ def test_recommend_json_without_a_plan_says_error_once():
     res = CliRunner().invoke(cli, ["recommend", "--qps", "2", "--max-gpus", "1", "--json"])
     assert res.exit_code == 3, res.output
     doc = _strict_json(res.stdout)
-    assert doc["error"].startswith("no deployment meets")
+    assert doc["error"]["message"].startswith("no deployment meets")
+    assert doc["error"]["exit_code"] == 3 and isinstance(doc["error"]["nearest"], list)
     assert [ln for ln in res.stderr.splitlines() if ln.startswith("Error:")] == \
-        ["Error: " + doc["error"].splitlines()[0]]
+        ["Error: " + doc["error"]["message"].splitlines()[0]]
 
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400"])
