@@ -545,3 +545,13 @@ def _same_model(spec: ModelSpec, name: str) -> bool:
 
     ids = {spec.id, str((spec.raw or {}).get("hf_id") or "")} - {""}
     return norm(name) in {norm(i) for i in ids}
+
+
+def export(plan_path: str, target: str, out_dir: str = ".", force: bool = False,
+           catalog_dir: str | None = None) -> list[str]:
+    """Write the engine configs or manifests of a plan file for ``target`` (vllm, sglang,
+    trtllm, dynamo, llm-d, k8s) into ``out_dir`` and return the paths written; see
+    :mod:`planner.export`. Existing files are replaced only with ``force``."""
+    from planner.export import export as _export
+
+    return _export(plan_path, target, out_dir, force=force, catalog_dir=catalog_dir)

@@ -203,6 +203,8 @@ def argv_case(command: str, rng: random.Random) -> Case:
             "--gpu": MODEL_OPTS["--gpu"], "--model": MODEL_OPTS["--model"], "--tp": NUMBERS + ["1", "8"],
             "--fit": ["compute", "speed", "", ",", "compute,memory", "comm"], "--format": ["vllm", "csv", "x"],
             "--replicas": NUMBERS, "--engine": ["vllm", "trtllm", "nope"]}, 3)
+    elif command == "export":
+        return export_case(rng)
     elif command == "catalog":
         argv = ["catalog"] + rng.choice([[], ["models"], ["gpus"], ["links"], ["bogus"], ["show"],
                                           ["show", pick(rng, MODELS + GPUS + LINKS + ENGINES)],
@@ -222,6 +224,45 @@ def argv_case(command: str, rng: random.Random) -> Case:
         if maybe(rng, 0.05):
             argv += [pick(rng, ["--bogus", "stray", "--json=1", "-x"])]
     return Case(argv)
+
+
+# ---- export -------------------------------------------------------------------------------
+
+EXPORT_TARGETS = ["vllm", "sglang", "trtllm", "dynamo", "llm-d", "k8s"]
+EXPORT_FILES = ("vllm-unified.yaml", "vllm-prefill.yaml", "vllm-decode.yaml", "launch.sh",
+                "sglang-unified.args.yaml", "sglang-prefill.args.yaml", "sglang-decode.args.yaml",
+                "trtllm-unified.yaml", "trtllm-prefill.yaml", "trtllm-decode.yaml", "dynamo.yaml",
+                "llm-d-values.yaml", "unified.yaml", "prefill.yaml", "decode.yaml")
+
+
+def export_case(rng: random.Random) -> Case:
+    """pdplan export over valid, mutated and missing plans, every target (and bogus ones), output
+    directories that exist, are missing, are files or already hold the files."""
+    kind = pick(rng, sorted(PLAN_RECIPES))
+    files: dict = {"keep.txt": b"do not touch\n"}
+    if kind == "trace":
+        files["t.csv"] = TRACE_OK.encode()
+    op = rng.random()
+    if op < 0.65:
+        files["plan.yaml"] = lambda: base_plan(kind)
+    elif op < 0.85:
+        seed, n = rng.random(), rng.randint(1, 3)
+        files["plan.yaml"] = lambda: dump_yaml(mutate_tree(yaml.safe_load(base_plan(kind)), random.Random(seed), n))
+    else:
+        seed = rng.random()
+        files["plan.yaml"] = lambda: raw_mutation(base_plan(kind), random.Random(seed))
+    plan = pick(rng, ["plan.yaml"] * 12 + ["/nonexistent/plan.yaml", "", ".", "/dev/null", "keep.txt", "ß.yaml"])
+    out = pick(rng, ["out", "out", "out", "out/", ".", "new/deep", "keep.txt", "", "x" * 300])
+    if out.rstrip("/") == "out" and maybe(rng, 0.5):  # files from an earlier export
+        for name in rng.sample(EXPORT_FILES, 3):
+            files[f"out/{name}"] = b"# mine\n"
+    argv = ["export", plan, "--target", pick(rng, EXPORT_TARGETS * 4 + ["bogus", "", "VLLM", "k8s,vllm"])]
+    argv += ["-o", out] if maybe(rng, 0.9) else []
+    argv += ["--force"] if maybe(rng, 0.3) else []
+    d = out.rstrip("/") if "-o" in argv else "."
+    outputs = tuple(f"{d}/{n}" if d not in ("", ".") else n for n in EXPORT_FILES)
+    outputs += tuple(x for x in (d, "new") if x not in ("", "."))
+    return Case(argv + _json(rng), files, outputs=outputs)
 
 
 # ---- plan files ---------------------------------------------------------------------------
@@ -655,9 +696,9 @@ def subprocess_case(i: int, rng: random.Random) -> Case:
 # ---- the table of cases -------------------------------------------------------------------
 
 COMMANDS = ["estimate", "simulate", "recommend", "whatif", "evaluate", "kv", "step", "timeline", "validate",
-            "catalog", "top", "calibrate"]
+            "catalog", "top", "calibrate", "export"]
 FAMILIES = {f"argv-{c}": (functools.partial(lambda c, i, rng: argv_case(c, rng), c), n)
-            for c, n in zip(COMMANDS, [140, 110, 120, 70, 40, 110, 110, 110, 16, 50, 30, 40])}
+            for c, n in zip(COMMANDS, [140, 110, 120, 70, 40, 110, 110, 110, 16, 50, 30, 40, 120])}
 FAMILIES.update({"plan": (plan_case, 330), "trace": (trace_case, 280), "catalog-dir": (catalog_case, 300),
                  "hf-config": (hf_case, 250), "output": (output_case, 160),
                  "subprocess": (subprocess_case, len(SUBPROCESS))})
@@ -822,7 +863,7 @@ def check_case(case: Case, root: Path) -> int:
         if now != was and not (forced and rel in writable):
             pytest.fail(f"{where}: exit {code}: {rel} changed ({was[0]} -> {now[0] if now else 'removed'}) "
                         f"{'' if forced else 'without --force'}\n{output[-800:]}")
-    written = [o for o in case.outputs if code == 0 and o.endswith(".yaml") and
+    written = [o for o in case.outputs if code == 0 and o.endswith(".yaml") and case.command != "export" and
                after.get(o, ("",))[0] == "file" and after.get(o) != before.get(o)]
     for plan in written:  # a plan pdplan wrote loads again
         res = CliRunner().invoke(cli, ["evaluate", str(root / plan), "--json"], env={"PDPLAN_CATALOG": None})
