@@ -87,6 +87,14 @@ class Inputs:
     def __post_init__(self):
         if self.engine is None and self.catalog is not None and DEFAULTS["engine"] in self.catalog.engines:
             self.engine = self.catalog.engines[DEFAULTS["engine"]]
+        # A model with sliding-window layers holds KV per token by sequence length: evaluate it
+        # at the workload's mean context (prompt plus half the output; docs/methodology.md).
+        if getattr(self.model, "window_layers", 0) and self.workload is not None:
+            from dataclasses import replace
+
+            ctx = float(self.workload.mean_isl + self.workload.mean_osl / 2)
+            if ctx > 0 and ctx != self.model.kv_context_tokens:
+                self.model = replace(self.model, kv_context_tokens=ctx)
 
 
 def parse_spec(text: str, default_gpu: str, flag: str) -> tuple[int, int, int, str, int, int]:
@@ -355,6 +363,10 @@ class KVReport:
 def kv_report(catalog: Catalog, model: ModelSpec, seq_len: int, kv_dtype: str,
               gpu: GPUSpec | None = None, batch: int | None = None, tp: int | None = None,
               dtype: str | None = None) -> KVReport:
+    if model.window_layers:  # sliding-window layers: KV per token at this sequence length
+        from dataclasses import replace
+
+        model = replace(model, kv_context_tokens=float(seq_len))
     nbytes = float(kv_transfer_bytes(model, seq_len, kv_dtype))
     transfer = {lid: float(link.transfer_time(nbytes)) for lid, link in sorted(catalog.links.items())}
     rep = KVReport(model, seq_len, kv_dtype, model.kv_bytes_per_token(kv_dtype), nbytes, transfer,

@@ -23,7 +23,13 @@ from planner.errors import CatalogError, InvalidRequestError, did_you_mean
 
 # Bytes per stored element. FP4 is NVFP4 (E2M1 plus one FP8 scale per 16 values = 4.5 bits),
 # INT4 is group-wise (group 128 with an FP16 scale and zero = 4.25 bits); see docs/methodology.md.
-DTYPE_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5625, "int4": 0.53125}
+DTYPE_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5625, "int4": 0.53125,
+               # MXFP4 (OCP Microscaling Formats v1.0: E2M1 plus one E8M0 scale per 32 values =
+               # 4.25 bits); only as the stored dtype of a checkpoint's part (gpt-oss experts),
+               # computed as FP4 (see COMPUTE_DTYPE).
+               "mxfp4": 0.53125}
+# The dtype whose GEMM peak and kernel constants a stored dtype runs on.
+COMPUTE_DTYPE = {"mxfp4": "fp4"}
 WEIGHT_DTYPES = ("bf16", "fp8", "fp4", "int4")
 KV_DTYPES = ("bf16", "fp8")
 KV_TRANSFER_DTYPES = ("bf16", "fp8", "int4")
@@ -55,7 +61,9 @@ class ModelSpec:
     experts_per_token: int = 0
     moe_intermediate_size: int = 0
     num_shared_experts: int = 0
-    first_dense_layers: int = 0  # leading layers that keep a dense FFN (DeepSeek-V3: 3)
+    # Layers that keep a dense FFN (DeepSeek-V3: the first 3; Llama-4 Maverick: every other one;
+    # only their count matters to the costing).
+    first_dense_layers: int = 0
     # Multi-head latent attention (kv_lora_rank == 0 means ordinary GQA/MHA/MQA).
     kv_lora_rank: int = 0
     q_lora_rank: int = 0
@@ -67,6 +75,25 @@ class ModelSpec:
     mtp_layers: int = 0
     default_dtype: str = "bf16"
     default_kv_dtype: str = "bf16"
+    # Per-part stored dtypes of a quantised checkpoint ("" = default_dtype): the attention
+    # projections and the routed experts (gpt-oss: BF16 attention, MXFP4 experts). They apply
+    # when the model is planned at its default_dtype (see part_dtype).
+    attention_dtype: str = ""
+    expert_dtype: str = ""
+    # Sliding-window (or chunked local) attention: ``sliding_layers`` of the attention layers
+    # hold at most ``sliding_window`` tokens of KV each (gpt-oss: 18 of 36 at 128).
+    sliding_window: int = 0
+    sliding_layers: int = 0
+    # Layers without attention (DeciLM / Nemotron-NAS ``no_op`` or linear-replaced attention).
+    no_attention_layers: int = 0
+    # Weights of a multimodal checkpoint's vision tower and projector: held in memory (BF16),
+    # not run per text token.
+    vision_params: int = 0
+    # The sequence length at which the KV bytes of one token are evaluated for a model with
+    # sliding-window layers (set from the workload's mean context; 0 = every layer counted at
+    # full length, the long-sequence upper bound).
+    kv_context_tokens: float = 0.0
+    quantization: str = ""  # how the checkpoint's precision was read (HF import), for display
     published_params: float = 0.0  # total parameters as published (a cross-check, not used)
     source: str = ""
     path: str = ""
@@ -87,6 +114,30 @@ class ModelSpec:
     @property
     def dense_layers(self) -> int:
         return self.num_layers - self.moe_layers
+
+    @property
+    def attention_layers(self) -> int:
+        """Layers with attention (at least one: a one-layer draft head derived from the model
+        keeps its attention)."""
+        return max(self.num_layers - self.no_attention_layers, 1)
+
+    @property
+    def window_layers(self) -> int:
+        """Sliding-window attention layers (at most the attention layers)."""
+        return min(self.sliding_layers, self.attention_layers) if self.sliding_window > 0 else 0
+
+    @property
+    def full_attention_layers(self) -> int:
+        return self.attention_layers - self.window_layers
+
+    def part_dtype(self, part: str, dtype: str) -> str:
+        """The dtype ``part`` ("attention", "experts" or anything else: the rest) is stored in
+        when the model is planned at weight dtype ``dtype``: the checkpoint's own per-part
+        dtype at its default_dtype, else ``dtype`` for every part (an explicit requantisation)."""
+        if dtype != self.default_dtype:
+            return dtype
+        own = {"attention": self.attention_dtype, "experts": self.expert_dtype}.get(part, "")
+        return own or dtype
 
     # ---- parameter counts (elements) -------------------------------------------------------
     @property
@@ -123,17 +174,22 @@ class ModelSpec:
 
     @property
     def total_params(self) -> int:
-        body = self.num_layers * self.attn_params_per_layer + self.dense_layers * self.dense_ffn_params
+        """Every weight of the checkpoint (a multimodal one's vision tower included)."""
+        body = self.attention_layers * self.attn_params_per_layer + self.dense_layers * self.dense_ffn_params
         if self.is_moe:
             per_moe_layer = (self.num_experts + self.num_shared_experts) * self.expert_params
             per_moe_layer += self.hidden_size * self.num_experts  # router
             body += self.moe_layers * per_moe_layer
-        return body + self.embedding_params
+        return body + self.embedding_params + self.vision_params
+
+    @property
+    def routed_expert_params(self) -> int:
+        return self.moe_layers * self.num_experts * self.expert_params if self.is_moe else 0
 
     @property
     def active_params(self) -> int:
-        """Parameters touched per token (routed experts: only the top-k)."""
-        body = self.num_layers * self.attn_params_per_layer + self.dense_layers * self.dense_ffn_params
+        """Parameters of the language model touched per token (routed experts: only the top-k)."""
+        body = self.attention_layers * self.attn_params_per_layer + self.dense_layers * self.dense_ffn_params
         if self.is_moe:
             body += self.moe_layers * (self.experts_per_token + self.num_shared_experts) * self.expert_params
         return body + self.embedding_params
@@ -146,10 +202,34 @@ class ModelSpec:
             return self.kv_lora_rank + self.qk_rope_head_dim
         return 2 * self.num_kv_heads * self.head_dim
 
-    def kv_bytes_per_token(self, kv_dtype: str) -> float:
+    def kv_bytes_per_token(self, kv_dtype: str, context: float | None = None) -> float:
         """``2 * layers * kv_heads * head_dim * bytes`` (GQA/MHA/MQA) or ``(d_c + d_rope) * layers *
-        bytes`` (MLA). Llama-3.1-70B in BF16: 2 * 80 * 8 * 128 * 2 = 327,680 bytes."""
-        return self.num_layers * self.kv_elements_per_token_per_layer * DTYPE_BYTES[kv_dtype]
+        bytes`` (MLA). Llama-3.1-70B in BF16: 2 * 80 * 8 * 128 * 2 = 327,680 bytes. With
+        sliding-window layers: :meth:`kv_bytes` of a sequence of ``context`` tokens (default
+        :attr:`kv_context_tokens`) divided by its length; with neither, every layer in full."""
+        full = self.attention_layers * self.kv_elements_per_token_per_layer * DTYPE_BYTES[kv_dtype]
+        ctx = self.kv_context_tokens if context is None else context
+        if not self.window_layers or not ctx or ctx <= 0:
+            return full
+        return self.kv_bytes(kv_dtype, ctx) / ctx
+
+    def kv_bytes(self, kv_dtype: str, tokens: float) -> float:
+        """KV bytes of one sequence of ``tokens`` tokens: ``e (F L + S min(L, W))`` with ``e`` the
+        bytes one token leaves in one layer, ``F`` full-attention and ``S`` sliding-window layers
+        of window ``W`` (docs/methodology.md, "Sliding-window layers")."""
+        e = self.kv_elements_per_token_per_layer * DTYPE_BYTES[kv_dtype]
+        held = min(tokens, self.sliding_window) if self.window_layers else tokens
+        return e * (self.full_attention_layers * tokens + self.window_layers * held)
+
+    @property
+    def kv_window_factor(self) -> float:
+        """KV bytes per token at :attr:`kv_context_tokens` over the bytes with every attention
+        layer in full (1.0 without sliding-window layers or without a context)."""
+        ctx = self.kv_context_tokens
+        if not self.window_layers or ctx <= 0:
+            return 1.0
+        return (self.full_attention_layers + self.window_layers * min(ctx, self.sliding_window) / ctx) \
+            / self.attention_layers
 
     def valid_tp(self, tp: int) -> bool:
         """TP must divide the query heads (and the KV heads, or be a multiple of them)."""
@@ -253,6 +333,7 @@ class Efficiency:
     def gemm(self, dtype: str) -> dict:
         """The GEMM constants of a weight dtype (FP4 runs on the FP8 constants; INT4 is
         weight-only and runs BF16 tensor cores)."""
+        dtype = COMPUTE_DTYPE.get(dtype, dtype)
         p = "fp8" if dtype in ("fp8", "fp4") else "bf16"
         d = {k: getattr(self, f"{p}_{k}") for k in ("mamf", "floor_s", "mem", "mem_half_bytes",
                                                     "blend", "wave")}
@@ -311,6 +392,7 @@ class GPUSpec:
         FP8 and FP4 run at their own peak only where the hardware has it; otherwise weights are
         dequantised and the GEMM runs at the next precision the GPU supports (weight-only
         quantisation: fewer bytes, same compute). INT4 is weight-only everywhere (W4A16)."""
+        dtype = COMPUTE_DTYPE.get(dtype, dtype)
         if dtype == "fp4" and "fp4" in self.peak_flops:
             return self.peak_flops["fp4"]
         if dtype in ("fp4", "fp8") and "fp8" in self.peak_flops:
@@ -839,87 +921,11 @@ def parse_engine(path: Path, data: dict) -> EngineSpec:
 # --------------------------------------------------------------------------------------------
 
 
-# Architectures whose MLP is a plain two-matrix GELU MLP; every other current decoder (Llama,
-# Mistral, Mixtral, Qwen, Gemma (GeGLU), Phi-3, DeepSeek, ...) uses a gated MLP (three matrices).
-_UNGATED_TYPES = {"gpt2", "gptj", "gpt_neox", "gpt_neo", "falcon", "bloom", "opt", "gpt_bigcode",
-                  "mpt", "starcoder2", "codegen"}
-
-
-def _is_gated(cfg: dict) -> bool:
-    mt = str(cfg.get("model_type", "")).lower()
-    if mt:
-        return mt not in _UNGATED_TYPES
-    act = str(cfg.get("hidden_act", cfg.get("activation_function", "silu"))).lower()
-    return act in ("silu", "swiglu", "swish", "geglu")
-
-
 def model_from_hf_config(path: Path) -> ModelSpec:
-    """Build a :class:`ModelSpec` from a Hugging Face ``config.json`` (Llama-, Mistral-, Qwen-,
-    Mixtral-, Qwen-MoE- and DeepSeek-style fields)."""
-    from planner.files import parse_json, read_text
+    """A :class:`ModelSpec` from a Hugging Face ``config.json`` (:mod:`planner.hf`)."""
+    from planner.hf import model_from_hf_config as from_hf
 
-    text = read_text(path, f"--model: {path}", "a Hugging Face config.json")
-    cfg = parse_json(text, f"--model: {path}")
-    if not isinstance(cfg, dict):
-        raise InvalidRequestError(f"--model: {path}: expected a JSON object")
-    if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the LM here
-        cfg = {**cfg, **cfg["text_config"]}
-
-    def need(*names, default=None):
-        for n in names:
-            if n in cfg and cfg[n] is not None:
-                v = cfg[n]
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                    raise InvalidRequestError(f"--model: {path}: {n}: must be a non-negative number, got {v!r}")
-                return int(v)
-        if default is not None:
-            return default
-        raise InvalidRequestError(f"--model: {path}: {names[0]}: missing (needed for the roofline)")
-
-    hidden = need("hidden_size", "n_embd", "d_model")
-    heads = need("num_attention_heads", "n_head")
-    data: dict = {
-        "id": cfg.get("_name_or_path") or (path.resolve().parent.name if path.name == "config.json"
-                                            else path.stem) or "model",
-        "name": str(cfg.get("_name_or_path") or path),
-        "num_layers": need("num_hidden_layers", "n_layer"),
-        "hidden_size": hidden,
-        "num_heads": heads,
-        "num_kv_heads": need("num_key_value_heads", default=heads),
-        "head_dim": need("head_dim", default=hidden // max(heads, 1)),
-        "intermediate_size": need("intermediate_size", "ffn_dim", default=4 * hidden),
-        "vocab_size": need("vocab_size"),
-        "tie_word_embeddings": bool(cfg.get("tie_word_embeddings", False)),
-        "gated_ffn": _is_gated(cfg),
-        "mtp_layers": need("num_nextn_predict_layers", default=0),
-        "source": f"Hugging Face config.json at {path}",
-    }
-    experts = need("n_routed_experts", "num_local_experts", "num_experts", default=0)
-    if experts:
-        moe = {
-            "num_experts": experts,
-            "experts_per_token": need("num_experts_per_tok", "num_experts_per_token", "top_k"),
-            "moe_intermediate_size": need("moe_intermediate_size", default=data["intermediate_size"]),
-            "num_shared_experts": need("n_shared_experts", default=0),
-            "first_dense_layers": need("first_k_dense_replace", default=0),
-        }
-        if cfg.get("shared_expert_intermediate_size"):  # Qwen2-MoE style: one wide shared expert
-            moe["num_shared_experts"] = max(
-                1, round(need("shared_expert_intermediate_size") / moe["moe_intermediate_size"]))
-        data["moe"] = moe
-    if cfg.get("kv_lora_rank"):
-        data["mla"] = {
-            "kv_lora_rank": need("kv_lora_rank"),
-            "q_lora_rank": need("q_lora_rank", default=0),
-            "qk_rope_head_dim": need("qk_rope_head_dim"),
-            "qk_nope_head_dim": need("qk_nope_head_dim"),
-            "v_head_dim": need("v_head_dim"),
-        }
-        data["num_kv_heads"] = heads
-    try:
-        return parse_model(path, data)
-    except CatalogError as exc:
-        raise InvalidRequestError(f"--model: {exc}") from None
+    return from_hf(path)
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import sys
 import warnings
 
@@ -1361,9 +1362,12 @@ def catalog(ctx, what, name, as_json):
     if what == "show":
         if not name:
             fail("catalog show: missing NAME; e.g. pdplan catalog show h100-sxm")
-        entry = cat.get(name)
-        kind = ("model" if name in cat.models and cat.models[name] is entry
-                else "gpu" if name in cat.gpus and cat.gpus[name] is entry else "link")
+        if name.endswith(".json") or os.sep in name or name.startswith("."):
+            entry, kind = cat.model(name, "catalog show"), "model"  # a Hugging Face config.json
+        else:
+            entry = cat.get(name)
+            kind = ("model" if name in cat.models and cat.models[name] is entry
+                    else "gpu" if name in cat.gpus and cat.gpus[name] is entry else "link")
         if as_json:
             emit_json(render.entry_document(kind, entry))
         else:

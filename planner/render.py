@@ -776,9 +776,37 @@ def kernel_model_of(entry) -> str | None:
     return f"analytic model: no measured kernel tables; all-reduce from link bandwidth, {how}"
 
 
+def model_summary(m) -> dict:
+    """What the planner makes of a model: parameters, KV bytes per token at 1k and 32k tokens of
+    context (its default KV dtype; sliding-window layers hold at most their window) and the
+    stored dtype of each part."""
+    kv = m.default_kv_dtype
+    doc = {"params": int(m.total_params), "active_params": int(m.active_params),
+           "kv_dtype": kv,
+           "kv_bytes_per_token_at_1k": whole(m.kv_bytes_per_token(kv, 1024)),
+           "kv_bytes_per_token_at_32k": whole(m.kv_bytes_per_token(kv, 32768)),
+           "dtype": {"attention": m.part_dtype("attention", m.default_dtype),
+                     **({"experts": m.part_dtype("experts", m.default_dtype)} if m.is_moe else {}),
+                     ("dense_ffn" if not m.is_moe else "rest"): m.default_dtype,
+                     "embeddings": "bf16"}}
+    if m.window_layers:
+        doc["sliding_window"] = {"layers": m.window_layers, "of_layers": m.attention_layers,
+                                 "window_tokens": m.sliding_window}
+    if m.no_attention_layers:
+        doc["attention_free_layers"] = m.no_attention_layers
+    if m.vision_params:
+        doc["vision_params"] = int(m.vision_params)
+    if m.quantization:
+        doc["quantization"] = m.quantization
+    return doc
+
+
 def entry_document(kind: str, entry) -> dict:
-    return clean({"kind": kind, "id": entry.id, "path": entry.path, "entry": dict(entry.raw),
-                  "kernel_model": kernel_model_of(entry)})
+    doc = {"kind": kind, "id": entry.id, "path": entry.path, "entry": dict(entry.raw),
+           "kernel_model": kernel_model_of(entry)}
+    if kind == "model":
+        doc["summary"] = model_summary(entry)
+    return clean(doc)
 
 
 def show_entry(console: Console, kind: str, entry) -> None:
@@ -789,6 +817,9 @@ def show_entry(console: Console, kind: str, entry) -> None:
     km = kernel_model_of(entry)
     if km:
         console.print(f"[dim]# kernel model: {escape(km)}[/]", soft_wrap=True)
+    if kind == "model":  # what the import found, as comments (the output stays the entry's YAML)
+        for line in to_yaml({"summary": model_summary(entry)}).rstrip().splitlines():
+            console.print(f"# {line}", soft_wrap=True, markup=False, highlight=False)
     console.print(to_yaml(dict(entry.raw)).rstrip(), soft_wrap=True, markup=False, highlight=False)
 
 

@@ -28,8 +28,15 @@ class InstanceMemory:
         attention, held by every rank."""
         m = self.model
         routed = m.moe_layers * m.num_experts * m.expert_params if m.is_moe else 0
-        body = ((m.total_params - m.embedding_params - routed) / self.tp
-                + routed / (self.tp * self.dp)) * self.bw / self.pp
+        bw_attn, bw_exp = self.attn_prec[2], self.expert_prec[2]
+        if bw_attn == self.bw and bw_exp == self.bw and not m.vision_params:
+            body = ((m.total_params - m.embedding_params - routed) / self.tp
+                    + routed / (self.tp * self.dp)) * self.bw / self.pp
+        else:  # per-part dtypes (a quantised checkpoint's) and a BF16 vision tower
+            attn = m.attention_layers * m.attn_params_per_layer
+            rest = m.total_params - m.embedding_params - routed - attn - m.vision_params
+            body = ((rest * self.bw + attn * bw_attn + m.vision_params * ACTIVATION_BYTES) / self.tp
+                    + routed * bw_exp / (self.tp * self.dp)) / self.pp
         embed = m.vocab_size * m.hidden_size * ACTIVATION_BYTES / self.tp  # one table per end stage
         if self.pp == 1 and not m.tie_word_embeddings:
             embed *= 2
@@ -44,7 +51,7 @@ class InstanceMemory:
 
     @property
     def kv_bytes_per_token_per_gpu(self) -> float:
-        return self.stage_layers * self.kv_elems_gpu * self.bkv
+        return self.stage_attn_layers * self.kv_elems_gpu * self.bkv * self.kv_window
 
     @property
     def usable_bytes_per_gpu(self) -> float:

@@ -26,7 +26,14 @@ from math import ceil
 
 import numpy as np
 
-from planner.catalog import ACTIVATION_BYTES, DTYPE_BYTES, GPUSpec, LinkSpec, ModelSpec
+from planner.catalog import (
+    ACTIVATION_BYTES,
+    COMPUTE_DTYPE,
+    DTYPE_BYTES,
+    GPUSpec,
+    LinkSpec,
+    ModelSpec,
+)
 from planner.errors import InvalidRequestError
 from planner.perf import efficiency as eff
 from planner.perf.memory import InstanceMemory
@@ -152,6 +159,10 @@ class StepModel(InstanceMemory):
         if not self.low_precision:
             self.g = self.g_bf16
             self.peak = self.peak_bf16
+        # A checkpoint's per-part dtypes (ModelSpec.part_dtype: gpt-oss's MXFP4 experts beside
+        # BF16 attention), as (peak, GEMM constants, weight bytes, activation bytes, quantise).
+        self.attn_prec = self._precision(model.part_dtype("attention", self.dtype))
+        self.expert_prec = self._precision(model.part_dtype("experts", self.dtype))
         if overhead_s is None and engine is not None and engine.iteration_overhead_s is not None:
             overhead_s = engine.iteration_overhead_s
         self.overhead_s = float(ITERATION_OVERHEAD_S if overhead_s is None else overhead_s)
@@ -164,12 +175,27 @@ class StepModel(InstanceMemory):
         self._ar_table = {n: (np.array(x), np.array(t)) for n, x, t in gpu.allreduce_table}
         self._precompute()
 
+    def _precision(self, dtype: str) -> tuple:
+        """(peak FLOP/s, GEMM constants, weight bytes, activation bytes, quantise) of GEMMs whose
+        weights are stored in ``dtype`` (the instance's own for its dtype)."""
+        if dtype == self.dtype:
+            return self.peak, self.g, self.bw, self.a_bytes, self.low_precision
+        peak = self.gpu.flops_for(dtype)
+        lp = COMPUTE_DTYPE.get(dtype, dtype) in ("fp8", "fp4") and peak > self.peak_bf16
+        return ((peak, self.eff.gemm(dtype), DTYPE_BYTES[dtype], 1.0, True) if lp else
+                (self.peak_bf16, self.g_bf16, DTYPE_BYTES[dtype], ACTIVATION_BYTES, False))
+
     # ------------------------------------------------------------------------------------
     def _precompute(self):
         m, tp = self.model, self.tp
         h = m.hidden_size
-        self.layers = m.num_layers
+        # Attention layers (all but a DeciLM model's no-op ones) and their share per stage.
+        self.layers = m.attention_layers
         self.stage_layers = ceil(m.num_layers / self.pp)
+        self.stage_attn_layers = ceil(m.attention_layers / self.pp)
+        # KV per token relative to every attention layer in full: sliding-window layers hold at
+        # most their window (evaluated at the model's kv_context_tokens; 1.0 without them).
+        self.kv_window = m.kv_window_factor
         self.heads_gpu = m.num_heads / tp
         self.kv_heads_gpu = max(m.num_kv_heads / tp, 1.0)
         # Per-GPU KV elements per token per layer (KV heads replicate when tp exceeds them; the
@@ -202,12 +228,16 @@ class StepModel(InstanceMemory):
         self.ff_up_n = (m.ffn_matrices - 1) * m.intermediate_size / tp
         self.ff_down_k = m.intermediate_size / tp
 
-    def _gemm(self, m, n, k, *, groups=1.0, bf16=False):
-        """(seconds, FLOPs, bytes) of a GEMM in the instance's weight dtype (BF16 if asked)."""
-        g, peak = (self.g_bf16, self.peak_bf16) if bf16 else (self.g, self.peak)
-        lp = self.low_precision and not bf16
-        wb = ACTIVATION_BYTES if bf16 else self.bw
-        ab = 1.0 if lp else ACTIVATION_BYTES
+    def _gemm(self, m, n, k, *, groups=1.0, bf16=False, prec=None):
+        """(seconds, FLOPs, bytes) of a GEMM in the instance's weight dtype (BF16 if asked; a
+        part's own precision from :meth:`_precision` if given)."""
+        if prec is not None and not bf16:
+            peak, g, wb, ab, lp = prec
+        else:
+            g, peak = (self.g_bf16, self.peak_bf16) if bf16 else (self.g, self.peak)
+            lp = self.low_precision and not bf16
+            wb = ACTIVATION_BYTES if bf16 else self.bw
+            ab = 1.0 if lp else ACTIVATION_BYTES
         t = eff.gemm_time(m, n, k, peak=peak, hbm=self.gpu.hbm_bytes_per_s, sms=self.gpu.sm_count,
                           g=g, w_bytes=wb, a_bytes=ab, groups=groups, quantise=lp, scale_c=self._sc,
                           scale_m=self._sm)
@@ -222,8 +252,8 @@ class StepModel(InstanceMemory):
         """QKV projection ``T x hidden @ hidden x (heads + 2 kv_heads) hd / tp`` and output
         projection ``T x heads hd / tp @ . x hidden``, every layer."""
         h = self.model.hidden_size
-        a = self._gemm(T, self.qkv_n, h)
-        b = self._gemm(T, h, self.o_k)
+        a = self._gemm(T, self.qkv_n, h, prec=self.attn_prec)
+        b = self._gemm(T, h, self.o_k, prec=self.attn_prec)
         return self._sum(a, b, layers=self.layers)
 
     def dense_ffn(self, T):
@@ -273,14 +303,15 @@ class StepModel(InstanceMemory):
             sw = m.num_shared_experts * fe / self.tp
             rank += [self._gemm(T, (m.ffn_matrices - 1) * sw, h), self._gemm(T, h, sw)]
         perm = 2.0 * 2.0 * T_all * k * h * ACTIVATION_BYTES / (self.ep if self.ep > 1 else 1)
-        t = eff.moe_experts_time(rows, groups, up_n, width, h, peak=self.peak, hbm=self.gpu.hbm_bytes_per_s,
-                                 sms=self.gpu.sm_count, g=self.g, moe=self.eff.moe, w_bytes=self.bw,
-                                 a_bytes=self.a_bytes, quantise=self.low_precision, perm_bytes=perm,
+        peak, g, wb, ab, lp = self.expert_prec  # the routed experts' stored dtype
+        t = eff.moe_experts_time(rows, groups, up_n, width, h, peak=peak, hbm=self.gpu.hbm_bytes_per_s,
+                                 sms=self.gpu.sm_count, g=g, moe=self.eff.moe, w_bytes=wb,
+                                 a_bytes=ab, quantise=lp, perm_bytes=perm,
                                  scale_c=self._sc, scale_m=self._sm)
         fl = 2.0 * rows * groups * (up_n * h + h * width)
-        by = groups * ((up_n * h + h * width) * self.bw + rows * (h + width) * self.a_bytes
+        by = groups * ((up_n * h + h * width) * wb + rows * (h + width) * ab
                        + rows * (up_n + h) * ACTIVATION_BYTES) + perm
-        routed = [(t, fl, by, self.peak)]
+        routed = [(t, fl, by, peak)]
         return self._sum(*rank, layers=m.moe_layers), self._sum(*routed, layers=m.moe_layers)
 
     def elementwise(self, T):
@@ -291,7 +322,8 @@ class StepModel(InstanceMemory):
         g = self.g_bf16
         t = np.where(T > 0, ELEMENTWISE_KERNELS * g["floor_s"]
                      + ELEMENTWISE_KERNELS * by / (self.gpu.hbm_bytes_per_s * g["mem"] * self._sm), 0.0)
-        return t * self.layers, 0.0 * T, ELEMENTWISE_KERNELS * by * self.layers, self.peak_bf16
+        n = self.model.num_layers
+        return t * n, 0.0 * T, ELEMENTWISE_KERNELS * by * n, self.peak_bf16
 
     def lm_head(self, logits):
         """``logits x hidden @ hidden x vocab / tp`` in BF16 (kept so by quantised checkpoints)."""
@@ -305,7 +337,7 @@ class StepModel(InstanceMemory):
         if self.tp <= 1:
             return _as(T) * 0.0
         one = self.allreduce(_as(T) * m.hidden_size * ACTIVATION_BYTES)
-        n_ar = 2 * m.num_layers - (m.moe_layers if self.ep > 1 else 0)
+        n_ar = m.num_layers + m.attention_layers - (m.moe_layers if self.ep > 1 else 0)
         return one * n_ar / self._scomm
 
     def allreduce(self, msg_bytes):
@@ -360,8 +392,9 @@ class StepModel(InstanceMemory):
         once, multiply the FLOPs and write ``query`` new KV entries: ``max(q t_c X, t_m (X + q B))``."""
         B, q = _as(batch), _as(query)
         kvb = self.kv_elems_gpu * self.bkv * self.kv_read_factor
-        fl = self.attn_flops_pair_decode * _as(ctx) * q / self.tp
-        by = (_as(ctx) + q * B) * kvb
+        read = _as(ctx) * self.kv_window  # sliding-window layers read at most their window
+        fl = self.attn_flops_pair_decode * read * q / self.tp
+        by = (read + q * B) * kvb
         t_c, t_m = self._decode_coefficients(B)
         t = np.where(B > 0, eff.decode_attention_floor(B, self.kv_reads_gpu, d=self.eff.decode)
                      + np.maximum(q * t_c * _as(ctx), t_m * (_as(ctx) + q * B)), 0.0)
@@ -373,7 +406,8 @@ class StepModel(InstanceMemory):
         eta = eff.decode_attention_eta(B, self.kv_reads_gpu, d=self.eff.decode, fp8=self.kv_dtype == "fp8",
                                        scale_m=self._sm)
         t_c = self.attn_flops_pair_decode / self.tp / (self.peak_bf16 * self.eff.pf_mamf * self._sc)
-        return t_c, kvb / (self.gpu.hbm_bytes_per_s * eta)
+        w = self.kv_window  # context read per context token (sliding-window layers; 1.0 without)
+        return t_c * w, kvb / (self.gpu.hbm_bytes_per_s * eta) * w
 
     @staticmethod
     def _sum(*parts, layers):
