@@ -306,7 +306,12 @@ def engine_hints(plan) -> dict:
         if dep.approach == "chunked":
             flags += ["--enable-chunked-prefill", f"--max-num-batched-tokens {dep.chunk_size}"]
         elif dep.approach == "unified":
-            flags.append("--no-enable-chunked-prefill")
+            # Whole prompts, not split: a token budget of at least the longest prompt (vLLM
+            # warns that --no-enable-chunked-prefill may crash; `pdplan export` does the same).
+            from planner.serving.common import longest_prompt
+
+            default = int(inp.engine.token_budget(inp.catalog.gpu(pool.gpu))) if inp.engine else 0
+            flags.append(f"--max-num-batched-tokens {max(longest_prompt(inp.workload), default)}")
         spec = getattr(inp, "spec", None)
         if spec is not None and pool.role != "prefill" and spec.kind in ("mtp", "model"):
             # vLLM's SpeculativeConfig (--speculative-config JSON): the DeepSeek MTP method or a

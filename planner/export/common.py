@@ -109,19 +109,11 @@ class PoolSettings:
 
 
 def longest_prompt(src: Source) -> int:
-    """The longest prompt the serving model planned for: a fixed length, a uniform
-    distribution's maximum, a trace's longest row, else the longest of the load shape pdplan
-    evaluated (the distribution's tail over the worst-gap horizon)."""
-    wl = src.inputs.workload
-    if wl.trace is not None:
-        return int(max(wl.trace.isl))
-    if wl.isl.kind == "fixed":
-        return int(wl.isl.mean)
-    if wl.isl.kind == "uniform":
-        return int(math.ceil(wl.isl.high))
-    from planner.serving.common import shape_of
+    """The longest prompt the serving model planned for
+    (:func:`planner.serving.common.longest_prompt`)."""
+    from planner.serving.common import longest_prompt as longest
 
-    return int(math.ceil(shape_of(wl).longest))
+    return longest(src.inputs.workload)
 
 
 def pool_settings(src: Source) -> list[PoolSettings]:

@@ -246,6 +246,21 @@ def step_model(inp, pool: Pool) -> StepModel:
     return with_spec(inp, sm)
 
 
+def longest_prompt(wl) -> int:
+    """The longest prompt the serving model plans for under workload ``wl``: a fixed length, a
+    uniform distribution's maximum, a trace's longest row, else the longest of the load shape
+    (the distribution's tail over the worst-gap horizon)."""
+    import math
+
+    if wl.trace is not None:
+        return int(max(wl.trace.isl))
+    if wl.isl.kind == "fixed":
+        return int(wl.isl.mean)
+    if wl.isl.kind == "uniform":
+        return int(math.ceil(wl.isl.high))
+    return int(math.ceil(shape_of(wl).longest))
+
+
 def request_latency(inp) -> float:
     """Seconds of per-request latency outside the engine's iterations that a calibration profile
     adds to every TTFT (0 without one)."""
