@@ -90,6 +90,10 @@ class Inputs:
     # The confidence of the likely ranges (planner.confidence; None = its default, 0.8); when
     # set, recommend also sizes so that the SLO holds at the upper end of the range.
     confidence: float | None = None
+    # Search options recommend sets on the instance (planner.optimize): plain class attributes,
+    # not fields, so replace() drops them back to these defaults (what the search expects).
+    objective = "gpus"  # "gpus" | "cost"
+    util_cap = math.inf  # utilisation every pool stays under (the confidence margin's regimes)
 
     def __post_init__(self):
         if self.engine is None and self.catalog is not None and DEFAULTS["engine"] in self.catalog.engines:
