@@ -1042,7 +1042,8 @@ def load_catalog(user_dir: str | None = None) -> Catalog:
     return _load_catalog(user_dir)
 
 
-load_catalog.cache_clear = lambda: _load_catalog.cache_clear()  # type: ignore[attr-defined, has-type]  # (an lru_cache's API)
+# (an lru_cache's API on the public function; mypy has no type for a function attribute)
+load_catalog.cache_clear = lambda: _load_catalog.cache_clear()  # type: ignore[attr-defined, has-type]
 
 
 @lru_cache(maxsize=8)
@@ -1065,7 +1066,8 @@ def _load_catalog(user_dir: str | None) -> Catalog:
                                    ("kv_transfer", parse_transfer, cat.transfers)):
             if (d / sub).is_dir():
                 _read_dir(d / sub, parser, table)
-        parsers: dict[str, tuple[Callable[[Path, dict], Any], dict]] = {"model": (parse_model, cat.models), "gpu": (parse_gpu, cat.gpus),
+        parsers: dict[str, tuple[Callable[[Path, dict], Any], dict]]
+        parsers = {"model": (parse_model, cat.models), "gpu": (parse_gpu, cat.gpus),
                    "link": (parse_link, cat.links), "engine": (parse_engine, cat.engines),
                    "kv_transfer": (parse_transfer, cat.transfers)}
         for p in sorted(d.glob("*.yaml")):

@@ -565,7 +565,8 @@ class Workload:
         prefix's (:class:`PrefixCache`)."""
         isl, _ = self.grid(n)
         t = self.trace
-        given = t.cached[self._trace_rows(n)] if t is not None and t.cached is not None else None  # trace_cached
+        given = (t.cached[self._trace_rows(n)]  # (trace_cached:)
+                 if t is not None and t.cached is not None else None)
         return self.prefix.cached(isl, given), self.prefix.shared(isl)
 
     def grid(self, n: int = GRID_POINTS) -> tuple[np.ndarray, np.ndarray]:

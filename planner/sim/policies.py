@@ -479,6 +479,7 @@ class Disaggregated:
         return eng, stable, duration, arr
 
 
-POLICIES: dict[str, type[InFlightBatching] | type[Disaggregated]] = {"unified": Unified, "chunked": Chunked, "disaggregated": Disaggregated}
+POLICIES: dict[str, type[InFlightBatching] | type[Disaggregated]] = {
+    "unified": Unified, "chunked": Chunked, "disaggregated": Disaggregated}
 
 __all__ = ["POLICIES", "Chunked", "DecodeOnly", "Disaggregated", "InFlightBatching", "InflightReservation", "Job", "Unified"]
