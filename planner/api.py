@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,8 +31,14 @@ from planner.serving.common import (  # noqa: F401  (re-exported)
 from planner.serving.common import step_model as _step_model
 from planner.workload import Workload, fixed
 
+if TYPE_CHECKING:
+    from planner.calibrate.profile import Profile
+    from planner.catalog import EngineSpec, TransferSpec
+    from planner.perf.roofline import Calibration
+    from planner.perf.speculative import SpecDecode
+
 SCHEMA_VERSION = 1
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "model": "llama-3.1-70b",
     "gpu": "h100-sxm",
     "isl": 2048,
@@ -69,20 +76,24 @@ class Inputs:
     kv_dtype: str
     catalog: Catalog
     gpu: str = DEFAULTS["gpu"]
-    assumed: list = field(default_factory=list)  # defaults the user did not set
-    engine: object = None  # planner.catalog.EngineSpec; None = the catalog's default engine
-    kv_transfer: object = None  # planner.catalog.TransferSpec; None = the engine's default
+    assumed: list[str] = field(default_factory=list)  # defaults the user did not set
+    engine: EngineSpec | None = None  # None = the catalog's default engine
+    kv_transfer: TransferSpec | None = None  # None = the engine's default
     # Speculative decoding (planner.perf.speculative.SpecDecode): on for estimate/simulate; what
     # recommend may turn on where it pays. None = off.
-    spec: object = None
+    spec: SpecDecode | None = None
     # A calibration profile (planner.calibrate.Profile) and the step-model constants it implies
     # (planner.perf.Calibration), applied to the GPUs in calibration_gpus (None = every GPU).
-    profile: object = None
-    calibration: object = None
+    profile: Profile | None = None
+    calibration: Calibration | None = None
     calibration_gpus: tuple | None = None
     # The confidence of the likely ranges (planner.confidence; None = its default, 0.8); when
     # set, recommend also sizes so that the SLO holds at the upper end of the range.
     confidence: float | None = None
+    # Search options recommend sets on the instance (planner.optimize): plain class attributes,
+    # not fields, so replace() drops them back to these defaults (what the search expects).
+    objective = "gpus"  # "gpus" | "cost"
+    util_cap = math.inf  # utilisation every pool stays under (the confidence margin's regimes)
 
     def __post_init__(self):
         if self.engine is None and self.catalog is not None and DEFAULTS["engine"] in self.catalog.engines:
@@ -482,6 +493,7 @@ def _whatif_cell(i: int) -> dict:
     from planner.errors import NoFeasiblePlanError
     from planner.optimize import recommend
 
+    assert _WHATIF_JOB is not None  # whatif() sets it before any worker runs
     cells, approaches, max_gpus, objective = _WHATIF_JOB
     values, inputs, gpus = cells[i]
     try:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, NoReturn
 
 from planner.errors import CatalogError, InvalidRequestError, did_you_mean
 
@@ -468,7 +470,7 @@ class _Reader:
             key = sorted(unknown, key=str)[0]
             raise CatalogError(f"{path}: {key}: unknown key{did_you_mean(key, allowed)}")
 
-    def _fail(self, key, what, got):
+    def _fail(self, key, what, got) -> NoReturn:
         raise CatalogError(f"{self.path}: {key}: {what}, got {got!r}")
 
     def number(self, key, *, positive=True, integer=False, default=None, container=None, ctx=None,
@@ -697,7 +699,8 @@ def parse_kernels(path: Path, data: dict) -> tuple[str, tuple]:
             raise CatalogError(f"{path}: allreduce_us.{n}: GPU count must be a whole number >= 2")
         if not isinstance(pts, list) or len(pts) < 2:
             raise CatalogError(f"{path}: allreduce_us.{n}: must be a list of at least two [bytes, us] pairs")
-        xs, ts = [], []
+        xs: list[float] = []
+        ts: list[float] = []
         for i, pt in enumerate(pts):
             ok = (isinstance(pt, list) and len(pt) == 2
                   and all(isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -1039,7 +1042,8 @@ def load_catalog(user_dir: str | None = None) -> Catalog:
     return _load_catalog(user_dir)
 
 
-load_catalog.cache_clear = lambda: _load_catalog.cache_clear()
+# (an lru_cache's API on the public function; mypy has no type for a function attribute)
+load_catalog.cache_clear = lambda: _load_catalog.cache_clear()  # type: ignore[attr-defined, has-type]
 
 
 @lru_cache(maxsize=8)
@@ -1062,6 +1066,7 @@ def _load_catalog(user_dir: str | None) -> Catalog:
                                    ("kv_transfer", parse_transfer, cat.transfers)):
             if (d / sub).is_dir():
                 _read_dir(d / sub, parser, table)
+        parsers: dict[str, tuple[Callable[[Path, dict], Any], dict]]
         parsers = {"model": (parse_model, cat.models), "gpu": (parse_gpu, cat.gpus),
                    "link": (parse_link, cat.links), "engine": (parse_engine, cat.engines),
                    "kv_transfer": (parse_transfer, cat.transfers)}
@@ -1070,9 +1075,9 @@ def _load_catalog(user_dir: str | None) -> Catalog:
             kind = data.get("kind")
             if kind not in parsers:
                 raise CatalogError(f"{p}: kind: must be one of model, gpu, link, engine, kv_transfer, got {kind!r}")
-            parser, table = parsers[kind]
-            entry = parser(p, data)
-            table[entry.id] = entry
+            parse_kind, into = parsers[kind]
+            entry = parse_kind(p, data)
+            into[entry.id] = entry
         if (d / "kernels").is_dir():
             _attach_kernels(d / "kernels", cat)
     _check_links(cat)

@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import warnings
+from typing import NoReturn
 
 import click
 
@@ -44,7 +45,7 @@ class _UserError(click.ClickException):
         # Bad input is one line; "no plan" (exit 3) keeps its lines: one per approach.
         text = str(message) if exit_code == 3 else " ".join(str(message).split("\n"))
         super().__init__(text)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares it per class; ours varies
 
 
 class PdplanGroup(click.Group):
@@ -172,7 +173,7 @@ def _setup_streams() -> None:
                 pass
 
 
-def fail(message: str):
+def fail(message: str) -> NoReturn:
     """Raise the library's bad-input error (exit 2) from option checks in this module."""
     from planner.errors import InvalidRequestError
 
@@ -1132,7 +1133,7 @@ def _parse_vary(ctx, specs) -> list:
     """``AXIS=v1,v2`` -> [(axis, [values as given])]."""
     from planner.errors import did_you_mean
 
-    axes = []
+    axes: list[tuple[str, list]] = []
     for spec in specs:
         axis, eq, vals = spec.partition("=")
         axis = axis.strip().lower()

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Any
 
 from planner.errors import CatalogError, InvalidRequestError
 
@@ -212,7 +213,7 @@ def ranges(metrics, gpus: dict, confidence: float = DEFAULT_CONFIDENCE,
     c = check_confidence(confidence)
     util = dict(getattr(metrics, "utilization", None) or {})
     prof = profile_residuals or {}
-    out = {"confidence": c, "basis": {}}
+    out: dict[str, Any] = {"confidence": c, "basis": {}}
     for fam, attr, roles in (("ttft", "ttft", ("prefill", "unified")), ("tpot", "tpot", ("decode", "unified")),
                              ("throughput", "throughput_out_tok_s", ("decode", "unified"))):
         gpu, u = _pool_of(util, gpus, roles)

@@ -24,6 +24,7 @@ import stat
 import tempfile
 import threading
 from pathlib import Path
+from typing import NoReturn
 
 MB = 1024 * 1024
 TRACE_MAX_BYTES = 64 * MB  # a trace of a few million requests
@@ -369,7 +370,7 @@ class Output:
                 pass
             raise self._error(f"{flag}: cannot write {self.path}: {why} (directory {parent})")
 
-    def _fail(self, what: str):
+    def _fail(self, what: str) -> NoReturn:
         raise self._error(f"{self.flag}: {self.path} {what}")
 
     def key(self) -> str:
@@ -420,6 +421,7 @@ class Output:
             self.discard()
 
     def _create_exclusively(self) -> None:
+        assert self.tmp is not None  # commit() checked it
         try:
             os.link(self.tmp, self.target)
             return

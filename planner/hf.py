@@ -35,6 +35,7 @@ import re
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, NoReturn
 
 from planner.catalog import CatalogError, ModelSpec, parse_model
 from planner.errors import InvalidRequestError
@@ -102,7 +103,7 @@ class _Cfg:
     def __init__(self, path: Path, data: dict):
         self.path, self.data = path, data
 
-    def fail(self, key: str, what: str):
+    def fail(self, key: str, what: str) -> NoReturn:
         raise InvalidRequestError(f"--model: {self.path}: {key}: {what}")
 
     def has(self, key: str) -> bool:
@@ -382,7 +383,7 @@ def _ct_dtype(c: _Cfg, key: str, w: dict, fmt: str) -> str:
 
 def _parts_from_names(names: list, algo_of) -> dict:
     """Most common dtype per part over module names (ModelOpt MIXED_PRECISION)."""
-    per = {"attention": Counter(), "experts": Counter(), "rest": Counter()}
+    per: dict[str, Counter[str]] = {"attention": Counter(), "experts": Counter(), "rest": Counter()}
     for name in names:
         n = str(name).lower()
         part = "experts" if _EXPERTS.search(n) else "attention" if _ATTN.search(n) else "rest"
@@ -557,7 +558,7 @@ def model_from_hf_config(path: Path) -> ModelSpec:
         if prec["kv"]:
             data["default_kv_dtype"] = prec["kv"]
     sliding, window = _window_pattern(c, types, layers - no_attn)
-    extra = {"no_attention_layers": no_attn, "sliding_layers": sliding, "sliding_window": window,
+    extra: dict[str, Any] = {"no_attention_layers": no_attn, "sliding_layers": sliding, "sliding_window": window,
              "vision_params": _vision_params(c, top, hidden)}
     if prec:
         default = data["default_dtype"]

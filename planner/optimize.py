@@ -13,7 +13,9 @@ with the joint attainment the product of the two.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -201,21 +203,24 @@ def search(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
             for chunk in (chunks if approach == "chunked" else (None,)):
                 if approach == "chunked":
                     # (chunk: the per-rank budget the engine flag takes; a lane's is dp times it)
+                    assert chunk is not None  # one of chunks
                     lane_chunk = lane_budget(sm, chunk)
                     curves = chunked.ChunkCurves(sm, shape, lane_chunk)
 
-                    def ev(n, pcts=(), curves=curves, chunk=lane_chunk, sm=sm):
+                    def ev_chunked(n, pcts=(), curves=curves, chunk=lane_chunk, sm=sm):
                         return chunked.lane_metrics(sm, shape, qps / (n * sm.lanes), chunk, cv, curves,
                                                     lanes=n * sm.lanes, percentiles=pcts, slo=pair)
+                    ev: Callable[..., Any] = ev_chunked
                 else:
                     ucurves = unified.curves(sm, shape)
 
-                    def ev(n, pcts=(), sm=sm, ucurves=ucurves):
+                    def ev_unified(n, pcts=(), sm=sm, ucurves=ucurves):
                         return unified.lane_metrics(sm, shape, qps / (n * sm.lanes), cv,
                                                     lanes=n * sm.lanes, percentiles=pcts, slo=pair,
                                                     curves_=ucurves)
+                    ev = ev_unified
 
-                n, score, n_at, cnt = _size_search(lambda a: _score(ev(a), slo, cap), n_max)
+                n, score, n_at, cnt = _size_search(lambda a, ev=ev: _score(ev(a), slo, cap), n_max)
                 res.evaluated += cnt
                 n_use = n or n_at
                 dep = Deployment(approach, (Pool("unified", sm.gpu.id, n_use, sm.tp, sm.pp, sm.ep, sm.dp),),
@@ -241,7 +246,7 @@ def _under(utils, cap: float):
     """Where every utilisation array in ``utils`` is below ``cap`` (all true without a cap)."""
     if not math.isfinite(cap):
         return True
-    ok = True
+    ok: Any = True  # a boolean array once a utilisation is in
     for u in utils:
         ok = ok & (np.asarray(u, dtype=float) < cap)
     return ok
@@ -386,6 +391,7 @@ def recommend_with_margin(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus:
     c = conf.check_confidence(inp.confidence)
     slo = inp.slo
     plain = _recommend(inp, gpu_ids, approaches, max_gpus, objective, headroom=False)
+    fac: tuple[float, ...]
     rec, fac, tight, evaluated = plain, (1.0, 1.0), inp, plain.evaluated
     if not _holds_upper(plain.plan, slo):
         gpus = list(dict.fromkeys(gpu_ids))
@@ -405,13 +411,13 @@ def recommend_with_margin(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus:
             if _holds_upper(r.plan, slo):  # (by construction; the estimate confirms it)
                 found.append((r, tight, fac))
         if not found:
-            exc, tight, fac = misses[-1] if misses else (None, tight, fac)
+            miss, tight, fac = misses[-1] if misses else (None, tight, fac)
             raise NoFeasiblePlanError(
                 f"at {c:.0%} confidence the SLO must hold at the upper end of the likely range, so the "
                 f"search targets P{slo.percentile} TTFT {_ms(tight.slo.ttft_s)} and TPOT "
                 f"{_ms(tight.slo.tpot_s)} ({fac[0]:.2f}x and {fac[1]:.2f}x under the SLOs) at any load, or less "
                 f"tight ones at lower utilisation; without the margin {plain.plan.total_gpus} GPUs meet the SLOs. "
-                + (str(exc) if exc else ""), nearest=exc.nearest if exc else []) from None
+                + (str(miss) if miss else ""), nearest=miss.nearest if miss else []) from None
         key = (lambda f: (f[0].plan.total_gpus, f[0].plan.cost_per_hour)) if objective == "gpus" else \
             (lambda f: (f[0].plan.cost_per_hour, f[0].plan.total_gpus))
         rec, tight, fac = min(found, key=key)
@@ -459,6 +465,7 @@ def _recommend(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024
         # more, but its clients then wait less: the closed-loop mean response stays within that
         # sum). Size for that rate, then evaluate the winners with the clients themselves.
         wl, slo = inp.workload, inp.slo
+        assert wl.concurrency is not None  # closed
         resp = slo.ttft_s + max(wl.mean_osl - 1.0, 0.0) * slo.tpot_s
         sizing = replace(inp, workload=replace(wl, qps=wl.concurrency / (wl.think_s + resp),
                                                concurrency=None))
@@ -574,6 +581,7 @@ def explain_speculation(inp: Inputs, inp_off: Inputs, plan: Plan, winner: Candid
     b = plan.metrics.decode_batch if winner.spec else (alt.metrics.decode_batch if alt else math.nan)
     tp_on, tp_off = (here, there) if winner.spec else (there, here)
     at = f" at batch {b:.0f}" if math.isfinite(b) else ""
+    assert inp.spec is not None  # (both: speculation was offered)
     desc = f"{inp.spec.tokens_per_step:.2f} tokens per step"
     change = (f"P{inp.slo.percentile} TPOT {_ms(tp_off)} -> {_ms(tp_on)}{at} ({desc})"
               if alt is not None else f"the draft does not fit {_pools(dep)}")

@@ -7,6 +7,7 @@ A plan file stands alone: it embeds the catalog entries it was computed with, so
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 from planner.catalog import (
     KV_DTYPES,
@@ -38,7 +39,7 @@ from planner.units import (
 ROLES = {"unified": ("unified",), "chunked": ("unified",), "disaggregated": ("prefill", "decode")}
 
 
-def _fail(path, key, what):
+def _fail(path, key, what) -> NoReturn:
     raise InvalidRequestError(f"{path}: {key}: {what}")
 
 

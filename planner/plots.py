@@ -129,7 +129,7 @@ def _panel(ch: _Chart, metric: str, plot_w: int) -> list[str]:
     else:
         pad = (hi - lo) * 0.08 or hi * 0.1
         lo, hi = max(lo - pad, 0.0), hi + pad
-        fwd = back = float
+        fwd = back = float  # type: ignore[assignment]  # float(x) is the identity on these floats
     f_lo, span = fwd(lo), (fwd(hi) - fwd(lo)) or 1.0
     top = _HEIGHT - 1
 

@@ -15,6 +15,7 @@ import math
 import os
 import re
 import sys
+from typing import Any
 
 from rich import box
 from rich.console import Console
@@ -316,7 +317,7 @@ def engine_hints(plan) -> dict:
         if spec is not None and pool.role != "prefill" and spec.kind in ("mtp", "model"):
             # vLLM's SpeculativeConfig (--speculative-config JSON): the DeepSeek MTP method or a
             # draft model by its Hugging Face id
-            cfg = ({"method": "deepseek_mtp"} if spec.kind == "mtp"
+            cfg: dict[str, Any] = ({"method": "deepseek_mtp"} if spec.kind == "mtp"
                    else {"model": spec.draft.raw.get("hf_id", spec.draft.id)})
             cfg["num_speculative_tokens"] = int(spec.tokens)
             flags.append("--speculative-config '" + json.dumps(cfg) + "'")
@@ -387,7 +388,7 @@ def kv_cache_document(plan) -> dict:
     """The KV cache of the busiest lane: paged occupancy against capacity, the engine's policy,
     the batch cap it implies and what binds it."""
     m, e = plan.metrics, plan.inputs.engine
-    doc = {"used_tokens": count(m.kv_used_tokens), "capacity_tokens": count(m.kv_capacity_tokens)}
+    doc: dict[str, Any] = {"used_tokens": count(m.kv_used_tokens), "capacity_tokens": count(m.kv_capacity_tokens)}
     if m.kv_capacity_tokens and math.isfinite(m.kv_used_tokens):
         doc["occupancy"] = rnd(m.kv_used_tokens / m.kv_capacity_tokens, 4)
     if e is not None:
@@ -560,12 +561,13 @@ def show_plan(console: Console, plan, title: str | None = None) -> None:
         console.print(f"  speculative decoding: {escape(inp.spec.describe())}")
     if plan.link:
         lk = plan.link
+        per_request = finite(lk.get("bytes_per_request") or 0)  # None when not finite
         console.print(
             f"  KV over {escape(str(lk.get('id')))}"
             + (f" by {escape(str(lk.get('transfer')))}" if lk.get("transfer") else "")
             + f" ({lk.get('where')}, {lk.get('streams')} streams, "
             f"{lk.get('dtype')}, overlap {'on' if lk.get('overlap') else 'off'}): "
-            f"{_num(finite(lk.get('bytes_per_request') or 0) / 1e6, ',.1f')} MB per request, "
+            f"{_num(None if per_request is None else per_request / 1e6, ',.1f')} MB per request, "
             f"{_fmt_ms(lk.get('exposed_s'), 2)} exposed")
 
     rg = getattr(plan, "ranges", None)
@@ -981,9 +983,9 @@ _UNIT = {"ms": "ms", "tok_s": "tok/s", "tok_s_per_gpu": "tok/s/GPU"}
 def show_validate(console: Console, report) -> None:
     """One table per kind of measurement, then the error summary."""
     rows = [_row_dict(r) for r in _get(report, "rows", [])]
-    groups = list(dict.fromkeys((str(r.get("kind")), str(r.get("unit"))) for r in rows))
+    kinds = list(dict.fromkeys((str(r.get("kind")), str(r.get("unit"))) for r in rows))
     wide = not narrow(console)  # batch and isl/osl from 100 columns up (and in --json)
-    for kind, unit in groups:
+    for kind, unit in kinds:
         t = _table(("id", {"justify": "left"}),  # ids run to 94 characters: they fold
                    ("model", {"justify": "left", "no_wrap": True}),
                    ("gpu", {"justify": "left", "no_wrap": True}), "tp",
@@ -1006,7 +1008,7 @@ def show_validate(console: Console, report) -> None:
         console.print(t)
         console.print()
     summary = _get(report, "summary", {}) or {}
-    groups = [("all", summary)]
+    groups: list[tuple[str, Any]] = [("all", summary)]
     groups += [(f"kind {k}", v) for k, v in (summary.get("by_kind") or {}).items()]
     groups += [(f"gpu {k}", v) for k, v in (summary.get("by_gpu") or {}).items()]
     groups += [(k, v) for k, v in (summary.get("by_kind_gpu") or {}).items()]
@@ -1095,7 +1097,7 @@ def show_recommendation(console: Console, rec) -> None:
 def whatif_document(rows, axes) -> dict:
     out = []
     for r in rows:
-        d = {"values": dict(r["values"])}
+        d: dict[str, Any] = {"values": dict(r["values"])}
         if r["rec"] is not None:
             d["plan"] = plan_document(r["rec"].plan, trace_rows=False)
             d["alternatives"] = [plan_document(a, trace_rows=False) for a in r["rec"].alternatives]
@@ -1139,15 +1141,15 @@ def show_whatif(console: Console, rows, axes) -> None:
     cells = {(str(r["values"][a0]), str(r["values"][a1])): r for r in rows}
     short = {"unified": "U", "chunked": "C", "disaggregated": "D"}
     for x in v0:
-        line = []
+        marks = []
         for y in v1:
             r = cells[(x, y)]
             if r["rec"] is None:
-                line.append("[red]none[/]")
+                marks.append("[red]none[/]")
             else:
                 p = r["rec"].plan
-                line.append(f"{short[p.approach]} {p.total_gpus}")
-        t.add_row(x, *line)
+                marks.append(f"{short[p.approach]} {p.total_gpus}")
+        t.add_row(x, *marks)
     console.print(t)
     console.print("[dim]U = unified, C = chunked prefill, D = disaggregated; none = no plan within "
                   "the GPU limit[/]")

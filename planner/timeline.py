@@ -135,7 +135,7 @@ class Timeline:
     rows: list  # Row
     ticks: list  # start of every column (ticks, or seconds in real mode)
     tick: float  # width of a column (1 tick, or seconds)
-    clock: object
+    clock: TokenClock | StepClock
     chunk_size: int | None = None
     decode_step: float = 1.0  # a decode iteration of the first request alone, for comparison
     transfer: dict = field(default_factory=dict)  # request -> exposed KV transfer (disaggregated)
@@ -313,7 +313,8 @@ def build(approach: str, requests: list | None = None, clock=None, chunk_size: i
                                       f"arrival not negative, got {r}")
     check_size(reqs, clock, approach, chunk_size)
 
-    prefill_end, exposed = {}, {}
+    prefill_end: dict[int, float] = {}
+    exposed: dict[int, float] = {}
     if approach == "unified":
         # The engine's token budget (real time) raised to the longest prompt, as engines without
         # chunked prefill do; in abstract time just the longest prompt (one at a time unless
@@ -327,6 +328,7 @@ def build(approach: str, requests: list | None = None, clock=None, chunk_size: i
             budget = longest
         its, tokens = reference.unified(reqs, clock, budget)
     elif approach == "chunked":
+        assert chunk_size is not None  # set above for chunked
         its, tokens = reference.chunked(reqs, clock, chunk_size)
     else:
         its, tokens, prefill_end, exposed = reference.disaggregated(reqs, clock)

@@ -133,7 +133,7 @@ def predict(row: Row, cat: Catalog, extra: dict, gpus: dict | None = None) -> fl
     n_gpu = row.tp * row.pp
     per_gpu = row.unit.endswith("per_gpu")
     if row.kind == "static_throughput":
-        b = max(row.batch, 1)
+        b: float = max(row.batch, 1)
         t = float(sm.prefill_time(row.isl, 0, b)) + (row.osl - 1) * float(sm.decode_time(b, ctx))
         tput = b * row.osl / t
         return tput / n_gpu if per_gpu else tput
@@ -465,6 +465,7 @@ def predict_deepseek(row: Row, cat: Catalog) -> float:
     dp, ep = sh["dp"], sh["ep"]
     if row.kind == "ep_e2e_throughput":
         g = cat.gpus[row.gpu]
+        assert engine is not None  # the built-in catalog has vllm
         over = {"max_num_seqs": row.batch or engine.max_seqs(g)}
         if sh.get("tokens_per_rank"):
             over["max_num_batched_tokens"] = int(sh["tokens_per_rank"])

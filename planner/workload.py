@@ -124,7 +124,7 @@ class PrefixCache:
 
     def document(self) -> dict:
         """What a plan records (only what was given)."""
-        d = {}
+        d: dict[str, float] = {}
         if self.tokens:
             d["prefix_tokens"] = int(self.tokens)
         if self.hit_rate:
@@ -491,7 +491,7 @@ def load_trace(path: str) -> Trace:
                 where = f"row {reader.line_num}"
                 isl.append(_length_value(row[ci] if ci < len(row) else None, in_col, where, path))
                 osl.append(_length_value(row[co] if co < len(row) else None, out_col, where, path))
-                if cc is not None:
+                if cc is not None and cc_col is not None:  # (set together)
                     cached.append(_length_value(row[cc] if cc < len(row) else None, cc_col, where,
                                                 path, lo=0))
                     rows.append(reader.line_num)
@@ -554,6 +554,7 @@ class Workload:
 
     def _trace_rows(self, n: int) -> np.ndarray:
         t = self.trace
+        assert t is not None  # only asked of a trace workload
         order = np.argsort(t.isl, kind="stable")
         if len(order) > 4 * n:
             order = order[np.linspace(0, len(order) - 1, 4 * n).round().astype(int)]
@@ -563,7 +564,9 @@ class Workload:
         """Per pair of :meth:`grid`: prompt tokens found in the cache and, of those, the shared
         prefix's (:class:`PrefixCache`)."""
         isl, _ = self.grid(n)
-        given = self.trace.cached[self._trace_rows(n)] if self.trace_cached else None
+        t = self.trace
+        given = (t.cached[self._trace_rows(n)]  # (trace_cached:)
+                 if t is not None and t.cached is not None else None)
         return self.prefix.cached(isl, given), self.prefix.shared(isl)
 
     def grid(self, n: int = GRID_POINTS) -> tuple[np.ndarray, np.ndarray]:

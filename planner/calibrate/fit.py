@@ -24,10 +24,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from planner.errors import InvalidRequestError
+
+if TYPE_CHECKING:
+    from planner.calibrate.readers import BenchResult
+    from planner.catalog import Catalog, EngineSpec, ModelSpec
 
 # (name, lower, upper, catalog value or None = the engine's, transform): scales are fitted in log.
 CONSTANTS = (
@@ -60,19 +65,19 @@ STATS = [(fam, key, st) for fam, key in (("ttft", "ttft_s"), ("tpot", "tpot_s"),
 class Setup:
     """The deployment the results were measured on."""
 
-    catalog: object
-    model: object  # ModelSpec
+    catalog: Catalog
+    model: ModelSpec
     gpu: str
     tp: int = 1
     replicas: int = 1
-    engine: object = None  # EngineSpec
+    engine: EngineSpec | None = None
     dtype: str | None = None
     kv_dtype: str | None = None
 
 
 @dataclass
 class Observation:
-    result: object  # BenchResult
+    result: BenchResult
     family: str  # ttft | tpot | throughput
     key: str  # ttft_s, tpot_s, itl_s, output_tok_s
     stat: str  # mean p50 p90 p99 or "" (throughput)
@@ -346,7 +351,7 @@ def fit(results, setup: Setup, constants=None, loo: bool = True) -> FitReport:
             corr = cov / np.outer(sd, sd).clip(1e-30)
             np.fill_diagonal(corr, 0.0)
             if len(names) > 1 and np.max(np.abs(corr)) > MAX_CORR:
-                i, j = np.unravel_index(int(np.argmax(np.abs(corr))), corr.shape)
+                i, j = (int(v) for v in np.unravel_index(int(np.argmax(np.abs(corr))), corr.shape))
                 k = i if scale_sd[i] > scale_sd[j] else j
                 other = names[j if k == i else i]
                 bad = (names[k], f"the results cannot tell it from {other} (correlation "

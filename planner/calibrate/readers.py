@@ -229,6 +229,12 @@ def _json_records(text: str, path: str) -> list[tuple[int, object]]:
         return [(i, _parse(ln, f"{path}: line {i}")) for i, ln in lines]
 
 
+def _mapping(d: dict, key: str) -> dict:
+    """``d[key]`` when it is a mapping, else an empty one (missing or of another type)."""
+    v = d.get(key)
+    return v if isinstance(v, dict) else {}
+
+
 def _where(path: str, row: int) -> str:
     return f"{path}: row {row}"
 
@@ -349,7 +355,7 @@ def _serve_per_request(obj: dict, where: str):
     a non-empty ``errors`` entry), or None without them."""
     if not any(k in obj for k in ("ttfts", "itls", "input_lens", "output_lens")):
         return None
-    lists = {}
+    lists: dict[str, list] = {}
     for key in ("input_lens", "output_lens", "ttfts"):
         if key in obj:
             lists[key] = _float_list(obj[key], key, where)
@@ -503,7 +509,7 @@ def _perf_model(cfg: dict) -> str | None:
         first = models["items"][0]
         if isinstance(first, dict) and isinstance(first.get("name"), str):
             return first["name"]
-    for holder in (cfg, cfg.get("endpoint") if isinstance(cfg.get("endpoint"), dict) else {}):
+    for holder in (cfg, _mapping(cfg, "endpoint")):
         for key in ("model_names", "model"):
             v = holder.get(key)
             if isinstance(v, list) and v and isinstance(v[0], str):
@@ -518,7 +524,7 @@ def _read_perf(text: str, path: str, sha: str, fmt: str) -> list[BenchResult]:
     where = _where(path, 1)
     if not isinstance(obj, dict):
         raise InvalidRequestError(f"{where}: expected a JSON object")
-    cfg = obj.get("input_config") if isinstance(obj.get("input_config"), dict) else {}
+    cfg = _mapping(obj, "input_config")
     count = _avg(obj, "request_count", where)
     if count is None:
         raise InvalidRequestError(f"{where}: request_count is missing")
@@ -634,8 +640,8 @@ def _read_guidellm(text: str, path: str, sha: str) -> list[BenchResult]:
         raise InvalidRequestError(f"{path}: a GuideLLM report needs a benchmarks list")
     if not report["benchmarks"]:
         raise InvalidRequestError(f"{path}: the GuideLLM report has no benchmarks")
-    cfg = report.get("config") if isinstance(report.get("config"), dict) else {}
-    backend = cfg.get("backend") if isinstance(cfg.get("backend"), dict) else {}
+    cfg = _mapping(report, "config")
+    backend = _mapping(cfg, "backend")
     model = _text(backend, "model") or _text(cfg, "model")
     out = []
     for row, bench in enumerate(report["benchmarks"], start=1):
@@ -643,7 +649,7 @@ def _read_guidellm(text: str, path: str, sha: str) -> list[BenchResult]:
         if not isinstance(bench, dict) or not isinstance(bench.get("metrics"), dict):
             raise InvalidRequestError(f"{where}: a benchmark needs a metrics object")
         metrics_in = bench["metrics"]
-        bcfg = bench.get("config") if isinstance(bench.get("config"), dict) else {}
+        bcfg = _mapping(bench, "config")
         strategy = bcfg.get("strategy")
         if not isinstance(strategy, dict):
             raise InvalidRequestError(f"{where}: config.strategy is missing")
@@ -674,8 +680,7 @@ def _read_guidellm(text: str, path: str, sha: str) -> list[BenchResult]:
                                                name=f"metrics.{name}.successful.mean")
             if v is not None:
                 metrics[ours] = v
-        sched = bench.get("scheduler_metrics") if isinstance(bench.get("scheduler_metrics"),
-                                                             dict) else {}
+        sched = _mapping(bench, "scheduler_metrics")
         start = _number(sched, "measure_start_time", where,
                         name="scheduler_metrics.measure_start_time")
         end = _number(sched, "measure_end_time", where, name="scheduler_metrics.measure_end_time")

@@ -14,8 +14,14 @@ import math
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from planner.errors import InvalidRequestError
+
+if TYPE_CHECKING:
+    from planner.api import Inputs
+    from planner.catalog import EngineSpec, ModelSpec
+    from planner.serving.common import Deployment, Pool
 
 ROLE_KV = {"prefill": "kv_producer", "decode": "kv_consumer"}
 
@@ -26,17 +32,18 @@ class Source:
 
     path: str
     sha256: str
-    inputs: object  # planner.api.Inputs
-    deployment: object  # planner.serving.common.Deployment
-    doc: dict
+    inputs: Inputs
+    deployment: Deployment
+    doc: dict[str, Any]
     target: str
 
     @property
-    def engine(self):
+    def engine(self) -> EngineSpec:
+        assert self.inputs.engine is not None  # load() refuses a plan without one
         return self.inputs.engine
 
     @property
-    def model(self):
+    def model(self) -> ModelSpec:
         return self.inputs.model
 
     @property
@@ -82,7 +89,7 @@ def load(path: str, target: str, catalog_dir: str | None = None) -> Source:
 class PoolSettings:
     """A pool's engine settings as pdplan's numbers assume them (per attention rank)."""
 
-    pool: object  # planner.serving.common.Pool
+    pool: Pool
     name: str  # file-name and Kubernetes-name stem: "unified", "prefill", "decode"
     token_budget: int  # max-num-batched-tokens / chunked-prefill-size / max_num_tokens
     max_seqs: int
@@ -92,7 +99,7 @@ class PoolSettings:
     nodes_per_instance: int
     gpus_per_node: int
     kv_role: str | None  # kv_producer | kv_consumer (disaggregated), else None
-    notes: list = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def multi_node(self) -> bool:

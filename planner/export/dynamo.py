@@ -16,6 +16,8 @@ and adds the engine's multi-node flags.
 
 from __future__ import annotations
 
+from typing import Any
+
 from planner.errors import InvalidRequestError
 from planner.export import sglang, trtllm, vllm
 from planner.export.common import (
@@ -94,7 +96,7 @@ def graph(src: Source, name: str) -> tuple[dict, list[dict]]:
         svc["resources"] = {"limits": {"gpu": str(ps.gpus_per_pod)}}
         if ps.multi_node:
             svc["multinode"] = {"nodeCount": int(ps.nodes_per_instance)}
-        main = {"image": IMAGES[e], "command": ["python3", "-m", MODULES[e]], "args": worker_args(src, ps)}
+        main: dict[str, Any] = {"image": IMAGES[e], "command": ["python3", "-m", MODULES[e]], "args": worker_args(src, ps)}
         pod: dict = {"mainContainer": main}
         if e == "trtllm":
             cm = k8s_name(name, ps.name, "engine")

@@ -12,6 +12,8 @@ container's environment.
 
 from __future__ import annotations
 
+from typing import Any
+
 from planner.errors import InvalidRequestError
 from planner.export import sglang, trtllm, vllm
 from planner.export.common import (
@@ -97,7 +99,7 @@ def container_args(src: Source, ps: PoolSettings, worker: bool = False) -> tuple
 def pod_spec(src: Source, ps: PoolSettings, name: str, worker: bool = False) -> dict:
     command, args = container_args(src, ps, worker)
     gpus = str(ps.gpus_per_pod)
-    c = {"name": src.engine.id, "image": IMAGES[src.engine.id], "command": command, "args": args,
+    c: dict[str, Any] = {"name": src.engine.id, "image": IMAGES[src.engine.id], "command": command, "args": args,
          "env": [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": HF_SECRET, "key": "HF_TOKEN",
                                                                     "optional": True}}}],
          "ports": [{"name": "http", "containerPort": PORTS[src.engine.id]}],

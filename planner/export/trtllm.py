@@ -15,6 +15,8 @@ attention over them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from planner.errors import InvalidRequestError
 from planner.export.common import (
     PoolSettings,
@@ -62,7 +64,7 @@ def llm_api(src: Source, ps: PoolSettings) -> dict:
         d["enable_attention_dp"] = True
     if p.ep > 1:
         d["moe_expert_parallel_size"] = int(p.ep)
-    kv = {"free_gpu_memory_fraction": float(ps.memory_fraction)}
+    kv: dict[str, Any] = {"free_gpu_memory_fraction": float(ps.memory_fraction)}
     if inp.kv_dtype in KV_CACHE_DTYPE:
         kv["dtype"] = KV_CACHE_DTYPE[inp.kv_dtype]
     d["kv_cache_config"] = kv

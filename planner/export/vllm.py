@@ -23,6 +23,7 @@ prompt instead (no prompt is then split), and the file says so.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from planner.errors import InvalidRequestError
 from planner.export.common import (
@@ -99,7 +100,7 @@ def options(src: Source, ps: PoolSettings) -> dict:
                                              separators=(",", ":"))
     spec = getattr(inp, "spec", None)
     if spec is not None and p.role != "prefill" and spec.kind in ("mtp", "model"):
-        cfg = ({"method": "deepseek_mtp"} if spec.kind == "mtp"
+        cfg: dict[str, Any] = ({"method": "deepseek_mtp"} if spec.kind == "mtp"
                else {"model": spec.draft.raw.get("hf_id", spec.draft.id)})
         cfg["num_speculative_tokens"] = int(spec.tokens)
         o["speculative-config"] = json.dumps(cfg, separators=(",", ":"))

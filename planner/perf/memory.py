@@ -5,8 +5,13 @@ dtypes set there)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from planner.catalog import ACTIVATION_BYTES
 from planner.errors import DoesNotFitError
+
+if TYPE_CHECKING:
+    from planner.catalog import EngineSpec, GPUSpec, ModelSpec
 
 # Without an engine profile: vLLM's policy (weights + activations + KV within 90% of HBM, the
 # default gpu_memory_utilization) and an activation reserve for an 8192-token iteration. With one,
@@ -20,6 +25,24 @@ RUNTIME_RESERVE_BYTES = 1.5e9
 
 class InstanceMemory:
     """Weights, reserves and KV capacity of one ``tp * dp * pp`` instance (per GPU unless named)."""
+
+    # Set by StepModel.__init__ (declarations only, for the type checker).
+    model: ModelSpec
+    gpu: GPUSpec
+    engine: EngineSpec | None
+    dtype: str
+    tp: int
+    dp: int
+    pp: int
+    ep: int
+    lanes: int
+    bw: float
+    bkv: float
+    attn_prec: tuple[Any, ...]
+    expert_prec: tuple[Any, ...]
+    stage_attn_layers: int
+    kv_elems_gpu: float
+    kv_window: float
 
     @property
     def weight_bytes_per_gpu(self) -> float:

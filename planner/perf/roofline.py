@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import ceil
+from typing import Any
 
 import numpy as np
 
@@ -455,7 +456,11 @@ class StepModel(InstanceMemory):
                "attention_prefill": self.prefill_attention(prefill_tokens, prefill_pairs, prefill_kv,
                                                            prefill_seqs),
                "attention_decode": self.decode_attention(decode_batch, decode_ctx, decode_query)}
-        parts, flops, nbytes, comp, mem = {}, 0.0, 0.0, 0.0, 0.0
+        parts: dict[str, Any] = {}
+        flops: Any = 0.0  # floats or arrays, as the inputs broadcast
+        nbytes: Any = 0.0
+        comp: Any = 0.0
+        mem: Any = 0.0
         hbm = self.gpu.hbm_bytes_per_s
         for name, op in ops.items():
             if op is None:

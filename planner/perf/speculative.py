@@ -33,10 +33,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
-from planner.catalog import ACTIVATION_BYTES
+from planner.catalog import ACTIVATION_BYTES, ModelSpec
 from planner.errors import InvalidRequestError
 from planner.perf.roofline import StepCost, StepModel
 from planner.perf.tables import FastTimes
@@ -59,7 +60,7 @@ class SpecDecode:
     tokens: int
     acceptance: tuple
     kind: str = "mtp"
-    draft: object = None
+    draft: ModelSpec | None = None
     mean_given: float | None = None
 
     @property
@@ -104,7 +105,7 @@ class SpecDecode:
 
     def document(self) -> dict:
         """What a plan records (and :func:`from_document` reads back)."""
-        doc = {"tokens": int(self.tokens)}
+        doc: dict[str, Any] = {"tokens": int(self.tokens)}
         if self.mean_given is not None:
             doc["acceptance"] = round(float(self.mean_given), _DIGITS)
         else:
@@ -130,8 +131,7 @@ class SpecDecode:
             sd = math.sqrt(max(self.variance, 1e-12) / g**3)
             k = np.minimum(np.ceil(m / g + 4.0 * sd * np.sqrt(m) + 4.0), m).astype(np.int64)
             # Blocks of at most ~4M draws bound the memory.
-            cut = np.searchsorted(np.cumsum(k), 4_000_000, side="right")
-            cut = max(int(cut), 1)
+            cut = max(int(np.searchsorted(np.cumsum(k), 4_000_000, side="right")), 1)
             sel, m, k = todo[:cut], m[:cut], k[:cut]
             gains = 1 + np.searchsorted(cdf, rng.random(int(k.sum())), side="right")
             c = np.cumsum(gains)

@@ -11,11 +11,15 @@ arithmetic with the same formulas. ``tests/test_perf.py`` pins :meth:`FastTimes.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from planner.perf.efficiency import decode_attention_floor
 from planner.perf.roofline import StepModel
+
+if TYPE_CHECKING:
+    from planner.perf.speculative import SpecStepModel
 
 
 class FastTimes:
@@ -25,6 +29,14 @@ class FastTimes:
     rank carries (attention side) and by the lane's total tokens (routed experts), and
     :meth:`time` maps a lane's iteration to its busiest rank the way
     :meth:`StepModel.busiest_rank` does."""
+
+    # Per-token tables (lists of seconds) that one dp branch builds and the other sets to None;
+    # the hot paths index them unchecked, after branching on dp.
+    rank_l: Any
+    rank_dec_l: Any
+    routed_l: Any
+    base_l: Any
+    base_dec_l: Any
 
     def __init__(self, sm: StepModel, max_tokens: int):
         n = int(max_tokens) + 1
@@ -162,4 +174,4 @@ def fast_times(sm: StepModel, max_tokens: int):
         return FastTimes(sm, max_tokens)
     from planner.perf.speculative import SpecFastTimes
 
-    return SpecFastTimes(sm, max_tokens)
+    return SpecFastTimes(cast("SpecStepModel", sm), max_tokens)  # it has a spec: a SpecStepModel

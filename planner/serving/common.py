@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast, overload
 
 import numpy as np
 
 from planner.perf import StepModel, build_step_model
 from planner.serving import REGISTRY  # noqa: E402
+
+if TYPE_CHECKING:
+    from planner.perf.speculative import SpecStepModel
 
 APPROACHES = tuple(REGISTRY)
 PERCENTILES = (50, 90, 95, 99)
@@ -62,6 +66,12 @@ def token_budget(sm: StepModel) -> int:
     return lane_budget(sm, sm.engine.token_budget(sm.gpu) if sm.engine is not None else DEFAULT_TOKEN_BUDGET)
 
 
+@overload
+def lane_budget(sm: StepModel, per_rank: int) -> int: ...
+@overload
+def lane_budget(sm: StepModel, per_rank: None) -> None: ...
+@overload
+def lane_budget(sm: StepModel, per_rank: int | None) -> int | None: ...
 def lane_budget(sm: StepModel, per_rank: int | None) -> int | None:
     """A lane's token budget from the per-rank one users and engines give (``--chunk-size``,
     ``max_num_batched_tokens``): each of the ``dp`` attention ranks has its own."""
@@ -311,7 +321,7 @@ def per_output_token(sm: StepModel, shape: LoadShape, td, td_sd):
     td = np.asarray(td, dtype=float)
     if g == 1.0:
         return td, td_sd
-    var_a = float(sm.spec.variance)
+    var_a = float(cast("SpecStepModel", sm).spec.variance)  # g > 1: a speculative instance
     inv_n = float(np.mean(1.0 / np.maximum(shape.decode_tokens, 1.0)))
     sd = np.sqrt((np.asarray(td_sd, dtype=float) / g) ** 2 + td**2 * var_a / g**3 * inv_n)
     return td / g, sd
@@ -346,8 +356,9 @@ class LoadShape:
     # Prefix caching (planner.workload.PrefixCache), per request of the mix: prompt tokens found
     # in the cache (``cached``) and, of those, the shared prefix's (``shared``, held once per
     # instance); the shared prefix's length; the cached tokens of the longest prompt.
-    cached: np.ndarray | None = None
-    shared: np.ndarray | None = None
+    # (None = none cached: __post_init__ fills zeros, so neither is None after it.)
+    cached: np.ndarray = None  # type: ignore[assignment]
+    shared: np.ndarray = None  # type: ignore[assignment]
     prefix_tokens: float = 0.0
     tail_cached: float | None = None
 
@@ -366,7 +377,7 @@ class LoadShape:
     @property
     def longest_computed(self) -> float:
         """Prompt tokens the longest prompt's prefill computes (its uncached ones)."""
-        return max(self.longest - float(self.tail_cached), 1.0)
+        return max(self.longest - float(self.tail_cached or 0.0), 1.0)  # (set by __post_init__)
 
     @property
     def computed(self) -> np.ndarray:

@@ -12,11 +12,15 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from planner.perf import FastTimes
 from planner.sim.runs import iter_time, run_reach, run_span
+
+if TYPE_CHECKING:
+    from planner.sim.policies import InflightReservation
 
 _INF = math.inf
 # Lane step kinds: idle, a run of decode iterations, a step carrying prompt tokens.
@@ -115,23 +119,23 @@ class LaneEngine:
         self.kind = [_IDLE] * L
         self.nrun = [0] * L  # iterations of the current decode run
         self.rev = [False] * L  # current run may be cut by an arrival
-        self.data = [None] * L  # prefill request / requests finishing their prompt
+        self.data: list[Any] = [None] * L  # prefill request / requests finishing their prompt
         self.B = [0] * L
         self.X = [0.0] * L
         self.XS = [0.0] * L  # shared-prefix tokens in the context sum X (held once, not per sequence)
         self.k = [0] * L  # decode iterations done
-        self.fin = [[] for _ in range(L)]  # heap of (finish iteration, request)
-        self.queue = [deque() for _ in range(L)]
+        self.fin: list[list[tuple[int, int]]] = [[] for _ in range(L)]  # heap of (finish iteration, request)
+        self.queue: list[deque[int]] = [deque() for _ in range(L)]
         self.kv = [0.0] * L  # reserve_full: reserved KV tokens; else prompt tokens of admitted
         # sequences not yet decoding (decoding ones hold their context, self.X)
         self.ns = [0] * L  # admitted, unfinished sequences (chunked: includes in prefill)
         self.out = [0] * L  # routing key (see prompt_weight)
         self.partial = [None] * L  # chunked: (request, tokens done)
         self.spec = [None] * L  # chunked: the step before its speculative last piece
-        self.fresh = [[] for _ in range(L)]  # joined, waiting for their second token
-        self.joined = [[] for _ in range(L)]  # (request, join serial) in join order (preemption)
-        self.cross = [[] for _ in range(L)]  # per segment: gap into its first iteration
-        self.inner = [[] for _ in range(L)]  # per segment: largest gap inside it
+        self.fresh: list[list[int]] = [[] for _ in range(L)]  # joined, waiting for their second token
+        self.joined: list[list[tuple[int, int]]] = [[] for _ in range(L)]  # (request, join serial) in join order (preemption)
+        self.cross: list[list[float]] = [[] for _ in range(L)]  # per segment: gap into its first iteration
+        self.inner: list[list[float]] = [[] for _ in range(L)]  # per segment: largest gap inside it
         self.last_end = [0.0] * L
         self.heap: list = []
         self.now = 0.0
@@ -140,7 +144,7 @@ class LaneEngine:
         self.woken: list = []  # idle lanes an arrival went to, started after its simultaneous ones
         # KV tokens per lane held outside the lanes' own account at time t (disaggregated decode:
         # transfers in flight, allocated before they start); None: nothing is.
-        self.reserved = None
+        self.reserved: InflightReservation | None = None
 
     # ----------------------------------------------------------------------------------------
     def schedule(self, l: int, kind: int, t0: float, ev: float) -> None:
@@ -196,6 +200,7 @@ class LaneEngine:
     def _until_release(self, l: int, t: float, n: int) -> int:
         """A lane whose queue waits for KV memory while transfers in flight hold some looks
         again at the first boundary at or after the next release (``self.reserved``)."""
+        assert self.reserved is not None  # only called while transfers hold KV
         t_rel = self.reserved.next_release(t)
         if t_rel == _INF:
             return n

@@ -25,6 +25,7 @@ import heapq
 import math
 from bisect import bisect_right
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -47,6 +48,10 @@ from planner.serving.common import (
 from planner.sim.engine import MIXED, LaneEngine
 from planner.sim.links import ps_completions
 
+if TYPE_CHECKING:
+    from planner.api import Inputs
+    from planner.serving.common import Deployment
+
 # Simulated time may pass this many arrival spans before a run is called unstable.
 TIME_LIMIT_SPANS = 50.0
 
@@ -55,8 +60,8 @@ TIME_LIMIT_SPANS = 50.0
 class Job:
     """One simulation: the question, the deployment, the sampled requests and the limits."""
 
-    inp: object
-    dep: object
+    inp: Inputs
+    dep: Deployment
     arr: np.ndarray  # arrival times (closed loop: filled in by the run)
     isl_a: np.ndarray
     osl_a: np.ndarray
@@ -283,6 +288,7 @@ class InFlightBatching:
         eng.draw = spec_draws(sm, job)
         arr = job.arr
         if inp.workload.closed:
+            assert inp.workload.concurrency is not None  # what closed means
             t_arr = [math.nan] * n
             # The clients' rate is not known in advance: bound simulated time by the whole run
             # done one request at a time (every request alone, back to back), times 50.
@@ -406,7 +412,7 @@ class Disaggregated:
         nbytes = (isl_a - shared_a).astype(float) * kvb
         exposed = np.broadcast_to(np.asarray(kv_transfer_time(
             nbytes, link, streams=streams, prefill_time=P, layers=inp.model.num_layers,
-            overlap=dep.kv_overlap, xfer=xfer), dtype=float), (n,))
+            overlap=dep.kv_overlap, xfer=xfer), dtype=np.float64), (n,))
         fixed = transfer_fixed_time(link, xfer)
         rate = transfer_rate(link, streams, xfer)
         x = nbytes / rate  # data part alone on the links
@@ -473,6 +479,7 @@ class Disaggregated:
         return eng, stable, duration, arr
 
 
-POLICIES = {"unified": Unified, "chunked": Chunked, "disaggregated": Disaggregated}
+POLICIES: dict[str, type[InFlightBatching] | type[Disaggregated]] = {
+    "unified": Unified, "chunked": Chunked, "disaggregated": Disaggregated}
 
 __all__ = ["POLICIES", "Chunked", "DecodeOnly", "Disaggregated", "InFlightBatching", "InflightReservation", "Job", "Unified"]

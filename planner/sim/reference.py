@@ -413,7 +413,7 @@ def shared_link(begins: list, sizes: list, lanes: int = 1) -> list:
     speed shared by the jobs present (each at most one lane); job ``i`` arrives at
     ``begins[i]`` needing ``sizes[i]`` seconds alone."""
     k = max(1, int(lanes))
-    left = {}
+    left: dict[int, float] = {}
     done = [0.0] * len(begins)
     pending = sorted(range(len(begins)), key=lambda i: (begins[i], i))
     t = 0.0
