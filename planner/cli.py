@@ -45,7 +45,7 @@ class _UserError(click.ClickException):
         # Bad input is one line; "no plan" (exit 3) keeps its lines: one per approach.
         text = str(message) if exit_code == 3 else " ".join(str(message).split("\n"))
         super().__init__(text)
-        self.exit_code = exit_code  # type: ignore[misc]  # click declares it per class; ours varies
+        self.exit_code = exit_code  # type: ignore[misc, unused-ignore]  # click 8.5 declares it per class; ours varies
 
 
 class PdplanGroup(click.Group):
