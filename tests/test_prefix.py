@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from planner import api
@@ -148,10 +148,14 @@ def test_unified_budget_is_raised_to_the_computed_tokens_only():
 @given(isl=st.integers(256, 8192), osl=st.integers(16, 512), a=st.floats(0, 1), b=st.floats(0, 1),
        ha=st.floats(0, 1), hb=st.floats(0, 1), qps=st.floats(0.1, 6.0),
        approach=st.sampled_from(sorted(DEPLOY)))
+@example(isl=1737, osl=16, a=0.0, b=0.0, ha=0.125, hb=0.1875, qps=0.5, approach="chunked")
 def test_more_cache_hits_never_raise_ttft_or_kv(isl, osl, a, b, ha, hb, qps, approach):
     """For fixed lengths, a longer cached prefix and a higher hit rate (every request's cached
-    count at least as large) never raise the mean or P90 TTFT, nor the KV in use, and never
-    turn a stable deployment unstable."""
+    count at least as large) never raise the mean TTFT, nor the KV in use, and never turn a
+    stable deployment unstable; the P90 rises by at most 0.1%. (A prompt's wait includes the
+    rest of the iteration in progress, a mixture of prefill and decode iterations: shorter
+    prefills shift the mixture's weights, and its 90th percentile can move up by a hair while
+    the mean falls. The example above: P90 142.44 -> 142.53 ms, +0.06%, found by hypothesis.)"""
     p1, p2 = sorted((int(a * (isl - 1)), int(b * (isl - 1))))
     h1, h2 = sorted((ha, hb))
     dep = DEPLOY[approach]
@@ -163,7 +167,7 @@ def test_more_cache_hits_never_raise_ttft_or_kv(isl, osl, a, b, ha, hb, qps, app
     (s1, m1, q1, k1), (s2, m2, q2, k2) = out
     if s1:
         assert s2
-        assert m2 <= m1 * (1 + 1e-9) and q2 <= q1 * (1 + 1e-9)
+        assert m2 <= m1 * (1 + 1e-9) and q2 <= q1 * (1 + 1e-3)
         assert k2 <= k1 * (1 + 1e-9)
 
 
