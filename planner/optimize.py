@@ -742,6 +742,15 @@ def _why_miss(c: Candidate, slo) -> str:
     return ", ".join(bits) or "both percentiles within the SLOs, but too few requests meet both at once"
 
 
+def _feasible(inp: Inputs, gpu_ids, max_gpus: int) -> bool:
+    """Whether the search finds any plan for ``inp`` (a suggestion's check)."""
+    try:
+        sr = search(inp, gpu_ids, APPROACHES, max_gpus)
+    except PdplanError:
+        return False
+    return any(c is not None for c in sr.best.values())
+
+
 def no_plan_message(inp: Inputs, sr: SearchResult, gpu_ids, max_gpus) -> str:
     slo = inp.slo
     lines = [f"no deployment meets P{slo.percentile} TTFT <= {slo.ttft_s * 1e3:g} ms and TPOT <= "
@@ -753,30 +762,39 @@ def no_plan_message(inp: Inputs, sr: SearchResult, gpu_ids, max_gpus) -> str:
         lines.append(f"{a}: nearest miss {c.deployment.pools[0].spec()}"
                      + (f" + {c.deployment.pools[1].spec()}" if len(c.deployment.pools) > 1 else "")
                      + f" ({c.gpus} GPUs): {_why_miss(c, slo)}")
+    # Every suggestion is checked: the search is run again with it, and only those that give a
+    # plan are offered (a suggestion that would still leave nothing feasible is not help).
     hints = []
-    finite = [c for c in sr.nearest.values()
-              if c is not None and (math.isfinite(c.ttft) or math.isfinite(c.tpot))]
-    if finite:
-        best = min(finite, key=lambda c: max(c.ttft / slo.ttft_s, c.tpot / slo.tpot_s))
-        if best.ttft > slo.ttft_s:
-            hints.append(f"a TTFT SLO of {best.ttft * 1e3 * 1.05:.0f} ms")
-        if best.tpot > slo.tpot_s:
-            hints.append(f"a TPOT SLO of {best.tpot * 1e3 * 1.05:.0f} ms")
-    else:
-        hints.append("lower QPS or more GPUs (--max-gpus)")
-    if inp.dtype == "bf16":
-        hints.append("--dtype fp8")
-    others = sorted((g for g in inp.catalog.gpus if g not in gpu_ids),
-                    key=lambda g: -inp.catalog.gpus[g].hbm_bytes)
-    if others:
-        hints.append("a GPU type with more memory or speed (--gpu " + ",".join(others[:3]) + ")")
     isl, osl = inp.workload.grid()
     longest = float(np.max(isl + osl))
     configs = _configs(inp, gpu_ids)
     room = max((sm.kv_capacity_tokens_per_lane for sm in configs), default=0.0)
     if longest > room:
-        hints.insert(0, f"shorter requests: the longest ({longest:,.0f} tokens) does not fit the KV "
-                        f"cache of any instance ({room:,.0f} tokens at most)")
+        hints.append(f"shorter requests: the longest ({longest:,.0f} tokens) does not fit the KV "
+                     f"cache of any instance ({room:,.0f} tokens at most)")
+    finite = [c for c in sr.nearest.values()
+              if c is not None and (math.isfinite(c.ttft) or math.isfinite(c.tpot))]
+    if finite:
+        best = min(finite, key=lambda c: max(c.ttft / slo.ttft_s, c.tpot / slo.tpot_s))
+        new_slo = replace(slo, ttft_s=max(slo.ttft_s, best.ttft * 1.05), tpot_s=max(slo.tpot_s, best.tpot * 1.05))
+        if new_slo != slo and _feasible(replace(inp, slo=new_slo), gpu_ids, max_gpus):
+            parts = [f"a TTFT SLO of {new_slo.ttft_s * 1e3:.0f} ms"] if new_slo.ttft_s > slo.ttft_s else []
+            parts += [f"a TPOT SLO of {new_slo.tpot_s * 1e3:.0f} ms"] if new_slo.tpot_s > slo.tpot_s else []
+            hints.append(" and ".join(parts))
+    if max_gpus < 100_000 and _feasible(inp, gpu_ids, max_gpus * 4):
+        hints.append(f"more GPUs (--max-gpus {max_gpus * 4})")
+    elif _feasible(replace(inp, workload=inp.workload.with_qps(inp.workload.qps / 2)), gpu_ids, max_gpus):
+        hints.append(f"half the rate ({inp.workload.qps / 2:g} QPS)")
+    if inp.dtype == "bf16" and _feasible(replace(inp, dtype="fp8"), gpu_ids, max_gpus):
+        hints.append("--dtype fp8")
+    others = sorted((g for g in inp.catalog.gpus if g not in gpu_ids),
+                    key=lambda g: -inp.catalog.gpus[g].hbm_bytes)
+    ok = [g for g in others[:4] if _feasible(inp, [g], max_gpus)]
+    if ok:
+        hints.append("another GPU type (--gpu " + ",".join(ok[:3]) + ")")
+    if not hints:
+        hints.append("none of a 5% looser SLO, 4x the GPUs, half the rate, FP8 weights or another GPU "
+                     "type alone gives a plan")
     lines.append("what would help: " + "; ".join(hints))
     return "\n".join(lines)
 

@@ -68,3 +68,42 @@ def test_more_gpu_headroom_never_worsens_a_feasible_answer(q):
     small, big = _gpus(q, 1.0, max_gpus=128), _gpus(q, 1.0, max_gpus=1024)
     if small is not None:
         assert big == small
+
+
+def test_what_would_help_only_offers_what_gives_a_plan():
+    """Each suggestion of an exit-3 message, applied alone, gives a plan (issue 14: "what would
+    help" only suggests values that make a plan feasible)."""
+    import re
+
+    from click.testing import CliRunner
+
+    from planner.cli import cli
+
+    runner = CliRunner()
+    for base in (["recommend", "--qps", "80", "--ttft-slo", "200ms", "--max-gpus", "32"],
+                 ["recommend", "--qps", "80", "--ttft-slo", "60ms", "--tpot-slo", "20ms", "--max-gpus", "64"]):
+        r = runner.invoke(cli, base)
+        assert r.exit_code == 3
+        help_line = next(line for line in r.output.splitlines() if line.startswith("what would help"))
+        tried = 0
+        m = re.search(r"--max-gpus (\d+)", help_line)
+        if m:
+            args = base[:-1] + [m.group(1)]
+            assert runner.invoke(cli, args).exit_code == 0, args
+            tried += 1
+        m = re.search(r"a TTFT SLO of (\d+) ms(?: and a TPOT SLO of (\d+) ms)?", help_line)
+        if m:
+            args = [a for a in base]
+            args[args.index("--ttft-slo") + 1] = f"{m.group(1)}ms"
+            if m.group(2):
+                args += ["--tpot-slo", f"{m.group(2)}ms"] if "--tpot-slo" not in args else []
+                if "--tpot-slo" in base:
+                    args[args.index("--tpot-slo") + 1] = f"{m.group(2)}ms"
+            assert runner.invoke(cli, args).exit_code == 0, args
+            tried += 1
+        m = re.search(r"--gpu ([\w,.-]+)\)", help_line)
+        if m:
+            for g in m.group(1).split(","):
+                assert runner.invoke(cli, base + ["--gpu", g]).exit_code == 0, g
+            tried += 1
+        assert tried, help_line
