@@ -212,14 +212,11 @@ def _residuals(setup, obs, calibration, cache=None):
 
 
 def _calibration(names, x, base: dict):
-    from planner.perf import Calibration
-
+    """(the Calibration, the constants' values) with ``names`` set from the solver's ``x``."""
     v = dict(base)
     for n, xi in zip(names, x):
         v[n] = math.exp(xi) if n in LOG_SCALED else xi
-    return Calibration(overhead_s=None if v.get("overhead_ms") is None else v["overhead_ms"] * 1e-3,
-                       request_s=v.get("request_ms", 0.0) * 1e-3,
-                       compute=v["compute"], memory=v["memory"], comm=v["comm"]), v
+    return calibration_of(v), v
 
 
 def _x0_bounds(names, base):
@@ -410,7 +407,3 @@ def calibration_of(values: dict):
                        request_s=float(values.get("request_ms", 0.0)) * 1e-3,
                        compute=float(values.get("compute", 1.0)), memory=float(values.get("memory", 1.0)),
                        comm=float(values.get("comm", 1.0)))
-
-
-def with_calibration(setup: Setup, **kw) -> Setup:
-    return replace(setup, **kw)

@@ -242,3 +242,14 @@ def k8s_name(*parts: str) -> str:
 
 def plan_stem(src: Source) -> str:
     return k8s_name(Path(src.path).stem)
+
+
+def require_engine(src: Source, engine: str, writes: str) -> None:
+    """A target that writes one engine's configs (``writes``, e.g. "vLLM configs") takes plans
+    made for that engine only: exit 2 naming the plan's engine and the targets that take it."""
+    if src.engine.id != engine:
+        raise InvalidRequestError(
+            f"plan file {src.path}: engine: the plan was made for {src.engine.id} {src.engine.version}, "
+            f"and --target {engine} writes {writes}; export it with --target {src.engine.id} (or "
+            f"dynamo/k8s), or re-plan with --engine {engine}")
+

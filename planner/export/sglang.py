@@ -12,13 +12,13 @@ instances take ``--nnodes``, ``--node-rank`` and ``--dist-init-addr host:port``.
 
 from __future__ import annotations
 
-from planner.errors import InvalidRequestError
 from planner.export.common import (
     PoolSettings,
     Source,
     comment,
     header_lines,
     pool_settings,
+    require_engine,
     shell_words,
     to_yaml,
 )
@@ -33,11 +33,7 @@ ENGINE = "sglang"
 
 
 def check(src: Source) -> None:
-    if src.engine.id != ENGINE:
-        raise InvalidRequestError(
-            f"plan file {src.path}: engine: the plan was made for {src.engine.id} {src.engine.version}, "
-            f"and --target sglang writes SGLang arguments; export it with --target {src.engine.id} (or "
-            "dynamo/k8s), or re-plan with --engine sglang")
+    require_engine(src, ENGINE, "SGLang arguments")
 
 
 def transfer_backend(src: Source) -> str:

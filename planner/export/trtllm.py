@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from planner.errors import InvalidRequestError
 from planner.export.common import (
     PoolSettings,
     Source,
     comment,
     header_lines,
     pool_settings,
+    require_engine,
     shell_words,
     to_yaml,
 )
@@ -34,11 +34,7 @@ ENGINE = "trtllm"
 
 
 def check(src: Source) -> None:
-    if src.engine.id != ENGINE:
-        raise InvalidRequestError(
-            f"plan file {src.path}: engine: the plan was made for {src.engine.id} {src.engine.version}, "
-            f"and --target trtllm writes TensorRT-LLM configs; export it with --target {src.engine.id} (or "
-            "dynamo/k8s), or re-plan with --engine trtllm")
+    require_engine(src, ENGINE, "TensorRT-LLM configs")
 
 
 def serve_args(src: Source, ps: PoolSettings) -> list[str]:

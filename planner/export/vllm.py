@@ -32,6 +32,7 @@ from planner.export.common import (
     comment,
     header_lines,
     pool_settings,
+    require_engine,
     shell_words,
     to_yaml,
 )
@@ -49,11 +50,7 @@ ENGINE = "vllm"
 
 
 def check(src: Source) -> None:
-    if src.engine.id != ENGINE:
-        raise InvalidRequestError(
-            f"plan file {src.path}: engine: the plan was made for {src.engine.id} {src.engine.version}, "
-            f"and --target vllm writes vLLM configs; export it with --target {src.engine.id} (or "
-            "dynamo/k8s), or re-plan with --engine vllm")
+    require_engine(src, ENGINE, "vLLM configs")
     for ps in pool_settings(src):
         local_dp(ps)
 
