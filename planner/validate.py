@@ -209,6 +209,9 @@ def load_serving_rows(path: Path) -> tuple[list, list]:
             why = f"load {e.get('load')!r} (offline runs are the offline-throughput sets' job)"
         elif str(e.get("engine")) not in SERVING_ENGINES:
             why = f"engine {e.get('engine')!r} has no profile"
+        elif e.get("tp") is None:
+            # (a multi-GPU system predicted as one GPU would be "called unstable" for nothing)
+            why = "parallel layout (TP, replicas) not stated in the source"
         if why:
             skipped.append((str(e["id"]), why))
             continue
