@@ -146,8 +146,12 @@ def test_serving_unstable_calls_are_counted():
     # B200 FP4 prefill is too slow, so the lanes come out prefill-bound) and the multi-node
     # Cisco runs without a config. A finding, not met (issue 10's target: none). 26 since the
     # routed experts are costed from the silicon MoE tables: two more Mixtral-8x7B runs (H200,
-    # B200) come out above capacity (Mixtral serving max_qps bias +5% -> -24%).
-    assert len(s["called_unstable_sustained"]) <= 26, s["called_unstable_sustained"]
+    # B200) come out above capacity (Mixtral serving max_qps bias +5% -> -24%). 19 since the
+    # points whose layout the source does not state are skipped instead of predicted on one GPU
+    # (7 Cisco runs on 8-32 GPUs without a config; the three Dell MI300X runs take their harness's
+    # stated TP1 x 8 and settings): 12 B200 FP4 Llama-3.1-405B runs 1% above capacity, 2 H200
+    # Mixtral runs 10%, 2 H200 Llama-3.1-8B runs 6-7% and the 2 TensorRT-LLM 0.14 points.
+    assert len(s["called_unstable_sustained"]) <= 19, s["called_unstable_sustained"]
 
 
 def test_serving_rows_take_the_runs_engine_settings(tmp_path):

@@ -34,7 +34,13 @@ Two effects of closed loops that open-loop models do not have:
   lengths breaks cohorts up within a cycle (members finish in different iterations), so with
   variable lengths arrivals are taken as a renewal process as regular as the requests' stays:
   the coefficient of variation of the output length, clipped to [0.1, 1]. Disaggregated prefill
-  lanes take one prompt at a time, so cohorts do not form there. ``tests/test_engines.py`` and
+  lanes take one prompt at a time, so cohorts do not form there.
+* **Just after the boundary.** Without think time a request is sent when its predecessor's last
+  token comes out: at the boundary where the engine plans its next iteration, which it
+  therefore misses and waits for in full. The cohorts form a chain (they entered consecutive
+  iterations at the start): each waits for the full iteration of the cohort ahead of it, the
+  head for a decode step (:meth:`_Cohorts.in_progress`), and a request's decode phase holds one
+  cohort iteration fewer (:meth:`_Cohorts.chain_tpot`). ``tests/test_engines.py`` and
   ``tests/test_agreement.py`` measure both against the simulator, which runs the clients.
 """
 
@@ -123,6 +129,73 @@ class _Cohorts:
         cv = self.curves
         return np.maximum(cv.busy(b, g * self.isl) - cv.busy(b, self.isl), 0.0)
 
+    def in_progress(self, batch, tpot) -> tuple[np.ndarray, np.ndarray]:
+        """What requests of clients without think time wait for the iteration that starts at the
+        boundary their predecessor finished at (they arrive just after it), at running batches
+        ``batch`` and TPOTs ``tpot`` (arrays): ``(shares, seconds)``, each ``(3,) + shape``, the
+        shares of requests with each wait, with the own iteration of a cohort smaller than ``g``
+        (what it differs from the full cohort's, which :meth:`extra` charges) folded in.
+
+        With cohorts the ``m = ceil(n / g)`` cohorts of a lane's ``n`` clients form a chain (at
+        the start they enter ``m`` consecutive iterations): the head cohort finds a decode step
+        in progress (nothing at all when it is every client: the lane is idle), every later one
+        the full iteration of the cohort ahead of it, which it cannot join (its members arrive
+        after that iteration was planned), so the cohorts keep finishing one iteration apart.
+        Without cohorts (spread lengths) the iteration in progress is a typical one, whose mean
+        length by count is the TPOT times the tokens a step gives."""
+        b = np.nan_to_num(np.asarray(batch, dtype=float), nan=0.0, posinf=0.0)
+        tp = np.nan_to_num(np.asarray(tpot, dtype=float), nan=0.0, posinf=0.0)
+        one, zero = np.ones_like(b), np.zeros_like(b)
+        if not self.in_flight:
+            return np.stack([one, zero, zero]), np.stack([zero, zero, zero])
+        if not self.on:
+            return np.stack([one, zero, zero]), np.stack([tp * self.g, zero, zero])
+        n = float(max(self.per_lane, 1))
+        g = np.minimum(self.size(b), n)
+        m = np.ceil(n / g)
+        r = n - (m - 1) * g
+        full = np.asarray(self.curves.busy(b, g * self.isl), dtype=float)
+        last = np.asarray(self.curves.busy(b, r * self.isl), dtype=float)
+        td = np.asarray(self.curves.decode(b), dtype=float)
+        chain = m > 1
+        # head: a decode step; middle cohorts: the full iteration ahead; the last (r members):
+        # the full iteration ahead plus its own smaller one instead of a full one.
+        shares = np.stack([np.where(chain, g / n, 1.0), np.where(chain, (m - 2) * g / n, 0.0),
+                           np.where(chain, r / n, 0.0)])
+        waits = np.stack([np.where(chain, td, 0.0), np.where(chain, full, 0.0), np.where(chain, last, 0.0)])
+        return shares, waits
+
+    def chain_tpot(self, batch, tpot) -> np.ndarray:
+        """TPOT of clients without think time moving in a chain of cohorts (fixed lengths): a
+        request's ``d`` decode iterations are decode steps but for the cohorts' full iterations
+        that fall inside them: all ``m - 1`` others for the head cohort, ``m - 2`` for the rest
+        (the full iteration of the cohort ahead runs while the request waits for its own, see
+        :meth:`in_progress`), at most the ``B / g`` cohorts admitted during it; none when one
+        cohort holds every client. ``tpot`` (the open-loop
+        model's) is returned where cohorts do not form."""
+        tp = np.asarray(tpot, dtype=float)
+        if not (self.in_flight and self.on) or self.decode_tokens <= 0:
+            return tp
+        b = np.nan_to_num(np.asarray(batch, dtype=float), nan=0.0, posinf=0.0)
+        n = float(max(self.per_lane, 1))
+        g = np.minimum(self.size(b), n)
+        m = np.ceil(n / g)
+        head = np.minimum(g / n, 1.0)
+        # full iterations inside a decode phase: the chain's, but no more than the cohorts
+        # admitted while it decodes (B / g, Little's law on the batch: fewer when the batch is
+        # capped and the other clients wait for a place)
+        seen = np.where(m > 1, np.minimum(m - 2.0 + head, b / g), 0.0)
+        d_it = self.decode_tokens / self.g  # decode iterations a request takes
+        seen = np.minimum(seen, d_it)
+        full = np.asarray(self.curves.busy(b, g * self.isl), dtype=float)
+        td = np.asarray(self.curves.decode(b), dtype=float)
+        out = (seen * full + (d_it - seen) * td) / (d_it * self.g)
+        return np.where(np.isfinite(tp), out, tp)
+
+    def mean_wait(self, batch, tpot) -> np.ndarray:
+        """The mean of :meth:`in_progress`."""
+        w, t = self.in_progress(batch, tpot)
+        return np.sum(w * t, axis=0)
 
 def solve(inp, dep) -> ClosedLoop:
     """The throughput ``inp.workload.concurrency`` clients reach on ``dep`` and the metrics
@@ -144,7 +217,11 @@ def solve(inp, dep) -> ClosedLoop:
     def gap(lams):
         r = evaluate(inp, dep, lams)
         ttft = np.asarray(evaluate(inp, dep, lams * share, at_boundary=boundary).ttft["mean"], dtype=float)
-        resp = ttft + cohorts.extra(r.batch) + d_mean * np.asarray(r.tpot["mean"], dtype=float)
+        tp = np.asarray(r.tpot["mean"], dtype=float)
+        if boundary:
+            tp = cohorts.chain_tpot(r.batch, tp)
+            ttft = ttft + cohorts.mean_wait(r.batch, tp)
+        resp = ttft + cohorts.extra(r.batch) + d_mean * tp
         return np.where(np.isfinite(resp) & np.asarray(r.stable), lams * (Z + resp) - N, np.inf)
 
     sat, over = False, ""
@@ -173,9 +250,23 @@ def solve(inp, dep) -> ClosedLoop:
     g = int(cohorts.size([b])[0])
     shift = float(cohorts.extra([b])[0])
     tpot = float(np.asarray(r.tpot["mean"]).reshape(-1)[0])
+    chain_shift = 0.0
+    if boundary:
+        # cohorts in a chain: decodes see fewer full iterations than open-loop prompts bring
+        chain_shift = float(cohorts.chain_tpot([b], [tpot])[0]) - tpot
+        tpot += chain_shift
+    # (the iteration in progress when a request of clients without think time arrives)
+    if boundary:
+        ws, ts = cohorts.in_progress([b], [tpot])
+        waits = [(float(w[0]), float(t[0])) for w, t in zip(ws, ts) if w[0] > 0]
+    else:
+        waits = [(1.0, 0.0)]
+    order = sorted(waits, key=lambda p: p[1])
+    cum = np.cumsum([w for w, _ in order])
     queue = slow = 0.0
+    w_mean = float(sum(w * t for w, t in waits))
     if sat:
-        ttft0 = float(np.asarray(seen.ttft["mean"]).reshape(-1)[0]) + shift
+        ttft0 = float(np.asarray(seen.ttft["mean"]).reshape(-1)[0]) + shift + w_mean
         extra = max(N / lam - Z - ttft0 - d_mean * tpot, 0.0)
         full = cohorts.budget_bound(N, Z)
         if _waits_for_first_token(over, dep.approach) or d_mean == 0:
@@ -191,18 +282,29 @@ def solve(inp, dep) -> ClosedLoop:
         else:
             slow = extra / d_mean
     shift += queue
-    ttft = {k: np.asarray(v, dtype=float) + shift for k, v in seen.ttft.items()}
-    tpots = {k: np.asarray(v, dtype=float) + slow for k, v in r.tpot.items()}
+
+    def wait_at(key: str) -> float:
+        if key == "mean":
+            return w_mean
+        k = int(np.searchsorted(cum, float(key[1:]) / 100.0 - 1e-12))
+        return order[min(k, len(order) - 1)][1]
+
+    ttft = {k: np.asarray(v, dtype=float) + shift + wait_at(k) for k, v in seen.ttft.items()}
+    tpots = {k: np.maximum(np.asarray(v, dtype=float) + chain_shift, 0.0) + slow for k, v in r.tpot.items()}
     attain = r.attain
-    if shift > 0 or slow > 0:
+    if shift > 0 or slow > 0 or any(t > 0 for _, t in waits):
         # The share within both SLOs as an arriving request sees it, with the cohort's longer
-        # iteration and the wait for a place taken off its TTFT budget.
-        slo = replace(inp.slo, ttft_s=max(inp.slo.ttft_s - shift, 0.0),
-                      tpot_s=max(inp.slo.tpot_s - slow, 0.0))
-        attain = evaluate(replace(inp, slo=slo), dep, [lam * share], at_boundary=boundary,
-                          percentiles=()).attain
+        # iteration, the iteration in progress and the wait for a place taken off its TTFT
+        # budget (each share of requests with its own wait).
+        def attain_with(wait: float):
+            slo = replace(inp.slo, ttft_s=max(inp.slo.ttft_s - shift - wait, 0.0),
+                          tpot_s=max(inp.slo.tpot_s - slow, 0.0))
+            return np.asarray(evaluate(replace(inp, slo=slo), dep, [lam * share], at_boundary=boundary,
+                                       percentiles=()).attain, dtype=float)
+
+        attain = sum(w * attain_with(t) for w, t in waits)
     bd = dict(r.breakdown,
-              ttft_queue_s=np.asarray(seen.breakdown["ttft_queue_s"], dtype=float) + queue,
+              ttft_queue_s=np.asarray(seen.breakdown["ttft_queue_s"], dtype=float) + queue + wait_at("mean"),
               ttft_compute_s=np.asarray(seen.breakdown["ttft_compute_s"], dtype=float) + shift - queue)
     bd["tpot_interference_s"] = np.asarray(bd["tpot_interference_s"], dtype=float) + slow
     return ClosedLoop(lam, replace(r, ttft=ttft, tpot=tpots, breakdown=bd, attain=attain), sat,

@@ -490,8 +490,9 @@ class LaneEngine:
 
     def run_closed(self, clients: int, think_s: float, n: int, t_arr: list, t_limit: float) -> bool:
         """Closed loop: ``clients`` clients send requests ``0..n-1`` in order, all at time 0 at
-        first, then each ``think_s`` after its previous request completes (``t_arr`` receives the
-        arrival times). Returns False when simulated time passes ``t_limit``."""
+        first, then each ``think_s`` after its previous request completes (without think time:
+        just after the boundary it completed at; ``t_arr`` receives the arrival times). Returns
+        False when simulated time passes ``t_limit``."""
         self.spawn = []
         arrivals: list = []
         rid = 0
@@ -514,8 +515,13 @@ class LaneEngine:
                 self._arrival(rid_a, t_next, arrivals[0][0] if arrivals else _INF)
             for tc in self.spawn:  # completions: those clients send their next requests
                 if rid < n:
-                    t_arr[rid] = tc + think_s
-                    heapq.heappush(arrivals, (tc + think_s, rid))
+                    # Without think time the next request still comes after the boundary its
+                    # predecessor finished at: the client needs that last token to send it, and
+                    # the engine plans the iteration starting there at that very instant (the
+                    # first representable time after it: it waits for that whole iteration).
+                    ta = tc + think_s if think_s > 0 else math.nextafter(tc, _INF)
+                    t_arr[rid] = ta
+                    heapq.heappush(arrivals, (ta, rid))
                     rid += 1
             self.spawn.clear()
         return True
