@@ -797,7 +797,7 @@ _ENGINE_KEYS = {
     "id", "name", "kind", "version", "max_num_batched_tokens", "max_num_seqs", "large_gpu",
     "memory_policy", "memory_fraction", "kv_block_tokens", "cuda_graph_max_batch",
     "chunked_prefill", "schedule", "custom_allreduce_max_bytes", "preemption", "kv_admission",
-    "iteration_overhead_ms", "sources", "notes",
+    "iteration_overhead_ms", "overlap_schedule", "sources", "notes",
 }
 _LARGE_GPU_KEYS = {"min_memory_gib", "exclude", "max_num_batched_tokens", "max_num_seqs"}
 MEMORY_POLICIES = ("total_fraction", "static_fraction", "free_fraction")
@@ -809,7 +809,7 @@ KV_ADMISSIONS = ("incremental", "reserve_full")
 _ENGINE_SOURCED = ("version", "max_num_batched_tokens", "max_num_seqs", "memory_policy",
                    "memory_fraction", "kv_block_tokens", "cuda_graph_max_batch", "chunked_prefill",
                    "schedule", "custom_allreduce_max_bytes", "preemption", "kv_admission",
-                   "iteration_overhead_ms")
+                   "iteration_overhead_ms", "overlap_schedule")
 
 
 @dataclass(frozen=True)
@@ -831,6 +831,9 @@ class EngineSpec:
     preemption: str
     kv_admission: str  # incremental | reserve_full
     iteration_overhead_s: float | None
+    # The host schedules iteration n + 1 while the GPU runs n (TensorRT-LLM's overlap scheduler,
+    # SGLang's overlap loop): a request arriving during n is first scheduled into n + 2.
+    overlap_schedule: bool = False
     large_gpu: dict = field(default_factory=dict, compare=False, hash=False)
     sources: dict = field(default_factory=dict, compare=False, hash=False)
     notes: str = ""
@@ -867,6 +870,9 @@ def parse_engine(path: Path, data: dict) -> EngineSpec:
     chunked = data.get("chunked_prefill")
     if not isinstance(chunked, bool):
         raise CatalogError(f"{path}: chunked_prefill: must be true or false, got {chunked!r}")
+    overlap = data.get("overlap_schedule")
+    if not isinstance(overlap, bool):
+        raise CatalogError(f"{path}: overlap_schedule: must be true or false, got {overlap!r}")
     overhead = data.get("iteration_overhead_ms", "missing")
     if overhead == "missing":
         raise CatalogError(f"{path}: iteration_overhead_ms: missing (a number, or null for the default)")
@@ -911,6 +917,7 @@ def parse_engine(path: Path, data: dict) -> EngineSpec:
         preemption=r.text("preemption", choices=PREEMPTIONS),
         kv_admission=r.text("kv_admission", choices=KV_ADMISSIONS),
         iteration_overhead_s=overhead,
+        overlap_schedule=overlap,
         large_gpu=large,
         sources=sources,
         notes=str(data.get("notes") or ""),

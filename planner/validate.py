@@ -178,7 +178,8 @@ SERVING_ENGINES = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm"}
 # What a row may say the run's engine was configured with, beyond the profile's defaults (from
 # the submitter's own configuration files; each row's note names them).
 ENGINE_SETTINGS = {"max_num_batched_tokens": int, "max_num_seqs": int, "memory_fraction": float,
-                   "chunked_prefill": bool, "kv_admission": str, "kv_block_tokens": int}
+                   "chunked_prefill": bool, "kv_admission": str, "kv_block_tokens": int,
+                   "overlap_schedule": bool}
 
 
 def _engine_settings(e: dict) -> dict:

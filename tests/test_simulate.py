@@ -82,7 +82,8 @@ def _reference(inp, dep, n, seed, routing="outstanding"):
             reqs, clock, chunk, dep.approach == "chunked", lanes=pool.instances * pool.pp,
             kv_cap=sequence_kv_capacity(sm, prefix.tokens) / sm.lanes, routing=routing,
             mixed=e is None or e.schedule == "decode_first", preemptions=pre,
-            spec=getattr(sm, "spec", None), seed=seed, **_engine_kw(sm))
+            spec=getattr(sm, "spec", None), seed=seed, overlap=e is not None and e.overlap_schedule,
+            **_engine_kw(sm))
         _LAST_PREEMPTIONS[:] = pre
         return arr, np.asarray(isl), np.asarray(osl), tokens
     pp_, pd_ = dep.pool("prefill"), dep.pool("decode")

@@ -95,6 +95,7 @@ class _Cohorts:
         self.q, self.g = float(sm.decode_query), float(sm.tokens_per_step)
         self.lanes = pool.lanes
         self.per_lane = math.ceil(int(wl.concurrency) / self.lanes)
+        self.overlap = sm.engine is not None and sm.engine.overlap_schedule
 
     def budget_bound(self, N: int, Z: float):
         """Lanes whose every iteration is full (decodes plus prompt tokens fill the budget):
@@ -163,6 +164,14 @@ class _Cohorts:
         shares = np.stack([np.where(chain, g / n, 1.0), np.where(chain, (m - 2) * g / n, 0.0),
                            np.where(chain, r / n, 0.0)])
         waits = np.stack([np.where(chain, td, 0.0), np.where(chain, full, 0.0), np.where(chain, last, 0.0)])
+        if self.overlap:
+            # The host planned the next iteration too before the request came (overlap
+            # scheduling): in the chain that is one more decode step for the head cohort and
+            # one more cohort iteration for the others, where the lane model charged a typical
+            # iteration (the TPOT).
+            typical = tp * self.g
+            waits = waits + np.stack([np.where(chain, td, 0.0), np.where(chain, full, 0.0),
+                                      np.where(chain, full, 0.0)]) - typical * np.where(chain, 1.0, 0.0)
         return shares, waits
 
     def chain_tpot(self, batch, tpot) -> np.ndarray:

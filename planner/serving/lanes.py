@@ -196,6 +196,21 @@ class IterationCurves:
         return np.maximum(self.chunk - np.asarray(B, dtype=float) * self.q, 0.0)
 
 
+def overlap_lag(sm: StepModel, B, u, tc, tpot, gain: float):
+    """Seconds an engine that schedules iteration ``n + 1`` while ``n`` runs (``overlap_schedule``)
+    adds to a prompt's first token: arriving during ``n`` it is first scheduled into ``n + 2``,
+    so it also waits for ``n + 1``, a typical iteration (its mean length by count is the TPOT
+    times the tokens a step gives) while sequences decode, a busy one (``tc``) when the lane
+    runs prompts alone; nothing when the lane is idle (the host is waiting for work)."""
+    if sm.engine is None or not sm.engine.overlap_schedule:
+        return np.zeros(np.shape(B))
+    b = np.nan_to_num(np.asarray(B, dtype=float), nan=0.0, posinf=0.0)
+    p_dec = -np.expm1(-b)  # sequences are decoding
+    typical = np.nan_to_num(np.asarray(tpot, dtype=float) * gain, posinf=0.0)
+    busy = np.clip(np.nan_to_num(np.asarray(u, dtype=float)), 0.0, 1.0)
+    return p_dec * typical + (1.0 - p_dec) * busy * np.nan_to_num(np.asarray(tc, dtype=float), posinf=0.0)
+
+
 def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: float = 1.0,
                  curves: IterationCurves | None = None, lanes=1,
                  percentiles=PERCENTILES, slo=None, split: bool = True,
@@ -385,9 +400,11 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
                 return out
 
             ew = ew.reshape(lead)
+    lag = overlap_lag(sm, B, u, tc, tpot, gain)
+    ys = ys + np.asarray(lag)[..., None]
     tt = quantiles_of_wait_plus(cdf, ys, percentiles, shape=lam.shape, weights=weights)
     own_mean = np.mean(mixed.reshape(lam.shape + (-1,)), axis=-1)
-    tt["mean"] = ew + np.mean(r, axis=-1) + own_mean + kv_mean
+    tt["mean"] = ew + np.mean(r, axis=-1) + own_mean + kv_mean + lag
 
     # TPOT: decode-only iterations plus the extra time busy iterations add.
     # Extra seconds per prompt token a decode waits: what a busy iteration adds to a decode step
@@ -430,7 +447,7 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
         batch_cap=cv.bcap,
         batch_cap_by=cv.cap_by,
         breakdown={
-            "ttft_queue_s": np.where(stable, ew + np.mean(r, axis=-1) + kv_mean, inf),
+            "ttft_queue_s": np.where(stable, ew + np.mean(r, axis=-1) + kv_mean + lag, inf),
             "ttft_compute_s": own_mean,
             "ttft_transfer_s": np.zeros(lam.shape),
             "tpot_step_s": tdt,

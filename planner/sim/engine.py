@@ -46,7 +46,7 @@ class LaneEngine:
     def __init__(self, policy, lanes: int, ft: FastTimes, kv_cap: float, max_seqs: int,
                  isl: list, osl: list, t_first: list, route_prompts: bool = False,
                  route_work: bool = False, reserve_full: bool = False,
-                 cached: list | None = None, shared: list | None = None):
+                 cached: list | None = None, shared: list | None = None, overlap: bool = False):
         # The lane policy: what a step that starts at a boundary carries (planner.sim.policies).
         self.policy = policy
         self.chunk = int(getattr(policy, "chunk", 0))
@@ -145,6 +145,12 @@ class LaneEngine:
         # KV tokens per lane held outside the lanes' own account at time t (disaggregated decode:
         # transfers in flight, allocated before they start); None: nothing is.
         self.reserved: InflightReservation | None = None
+        # Overlap scheduling (the host plans iteration n + 1 while the GPU runs n): a request that
+        # arrives while a lane runs is handed to the lane just after that iteration's boundary,
+        # when n + 1 is already planned without it. Deliveries pending: (time, request, lane).
+        self.overlap = bool(overlap)
+        self.delayed: list = []
+        self.bounds: list[list[float]] = [[] for _ in range(L)]  # a prompt step's boundaries, from its start
 
     # ----------------------------------------------------------------------------------------
     def schedule(self, l: int, kind: int, t0: float, ev: float) -> None:
@@ -394,6 +400,47 @@ class LaneEngine:
         self.nrun[l] = m
         self.schedule(l, _PIECE, t0, t0 + run_span(a, f, g, B, X, m))
 
+    def _boundary_after(self, l: int, ta: float) -> float:
+        """The end of the iteration lane ``l`` is running at ``ta`` (a decode run's iteration in
+        progress; a prompt step's first iteration, or its end once past that)."""
+        kind, t0 = self.kind[l], self.t0[l]
+        if kind == _PIECE:
+            n, B, X = self.nrun[l], self.B[l], self.X[l]
+            sr = self.spec_runs
+            if sr:
+                m = sr[2](B, X, n, ta - t0)
+                return t0 + sr[0](B, X, min(max(m, 1), n))
+            a, f, g = self.A[B], self.F[B], self.G[B]
+            m = run_reach(a, f, g, B, X, n, ta - t0)
+            return t0 + run_span(a, f, g, B, X, min(max(m, 1), n))
+        if kind == _MIXED:
+            for b in self.bounds[l]:
+                if t0 + b >= ta:
+                    return t0 + b
+        end = self.heap_end(l)
+        return end if end > ta else ta
+
+    def heap_end(self, l: int) -> float:
+        """When lane ``l``'s current step ends (its live heap entry)."""
+        v = self.ver[l]
+        for ev, lane, ver in self.heap:
+            if lane == l and ver == v:
+                return ev
+        return self.now
+
+    def _deliver(self, rid: int, l: int, ta: float) -> None:
+        """Hand ``rid`` (routed to lane ``l``) to the lane at ``ta``."""
+        self.queue[l].append(rid)
+        kind = self.kind[l]
+        if kind == _IDLE:
+            if l not in self.woken:
+                self.woken.append(l)  # started once the arrivals at ``ta`` are all queued
+        elif self.rev[l]:
+            if kind == _PIECE:
+                self._cut(l, ta)
+            elif kind == _MIXED:
+                self.policy.take_back(self, l, ta)
+
     def _arrive(self, rid: int, ta: float) -> None:
         out = self.out
         if self.route_work:
@@ -409,16 +456,12 @@ class LaneEngine:
             l = out.index(min(out))
         out[l] += 1 + self.prompt_weight
         self.lane_of[rid] = l
-        self.queue[l].append(rid)
-        kind = self.kind[l]
-        if kind == _IDLE:
-            if l not in self.woken:
-                self.woken.append(l)  # started once the arrivals at ``ta`` are all queued
-        elif self.rev[l]:
-            if kind == _PIECE:
-                self._cut(l, ta)
-            elif kind == _MIXED:
-                self.policy.take_back(self, l, ta)
+        if self.overlap and self.kind[l] != _IDLE:
+            # planned already: the iteration after the one in progress
+            b1 = self._boundary_after(l, ta)
+            heapq.heappush(self.delayed, (math.nextafter(b1, _INF), rid, l))
+            return
+        self._deliver(rid, l, ta)
 
     # ----------------------------------------------------------------------------------------
     def _wake(self, ta: float) -> None:
@@ -434,8 +477,19 @@ class LaneEngine:
         for the arrival, ``None`` when nothing is left. An arrival at the time of a boundary
         comes first, so that the boundary sees it."""
         heap, ver = self.heap, self.ver
-        while heap and heap[0][2] != ver[heap[0][1]]:
-            heapq.heappop(heap)  # a revised step
+        while True:
+            while heap and heap[0][2] != ver[heap[0][1]]:
+                heapq.heappop(heap)  # a revised step
+            dl = self.delayed
+            if dl and dl[0][0] < ta and not (heap and heap[0][0] <= dl[0][0]):
+                # an overlap-scheduled request reaches its lane (before the next arrival, after
+                # the boundary it waited for)
+                td, rid, l = heapq.heappop(dl)
+                self.now = td
+                self._deliver(rid, l, td)
+                self._wake(td)
+                continue
+            break
         if heap and heap[0][0] < ta:
             return heap[0][0], True
         return (ta, False) if ta < _INF else None

@@ -201,6 +201,7 @@ class InFlightBatching:
         mixed = e.mixed
         Bm, Xm = (B, X) if mixed else (0, 0.0)  # prefill-first: the decodes sit this one out
         d0 = total = time_of(tok, pairs, kvr, seqs, Bm, Xm)
+        bounds = [total]  # the step's iteration boundaries, from its start
         m = 1
         inner = 0.0
         part = e.partial[l]
@@ -217,6 +218,7 @@ class InFlightBatching:
                 d = time_of(room, room * (p + half), float(p + room), 1 if last else 0, Bm,
                             Xm + m * Bm * e.gain)
                 total += d
+                bounds.append(total)
                 if d > inner:
                     inner = d
                 m += 1
@@ -231,6 +233,7 @@ class InFlightBatching:
                 e.spec[l] = (total, inner, p)
                 d = time_of(rem, rem * (p + rem * 0.5), float(p + rem), 1, Bm, Xm + m * Bm * e.gain)
                 total += d
+                bounds.append(total)
                 if d > inner:
                     inner = d
                 m += 1
@@ -238,6 +241,7 @@ class InFlightBatching:
                 e.rev[l] = True
             e.partial[l] = None if done else (rid, p)
         e.data[l] = (m, d0, inner, done)
+        e.bounds[l] = bounds
         e.schedule(l, MIXED, t, t + total)
         return True
 
@@ -253,6 +257,8 @@ class InFlightBatching:
         m, d0, _, done = e.data[l]
         e.partial[l] = (done[0], p)
         e.data[l] = (m - 1, d0, inner, [])
+        if e.bounds[l]:
+            e.bounds[l].pop()
         e.schedule(l, MIXED, t0, t0 + total)
 
 
@@ -284,7 +290,8 @@ class InFlightBatching:
         eng = LaneEngine(cls(C, mixed), lanes, ft, kv_cap, mseq, job.isl,
                          job.osl, job.t_first, route_prompts=job.route_prompts,
                          route_work=job.route_work, reserve_full=reserve_full,
-                         cached=job.cached, shared=job.shared)
+                         cached=job.cached, shared=job.shared,
+                         overlap=sm.engine is not None and sm.engine.overlap_schedule)
         eng.draw = spec_draws(sm, job)
         arr = job.arr
         if inp.workload.closed:

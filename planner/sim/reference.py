@@ -29,8 +29,9 @@ tokens carries no decodes: the running sequences sit it out.
 
 Routing: an arrival goes to the lane with the fewest outstanding requests (``outstanding``) or
 the fewest prompts not yet through their prefill, then outstanding (``prompts``); ties to the
-lowest lane. Arrivals at a boundary's time are seen at that boundary, and arrivals at the same
-time are all queued before an idle lane starts.
+lowest lane. Arrivals at a boundary's time are seen at that boundary (with overlap scheduling,
+what arrives while a lane runs reaches it just after the boundary that ends that iteration), and
+arrivals at the same time are all queued before an idle lane starts.
 
 Prefix caching (``Request.cached``, ``Request.shared``; planner.workload.PrefixCache): a prefill
 computes the prompt tokens after the cached ones (attending to them), a lane's ``kv_cap`` is what
@@ -205,9 +206,13 @@ class _Server:
     """Lanes of one pool under one rule, fed by arrivals, iteration by iteration."""
 
     def __init__(self, reqs, clock, tokens, its, pool, lanes, budget, split, kv_cap, max_seqs,
-                 mixed, reserve_full, decode_only, preempt=False, spec=None, seed=0):
+                 mixed, reserve_full, decode_only, preempt=False, spec=None, seed=0, overlap=False):
         self.reqs, self.clock, self.tokens, self.its, self.pool = reqs, clock, tokens, its, pool
         self.L = [_Lane() for _ in range(lanes)]
+        # Overlap scheduling: what arrives while a lane runs an iteration reaches its queue only
+        # after the boundary that ends it (the next iteration was planned during this one).
+        self.overlap = overlap
+        self.held: list[list[int]] = [[] for _ in range(lanes)]
         self.budget, self.split = budget, split
         self.kv_cap, self.max_seqs = kv_cap, max_seqs
         self.mixed, self.reserve_full, self.decode_only = mixed, reserve_full, decode_only
@@ -362,9 +367,12 @@ class _Server:
                     ln = self.L[i]
                     ln.out += 1
                     ln.prompts += 0 if self.decode_only else 1
-                    ln.queue.append(r)
-                    if ln.end == math.inf and i not in idle:
-                        idle.append(i)
+                    if self.overlap and ln.end != math.inf:
+                        self.held[i].append(r)
+                    else:
+                        ln.queue.append(r)
+                        if ln.end == math.inf and i not in idle:
+                            idle.append(i)
                     k += 1
                 for i in idle:
                     self.start(i, ta)
@@ -372,6 +380,12 @@ class _Server:
                 i = ends.index(tn)
                 self.finish(i)
                 self.start(i, tn)
+                if self.held[i]:
+                    ln = self.L[i]
+                    ln.queue.extend(self.held[i])
+                    self.held[i].clear()
+                    if ln.end == math.inf:  # nothing was planned: it starts on them
+                        self.start(i, tn)
 
 
 # --------------------------------------------------------------------------------------------
@@ -386,14 +400,15 @@ def _fcfs(reqs) -> list:
 def in_flight(reqs, clock, budget: int, split: bool, lanes: int = 1, kv_cap: float = math.inf,
               max_seqs: float = math.inf, mixed: bool = True, reserve_full: bool = False,
               routing: str = "outstanding", preemptions: list | None = None, spec=None,
-              seed: int = 0) -> tuple[list, list]:
+              seed: int = 0, overlap: bool = False) -> tuple[list, list]:
     """Unified (``split=False``) or chunked lanes. Returns (iterations, token times per
     request); ``preemptions``, when given, receives each request's preemption count. ``spec``:
     speculative decoding (accepted counts drawn with ``seed``)."""
     tokens: list = [[] for _ in reqs]
     its: list = []
     srv = _Server(reqs, clock, tokens, its, "unified", lanes, budget, split, kv_cap, max_seqs,
-                  mixed, reserve_full, decode_only=False, preempt=True, spec=spec, seed=seed)
+                  mixed, reserve_full, decode_only=False, preempt=True, spec=spec, seed=seed,
+                  overlap=overlap)
     srv.run([(reqs[i].arrival, i) for i in _fcfs(reqs)], routing)
     if preemptions is not None:
         preemptions[:] = srv.preemptions
