@@ -24,14 +24,21 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.catalog import Catalog, _builtin_dir, _load_yaml, load_catalog, parse_model
+from planner.catalog import (
+    DTYPE_BYTES,
+    Catalog,
+    _builtin_dir,
+    _load_yaml,
+    load_catalog,
+    parse_model,
+)
 from planner.errors import CatalogError
 from planner.perf import build_step_model
 
 KINDS = ("prefill", "decode_step", "static_throughput", "offline_throughput")
 # Silicon kernel timings held out of the derivation of the efficiency constants
 # (tests/data/kernels.yaml, written by benchmarks/derive_kernel_constants.py).
-KERNEL_KINDS = ("kernel_gemm_bf16", "kernel_gemm_fp8", "kernel_prefill_attention",
+KERNEL_KINDS = ("kernel_gemm_bf16", "kernel_gemm_fp8", "kernel_gemm_fp4", "kernel_prefill_attention",
                 "kernel_decode_attention", "kernel_moe")
 # Whole passes summed from silicon kernel timings (tests/data/pass_grid.yaml, written by
 # benchmarks/build_pass_grid.py): the step model's operator groups the tables cover.
@@ -334,7 +341,8 @@ def load_kernel_rows(path: Path) -> list:
     for i, e in enumerate(data):
         shape = {k: v for k, v in e.items() if k not in ("kind", "gpu", "source", "measured_us")}
         kv = str(e.get("kv_dtype", "bf16"))
-        dt = "fp8" if e["kind"] == "kernel_gemm_fp8" or e.get("dtype") == "fp8" else "bf16"
+        dt = {"kernel_gemm_fp8": "fp8", "kernel_gemm_fp4": "fp4"}.get(e["kind"]) or (
+            "fp8" if e.get("dtype") == "fp8" else "bf16")
         rows.append(Row(id=f"{e['kind']}-{e['gpu']}-{i}", kind=e["kind"], model="(kernel)", gpu=e["gpu"],
                         dtype=dt, kv_dtype=kv, tp=1, pp=1,
                         batch=int(e.get("batch", e.get("m", e.get("tokens", 1)))),
@@ -349,11 +357,12 @@ def predict_kernel(row: Row, gpu) -> float:
 
     e, sh = gpu.efficiency, row.shape
     if row.kind.startswith("kernel_gemm"):
-        fp8 = row.kind == "kernel_gemm_fp8"
-        b = 1.0 if fp8 else 2.0
-        t = eff.gemm_time(sh["m"], sh["n"], sh["k"], peak=gpu.peak_flops["fp8" if fp8 else "bf16"],
-                          hbm=gpu.hbm_bytes_per_s, sms=gpu.sm_count, g=e.gemm(row.dtype), w_bytes=b,
-                          a_bytes=b, quantise=fp8)
+        dt = row.dtype  # bf16, fp8, or fp4 as the step model runs it: NVFP4 weights on the FP8
+        # constants at the FP4 peak, activations in FP8
+        w = {"bf16": 2.0, "fp8": 1.0}.get(dt, DTYPE_BYTES.get(dt, 2.0))
+        t = eff.gemm_time(sh["m"], sh["n"], sh["k"], peak=gpu.flops_for(dt),
+                          hbm=gpu.hbm_bytes_per_s, sms=gpu.sm_count, g=e.gemm(dt), w_bytes=w,
+                          a_bytes=min(w, 1.0) if dt == "fp4" else w, quantise=dt != "bf16")
     elif row.kind == "kernel_prefill_attention":
         b, s, h = sh["batch"], sh["isl"], sh["heads"]
         t = eff.prefill_attention_time(4.0 * b * h * HEAD_DIM * s * s / 2.0, s, b * h * math.ceil(s / 128),

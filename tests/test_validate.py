@@ -81,6 +81,18 @@ def test_held_out_kernel_timings(kind, median, p90):
     assert s["p90_abs_error"] <= p90, s["p90_abs_error"]
 
 
+def test_fp4_gemms_on_fp8_constants_are_measured():
+    """FP4 (NVFP4) GEMMs run on the FP8 constants at the FP4 peak, an approximation: the held-out
+    B200 NVFP4 rows of the same tables measure it at 35.8% median, +35.8% bias (slow; p90 70%).
+    A fit of the GEMM form on those rows reaches 5.7% median but is 17-37% slow on the largest
+    compute-bound shapes (2048 x 65536 x 8192: 672 against 491 us) and made 35 sustained MLPerf
+    B200 FP4 points unstable instead of 19, so it is not shipped (docs/validation.md)."""
+    s = _kernels().summary["by_kind_gpu"]["kernel_gemm_fp4 b200"]
+    assert s["count"] >= 60
+    assert 0.30 <= s["median_signed_error"] <= 0.40, s["median_signed_error"]
+    assert s["median_abs_error"] <= 0.40, s["median_abs_error"]
+
+
 _KERNELS: list = []
 
 
