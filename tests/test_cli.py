@@ -523,7 +523,7 @@ def test_simulate_with_a_fake_simulator(monkeypatch):
 
 
 def test_simulate_plan_file_without_plan_loading(tmp_path, monkeypatch):
-    monkeypatch.setattr(cli_mod, "_plans_module", lambda: None)
+    monkeypatch.setattr(cli_mod.planning, "_plans_module", lambda: None)
     p = tmp_path / "plan.yaml"
     p.write_text("schema_version: 1\n")
     r = run(["simulate", str(p)])

@@ -350,12 +350,12 @@ def test_a_failed_run_leaves_nothing_behind(tmp_path, monkeypatch):
 
 
 def test_a_failed_plot_leaves_nothing_behind(tmp_path, monkeypatch):
-    import planner.plots
+    import planner.render.charts
 
     def broken(*a, **k):
         raise InvalidRequestError("--plot-file: cannot draw")
 
-    monkeypatch.setattr(planner.plots, "pareto_plot", broken)
+    monkeypatch.setattr(planner.render.charts, "pareto_plot", broken)
     one_error(run(REC + ["-o", tmp_path / "plan.yaml", "--plot-file", tmp_path / "p.png"]), "cannot draw")
     assert listing(tmp_path) == []
 
