@@ -11,101 +11,32 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from planner.catalog import Catalog, GPUSpec, ModelSpec, load_catalog
 from planner.errors import InvalidRequestError
 from planner.perf import StepModel, build_step_model, kv_link_for, kv_transfer_bytes  # noqa: F401  (kv_link_for re-exported)
-from planner.serving.common import (  # noqa: F401  (re-exported)
-    APPROACHES,
-    PERCENTILES,
-    Deployment,
-    LaneResult,
-    Metrics,
-    Pool,
-    engine_side,
-    request_latency,
-)
+from planner.serving.common import LaneResult, engine_side, request_latency
 from planner.serving.common import step_model as _step_model
+from planner.types import (  # noqa: F401  (re-exported: planner.api is the library's one facade)
+    APPROACHES,
+    DEFAULTS,
+    PERCENTILES,
+    SLO,
+    Deployment,
+    Inputs,
+    Metrics,
+    Plan,
+    Pool,
+)
 from planner.workload import Workload, fixed
 
-if TYPE_CHECKING:
-    from planner.calibrate.profile import Profile
-    from planner.catalog import EngineSpec, TransferSpec
-    from planner.perf.roofline import Calibration
-    from planner.perf.speculative import SpecDecode
-
 SCHEMA_VERSION = 1
-DEFAULTS: dict[str, Any] = {
-    "model": "llama-3.1-70b",
-    "gpu": "h100-sxm",
-    "isl": 2048,
-    "osl": 256,
-    "ttft_slo": 1.0,
-    "tpot_slo": 0.050,
-    "percentile": 90,
-    "engine": "vllm",
-}
 
 # ASCII digits, at most 9 of them (\d would take other scripts' digits; int() refuses 4,300+).
 _SPEC = re.compile(r"^\s*([0-9]{1,9})\s*x\s*tp([0-9]{1,9})(?:dp([0-9]{1,9}))?(?:pp([0-9]{1,9}))?"
                    r"(?:ep([0-9]{1,9}))?(?:@([A-Za-z0-9_.\-]+))?\s*$")
-
-
-@dataclass(frozen=True)
-class SLO:
-    ttft_s: float
-    tpot_s: float
-    percentile: int = 90
-
-    @property
-    def key(self) -> str:
-        return f"p{self.percentile}"
-
-
-@dataclass
-class Inputs:
-    """Everything a question to pdplan is about, besides the deployment."""
-
-    model: ModelSpec
-    workload: Workload
-    slo: SLO
-    dtype: str
-    kv_dtype: str
-    catalog: Catalog
-    gpu: str = DEFAULTS["gpu"]
-    assumed: list[str] = field(default_factory=list)  # defaults the user did not set
-    engine: EngineSpec | None = None  # None = the catalog's default engine
-    kv_transfer: TransferSpec | None = None  # None = the engine's default
-    # Speculative decoding (planner.perf.speculative.SpecDecode): on for estimate/simulate; what
-    # recommend may turn on where it pays. None = off.
-    spec: SpecDecode | None = None
-    # A calibration profile (planner.calibrate.Profile) and the step-model constants it implies
-    # (planner.perf.Calibration), applied to the GPUs in calibration_gpus (None = every GPU).
-    profile: Profile | None = None
-    calibration: Calibration | None = None
-    calibration_gpus: tuple | None = None
-    # The confidence of the likely ranges (planner.confidence; None = its default, 0.8); when
-    # set, recommend also sizes so that the SLO holds at the upper end of the range.
-    confidence: float | None = None
-    # Search options recommend sets on the instance (planner.optimize): plain class attributes,
-    # not fields, so replace() drops them back to these defaults (what the search expects).
-    objective = "gpus"  # "gpus" | "cost"
-    util_cap = math.inf  # utilisation every pool stays under (the confidence margin's regimes)
-
-    def __post_init__(self):
-        if self.engine is None and self.catalog is not None and DEFAULTS["engine"] in self.catalog.engines:
-            self.engine = self.catalog.engines[DEFAULTS["engine"]]
-        # A model with sliding-window layers holds KV per token by sequence length: evaluate it
-        # at the workload's mean context (prompt plus half the output; docs/methodology.md).
-        if getattr(self.model, "window_layers", 0) and self.workload is not None:
-            from dataclasses import replace
-
-            ctx = float(self.workload.mean_isl + self.workload.mean_osl / 2)
-            if ctx > 0 and ctx != self.model.kv_context_tokens:
-                self.model = replace(self.model, kv_context_tokens=ctx)
 
 
 def parse_spec(text: str, default_gpu: str, flag: str) -> tuple[int, int, int, str, int, int]:
@@ -223,42 +154,6 @@ _HEADROOM_GRID = 10.0 ** (np.arange(-96, 121) / 24.0)
 
 def cost_per_hour(inp: Inputs, dep: Deployment) -> float:
     return sum(p.gpus * inp.catalog.gpu(p.gpu).price_per_hour for p in dep.pools)
-
-
-@dataclass
-class Plan:
-    """A deployment with its metrics under the inputs: what estimate/recommend return."""
-
-    inputs: Inputs
-    deployment: Deployment
-    metrics: Metrics
-    meets_slo: bool
-    max_qps: float
-    cost_per_hour: float
-    reason: str = ""
-    link: dict | None = None
-    verification: dict | None = None
-    notes: list = field(default_factory=list)
-    # recommend with --spec-tokens: whether speculative decoding was turned on and why
-    # ({"on": bool, "why": sentence}); None where it was not offered.
-    speculation: dict | None = None
-    # One decode iteration of the decoding pool's lane at the operating point (its mean batch
-    # and decode context), op group -> seconds; and that pool's layout facts.
-    decode_step: dict = field(default_factory=dict)
-    layout: dict = field(default_factory=dict)
-    # The likely ranges of the metrics (planner.confidence.ranges: SI units, per statistic).
-    ranges: dict | None = None
-    # recommend with a confidence: what sizing to the upper end of the range cost
-    # ({"confidence", "gpus", "gpus_without", "ttft_factor", "tpot_factor", ...}).
-    margin: dict | None = None
-
-    @property
-    def approach(self) -> str:
-        return self.deployment.approach
-
-    @property
-    def total_gpus(self) -> int:
-        return self.deployment.total_gpus
 
 
 def closed_loop(inp: Inputs, dep: Deployment) -> tuple[float, LaneResult]:

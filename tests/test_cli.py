@@ -94,7 +94,8 @@ def test_python_dash_m_planner_runs_the_cli():
 
 
 def test_cli_constants_match_the_library():
-    """cli.py keeps its own copies of the choices so that --help stays light; they must agree."""
+    """The CLI's choices come from planner.types (numpy-free, so --help stays light): the same
+    names as the catalog, the serving registry, the simulator and the reference scheduler."""
     from planner import api, catalog
     from planner.serving.common import APPROACHES
 

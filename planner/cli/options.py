@@ -13,11 +13,14 @@ from typing import NoReturn
 import click
 
 from planner import units
+from planner.types import (  # numpy-free: the choices --help lists, from their one home
+    APPROACHES,
+    KV_DTYPES,
+    KV_TRANSFER_DTYPES,
+    OBJECTIVES,
+    WEIGHT_DTYPES,
+)
 
-WEIGHT_DTYPES = ("bf16", "fp8", "fp4", "int4")  # planner.catalog.WEIGHT_DTYPES (kept in sync by a test)
-KV_DTYPES = ("bf16", "fp8")  # planner.catalog.KV_DTYPES
-KV_TRANSFER_DTYPES = ("bf16", "fp8", "int4")  # planner.catalog.KV_TRANSFER_DTYPES
-APPROACHES = ("unified", "chunked", "disaggregated")  # planner.serving.common.APPROACHES
 PERCENTILES = tuple(str(p) for p in units.PERCENTILES)
 DEFAULT_CHUNK = 2048
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -665,7 +668,6 @@ def plan_output(output, force: bool, as_json: bool, outs):
 
 
 
-OBJECTIVES = ("gpus", "cost")
 WHATIF_AXES = ("qps", "concurrency", "isl", "osl", "ttft-slo", "tpot-slo", "gpu", "model", "engine",
                "prefix-tokens", "prefix-hit-rate")
 
