@@ -32,6 +32,7 @@ WEIGHT_DTYPES = ("bf16", "fp8", "fp4", "int4")
 KV_DTYPES = ("bf16", "fp8")
 KV_TRANSFER_DTYPES = ("bf16", "fp8", "int4")
 OBJECTIVES = ("gpus", "cost")  # what recommend minimises
+CATALOG_TABLES = ("models", "gpus", "links")  # what `pdplan catalog` lists
 
 # What a question assumes where the user says nothing (the CLI lists each one it used).
 DEFAULTS: dict[str, Any] = {
@@ -45,7 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "engine": "vllm",
 }
 
-__all__ = ["APPROACHES", "DEFAULTS", "KV_DTYPES", "KV_TRANSFER_DTYPES", "OBJECTIVES", "PERCENTILES",
+__all__ = ["APPROACHES", "CATALOG_TABLES", "DEFAULTS", "KV_DTYPES", "KV_TRANSFER_DTYPES", "OBJECTIVES", "PERCENTILES",
            "WEIGHT_DTYPES", "SLO", "Deployment", "Inputs", "Metrics", "Plan", "Pool"]
 
 

@@ -523,16 +523,6 @@ def test_simulate_with_a_fake_simulator(monkeypatch):
     assert "analytic" in r.output and "simulated" in r.output
 
 
-def test_simulate_plan_file_without_plan_loading(tmp_path, monkeypatch):
-    monkeypatch.setattr(cli_mod.planning, "_plans_module", lambda: None)
-    p = tmp_path / "plan.yaml"
-    p.write_text("schema_version: 1\n")
-    r = run(["simulate", str(p)])
-    assert r.exit_code == 2
-    (line,) = error_lines(r)
-    assert "plan loading" in line
-
-
 def test_simulate_reads_a_plan_file(tmp_path, monkeypatch):
     pytest.importorskip("planner.plans")
     import planner

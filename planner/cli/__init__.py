@@ -1,7 +1,8 @@
 """The ``pdplan`` command line: parse options, call the library, render the result.
 
-A package of thin click commands, one module per command family; each parses its options, makes
-one :mod:`planner.api` call and hands the result to :mod:`planner.render`:
+A package of thin click commands, one module per command family; each parses its options (into
+library objects through :mod:`planner.inputs`), makes one :mod:`planner.api` call and hands the
+result to :mod:`planner.render`. No maths, no file formats, no catalog or serving logic here:
 
 - :mod:`planner.cli.app`: the group, :func:`main` (``pdplan = planner.cli:main``, and
   ``python -m planner``), errors as one ``Error:`` line with the contract's exit code;
@@ -23,22 +24,22 @@ from planner.cli.catalogs import CATALOG_TABLES, catalog
 from planner.cli.exporting import EXPORT_TARGETS, export
 from planner.cli.options import (
     APPROACHES,
-    DEFAULT_CHUNK,
     KV_DTYPES,
     KV_TRANSFER_DTYPES,
     PERCENTILES,
     WEIGHT_DTYPES,
 )
-from planner.cli.planning import _plans_module, estimate, evaluate, recommend
+from planner.cli.planning import estimate, evaluate, recommend
 from planner.cli.reports import kv, step
 from planner.cli.simulation import simulate, timeline
 from planner.cli.sweep import whatif
 from planner.cli.validation import validate
+from planner.inputs import DEFAULT_CHUNK
 
 for _command in (calibrate, catalog, estimate, evaluate, export, kv, recommend, simulate, step,
                  timeline, validate, whatif):
     cli.add_command(_command)
 
 __all__ = ["APPROACHES", "CATALOG_TABLES", "DEFAULT_CHUNK", "EXPORT_TARGETS", "KV_DTYPES",
-           "KV_TRANSFER_DTYPES", "PERCENTILES", "WEIGHT_DTYPES", "_ascii_fallback", "_plans_module",
-           "cli", "main"]
+           "KV_TRANSFER_DTYPES", "PERCENTILES", "WEIGHT_DTYPES", "_ascii_fallback", "cli",
+           "main"]

@@ -12,7 +12,6 @@ from planner.cli.options import (
     catalog_of,
     complete_ids,
     emit_json,
-    fail,
     json_flag,
 )
 
@@ -50,18 +49,10 @@ def calibrate(ctx, results, model, gpu, tp, replicas, engine, dtype, kv_dtype, f
       pdplan estimate --approach chunked --replicas 1xtp1 --qps 6 --profile profile.yaml
     """
     from planner import api, render
-    from planner.calibrate.fit import CONSTANTS
-
-    names = None
-    if fit_names:
-        valid = [c[0] for c in CONSTANTS]
-        names = [n.strip() for n in fit_names.split(",") if n.strip()]
-        bad = [n for n in names if n not in valid]
-        if bad or not names:
-            fail(f"--fit: unknown constant {(bad or [fit_names])[0]!r}; valid: {', '.join(valid)}")
     from planner.files import Outputs
     from planner.progress import Progress
 
+    names = api.fit_constants(fit_names or None)  # checked before anything is read
     if as_json:  # --json alone here (no json_option): tell the progress bar and the error path
         ctx.meta[FORMAT_KEY] = "json"
     outs = Outputs()  # checked now, before the fit; written at the end

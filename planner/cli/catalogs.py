@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from planner.cli.options import (
@@ -13,8 +11,7 @@ from planner.cli.options import (
     fail,
     json_option,
 )
-
-CATALOG_TABLES = ("models", "gpus", "links")
+from planner.types import CATALOG_TABLES
 
 
 @click.command()
@@ -31,18 +28,13 @@ def catalog(ctx, what, name, as_json):
       pdplan catalog gpus --json
       pdplan catalog show h100-sxm
     """
-    from planner import render
+    from planner import api, render
 
     cat = catalog_of(ctx)
     if what == "show":
         if not name:
             fail("catalog show: missing NAME; e.g. pdplan catalog show h100-sxm")
-        if name.endswith(".json") or os.sep in name or name.startswith("."):
-            entry, kind = cat.model(name, "catalog show"), "model"  # a Hugging Face config.json
-        else:
-            entry = cat.get(name)
-            kind = ("model" if name in cat.models and cat.models[name] is entry
-                    else "gpu" if name in cat.gpus and cat.gpus[name] is entry else "link")
+        kind, entry = api.catalog_entry(cat, name)  # an id, or a Hugging Face config.json
         if as_json:
             emit_json(render.entry_document(kind, entry))
         else:

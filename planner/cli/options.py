@@ -1,5 +1,6 @@
-"""Shared pieces of the commands: parameter types, option groups (decorators), the builders
-that turn parsed values into library objects, and the one-document output of ``--json``.
+"""Shared pieces of the commands: parameter types, option groups (decorators), the glue to the
+library (the catalog of ``--catalog``, :func:`planner.inputs.build_inputs`) and the one-document
+output of ``--json``/``--format``.
 
 Only click and the standard library are imported at module level (``pdplan --help`` imports
 no numpy, scipy or rich); everything else is imported where it is used.
@@ -22,7 +23,6 @@ from planner.types import (  # numpy-free: the choices --help lists, from their 
 )
 
 PERCENTILES = tuple(str(p) for p in units.PERCENTILES)
-DEFAULT_CHUNK = 2048
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -83,25 +83,8 @@ QPS = PositiveFloat(maximum=units.MAX_QPS, minimum=units.MIN_QPS, lo_open=False)
 CV = PositiveFloat(maximum=units.MAX_BURSTINESS, minimum=0.0, lo_open=False)
 
 
-def _size(text, flag: str):
-    """``2048`` or ``2k`` -> tokens; ``None`` stays ``None``."""
-    if text is None:
-        return None
-    from planner.units import parse_size
-
-    return parse_size(text, flag)
-
-
-def _duration(text, flag: str):
-    if text is None:
-        return None
-    from planner.units import parse_duration
-
-    return parse_duration(text, flag)
-
-
 # --------------------------------------------------------------------------------------------
-# Option groups (decorators) and the builders that consume them
+# Option groups (decorators) and the glue to the library
 # --------------------------------------------------------------------------------------------
 
 
@@ -309,15 +292,6 @@ def confidence_option(f):
              "end of the range, and says how many GPUs that margin costs.")(f)
 
 
-def with_confidence(inputs, opts: dict):
-    """``inputs`` with ``--confidence`` checked and set (unchanged without it)."""
-    if opts.get("confidence") is not None:
-        from planner.confidence import check_confidence
-
-        inputs.confidence = check_confidence(opts["confidence"])
-    return inputs
-
-
 def common_options(f):
     """Everything a question about a workload takes: model, traffic, SLOs, the KV-transfer
     engine, speculative decoding and --json."""
@@ -350,277 +324,36 @@ def deployment_options(f):
     )(f)
 
 
+def catalog_dir_of(ctx: click.Context) -> str | None:
+    """The group's ``--catalog DIR`` (or PDPLAN_CATALOG)."""
+    return (ctx.find_root().obj or {}).get("catalog_dir")
+
+
 def catalog_of(ctx: click.Context):
+    """The catalog the command runs on: the built-in one with ``--catalog DIR`` overlaid."""
     from planner.catalog import load_catalog
 
-    obj = ctx.find_root().obj or {}
-    return load_catalog(obj.get("catalog_dir"))
+    return load_catalog(catalog_dir_of(ctx))
 
 
-def _named(opts: dict, key: str, assumed: list) -> str:
-    """The name the user gave for ``key``, or the documented default (then listed as assumed)."""
-    from planner.api import DEFAULTS
+def inputs_of(ctx: click.Context, opts: dict, **kw):
+    """:func:`planner.inputs.build_inputs` on the command's catalog (``kw``: its keywords); what
+    it warns about goes to stderr."""
+    from planner.inputs import build_inputs
 
-    name = opts.get(key)
-    if name is None:
-        name = DEFAULTS[key]
-        assumed.append(f"{key} {name}")
-    return name
-
-
-def resolve_model(cat, opts: dict, assumed: list):
-    return cat.model(_named(opts, "model", assumed), "--model")
+    said: list[str] = []
+    inputs = build_inputs(catalog_of(ctx), opts, warnings=said, **kw)
+    warn_all(said)
+    return inputs
 
 
-def resolve_dtypes(model, opts: dict, assumed: list) -> tuple[str, str]:
-    dtype = opts.get("dtype")
-    if dtype is None:
-        dtype = model.default_dtype
-        assumed.append(f"dtype {dtype}")
-    kv_dtype = opts.get("kv_dtype")
-    if kv_dtype is None:
-        kv_dtype = model.default_kv_dtype
-        assumed.append(f"KV {kv_dtype}")
-    return dtype, kv_dtype
+def warn_all(messages) -> None:
+    """Each message once, as a warning line on stderr."""
+    if messages:
+        from planner.render import warn
 
-
-def resolve_engine(cat, opts: dict, assumed: list):
-    return cat.engine(_named(opts, "engine", assumed), "--engine")
-
-
-def resolve_gpu(cat, opts: dict, assumed: list) -> str:
-    name = _named(opts, "gpu", assumed)
-    cat.gpu(name, "--gpu")
-    return name
-
-
-def build_workload(opts: dict, qps: float, assumed: list):
-    """The :class:`planner.workload.Workload` of the traffic options."""
-    from planner.api import DEFAULTS
-    from planner.workload import Workload, fixed, load_trace, parse_length_dist
-
-    for a, b in (("isl", "isl_dist"), ("osl", "osl_dist")):
-        if opts.get(a) is not None and opts.get(b) is not None:
-            fail(f"--{a.replace('_', '-')} and --{b.replace('_', '-')}: give one of them, not both")
-    trace = load_trace(opts["trace"]) if opts.get("trace") else None
-    if trace is not None:
-        overridden = [f"--{k.replace('_', '-')}" for k in ("isl", "osl", "isl_dist", "osl_dist")
-                      if opts.get(k) is not None]
-        if overridden:
-            from planner.render import warn
-
-            warn(f"--trace overrides {', '.join(overridden)}")
-    lengths = {}
-    for key in ("isl", "osl"):
-        if opts.get(f"{key}_dist") is not None:
-            lengths[key] = parse_length_dist(opts[f"{key}_dist"], f"--{key}-dist")
-        elif opts.get(key) is not None:
-            lengths[key] = fixed(_size(opts[key], f"--{key}"))
-        else:
-            lengths[key] = fixed(DEFAULTS[key])
-            if trace is None:
-                assumed.append(f"{key} {DEFAULTS[key]}")
-    cv = 1.0 if opts.get("burstiness") is None else max(float(opts["burstiness"]), units.MIN_BURSTINESS)
-    conc = opts.get("concurrency")
-    think = _duration(opts.get("think_time"), "--think-time")
-    if think is not None and conc is None:
-        fail("--think-time: only with --concurrency (closed-loop clients)")
-    if conc is not None and opts.get("burstiness") is not None:
-        fail("--burstiness: only with --qps; closed-loop clients (--concurrency) send when served")
-    wl = Workload(qps, lengths["isl"], lengths["osl"], arrival_cv=cv, trace=trace,
-                  concurrency=conc, think_s=think or 0.0)
-    return with_prefix(wl, opts, assumed)
-
-
-def with_prefix(wl, opts: dict, assumed: list):
-    """``wl`` with the prefix cache of --prefix-tokens / --prefix-hit-rate, checked (the
-    workload names the flag and the valid range); the assumption is listed."""
-    from dataclasses import replace
-
-    from planner.errors import InvalidRequestError
-    from planner.workload import PrefixCache
-
-    tokens, rate = opts.get("prefix_tokens"), opts.get("prefix_hit_rate")
-    if tokens is None and rate is None:
-        return wl
-    top, what = wl.prefix_limit()
-    n = 0
-    if tokens is not None and str(tokens).strip() != "0":
-        try:
-            n = _size(tokens, "--prefix-tokens")
-        except InvalidRequestError:
-            fail(f"--prefix-tokens: must be a whole number of tokens from 0 to {top:,} (shorter "
-                 f"than {what}), got {units.shown(tokens)}")
-    r = 0.0 if rate is None else units.parse_number(rate, "--prefix-hit-rate", 0.0, 1.0,
-                                                    what="a share")
-    wl = replace(wl, prefix=PrefixCache(int(n), float(r)))
-    wl.check_prefix()
-    if wl.prefix.on:
-        assumed.append(wl.prefix.describe())
-    return wl
-
-
-def build_slo(opts: dict, assumed: list, ttft_default: float | None = None):
-    from planner.api import DEFAULTS, SLO
-    from planner.render import fmt_seconds
-
-    ttft = _duration(opts.get("ttft_slo"), "--ttft-slo")
-    if ttft is None:
-        ttft = DEFAULTS["ttft_slo"] if ttft_default is None else ttft_default
-        assumed.append(f"TTFT SLO {fmt_seconds(ttft)}")
-    tpot = _duration(opts.get("tpot_slo"), "--tpot-slo")
-    if tpot is None:
-        tpot = DEFAULTS["tpot_slo"]
-        assumed.append(f"TPOT SLO {fmt_seconds(tpot)}")
-    if opts.get("percentile") is None:
-        pct = int(DEFAULTS["percentile"])
-        assumed.append(f"P{pct}")
-    else:
-        pct = int(opts["percentile"])
-    return SLO(ttft, tpot, pct)
-
-
-def build_inputs(ctx: click.Context, opts: dict, *, require_qps: bool = True,
-                 default_qps: float | None = None, ttft_default: float | None = None):
-    """:class:`planner.api.Inputs` from :func:`common_options`; the defaults it had to assume
-    are listed in ``Inputs.assumed`` (in the order the options are documented)."""
-    from planner.api import Inputs
-
-    cat = catalog_of(ctx)
-    assumed: list = []
-    model = resolve_model(cat, opts, assumed)
-    gpu = resolve_gpu(cat, opts, assumed)
-    qps = opts.get("qps")
-    if qps is not None and opts.get("concurrency") is not None:
-        fail("--qps and --concurrency: give one of them: an open-loop request rate or a number of "
-             "closed-loop clients")
-    if qps is None:
-        if require_qps and default_qps is None and opts.get("concurrency") is None:
-            fail("--qps: missing; give the request rate in requests per second (e.g. --qps 20) or "
-                 "closed-loop clients (e.g. --concurrency 64)")
-        qps = default_qps if default_qps is not None else 1.0
-    wl = build_workload(opts, qps, assumed)
-    slo = build_slo(opts, assumed, ttft_default)
-    dtype, kv_dtype = resolve_dtypes(model, opts, assumed)
-    engine = resolve_engine(cat, opts, assumed)
-    xfer = cat.kv_transfer(opts["kv_transfer"], "--kv-transfer") if opts.get("kv_transfer") else None
-    spec = build_spec(cat, model, opts, assumed)
-    inp = Inputs(model, wl, slo, dtype, kv_dtype, cat, gpu=gpu, assumed=assumed, engine=engine,
-                 kv_transfer=xfer, spec=spec)
-    apply_profile(inp, opts)
-    return inp
-
-
-def apply_profile(inp, opts: dict) -> None:
-    """Load ``--profile`` into ``inp`` (its calibration, on the GPUs it applies to); without
-    ``--engine`` the profile's engine is the one assumed."""
-    path = opts.get("profile")
-    if not path:
-        return
-    from planner.calibrate.profile import check_applies, load_profile
-
-    prof = load_profile(path)
-    gpus = opts.get("gpu_list") or [inp.gpu]
-    inp.calibration_gpus = check_applies(prof, inp.model.id, gpus, bool(opts.get("force")))
-    inp.profile, inp.calibration = prof, prof.calibration
-    if opts.get("engine") is None and prof.engine in inp.catalog.engines:
-        inp.engine = inp.catalog.engines[prof.engine]
-        inp.assumed[:] = [a for a in inp.assumed if not a.startswith("engine ")]
-        inp.assumed.append(f"engine {prof.engine} (the profile's)")
-
-
-def build_spec(cat, model, opts: dict, assumed: list):
-    """:class:`planner.perf.speculative.SpecDecode` from :func:`spec_options` (None when off);
-    the default draft of a model without MTP layers is an assumption, and listed as one."""
-    from planner.perf import speculative
-
-    spec = speculative.build(opts.get("spec_tokens"), opts.get("acceptance"),
-                             opts.get("draft_model"), model, cat)
-    if spec is not None and spec.kind == "eagle":
-        assumed.append(f"draft: an EAGLE-style one-layer head ({model.id} ships no MTP layers)")
-    return spec
-
-
-def check_pool(inputs, pool, flag: str) -> None:
-    """Fail early, naming ``flag``, when a pool's GPU, parallelism or memory fit is wrong."""
-    from planner.api import step_model
-    from planner.errors import DoesNotFitError
-    from planner.perf import check_parallel
-
-    gpu = inputs.catalog.gpu(pool.gpu, flag)
-    check_parallel(inputs.model, gpu, pool.tp, pool.pp, flag, ep=pool.ep, dp=pool.dp)
-    sm = step_model(inputs, pool)
-    try:
-        sm.require_fit()
-    except DoesNotFitError as exc:
-        raise DoesNotFitError(f"{flag}: {exc}") from None
-
-
-def build_deployment(ctx: click.Context, inputs, opts: dict):
-    """:class:`planner.serving.common.Deployment` from :func:`deployment_options`."""
-    from planner.api import parse_spec
-    from planner.serving.common import Deployment, Pool
-
-    approach = opts.get("approach")
-    disagg_given = opts.get("prefill_spec") is not None or opts.get("decode_spec") is not None
-    if approach is None:
-        if disagg_given:
-            approach = "disaggregated"
-        elif opts.get("chunk_size") is not None:
-            approach = "chunked"
-        elif opts.get("replicas") is not None:
-            approach = "unified"
-        else:
-            fail("--approach: missing; choose one of unified, chunked, disaggregated "
-                 "(with --replicas, or --prefill and --decode)")
-        inputs.assumed.append(f"approach {approach}")
-    gpu = inputs.gpu
-    kv_only = [("--link", opts.get("link") is not None),
-               ("--kv-overlap/--no-kv-overlap", opts.get("kv_overlap") is not None),
-               ("--kv-transfer-dtype", opts.get("kv_transfer_dtype") is not None),
-               ("--kv-transfer", opts.get("kv_transfer") is not None)]
-    if approach in ("unified", "chunked"):
-        if disagg_given:
-            flag = "--prefill" if opts.get("prefill_spec") is not None else "--decode"
-            fail(f"{flag}: only for --approach disaggregated; use --replicas with --approach {approach}")
-        for flag, given in kv_only:
-            if given:
-                fail(f"{flag}: only for --approach disaggregated")
-        if opts.get("replicas") is None:
-            fail(f"--replicas: missing; --approach {approach} needs e.g. --replicas 4xtp8")
-        chunk = None
-        if approach == "chunked":
-            chunk = _size(opts.get("chunk_size"), "--chunk-size")
-            if chunk is None:
-                g0 = inputs.catalog.gpu(parse_spec(opts["replicas"], gpu, "--replicas")[3], "--replicas")
-                chunk = inputs.engine.token_budget(g0) if inputs.engine is not None else DEFAULT_CHUNK
-                inputs.assumed.append(f"chunk {chunk}")
-        elif opts.get("chunk_size") is not None:
-            fail("--chunk-size: only for --approach chunked")
-        n, tp, pp, g, ep, dp = parse_spec(opts["replicas"], gpu, "--replicas")
-        pool = Pool("unified", g, n, tp, pp, ep, dp)
-        check_pool(inputs, pool, "--replicas")
-        return Deployment(approach, (pool,), chunk_size=chunk)
-    # disaggregated
-    if opts.get("replicas") is not None:
-        fail("--replicas: only for --approach unified or chunked; use --prefill and --decode")
-    if opts.get("chunk_size") is not None:
-        fail("--chunk-size: only for --approach chunked")
-    pools = []
-    for role, key in (("prefill", "prefill_spec"), ("decode", "decode_spec")):
-        if opts.get(key) is None:
-            fail(f"--{role}: missing; --approach disaggregated needs --prefill and --decode, "
-                 "e.g. --prefill 6xtp4 --decode 2xtp8")
-        n, tp, pp, g, ep, dp = parse_spec(opts[key], gpu, f"--{role}")
-        pool = Pool(role, g, n, tp, pp, ep, dp)
-        check_pool(inputs, pool, f"--{role}")
-        pools.append(pool)
-    link = opts.get("link")
-    if link is not None:
-        inputs.catalog.link(link, "--link")
-    overlap = True if opts.get("kv_overlap") is None else bool(opts["kv_overlap"])
-    return Deployment("disaggregated", tuple(pools), link=link, kv_overlap=overlap,
-                      kv_transfer_dtype=opts.get("kv_transfer_dtype"))
+        for message in dict.fromkeys(messages):
+            warn(message)
 
 
 def escape_markup(text) -> str:
@@ -668,10 +401,6 @@ def plan_output(output, force: bool, as_json: bool, outs):
 
 
 
-WHATIF_AXES = ("qps", "concurrency", "isl", "osl", "ttft-slo", "tpot-slo", "gpu", "model", "engine",
-               "prefix-tokens", "prefix-hit-rate")
-
-
 def search_options(f):
     """--approach (auto), --max-gpus, --objective: what recommend and whatif search over."""
     return _stack(
@@ -682,41 +411,3 @@ def search_options(f):
         click.option("--objective", type=click.Choice(OBJECTIVES), default="gpus", show_default=True,
                      help="Minimise GPUs (ties: cost, then headroom) or dollars per hour."),
     )(f)
-
-
-def _gpu_list(ctx, opts: dict) -> list:
-    """``--gpu a,b``: several GPU types to search (pools may mix them)."""
-    raw = opts.get("gpu")
-    if raw is None or "," not in raw:
-        return []
-    names = [g.strip() for g in raw.split(",") if g.strip()]
-    if not names:
-        fail("--gpu: empty list; give one or more GPU ids separated by commas")
-    cat = catalog_of(ctx)
-    for g in names:
-        cat.gpu(g, "--gpu")
-    opts["gpu"] = names[0]
-    opts["gpu_list"] = names
-    return names
-
-
-def _approaches(approach: str):
-    return APPROACHES if approach in (None, "auto") else (approach,)
-
-
-def _verify(rec, inputs, requests: int, seed: int, max_gpus: int):
-    """recommend --verify: the simulator checks the plan (and sizes it up where the analytic
-    model was optimistic); the verdict is kept in the plan's document form."""
-    from planner.optimize import verify
-    from planner.progress import Progress
-    from planner.render import ms
-
-    with Progress(f"verifying: simulating {requests:,} requests"):
-        rec = verify(inputs, rec, requests, seed, max_gpus)
-    v = rec.plan.verification
-    rec.plan.verification = {
-        "requests": v["requests"], "seed": seed, "attainment": round(float(v["attainment"]), 4),
-        "meets_slo": v["meets_slo"], "ttft_ms": {k: ms(x) for k, x in v["ttft"].items()},
-        "tpot_ms": {k: ms(x) for k, x in v["tpot"].items()}, "preemptions": v["preemptions"],
-        "analytic_gpus": v["analytic_gpus"], "instances_added": v["instances_added"]}
-    return rec

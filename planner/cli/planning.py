@@ -1,9 +1,7 @@
-"""``pdplan estimate``, ``recommend`` and ``evaluate``: one deployment's metrics, the search, a plan file re-evaluated."""
+"""``pdplan estimate`` (one deployment's metrics), ``recommend`` (the search) and ``evaluate``
+(a plan file re-evaluated)."""
 
 from __future__ import annotations
-
-import importlib
-import importlib.util
 
 import click
 
@@ -13,22 +11,18 @@ from planner.cli.options import (
     PLAN_OUTPUT,
     QPS,
     Whole,
-    _approaches,
-    _gpu_list,
-    _verify,
-    build_deployment,
-    build_inputs,
+    catalog_dir_of,
+    catalog_of,
     common_options,
     confidence_option,
     deployment_options,
     emit_error,
     emit_json,
     escape_markup,
-    fail,
+    inputs_of,
     json_option,
     plan_output,
     search_options,
-    with_confidence,
 )
 
 
@@ -52,12 +46,12 @@ def estimate(ctx, as_json, output, **opts):
     """
     from planner import api, render
     from planner.files import Outputs
+    from planner.inputs import build_deployment, with_confidence
 
     outs = Outputs()  # checked now, before any work
     out_file, to_stdout = plan_output(output, bool(opts.get("force")), as_json, outs)
-    inputs = with_confidence(build_inputs(ctx, opts), opts)
-    dep = build_deployment(ctx, inputs, opts)
-    plan = api.estimate(inputs, dep)
+    inputs = with_confidence(inputs_of(ctx, opts), opts)
+    plan = api.estimate(inputs, build_deployment(inputs, opts))
     if to_stdout:
         render.print_assumed(render.stderr_console(), inputs.assumed)
         click.echo(render.to_yaml(render.plan_document(plan)).rstrip("\n"))
@@ -76,30 +70,6 @@ def estimate(ctx, as_json, output, **opts):
     render.show_plan(con, plan)
     if output is not None:
         con.print(f"wrote {escape_markup(output)}")
-
-
-def _plans_module():
-    if importlib.util.find_spec("planner.plans") is None:
-        return None
-    return importlib.import_module("planner.plans")
-
-
-def _load_plan_file(path: str, opts: dict):
-    """(Inputs, Deployment) from a plan YAML via ``planner.plans`` (only --qps may override)."""
-    plans = _plans_module()
-    if plans is None:
-        fail("PLAN: plan files are read by `pdplan evaluate`/`simulate` once plan loading lands; "
-             "give the deployment with --approach and --replicas or --prefill/--decode")
-    extra = sorted(k for k, v in opts.items() if v is not None and v is not False and k != "qps")
-    if extra:
-        flag = "--" + extra[0].replace("_spec", "").replace("_", "-")
-        fail(f"{flag}: not with a PLAN file; the plan fixes the deployment and inputs "
-             "(only --qps, --requests, --seed and --json apply)")
-    ctx = click.get_current_context(silent=True)
-    root = (ctx.find_root().obj or {}) if ctx is not None else {}
-    loaded = plans.load_plan(path, qps=opts.get("qps"), catalog_dir=root.get("catalog_dir"))
-    return loaded[0], loaded[1]
-
 
 
 @click.command()
@@ -130,12 +100,13 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
       pdplan recommend --qps 80 --ttft-slo 200ms --verify
       pdplan recommend --qps 80 --ttft-slo 200ms --confidence 0.9
     """
-    from planner import render
+    from planner import api, render
     from planner.errors import NoFeasiblePlanError
     from planner.files import Outputs
-    from planner.optimize import recommend as run_recommend
+    from planner.inputs import approaches_of, gpu_list, with_confidence
+    from planner.progress import Progress
 
-    gpus = _gpu_list(ctx, opts)
+    gpus = gpu_list(catalog_of(ctx), opts)
     outs = Outputs()  # checked now, before any work; written together at the end
     out_file, to_stdout = plan_output(output, force, as_json, outs)
     if plot_file:
@@ -143,10 +114,11 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
 
         plot_out = plot_output(plot_file, force, outs)[1]
     opts["force"] = force
-    inputs = with_confidence(build_inputs(ctx, opts), opts)
-    gpus = gpus or [inputs.gpu]
+    inputs = with_confidence(inputs_of(ctx, opts), opts)
     try:
-        rec = run_recommend(inputs, gpus, _approaches(approach), max_gpus, objective)
+        with Progress(f"verifying: simulating {requests:,} requests", quiet=None if verify else True):
+            rec = api.recommend(inputs, gpus, approaches_of(approach), max_gpus, objective,
+                                verify=verify, requests=requests, seed=seed)
     except NoFeasiblePlanError as exc:
         if as_json:
             emit_error(ctx.meta.get(FORMAT_KEY, "json"), str(exc), 3,
@@ -154,8 +126,6 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
             click.echo(f"Error: {str(exc).splitlines()[0]}", err=True)  # the one line, as without --json
             ctx.exit(3)
         raise
-    if verify:
-        rec = _verify(rec, inputs, requests, seed, max_gpus)
     try:
         if plot_file:
             from planner.render.charts import pareto_plot
@@ -184,7 +154,6 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
         con.print(f"wrote {plot_file}")
 
 
-
 @click.command()
 @click.argument("plan_file", metavar="PLAN")
 @click.option("--qps", type=QPS, help="Re-evaluate at this request rate instead of the plan's.")
@@ -204,16 +173,11 @@ def evaluate(ctx, plan_file, qps, check, as_json):
       pdplan evaluate plan.yaml --qps 120 --check
     """
     from planner import api, render
-    from planner.plans import load_plan
 
-    inputs, dep, doc = load_plan(plan_file, qps=qps,
-                                 catalog_dir=(ctx.find_root().obj or {}).get("catalog_dir"))
-    plan = api.estimate(inputs, dep)
-    if qps is None and isinstance(doc.get("reason"), str):
-        plan.reason = doc["reason"]
+    plan = api.evaluate_plan(plan_file, qps=qps, catalog_dir=catalog_dir_of(ctx))
     missed = None
     if check and not plan.meets_slo:
-        wl = inputs.workload
+        wl = plan.inputs.workload
         load = (f"{wl.concurrency} concurrent clients" if wl.concurrency is not None
                 else f"{wl.qps:g} QPS")
         missed = f"--check: {plan_file} misses its SLO at {load}: {str(plan.reason).splitlines()[0]}"

@@ -9,17 +9,11 @@ from planner.cli.options import (
     PROFILE_FORCE,
     WEIGHT_DTYPES,
     Whole,
-    _size,
     catalog_of,
     complete_ids,
     emit_json,
-    fail,
     json_option,
     model_options,
-    resolve_dtypes,
-    resolve_engine,
-    resolve_gpu,
-    resolve_model,
 )
 
 
@@ -49,25 +43,8 @@ def kv(ctx, model, seq_len, kv_dtype, gpu, batch, tp, dtype, as_json):
     """
     from planner import api, render
 
-    cat = catalog_of(ctx)
-    assumed: list = []
-    spec = resolve_model(cat, {"model": model}, assumed)
-    n = _size(seq_len, "--seq-len")
-    if gpu is None:
-        for flag, v in (("--batch", batch), ("--tp", tp), ("--dtype", dtype)):
-            if v is not None:
-                fail(f"{flag}: only with --gpu (the decode step it is compared with)")
-    if kv_dtype is None:
-        kv_dtype = spec.default_kv_dtype
-        assumed.append(f"KV {kv_dtype}")
-    gpu_spec = cat.gpu(gpu, "--gpu") if gpu is not None else None
-    if gpu_spec is not None:
-        if batch is None:
-            assumed.append("batch 1")
-        if dtype is None:
-            dtype = spec.default_dtype
-            assumed.append(f"dtype {dtype}")
-    rep = api.kv_report(cat, spec, n, kv_dtype, gpu=gpu_spec, batch=batch, tp=tp, dtype=dtype)
+    rep = api.kv_report(catalog_of(ctx), model, seq_len, kv_dtype, gpu=gpu, batch=batch, tp=tp,
+                        dtype=dtype)
     message = render.kv_warning(rep)
     if message:
         render.warn(message)
@@ -75,7 +52,7 @@ def kv(ctx, model, seq_len, kv_dtype, gpu, batch, tp, dtype, as_json):
         emit_json(render.kv_document(rep))
         return
     con = render.stdout_console()
-    render.print_assumed(con, assumed)
+    render.print_assumed(con, rep.assumed)
     render.show_kv(con, rep)
 
 
@@ -109,51 +86,13 @@ def step(ctx, tp, pp, dp, ep, prefill_tokens, decode_batch, context, as_json, **
       pdplan step --model deepseek-v3 --gpu h200 --tp 1 --dp 8 --decode 32 --context 3000
     """
     from planner import api, render
-    from planner.errors import DoesNotFitError
-    from planner.perf import build_step_model, check_parallel
 
-    if (prefill_tokens is None) == (decode_batch is None):
-        fail("--prefill/--decode: give exactly one of --prefill N or --decode B --context L")
-    if decode_batch is not None and context is None:
-        fail("--context: missing; --decode B needs the mean context, e.g. --context 2176")
-    if prefill_tokens is not None and context is not None:
-        fail("--context: only with --decode")
-    cat = catalog_of(ctx)
-    assumed: list = []
-    model = resolve_model(cat, opts, assumed)
-    gpu = cat.gpu(resolve_gpu(cat, opts, assumed), "--gpu")
-    dtype, kv_dtype = resolve_dtypes(model, opts, assumed)
-    if tp is None:
-        tp = api.smallest_fitting_tp(cat, model, gpu, dtype, kv_dtype)
-        assumed.append(f"tp {tp}")
-    engine = resolve_engine(cat, opts, assumed)
-    if ep is None:
-        ep = tp * dp if dp > 1 else 1
-    check_parallel(model, gpu, tp, pp, "--tp/--dp/--ep", ep=ep, dp=dp)
-    cal = None
-    if opts.get("profile"):
-        from planner.calibrate.profile import check_applies, load_profile
-
-        prof = load_profile(opts["profile"])
-        check_applies(prof, model.id, [gpu.id], bool(opts.get("force")))
-        cal = prof.calibration
-    sm = build_step_model(cat, model, gpu, tp, pp, dtype=dtype, kv_dtype=kv_dtype, engine=engine,
-                          ep=ep, dp=dp, calibration=cal)
-    try:
-        sm.require_fit()
-    except DoesNotFitError as exc:
-        raise DoesNotFitError(f"--tp: {exc}") from None
-    if prefill_tokens is not None:
-        n = _size(prefill_tokens, "--prefill")
-        # With --dp every attention rank carries the same (the ranks step together).
-        doc = render.step_document(sm, sm.prefill(n, seqs=dp), "prefill", tokens=n)
-    else:
-        ctx_len = _size(context, "--context")
-        doc = render.step_document(sm, sm.decode(decode_batch * dp, ctx_len), "decode",
-                                   batch=decode_batch, context=ctx_len)
+    rep = api.step_report(catalog_of(ctx), tp=tp, pp=pp, dp=dp, ep=ep, prefill_tokens=prefill_tokens,
+                          decode_batch=decode_batch, context=context, **opts)
+    doc = render.step_document(rep)
     if as_json:
         emit_json(doc)
         return
     con = render.stdout_console()
-    render.print_assumed(con, assumed)
+    render.print_assumed(con, rep.assumed)
     render.show_step(con, doc)

@@ -1,4 +1,5 @@
-"""``pdplan simulate`` (the discrete-event check of a deployment) and ``pdplan timeline`` (the interference picture)."""
+"""``pdplan simulate`` (the discrete-event check of a deployment) and ``pdplan timeline`` (the
+interference picture)."""
 
 from __future__ import annotations
 
@@ -11,22 +12,15 @@ from planner.cli.options import (
     PROFILE_FORCE,
     WEIGHT_DTYPES,
     Whole,
-    _duration,
-    _size,
-    build_deployment,
-    build_inputs,
+    catalog_dir_of,
     catalog_of,
     common_options,
     complete_ids,
     deployment_options,
     emit_json,
-    fail,
+    inputs_of,
     json_option,
-    resolve_dtypes,
-    resolve_gpu,
-    resolve_model,
 )
-from planner.cli.planning import _load_plan_file
 
 
 @click.command()
@@ -49,27 +43,24 @@ def simulate(ctx, plan_file, as_json, requests, seed, **opts):
       pdplan simulate --prefill 6xtp4 --decode 2xtp8 --qps 20 --requests 5000
     """
     from planner import api, render
+    from planner.inputs import build_deployment, load_plan_file
+    from planner.progress import Progress
 
     if plan_file is not None:
-        inputs, dep = _load_plan_file(plan_file, opts)
+        inputs, dep = load_plan_file(plan_file, opts, catalog_dir_of(ctx))
     else:
-        inputs = build_inputs(ctx, opts)
-        dep = build_deployment(ctx, inputs, opts)
-    plan = api.estimate(inputs, dep)
-    from planner.progress import Progress
-    from planner.sim import simulate as run_simulation
-
+        inputs = inputs_of(ctx, opts)
+        dep = build_deployment(inputs, opts)
     with Progress(f"simulating {requests:,} requests"):
-        sim = run_simulation(inputs, dep, requests, seed)
+        run = api.simulate(inputs, dep, requests, seed)
     if as_json:
-        emit_json({"plan": render.plan_document(plan),
-                   "simulation": render.simulation_document(sim, seed, requests)})
+        emit_json({"plan": render.plan_document(run.plan),
+                   "simulation": render.simulation_document(run.result, seed, requests)})
         return
     con = render.stdout_console()
     render.print_assumed(con, inputs.assumed)
-    render.show_plan(con, plan, title="simulate")
-    render.show_simulation(con, plan, sim, requests)
-
+    render.show_plan(con, run.plan, title="simulate")
+    render.show_simulation(con, run.plan, run.result, requests)
 
 
 @click.command()
@@ -116,55 +107,10 @@ def timeline(ctx, approach, chunk_size, requests, model, gpu, tp, dtype, kv_dtyp
       pdplan timeline --approach disaggregated --request 2:12 --request 8:4@3
       pdplan timeline --approach chunked --model llama-3.1-70b --gpu h100-sxm --tp 8
     """
-    from planner import render
-    from planner import timeline as tlm
+    from planner import api, render
 
-    real = any(v is not None for v in (model, gpu, tp, dtype, kv_dtype))
-    if tick is not None and not real:
-        fail("--tick: only in real time (with --model, --gpu or --tp)")
-    clock, info, assumed = tlm.TokenClock(), {}, []
-    if real:
-        from planner import api
-        from planner.errors import DoesNotFitError
-        from planner.perf import build_step_model
-        from planner.serving.common import Pool
-
-        cat = catalog_of(ctx)
-        spec = resolve_model(cat, {"model": model}, assumed)
-        g = cat.gpu(resolve_gpu(cat, {"gpu": gpu}, assumed), "--gpu")
-        dtype, kv_dtype = resolve_dtypes(spec, {"dtype": dtype, "kv_dtype": kv_dtype}, assumed)
-        if tp is None:
-            tp = api.smallest_fitting_tp(cat, spec, g, dtype, kv_dtype)
-            assumed.append(f"tp {tp}")
-        sm = build_step_model(cat, spec, g, tp, 1, dtype=dtype, kv_dtype=kv_dtype)
-        try:
-            sm.require_fit()
-        except DoesNotFitError as exc:
-            raise DoesNotFitError(f"--tp: {exc}") from None
-        link, streams = None, 1
-        if approach == "disaggregated":
-            link, streams, where = api.kv_link_for(cat, g, g, Pool("prefill", g.id, 1, tp),
-                                                   Pool("decode", g.id, 1, tp), None)
-            info["link"] = f"{link.id} ({where}, {streams} streams, overlapped with the prefill)"
-        clock = tlm.StepClock(sm, link, streams, spec.kv_bytes_per_token(kv_dtype))
-        info.update(model=spec.id, gpu=g.id, tp=tp, dtype=dtype, kv_dtype=kv_dtype)
-    chunk = _size(chunk_size, "--chunk-size")
-    if approach == "chunked" and chunk is None:
-        chunk = tlm.DEFAULT_CHUNK_REAL if real else tlm.DEFAULT_CHUNK_ABSTRACT
-        assumed.append(f"chunk {chunk}")
-    reqs = None
-    if requests:
-        reqs = []
-        for text in requests:
-            prompt, out, arrival = tlm.parse_request(text, real)
-            reqs.append(tlm.Request(prompt, out, arrival or 0.0))
-    tl = tlm.build(approach, reqs, clock, chunk, tick=_duration(tick, "--tick"), info=info)
-    if not requests:
-        def at(a: float) -> str:
-            return f"{a * 1e3:.1f}ms" if a and real else f"{a:g}"
-
-        assumed.append("requests " + " and ".join(f"{r.prompt}:{r.output}@{at(r.arrival)}"
-                                                  for r in tl.requests))
+    tl, assumed = api.timeline(catalog_of(ctx), approach, chunk_size=chunk_size, requests=requests,
+                               model=model, gpu=gpu, tp=tp, dtype=dtype, kv_dtype=kv_dtype, tick=tick)
     if as_json:
         doc = render.timeline_document(tl)
         if assumed:

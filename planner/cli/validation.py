@@ -32,28 +32,19 @@ from planner.cli.options import (
 @click.pass_context
 def validate(ctx, dataset, fit, profile, as_json):
     """Predicted versus published measurements, with the relative error of each row."""
-    from planner import render
-    from planner import validate as validation
+    from planner import api, render
     from planner.progress import Progress
 
     if fit:
         with Progress("fitting the per-iteration overhead"):
-            res = validation.fit_overhead(catalog_of(ctx))
+            res = api.fit_overhead(catalog_of(ctx))
         if as_json:
             emit_json(res)
             return
-        con = render.stdout_console()
-        lo, hi = res["bounds_s"]
-        con.print(f"per-iteration overhead fitted on {res['rows']} rows: {res['overhead_s'] * 1e3:.3f} ms "
-                  f"(bounds {lo * 1e3:g}-{hi * 1e3:g} ms; loss {res['loss_at_catalog']:.4f} at the "
-                  f"catalog's {res['catalog_overhead_s'] * 1e3:.3f} ms -> {res['loss']:.4f}, group-balanced "
-                  "mean |log(predicted/measured)|)")
+        render.show_overhead_fit(render.stdout_console(), res)
         return
     with Progress(f"validating {profile or dataset}"):
-        if profile:
-            report = validation.run_profile(catalog_of(ctx), profile)
-        else:
-            report = validation.run(catalog_of(ctx), dataset=dataset)
+        report = api.validate(catalog_of(ctx), dataset=dataset, profile=profile)
     if as_json:
         emit_json(render.validate_document(report))
         return

@@ -15,6 +15,8 @@ import math
 import re
 from typing import Any
 
+from planner.types import CATALOG_TABLES
+
 PERCENTILE_KEYS = ("mean", "p50", "p90", "p95", "p99")
 ROLE_KV = {"prefill": "kv_producer", "decode": "kv_consumer"}
 
@@ -401,8 +403,17 @@ def plan_document(plan, trace_rows: bool = True) -> dict:
     doc["engine_hints"] = engine_hints(plan)
     doc["catalog"] = _catalog_embed(plan)
     if plan.verification:
-        doc["verification"] = plan.verification
+        doc["verification"] = verification_document(plan.verification)
     return clean(doc)
+
+
+def verification_document(v: dict) -> dict:
+    """The simulator's verdict on a plan (``recommend --verify``; :func:`planner.optimize.verify`
+    gives it in seconds) as the plan file keeps it."""
+    return {"requests": v["requests"], "seed": v.get("seed"), "attainment": round(float(v["attainment"]), 4),
+            "meets_slo": v["meets_slo"], "ttft_ms": {k: ms(x) for k, x in v["ttft"].items()},
+            "tpot_ms": {k: ms(x) for k, x in v["tpot"].items()}, "preemptions": v["preemptions"],
+            "analytic_gpus": v["analytic_gpus"], "instances_added": v["instances_added"]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -475,7 +486,6 @@ def link_item(lk) -> dict:
             "latency_s": rnd(lk.latency_s, 9)}
 
 
-CATALOG_TABLES = ("models", "gpus", "links")
 _ITEM = {"models": model_item, "gpus": gpu_item, "links": link_item}
 
 
@@ -555,7 +565,10 @@ def kv_document(rep) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def step_document(sm, cost, phase: str, *, tokens=None, batch=None, context=None) -> dict:
+def step_document(rep) -> dict:
+    """``pdplan step``: one forward pass (a :class:`planner.api.StepReport`)."""
+    sm, cost, phase = rep.step_model, rep.cost, rep.phase
+    tokens, batch, context = rep.tokens, rep.batch, rep.context
     doc = {
         "model": sm.model.id, "gpu": sm.gpu.id, "tp": sm.tp, "pp": sm.pp,
         "dtype": sm.dtype, "kv_dtype": sm.kv_dtype, "phase": phase,

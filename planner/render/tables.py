@@ -26,17 +26,9 @@ from planner.render.documents import (
     kernel_model_of,
     model_summary,
     to_yaml,
+    verification_document,
 )
-
-
-def fmt_seconds(seconds) -> str:
-    """A duration for people: '1 s', '200 ms', '12.5 ms'."""
-    v = finite(seconds)
-    if v is None:
-        return "n/a"
-    if v >= 1 and v == int(v):
-        return f"{int(v)} s"
-    return f"{v * 1e3:g} ms"
+from planner.units import fmt_seconds  # noqa: F401  (re-exported by planner.render)
 
 
 def _fmt_ms(seconds, digits: int = 1) -> str:
@@ -385,6 +377,15 @@ def show_step(console: Console, doc: dict) -> None:
     console.print(t)
 
 
+def show_overhead_fit(console: Console, res: dict) -> None:
+    """``pdplan validate --fit``: the refitted per-iteration overhead, its bounds and the loss."""
+    lo, hi = res["bounds_s"]
+    console.print(f"per-iteration overhead fitted on {res['rows']} rows: {res['overhead_s'] * 1e3:.3f} ms "
+                  f"(bounds {lo * 1e3:g}-{hi * 1e3:g} ms; loss {res['loss_at_catalog']:.4f} at the "
+                  f"catalog's {res['catalog_overhead_s'] * 1e3:.3f} ms -> {res['loss']:.4f}, group-balanced "
+                  "mean |log(predicted/measured)|)")
+
+
 _UNIT = {"ms": "ms", "tok_s": "tok/s", "tok_s_per_gpu": "tok/s/GPU"}
 
 
@@ -474,7 +475,7 @@ def show_recommendation(console: Console, rec) -> None:
         t.add_row(*_alt_row(p, key))
     console.print(t)
     if plan.verification:
-        v = plan.verification
+        v = verification_document(plan.verification)  # the figures the plan file has
         ok = "[bold green]meets[/]" if v.get("meets_slo") else "[bold red]misses[/]"
         console.print(f"verified by simulation ({v['requests']:,} requests): {ok} the SLO, "
                       f"attainment {v['attainment'] * 100:.1f}% (needs {pct}%), "
