@@ -7,6 +7,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from jsondoc import result_of
 
 from planner import api, render
 from planner.catalog import load_catalog
@@ -18,7 +19,7 @@ from planner.inputs import build_deployment, build_inputs
 def cli_json(args: list[str]) -> dict:
     r = CliRunner().invoke(cli, args + ["--json"])
     assert r.exit_code == 0, r.output
-    return json.loads(r.stdout)
+    return result_of(r.stdout)
 
 
 def doc(obj) -> dict:

@@ -40,13 +40,15 @@ class PdplanGroup(click.Group):
     def invoke(self, ctx):
         pending = getattr(ctx, "_protected_args", None)  # click 8.2+ (protected_args before)
         pending = ctx.protected_args if pending is None else pending
-        asked = _document_format([*pending, *ctx.args])
+        args = [*pending, *ctx.args]
+        asked = _document_format(args)
         try:
             return self._invoke(ctx)
         except click.ClickException as exc:  # bad input, no plan, a bug: also as a document
             fmt = ctx.meta.get(FORMAT_KEY) or asked
             if fmt in ("json", "yaml"):
-                emit_error(fmt, exc.format_message(), exc.exit_code)
+                command = args[0] if args and args[0] in self.commands else None
+                emit_error(fmt, exc.format_message(), exc.exit_code, command=command)
             raise
 
     def _invoke(self, ctx):

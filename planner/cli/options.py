@@ -173,12 +173,16 @@ def _document_format(args) -> str | None:
     return None
 
 
-def emit_error(fmt: str, message: str, exit_code: int, **extra) -> None:
-    """``{"error": {"message", "exit_code", ...}}`` on stdout, for a ``--json``/``--format``
-    consumer (the ``Error:`` line still goes to stderr)."""
-    from planner.render import to_json, to_yaml
+def emit_error(fmt: str, message: str, exit_code: int, command: str | None = None, **extra) -> None:
+    """The envelope with ``"error": {"message", "exit_code", ...}`` on stdout, for a
+    ``--json``/``--format`` consumer (the ``Error:`` line still goes to stderr). ``command``:
+    the command that failed (default: the running one; None before one was chosen)."""
+    from planner.render import envelope, to_json, to_yaml
 
-    doc = {"error": {"message": str(message), "exit_code": int(exit_code), **extra}}
+    if command is None:
+        ctx = click.get_current_context(silent=True)
+        command = ctx.command.name if ctx is not None and ctx.parent is not None else None
+    doc = envelope(command, error={"message": str(message), "exit_code": int(exit_code), **extra})
     try:
         click.echo(to_yaml(doc).rstrip("\n") if fmt == "yaml" else to_json(doc))
     except (OSError, ValueError):  # stdout gone: the Error: line on stderr still says it
@@ -363,11 +367,15 @@ def escape_markup(text) -> str:
     return escape(str(text))
 
 
-def emit_json(doc) -> None:
-    """The command's one document on stdout: JSON, or YAML under ``--format yaml``."""
-    from planner.render import to_json, to_yaml
+def emit_json(result, error: dict | None = None) -> None:
+    """The command's one document on stdout, ``result`` in the envelope every command shares
+    (:func:`planner.render.envelope`: ``pdplan_version``, ``command``, ``schema_version``,
+    ``result``; ``error`` beside it where the command also reports one): JSON, or YAML under
+    ``--format yaml``."""
+    from planner.render import envelope, to_json, to_yaml
 
     ctx = click.get_current_context(silent=True)
+    doc = envelope(ctx.command.name if ctx is not None else None, result, error)
     if ctx is not None and ctx.meta.get(FORMAT_KEY) == "yaml":
         click.echo(to_yaml(doc).rstrip("\n"))
     else:

@@ -181,11 +181,9 @@ def evaluate(ctx, plan_file, qps, check, as_json):
         load = (f"{wl.concurrency} concurrent clients" if wl.concurrency is not None
                 else f"{wl.qps:g} QPS")
         missed = f"--check: {plan_file} misses its SLO at {load}: {str(plan.reason).splitlines()[0]}"
-    if as_json:
-        out = {"plan": render.plan_document(plan)}
-        if missed:  # one document: the plan, and the error that the exit code reports
-            out["error"] = {"message": missed, "exit_code": 3}
-        emit_json(out)
+    if as_json:  # one document: the plan, and the error that the exit code reports
+        emit_json({"plan": render.plan_document(plan)},
+                  error={"message": missed, "exit_code": 3} if missed else None)
     else:
         con = render.stdout_console()
         render.show_plan(con, plan, title=f"evaluate {plan_file}")

@@ -18,6 +18,7 @@ from planner.render.charts import (
 )
 from planner.render.documents import (
     CATALOG_TABLES,
+    DOCUMENT_SCHEMA_VERSION,
     PERCENTILE_KEYS,
     ROLE_KV,
     ROW_FIELDS,
@@ -29,6 +30,7 @@ from planner.render.documents import (
     engine_document,
     engine_hints,
     entry_document,
+    envelope,
     finite,
     gpu_item,
     inputs_document,
@@ -89,6 +91,7 @@ from planner.render.tables import (
 
 __all__ = [
     "CATALOG_TABLES",
+    "DOCUMENT_SCHEMA_VERSION",
     "Console",
     "KV_BAR_WIDTH",
     "KV_LOG_RANGE",
@@ -104,6 +107,7 @@ __all__ = [
     "count",
     "engine_document",
     "engine_hints",
+    "envelope",
     "entry_document",
     "finite",
     "fmt_seconds",

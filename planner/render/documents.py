@@ -18,6 +18,9 @@ from typing import Any
 from planner.types import CATALOG_TABLES
 
 PERCENTILE_KEYS = ("mean", "p50", "p90", "p95", "p99")
+# The version of the envelope of every command's --json/--format document (its top-level keys
+# and the shape of each command's result); a plan's own schema_version is planner.api's.
+DOCUMENT_SCHEMA_VERSION = 1
 ROLE_KV = {"prefill": "kv_producer", "decode": "kv_consumer"}
 
 
@@ -117,6 +120,22 @@ def to_yaml(obj) -> str:
     import yaml
 
     return yaml.safe_dump(_no_surrogates(clean(obj)), sort_keys=False, allow_unicode=True, width=100)
+
+
+def envelope(command: str | None, result: Any = None, error: dict | None = None) -> dict:
+    """The one shape of every command's ``--json``/``--format json|yaml`` document:
+    ``{"pdplan_version", "command", "schema_version", "result"}``, where ``result`` is the
+    command's own document; an error has ``"error": {"message", "exit_code", ...}`` in place of
+    ``result`` (``evaluate --check`` has both: the plan, and the SLO miss its exit 3 reports)."""
+    from planner import __version__
+
+    doc: dict[str, Any] = {"pdplan_version": __version__, "command": command,
+                           "schema_version": DOCUMENT_SCHEMA_VERSION}
+    if result is not None or error is None:
+        doc["result"] = result
+    if error is not None:
+        doc["error"] = error
+    return doc
 
 
 # --------------------------------------------------------------------------------------------
@@ -471,8 +490,9 @@ def model_item(m) -> dict:
 def gpu_item(g) -> dict:
     return {
         "id": g.id, "name": g.name,
-        "bf16_flops": whole(g.peak_flops.get("bf16")), "fp8_flops": whole(g.peak_flops.get("fp8")),
-        "fp4_flops": whole(g.peak_flops.get("fp4")),
+        "bf16_flops_per_s": whole(g.peak_flops.get("bf16")),
+        "fp8_flops_per_s": whole(g.peak_flops.get("fp8")),
+        "fp4_flops_per_s": whole(g.peak_flops.get("fp4")),
         "hbm_bytes": whole(g.hbm_bytes), "hbm_bytes_per_s": whole(g.hbm_bytes_per_s),
         "gpus_per_node": g.gpus_per_node, "intra_node_link": g.intra_node_link,
         "inter_node_link": g.inter_node_link,
@@ -546,7 +566,7 @@ def entry_document(kind: str, entry) -> dict:
 def kv_document(rep) -> dict:
     doc = {
         "model": rep.model.id,
-        "seq_len": int(rep.seq_len),
+        "seq_len_tokens": int(rep.seq_len),
         "kv_dtype": rep.kv_dtype,
         "bytes_per_token": whole(rep.bytes_per_token),
         "bytes": whole(rep.bytes),
@@ -581,7 +601,7 @@ def step_document(rep) -> dict:
         doc["tokens"] = tokens
     else:
         doc["batch"] = batch
-        doc["context"] = context
+        doc["context_tokens"] = context
     bound = cost.bound
     doc.update({
         "time_ms": ms(cost.time_s),
@@ -592,7 +612,7 @@ def step_document(rep) -> dict:
         "memory_ms": ms(cost.memory_s),
         "comm_ms": ms(cost.comm_s),
         "overhead_ms": ms(cost.overhead_s),
-        "breakdown": {k: ms(v) for k, v in cost.breakdown.items()},
+        "breakdown_ms": {k: ms(v) for k, v in cost.breakdown.items()},
         "kv_capacity_tokens": count(sm.kv_capacity_tokens),
     })
     if sm.dp > 1:
@@ -686,10 +706,10 @@ def timeline_document(tl) -> dict:
     if real:
         doc.update({k: v for k, v in tl.info.items() if k in ("model", "gpu", "tp", "dtype", "kv_dtype", "link")})
         doc["tick_ms"] = ms(tl.tick, 6)
-    doc["requests"] = [{"request": i, "prompt": int(r.prompt), "output": int(r.output),
+    doc["requests"] = [{"request": i, "prompt_tokens": int(r.prompt), "output_tokens": int(r.output),
                         f"arrival_{suffix}": _tl_value(tl, r.arrival)}
                        for i, r in enumerate(tl.requests)]
-    doc["ticks"] = [_tl_value(tl, t) for t in tl.ticks]
+    doc[f"column_starts_{suffix}"] = [_tl_value(tl, t) for t in tl.ticks]
     doc["rows"] = [{"request": row.request, "pool": row.pool, "cells": row.cells} for row in tl.rows]
     per = []
     for s in tl.stats:
@@ -703,7 +723,8 @@ def timeline_document(tl) -> dict:
     doc["stall"] = {"unit": doc["unit"], "requests": per,
                     "stalled_requests": sum(1 for s in tl.stats if s.stalled > eps),
                     f"total_{suffix}": _tl_value(tl, sum(s.stalled for s in tl.stats))}
-    doc["iterations"] = [{"pool": it.pool, "start": _tl_value(tl, it.start), "end": _tl_value(tl, it.end),
+    doc["iterations"] = [{"pool": it.pool, f"start_{suffix}": _tl_value(tl, it.start),
+                          f"end_{suffix}": _tl_value(tl, it.end),
                           "prefill": [[r, int(c)] for r, c, _ in it.pieces],
                           "decode": list(it.decodes)} for it in tl.iterations]
     return clean(doc)
@@ -720,7 +741,8 @@ def calibration_document(report, profile) -> dict:
     doc["excluded"] = [{"file": r.path, "row": r.row, "why": "did not keep up with its request rate "
                         "(completed under 70% of it)"} for r in report.excluded]
     doc["rows"] = [{"file": o.result.path, "row": o.result.row, "statistic": o.name,
-                    "measured": o.measured, "error_uncalibrated": e[0], "error_calibrated": e[1],
+                    "measured": o.measured, "unit": "tok_s" if o.key.endswith("tok_s") else "s",
+                    "error_uncalibrated": e[0], "error_calibrated": e[1],
                     "error_leave_one_out": e[2]}
                    for o, e in zip(report.observations, (report.errors[i] for i in range(len(report.observations))))]
     return clean(doc)

@@ -363,7 +363,7 @@ def kv_warning(rep) -> str | None:
 
 def show_step(console: Console, doc: dict) -> None:
     what = (f"prefill of {doc['tokens']:,} tokens" if doc["phase"] == "prefill"
-            else f"decode step, batch {doc['batch']:,} at context {doc['context']:,}")
+            else f"decode step, batch {doc['batch']:,} at context {doc['context_tokens']:,}")
     par = (f"tp{doc['tp']}" + (f"dp{doc['dp']}" if doc.get("dp", 1) > 1 else "")
            + (f"pp{doc['pp']}" if doc["pp"] > 1 else "") + (f"ep{doc['ep']}" if doc.get("ep", 1) > 1 else ""))
     console.print(f"[bold]{escape(doc['model'])}[/] on {escape(doc['gpu'])} {par} "
@@ -372,7 +372,7 @@ def show_step(console: Console, doc: dict) -> None:
                   f"{doc['flops'] / 1e12:,.2f} TFLOP, {doc['bytes'] / 1e9:,.2f} GB moved")
     t = _table(("op group", {"justify": "left", "style": "bold"}), "ms", "share")
     total = doc["time_ms"] or 0.0
-    for k, v in doc["breakdown"].items():
+    for k, v in doc["breakdown_ms"].items():
         t.add_row(escape(k), _num(v, ",.3f"), _pct((v or 0.0) / total if total else None))
     console.print(t)
 
