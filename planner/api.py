@@ -1,6 +1,10 @@
-"""The library surface: inputs and deployments, estimate() and evaluate() (metrics of a fixed
-deployment, vectorised over request rates), headroom(), kv_report(). The search is
-:func:`planner.optimize.recommend`; the simulator :func:`planner.sim.simulate`.
+"""The library surface, and the only facade: one function per command.
+
+``recommend``, ``estimate``, ``evaluate_plan``, ``whatif``, ``simulate``, ``export``,
+``calibrate``, ``kv_report``, ``step_report``, ``timeline``, ``validate`` (and
+``catalog_entry``), besides the building blocks ``evaluate`` (metrics of a fixed deployment,
+vectorised over request rates) and ``headroom``. :mod:`planner.inputs` turns option values into
+the :class:`Inputs` and :class:`Deployment` they take; the records live in :mod:`planner.types`.
 
 The CLI calls these and renders what they return; nothing here prints. Results are plain
 dataclasses and dicts in SI units; :mod:`planner.render` turns them into tables, JSON and YAML.
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -18,94 +23,32 @@ import numpy as np
 from planner.catalog import Catalog, GPUSpec, ModelSpec, load_catalog
 from planner.errors import InvalidRequestError
 from planner.perf import StepModel, build_step_model, kv_link_for, kv_transfer_bytes  # noqa: F401  (kv_link_for re-exported)
-from planner.serving.common import (  # noqa: F401  (re-exported)
-    APPROACHES,
-    PERCENTILES,
-    Deployment,
-    LaneResult,
-    Metrics,
-    Pool,
-    engine_side,
-    request_latency,
-)
+from planner.serving.common import LaneResult, engine_side, request_latency
 from planner.serving.common import step_model as _step_model
+from planner.types import (  # noqa: F401  (re-exported: planner.api is the library's one facade)
+    APPROACHES,
+    DEFAULTS,
+    PERCENTILES,
+    SLO,
+    Deployment,
+    Inputs,
+    Metrics,
+    Plan,
+    Pool,
+)
 from planner.workload import Workload, fixed
 
 if TYPE_CHECKING:
-    from planner.calibrate.profile import Profile
-    from planner.catalog import EngineSpec, TransferSpec
-    from planner.perf.roofline import Calibration
-    from planner.perf.speculative import SpecDecode
+    from planner.optimize import Recommendation
+    from planner.perf.roofline import StepCost
+    from planner.sim.stats import SimResult
+    from planner.timeline import Timeline
 
 SCHEMA_VERSION = 1
-DEFAULTS: dict[str, Any] = {
-    "model": "llama-3.1-70b",
-    "gpu": "h100-sxm",
-    "isl": 2048,
-    "osl": 256,
-    "ttft_slo": 1.0,
-    "tpot_slo": 0.050,
-    "percentile": 90,
-    "engine": "vllm",
-}
 
 # ASCII digits, at most 9 of them (\d would take other scripts' digits; int() refuses 4,300+).
 _SPEC = re.compile(r"^\s*([0-9]{1,9})\s*x\s*tp([0-9]{1,9})(?:dp([0-9]{1,9}))?(?:pp([0-9]{1,9}))?"
                    r"(?:ep([0-9]{1,9}))?(?:@([A-Za-z0-9_.\-]+))?\s*$")
-
-
-@dataclass(frozen=True)
-class SLO:
-    ttft_s: float
-    tpot_s: float
-    percentile: int = 90
-
-    @property
-    def key(self) -> str:
-        return f"p{self.percentile}"
-
-
-@dataclass
-class Inputs:
-    """Everything a question to pdplan is about, besides the deployment."""
-
-    model: ModelSpec
-    workload: Workload
-    slo: SLO
-    dtype: str
-    kv_dtype: str
-    catalog: Catalog
-    gpu: str = DEFAULTS["gpu"]
-    assumed: list[str] = field(default_factory=list)  # defaults the user did not set
-    engine: EngineSpec | None = None  # None = the catalog's default engine
-    kv_transfer: TransferSpec | None = None  # None = the engine's default
-    # Speculative decoding (planner.perf.speculative.SpecDecode): on for estimate/simulate; what
-    # recommend may turn on where it pays. None = off.
-    spec: SpecDecode | None = None
-    # A calibration profile (planner.calibrate.Profile) and the step-model constants it implies
-    # (planner.perf.Calibration), applied to the GPUs in calibration_gpus (None = every GPU).
-    profile: Profile | None = None
-    calibration: Calibration | None = None
-    calibration_gpus: tuple | None = None
-    # The confidence of the likely ranges (planner.confidence; None = its default, 0.8); when
-    # set, recommend also sizes so that the SLO holds at the upper end of the range.
-    confidence: float | None = None
-    # Search options recommend sets on the instance (planner.optimize): plain class attributes,
-    # not fields, so replace() drops them back to these defaults (what the search expects).
-    objective = "gpus"  # "gpus" | "cost"
-    util_cap = math.inf  # utilisation every pool stays under (the confidence margin's regimes)
-
-    def __post_init__(self):
-        if self.engine is None and self.catalog is not None and DEFAULTS["engine"] in self.catalog.engines:
-            self.engine = self.catalog.engines[DEFAULTS["engine"]]
-        # A model with sliding-window layers holds KV per token by sequence length: evaluate it
-        # at the workload's mean context (prompt plus half the output; docs/methodology.md).
-        if getattr(self.model, "window_layers", 0) and self.workload is not None:
-            from dataclasses import replace
-
-            ctx = float(self.workload.mean_isl + self.workload.mean_osl / 2)
-            if ctx > 0 and ctx != self.model.kv_context_tokens:
-                self.model = replace(self.model, kv_context_tokens=ctx)
 
 
 def parse_spec(text: str, default_gpu: str, flag: str) -> tuple[int, int, int, str, int, int]:
@@ -225,42 +168,6 @@ def cost_per_hour(inp: Inputs, dep: Deployment) -> float:
     return sum(p.gpus * inp.catalog.gpu(p.gpu).price_per_hour for p in dep.pools)
 
 
-@dataclass
-class Plan:
-    """A deployment with its metrics under the inputs: what estimate/recommend return."""
-
-    inputs: Inputs
-    deployment: Deployment
-    metrics: Metrics
-    meets_slo: bool
-    max_qps: float
-    cost_per_hour: float
-    reason: str = ""
-    link: dict | None = None
-    verification: dict | None = None
-    notes: list = field(default_factory=list)
-    # recommend with --spec-tokens: whether speculative decoding was turned on and why
-    # ({"on": bool, "why": sentence}); None where it was not offered.
-    speculation: dict | None = None
-    # One decode iteration of the decoding pool's lane at the operating point (its mean batch
-    # and decode context), op group -> seconds; and that pool's layout facts.
-    decode_step: dict = field(default_factory=dict)
-    layout: dict = field(default_factory=dict)
-    # The likely ranges of the metrics (planner.confidence.ranges: SI units, per statistic).
-    ranges: dict | None = None
-    # recommend with a confidence: what sizing to the upper end of the range cost
-    # ({"confidence", "gpus", "gpus_without", "ttft_factor", "tpot_factor", ...}).
-    margin: dict | None = None
-
-    @property
-    def approach(self) -> str:
-        return self.deployment.approach
-
-    @property
-    def total_gpus(self) -> int:
-        return self.deployment.total_gpus
-
-
 def closed_loop(inp: Inputs, dep: Deployment) -> tuple[float, LaneResult]:
     """The throughput ``N`` closed-loop clients reach on ``dep``, and the metrics there
     (:func:`planner.serving.closed.solve`: the closed network's fixed point, saturation and
@@ -369,26 +276,50 @@ class KVReport:
     gpu: str | None = None
     batch: int | None = None
     slower_than_decode: list = field(default_factory=list)
+    assumed: list = field(default_factory=list)  # the defaults filled in (model, KV dtype, ...)
 
 
-def kv_report(catalog: Catalog, model: ModelSpec, seq_len: int, kv_dtype: str,
-              gpu: GPUSpec | None = None, batch: int | None = None, tp: int | None = None,
-              dtype: str | None = None) -> KVReport:
-    if model.window_layers:  # sliding-window layers: KV per token at this sequence length
-        from dataclasses import replace
+def kv_report(catalog: Catalog, model: ModelSpec | str | None, seq_len: int | str,
+              kv_dtype: str | None = None, gpu: GPUSpec | str | None = None, batch: int | None = None,
+              tp: int | None = None, dtype: str | None = None) -> KVReport:
+    """The KV cache of one ``seq_len``-token sequence (``2048`` or ``"2k"``) and its transfer
+    time over every link; with ``gpu``, compared with a decode step of ``batch`` sequences at
+    that context on the smallest TP that fits (or ``tp``). ``model`` is a spec, a catalog id or
+    a config.json path (None: the default model); what is left out is filled in and listed in
+    ``assumed``."""
+    from planner.inputs import resolve_model
+    from planner.units import parse_size
 
-        model = replace(model, kv_context_tokens=float(seq_len))
-    nbytes = float(kv_transfer_bytes(model, seq_len, kv_dtype))
+    assumed: list[str] = []
+    spec = model if isinstance(model, ModelSpec) else resolve_model(catalog, {"model": model}, assumed)
+    n = parse_size(seq_len, "--seq-len")
+    if gpu is None:
+        for flag, v in (("--batch", batch), ("--tp", tp), ("--dtype", dtype)):
+            if v is not None:
+                raise InvalidRequestError(f"{flag}: only with --gpu (the decode step it is compared with)")
+    if kv_dtype is None:
+        kv_dtype = spec.default_kv_dtype
+        assumed.append(f"KV {kv_dtype}")
+    gpu_spec = catalog.gpu(gpu, "--gpu") if isinstance(gpu, str) else gpu
+    if gpu_spec is not None:
+        if batch is None:
+            assumed.append("batch 1")
+        if dtype is None:
+            dtype = spec.default_dtype
+            assumed.append(f"dtype {dtype}")
+    if spec.window_layers:  # sliding-window layers: KV per token at this sequence length
+        spec = replace(spec, kv_context_tokens=float(n))
+    nbytes = float(kv_transfer_bytes(spec, n, kv_dtype))
     transfer = {lid: float(link.transfer_time(nbytes)) for lid, link in sorted(catalog.links.items())}
-    rep = KVReport(model, seq_len, kv_dtype, model.kv_bytes_per_token(kv_dtype), nbytes, transfer,
-                   dict(catalog.links))
-    if gpu is not None:
+    rep = KVReport(spec, n, kv_dtype, spec.kv_bytes_per_token(kv_dtype), nbytes, transfer,
+                   dict(catalog.links), assumed=assumed)
+    if gpu_spec is not None:
         b = batch or 1
-        tp = tp or smallest_fitting_tp(catalog, model, gpu, dtype, kv_dtype)
-        sm = build_step_model(catalog, model, gpu, tp, 1, dtype=dtype, kv_dtype=kv_dtype)
+        tp = tp or smallest_fitting_tp(catalog, spec, gpu_spec, dtype, kv_dtype)
+        sm = build_step_model(catalog, spec, gpu_spec, tp, 1, dtype=dtype, kv_dtype=kv_dtype)
         sm.require_fit()
-        rep.decode_step_s = float(sm.decode_time(b, seq_len))
-        rep.gpu, rep.batch = f"{gpu.id} tp{tp}", b
+        rep.decode_step_s = float(sm.decode_time(b, n))
+        rep.gpu, rep.batch = f"{gpu_spec.id} tp{tp}", b
         rep.slower_than_decode = [lid for lid, t in transfer.items() if t > rep.decode_step_s]
     return rep
 
@@ -418,8 +349,10 @@ def default_inputs(catalog_dir: str | None = None, **kw) -> Inputs:
                   engine=cat.engine(kw.get("engine", DEFAULTS["engine"])))
 
 
-__all__ = ["Inputs", "SLO", "Plan", "Deployment", "Pool", "estimate", "evaluate", "headroom",
-           "kv_report", "parse_spec", "default_inputs"]
+__all__ = ["Inputs", "SLO", "Plan", "Deployment", "Pool", "KVReport", "StepReport", "Simulation",
+           "calibrate", "catalog_entry", "default_inputs", "estimate", "evaluate", "evaluate_plan",
+           "export", "fit_overhead", "headroom", "kv_report", "parse_spec", "recommend", "simulate",
+           "step_report", "timeline", "validate", "whatif"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -513,10 +446,12 @@ def _portable(c):
 def calibrate(catalog: Catalog, paths, *, model: str | None = None, gpu: str | None = None,
               tp: int | None = None, replicas: int = 1, engine: str | None = None,
               dtype: str | None = None, kv_dtype: str | None = None, fmt: str | None = None,
-              constants=None, loo: bool = True):
-    """Read benchmark results, fit the calibration constants (:mod:`planner.calibrate.fit`)
-    and return ``(report, profile, results)``. What the files state (model, GPU, TP, engine)
-    fills what the arguments leave out; a result for another model than ``model`` is an error."""
+              constants: str | Sequence[str] | None = None, loo: bool = True):
+    """Read benchmark results, fit the calibration constants (:mod:`planner.calibrate.fit`;
+    ``constants``: which, see :func:`fit_constants`; default every one the data can pin) and
+    return ``(report, profile, results)``. What the files state (model, GPU, TP, engine) fills
+    what the arguments leave out; a result for another model than ``model`` is an error."""
+    constants = fit_constants(constants)
     from planner.calibrate import read_results
     from planner.calibrate.fit import Setup, fit
     from planner.calibrate.profile import from_fit
@@ -579,3 +514,241 @@ def export(plan_path: str, target: str, out_dir: str = ".", force: bool = False,
     from planner.export import export as _export
 
     return _export(plan_path, target, out_dir, force=force, catalog_dir=catalog_dir)
+
+
+# --------------------------------------------------------------------------------------------
+# The commands' calls: recommend, simulate, evaluate_plan, step_report, timeline, validate
+# --------------------------------------------------------------------------------------------
+
+
+def recommend(inputs: Inputs, gpus: Sequence[str] | None = None,
+              approaches: Sequence[str] = APPROACHES, max_gpus: int = 1024, objective: str = "gpus",
+              *, verify: bool = False, requests: int = 20000, seed: int = 0) -> Recommendation:
+    """The cheapest plan that meets the SLO among ``gpus`` (GPU ids; pools may mix them; default
+    the inputs' GPU) and ``approaches``, within ``max_gpus``, minimising GPUs or dollars
+    (``objective`` ``"gpus"``/``"cost"``), with the best plan of every other approach beside it
+    (:func:`planner.optimize.recommend`). ``verify``: the discrete-event simulator checks the plan
+    with ``requests`` requests and sizes it up where the analytic model was optimistic
+    (:func:`planner.optimize.verify`; ``plan.verification`` has its verdict, SI units). Raises
+    :class:`planner.errors.NoFeasiblePlanError` (with the nearest misses) when nothing fits."""
+    from planner.optimize import recommend as search
+    from planner.optimize import verify as check
+
+    rec = search(inputs, list(gpus or [inputs.gpu]), tuple(approaches), max_gpus, objective)
+    if verify:
+        rec = check(inputs, rec, requests, seed, max_gpus)
+    return rec
+
+
+@dataclass
+class Simulation:
+    """A deployment through the discrete-event simulator, beside its analytic estimate."""
+
+    plan: Plan  # the analytic estimate (api.estimate)
+    result: SimResult  # the simulator's percentiles, attainment, throughput (SI units)
+    requests: int  # requests simulated (the statistics may drop a warm-up share)
+    seed: int
+
+
+def simulate(inputs: Inputs, deployment: Deployment, requests: int = 20000, seed: int = 0) -> Simulation:
+    """The analytic estimate of ``deployment`` and the discrete-event simulation of the same
+    policies with ``requests`` requests drawn with ``seed`` (:func:`planner.sim.simulate`)."""
+    plan = estimate(inputs, deployment)
+    from planner.sim import simulate as run
+
+    return Simulation(plan, run(inputs, deployment, requests, seed), int(requests), int(seed))
+
+
+def evaluate_plan(path: str, qps: float | None = None, catalog_dir: str | None = None) -> Plan:
+    """A plan file's metrics recomputed from the file alone (the catalog entries it embeds), at
+    its own rate or at ``qps``, with the headroom (``pdplan evaluate``). At its own rate the plan
+    keeps the file's ``reason`` (the search's sentence)."""
+    from planner.plans import load_plan
+
+    inputs, dep, doc = load_plan(path, qps=qps, catalog_dir=catalog_dir)
+    plan = estimate(inputs, dep)
+    if qps is None and isinstance(doc.get("reason"), str):
+        plan.reason = doc["reason"]
+    return plan
+
+
+@dataclass
+class StepReport:
+    """One static forward pass on one instance (``pdplan step``)."""
+
+    step_model: StepModel
+    cost: StepCost  # time, FLOPs, bytes, what bounds it, op-group breakdown (SI units)
+    phase: str  # "prefill" | "decode"
+    tokens: int | None = None  # prefill: prompt tokens
+    batch: int | None = None  # decode: sequences per attention rank
+    context: int | None = None  # decode: mean context, tokens
+    assumed: list = field(default_factory=list)
+
+
+def step_report(catalog: Catalog, *, model: str | None = None, gpu: str | None = None,
+                tp: int | None = None, pp: int = 1, dp: int = 1, ep: int | None = None,
+                dtype: str | None = None, kv_dtype: str | None = None, engine: str | None = None,
+                profile: str | None = None, force: bool = False,
+                prefill_tokens: int | str | None = None, decode_batch: int | None = None,
+                context: int | str | None = None) -> StepReport:
+    """The time, FLOPs and bytes of one prefill of ``prefill_tokens`` tokens, or of one decode
+    step of ``decode_batch`` sequences at mean ``context`` (give one), on one instance of
+    ``model`` on ``gpu`` at ``tp`` (default: the smallest that fits one node), ``pp``, ``dp``
+    attention ranks and ``ep``; ``profile``: a calibration profile's constants (``force``: even
+    one fitted on another model or GPU). Sizes are tokens or text such as ``"2k"``."""
+    from planner.errors import DoesNotFitError
+    from planner.inputs import resolve_dtypes, resolve_engine, resolve_gpu, resolve_model
+    from planner.perf import check_parallel
+    from planner.units import parse_size
+
+    if (prefill_tokens is None) == (decode_batch is None):
+        raise InvalidRequestError("--prefill/--decode: give exactly one of --prefill N or --decode B --context L")
+    if decode_batch is not None and context is None:
+        raise InvalidRequestError("--context: missing; --decode B needs the mean context, e.g. --context 2176")
+    if prefill_tokens is not None and context is not None:
+        raise InvalidRequestError("--context: only with --decode")
+    opts = {"model": model, "gpu": gpu, "dtype": dtype, "kv_dtype": kv_dtype, "engine": engine}
+    assumed: list[str] = []
+    spec = resolve_model(catalog, opts, assumed)
+    g = catalog.gpu(resolve_gpu(catalog, opts, assumed), "--gpu")
+    dtype, kv_dtype = resolve_dtypes(spec, opts, assumed)
+    if tp is None:
+        tp = smallest_fitting_tp(catalog, spec, g, dtype, kv_dtype)
+        assumed.append(f"tp {tp}")
+    eng = resolve_engine(catalog, opts, assumed)
+    if ep is None:
+        ep = tp * dp if dp > 1 else 1
+    check_parallel(spec, g, tp, pp, "--tp/--dp/--ep", ep=ep, dp=dp)
+    cal = None
+    if profile:
+        from planner.calibrate.profile import check_applies, load_profile
+
+        prof = load_profile(profile)
+        check_applies(prof, spec.id, [g.id], bool(force))
+        cal = prof.calibration
+    sm = build_step_model(catalog, spec, g, tp, pp, dtype=dtype, kv_dtype=kv_dtype, engine=eng,
+                          ep=ep, dp=dp, calibration=cal)
+    try:
+        sm.require_fit()
+    except DoesNotFitError as exc:
+        raise DoesNotFitError(f"--tp: {exc}") from None
+    if prefill_tokens is not None:
+        n = parse_size(prefill_tokens, "--prefill")
+        # With --dp every attention rank carries the same (the ranks step together).
+        return StepReport(sm, sm.prefill(n, seqs=dp), "prefill", tokens=n, assumed=assumed)
+    assert decode_batch is not None and context is not None  # checked above
+    ctx_len = parse_size(context, "--context")
+    return StepReport(sm, sm.decode(decode_batch * dp, ctx_len), "decode", batch=decode_batch,
+                      context=ctx_len, assumed=assumed)
+
+
+def timeline(catalog: Catalog, approach: str = "unified", *, chunk_size: int | str | None = None,
+             requests: Sequence[str] = (), model: str | None = None, gpu: str | None = None,
+             tp: int | None = None, dtype: str | None = None, kv_dtype: str | None = None,
+             tick: float | str | None = None) -> tuple[Timeline, list[str]]:
+    """The interference picture (``pdplan timeline``): ``requests`` (``"LEN[:OUT[@ARRIVAL]]"``
+    each; default a short request decoding when a long one arrives) scheduled iteration by
+    iteration under ``approach`` by the reference scheduler, in abstract ticks, or in real time
+    on the step model of ``model`` on ``gpu`` at ``tp`` once any of those is given. Returns the
+    :class:`planner.timeline.Timeline` and the defaults it assumed."""
+    from planner import timeline as tlm
+    from planner.units import parse_duration, parse_size
+
+    real = any(v is not None for v in (model, gpu, tp, dtype, kv_dtype))
+    if tick is not None and not real:
+        raise InvalidRequestError("--tick: only in real time (with --model, --gpu or --tp)")
+    clock: Any = tlm.TokenClock()
+    info: dict = {}
+    assumed: list[str] = []
+    if real:
+        from planner.errors import DoesNotFitError
+        from planner.inputs import resolve_dtypes, resolve_gpu, resolve_model
+
+        spec = resolve_model(catalog, {"model": model}, assumed)
+        g = catalog.gpu(resolve_gpu(catalog, {"gpu": gpu}, assumed), "--gpu")
+        dtype, kv_dtype = resolve_dtypes(spec, {"dtype": dtype, "kv_dtype": kv_dtype}, assumed)
+        if tp is None:
+            tp = smallest_fitting_tp(catalog, spec, g, dtype, kv_dtype)
+            assumed.append(f"tp {tp}")
+        sm = build_step_model(catalog, spec, g, tp, 1, dtype=dtype, kv_dtype=kv_dtype)
+        try:
+            sm.require_fit()
+        except DoesNotFitError as exc:
+            raise DoesNotFitError(f"--tp: {exc}") from None
+        link, streams = None, 1
+        if approach == "disaggregated":
+            link, streams, where = kv_link_for(catalog, g, g, Pool("prefill", g.id, 1, tp),
+                                               Pool("decode", g.id, 1, tp), None)
+            info["link"] = f"{link.id} ({where}, {streams} streams, overlapped with the prefill)"
+        clock = tlm.StepClock(sm, link, streams, spec.kv_bytes_per_token(kv_dtype))
+        info.update(model=spec.id, gpu=g.id, tp=tp, dtype=dtype, kv_dtype=kv_dtype)
+    chunk = None if chunk_size is None else parse_size(chunk_size, "--chunk-size")
+    if approach == "chunked" and chunk is None:
+        chunk = tlm.DEFAULT_CHUNK_REAL if real else tlm.DEFAULT_CHUNK_ABSTRACT
+        assumed.append(f"chunk {chunk}")
+    reqs = None
+    if requests:
+        reqs = []
+        for text in requests:
+            prompt, out, arrival = tlm.parse_request(text, real)
+            reqs.append(tlm.Request(prompt, out, arrival or 0.0))
+    tick_s = None if tick is None else parse_duration(tick, "--tick")
+    tl = tlm.build(approach, reqs, clock, chunk, tick=tick_s, info=info)
+    if not requests:
+        def at(a: float) -> str:
+            return f"{a * 1e3:.1f}ms" if a and real else f"{a:g}"
+
+        assumed.append("requests " + " and ".join(f"{r.prompt}:{r.output}@{at(r.arrival)}"
+                                                  for r in tl.requests))
+    return tl, assumed
+
+
+def validate(catalog: Catalog, dataset: str = "measurements", profile: str | None = None) -> Any:
+    """Predicted versus published measurements (``pdplan validate``): the rows of ``dataset``
+    (measurements, offline-grid, kernels, pass-grid, serving, deepseek) with their relative
+    errors and a summary, or a calibration profile's own benchmark results predicted with and
+    without it (:mod:`planner.validate`)."""
+    from planner import validate as validation
+
+    if profile:
+        return validation.run_profile(catalog, profile)
+    return validation.run(catalog, dataset=dataset)
+
+
+def fit_overhead(catalog: Catalog) -> dict:
+    """The per-iteration engine overhead refitted on the measurements, with its bounds and the
+    loss at the catalog's value and at the fit (``pdplan validate --fit``)."""
+    from planner import validate as validation
+
+    return validation.fit_overhead(catalog)
+
+
+def catalog_entry(catalog: Catalog, name: str) -> tuple[str, Any]:
+    """``(kind, entry)`` of one catalog entry: a model, GPU or link by its id, or a Hugging Face
+    config.json by its path (a name ending in ``.json``, starting with ``.`` or holding a path
+    separator), imported as a model."""
+    import os
+
+    if name.endswith(".json") or os.sep in name or name.startswith("."):
+        return "model", catalog.model(name, "catalog show")
+    entry = catalog.get(name)
+    kind = ("model" if name in catalog.models and catalog.models[name] is entry
+            else "gpu" if name in catalog.gpus and catalog.gpus[name] is entry else "link")
+    return kind, entry
+
+
+def fit_constants(names: str | Sequence[str] | None) -> list[str] | None:
+    """The calibration constants to fit, checked: ``"compute,memory"`` or a list of names
+    (None: every one the data can pin)."""
+    if names is None:
+        return None
+    from planner.calibrate.fit import CONSTANTS
+
+    valid = [c[0] for c in CONSTANTS]
+    given = names.split(",") if isinstance(names, str) else list(names)
+    picked = [n.strip() for n in given if n.strip()]
+    bad = [n for n in picked if n not in valid]
+    if bad or not picked:
+        shown = bad[0] if bad else (names if isinstance(names, str) else ",".join(names))
+        raise InvalidRequestError(f"--fit: unknown constant {shown!r}; valid: {', '.join(valid)}")
+    return picked

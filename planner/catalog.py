@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from planner.errors import CatalogError, InvalidRequestError, did_you_mean
+from planner.types import KV_DTYPES, KV_TRANSFER_DTYPES, WEIGHT_DTYPES  # noqa: F401  (re-exported)
 
 # Bytes per stored element. FP4 is NVFP4 (E2M1 plus one FP8 scale per 16 values = 4.5 bits),
 # INT4 is group-wise (group 128 with an FP16 scale and zero = 4.25 bits); see docs/methodology.md.
@@ -32,9 +33,6 @@ DTYPE_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5625, "int4": 0.53
                "mxfp4": 0.53125}
 # The dtype whose GEMM peak and kernel constants a stored dtype runs on.
 COMPUTE_DTYPE = {"mxfp4": "fp4"}
-WEIGHT_DTYPES = ("bf16", "fp8", "fp4", "int4")
-KV_DTYPES = ("bf16", "fp8")
-KV_TRANSFER_DTYPES = ("bf16", "fp8", "int4")
 ACTIVATION_BYTES = 2.0  # activations and all-reduce messages travel in BF16
 
 

@@ -31,12 +31,29 @@ including a `--catalog DIR`'s own entries.
 Output: tables for people, laid out for the terminal's width (80 columns and up: cells that do not
 fit fold onto the next line, never cut short; `validate` and `kv` leave out their least needed
 columns under 100). `--format json` (= `--json`) or `--format yaml` prints one document on stdout
-and nothing else there; an error is then also a document, `{"error": {"message", "exit_code"}}`
-(see docs/errors.md). `calibrate` takes `--json` only: its `--format` names the result files'
-format. `recommend -o -` and `estimate -o -` print the plan's YAML alone on stdout; `-o FILE`
-writes it with the mode a new file gets under your umask (0644 under the usual 022). Progress bars
-(simulate, recommend --verify, whatif, calibrate, validate) go to stderr, only on a terminal,
-never with a document format, and only after a second.
+and nothing else there (see Documents below). `calibrate` takes `--json` only: its `--format`
+names the result files' format. `recommend -o -` and `estimate -o -` print the plan's YAML
+alone on stdout; `-o FILE` writes it with the mode a new file gets under your umask (0644 under
+the usual 022). Progress bars (simulate, recommend --verify, whatif, calibrate, validate) go to
+stderr, only on a terminal, never with a document format, and only after a second.
+
+Documents: every command's `--json` / `--format json|yaml` document has the same shape,
+
+```
+{"pdplan_version": "0.1.0", "command": "recommend", "schema_version": 1, "result": {...}}
+```
+
+where `result` is the command's own document: `plan`, `alternatives` and `search` (recommend);
+`plan` (estimate, evaluate); `plan` and `simulation` (simulate); `axes` and `rows` (whatif);
+`target` and `files` (export); `models`, `gpus`, `links` or the one entry shown (catalog); the
+report of kv, step, timeline, validate and calibrate. A `plan` is the plan file's document, with
+its own `schema_version` (the plan schema, unchanged by this envelope); a saved document of
+estimate, recommend, evaluate or simulate loads as a plan file. An error has `"error":
+{"message", "exit_code", ...}` in place of `result` (`evaluate --check` that misses has both;
+`command` is null when no command was chosen; see docs/errors.md). Quantities carry their unit in
+their key (`ttft_ms` with `p50`..`p99`, `throughput_tokens_per_s`, `bytes_per_s`, `seq_len_tokens`,
+`breakdown_ms`, `column_starts_ms`); rows whose unit varies say it in `unit` (validate,
+calibrate). `schema_version` (now 1) changes when this shape or a result's keys change.
 """
 
 

@@ -74,8 +74,11 @@ def read_plan(path: str) -> dict:
     doc = read_yaml(path, f"plan file {path}", "a YAML plan", max_bytes=PLAN_MAX_BYTES)
     if doc is None:
         raise InvalidRequestError(f"plan file {path} is empty")
-    if isinstance(doc, dict) and "plan" in doc and isinstance(doc["plan"], dict) and "schema_version" not in doc:
-        doc = doc["plan"]  # a saved `--json` output
+    if isinstance(doc, dict) and "command" in doc and isinstance(doc.get("result"), dict) \
+            and isinstance(doc["result"].get("plan"), dict):
+        doc = doc["result"]["plan"]  # a saved `--json` output (the envelope of every command)
+    elif isinstance(doc, dict) and "plan" in doc and isinstance(doc["plan"], dict) and "schema_version" not in doc:
+        doc = doc["plan"]  # a `--json` output saved before the envelope (pdplan 0.1.0 dev)
     if not isinstance(doc, dict):
         raise InvalidRequestError(f"plan file {path}: expected a mapping (a pdplan plan), got {type(doc).__name__}")
     if "schema_version" not in doc:

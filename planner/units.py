@@ -194,3 +194,16 @@ def fmt_ms(seconds: float | None, digits: int = 1) -> str:
     if ms >= 10_000:
         return f"{ms / 1e3:,.1f} s"
     return f"{ms:,.{digits}f} ms"
+
+
+def fmt_seconds(seconds) -> str:
+    """A duration for people: '1 s', '200 ms', '12.5 ms' ('n/a' when missing or not finite)."""
+    try:
+        v = float(seconds)
+    except (TypeError, ValueError):
+        return "n/a"
+    if not math.isfinite(v):
+        return "n/a"
+    if v >= 1 and v == int(v):
+        return f"{int(v)} s"
+    return f"{v * 1e3:g} ms"

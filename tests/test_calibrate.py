@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from jsondoc import result_of
 
 from planner.calibrate.fit import Setup, fit, observations, predict_result
 from planner.calibrate.readers import BenchResult
@@ -112,10 +113,9 @@ def test_calibrate_acceptance(tmp_path):
         "median_abs_error"]
     base = ["estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--approach", "chunked", "--replicas",
             "1xtp1", "--qps", "4", "--isl", "467", "--osl", "256", "--json"]
-    import json
 
-    plain = json.loads(runner.invoke(cli, base).output)["plan"]
-    cal = json.loads(runner.invoke(cli, base + ["--profile", str(out)]).output)["plan"]
+    plain = result_of(runner.invoke(cli, base).output)["plan"]
+    cal = result_of(runner.invoke(cli, base + ["--profile", str(out)]).output)["plan"]
     assert "profile" not in plain
     assert cal["profile"]["path"] == str(out) and cal["profile"]["constants"]
     # the published mean TTFT at 4 QPS is 24 ms: calibrated within 10%, uncalibrated not
@@ -150,7 +150,6 @@ def test_a_profile_for_another_model_or_gpu_needs_force(profile_file):
 
 
 def test_plans_carry_the_profile_and_evaluate_applies_it(profile_file, tmp_path):
-    import json
 
     runner = CliRunner()
     plan = tmp_path / "plan.yaml"
@@ -160,18 +159,17 @@ def test_plans_carry_the_profile_and_evaluate_applies_it(profile_file, tmp_path)
     assert r.exit_code == 0, r.output
     doc = yaml.safe_load(plan.read_text())
     assert doc["profile"]["path"] == str(profile_file)
-    ev = json.loads(runner.invoke(cli, ["evaluate", str(plan), "--json"]).output)
+    ev = result_of(runner.invoke(cli, ["evaluate", str(plan), "--json"]).output)
     ev = ev.get("plan", ev)
     assert ev["profile"]["constants"] == doc["profile"]["constants"]
     assert ev["metrics"]["ttft_ms"]["p90"] == pytest.approx(doc["metrics"]["ttft_ms"]["p90"], rel=1e-6)
 
 
 def test_validate_profile_shows_the_runs_with_and_without(profile_file):
-    import json
 
     r = CliRunner().invoke(cli, ["validate", "--profile", str(profile_file), "--json"])
     assert r.exit_code == 0, r.output
-    s = json.loads(r.output)["summary"]
+    s = result_of(r.output)["summary"]
     assert s["by_source_kind"]["with profile"]["median_abs_error"] < s["by_source_kind"]["without profile"][
         "median_abs_error"]
 

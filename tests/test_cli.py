@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from jsondoc import envelope_of, result_of
 
 from planner import cli as cli_mod
 from planner.cli import cli
@@ -34,7 +35,7 @@ def run(args, **kw):
 def run_json(args):
     r = run(args)
     assert r.exit_code == 0, r.output
-    return json.loads(r.stdout)  # exactly one JSON document, nothing else on stdout
+    return result_of(r.stdout)  # exactly one JSON document, nothing else on stdout
 
 
 def error_lines(result) -> list[str]:
@@ -94,7 +95,8 @@ def test_python_dash_m_planner_runs_the_cli():
 
 
 def test_cli_constants_match_the_library():
-    """cli.py keeps its own copies of the choices so that --help stays light; they must agree."""
+    """The CLI's choices come from planner.types (numpy-free, so --help stays light): the same
+    names as the catalog, the serving registry, the simulator and the reference scheduler."""
     from planner import api, catalog
     from planner.serving.common import APPROACHES
 
@@ -128,7 +130,7 @@ def test_catalog_json_lists_exactly_the_builtins():
     ds = next(m for m in doc["models"] if m["id"] == "deepseek-v3")
     assert ds["moe"] is True and ds["mla"] is True and ds["active_params"] < ds["num_params"]
     h100 = next(g for g in doc["gpus"] if g["id"] == "h100-sxm")
-    for key in ("bf16_flops", "fp8_flops", "hbm_bytes", "hbm_bytes_per_s", "price_per_hour"):
+    for key in ("bf16_flops_per_s", "fp8_flops_per_s", "hbm_bytes", "hbm_bytes_per_s", "price_per_hour"):
         assert h100[key] > 0
     pcie4 = next(lk for lk in doc["links"] if lk["id"] == "pcie4")
     assert pcie4["bytes_per_s"] == 32e9 and pcie4["latency_s"] > 0
@@ -175,7 +177,7 @@ def test_user_catalog_overrides_builtin(tmp_path):
     doc = run_json(["--catalog", str(tmp_path), "catalog", "gpus", "--json"])
     assert next(g for g in doc["gpus"] if g["id"] == "h100-sxm")["price_per_hour"] == 9.99
     r = CliRunner().invoke(cli, ["catalog", "gpus", "--json"], env={"PDPLAN_CATALOG": str(tmp_path)})
-    assert next(g for g in json.loads(r.stdout)["gpus"] if g["id"] == "h100-sxm")["price_per_hour"] == 9.99
+    assert next(g for g in result_of(r.stdout)["gpus"] if g["id"] == "h100-sxm")["price_per_hour"] == 9.99
 
 
 # ---- kv ------------------------------------------------------------------------------------
@@ -193,7 +195,7 @@ def test_kv_acceptance():
 def test_kv_with_gpu_compares_with_a_decode_step():
     r = run(["kv", "--seq-len", "2k", "--gpu", "h100-sxm", "--batch", "64", "--json"])
     assert r.exit_code == 0, r.output
-    doc = json.loads(r.stdout)
+    doc = result_of(r.stdout)
     assert doc["decode_step_ms"] > 0
     slow = [lid for lid, t in doc["transfer_ms"].items() if t > doc["decode_step_ms"]]
     assert sorted(doc["slower_than_decode"]) == sorted(slow)
@@ -225,13 +227,13 @@ def test_kv_reads_a_hugging_face_config(tmp_path):
 def test_step_prefill():
     doc = run_json(["step", "--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--tp", "8",
                     "--prefill", "2048", "--json"])
-    for key in ("time_ms", "flops", "bytes", "bound", "breakdown"):
+    for key in ("time_ms", "flops", "bytes", "bound", "breakdown_ms"):
         assert key in doc
     assert 50 <= doc["time_ms"] <= 400
     assert doc["bound"] in ("compute", "memory", "communication")
     assert doc["flops"] > 2 * 70e9 * 2048 * 0.9  # at least the weight GEMMs
-    assert doc["breakdown"] and all(v >= 0 for v in doc["breakdown"].values())
-    assert math.isclose(sum(doc["breakdown"].values()), doc["time_ms"], rel_tol=1e-3)
+    assert doc["breakdown_ms"] and all(v >= 0 for v in doc["breakdown_ms"].values())
+    assert math.isclose(sum(doc["breakdown_ms"].values()), doc["time_ms"], rel_tol=1e-3)
 
 
 def test_step_decode():
@@ -310,7 +312,7 @@ def test_overloaded_is_not_an_error():
     args = ["estimate", "--approach", "unified", "--replicas", "1xtp8", "--qps", "1000"]
     r = run(args + ["--json"])
     assert r.exit_code == 0, r.output
-    plan = json.loads(r.stdout)["plan"]
+    plan = result_of(r.stdout)["plan"]
     assert plan["meets_slo"] is False
     assert plan["metrics"]["ttft_ms"]["p90"] is None
     assert plan["metrics"]["saturated"]
@@ -435,7 +437,9 @@ def test_no_feasible_plan_exits_3(monkeypatch):
     (line,) = error_lines(r)
     assert line.startswith("Error: no deployment meets")
     # under --json the error is also the one document on stdout (issue 14)
-    assert json.loads(r.stdout) == {"error": {"message": line.removeprefix("Error: "), "exit_code": 3}}
+    doc = envelope_of(r.stdout)
+    assert doc["command"] == "estimate" and "result" not in doc
+    assert doc["error"] == {"message": line.removeprefix("Error: "), "exit_code": 3}
 
 
 def test_main_exit_codes(capsys):
@@ -520,16 +524,6 @@ def test_simulate_with_a_fake_simulator(monkeypatch):
     r = run(["simulate"] + DISAGG[1:] + ["--requests", "100"])
     assert r.exit_code == 0, r.output
     assert "analytic" in r.output and "simulated" in r.output
-
-
-def test_simulate_plan_file_without_plan_loading(tmp_path, monkeypatch):
-    monkeypatch.setattr(cli_mod, "_plans_module", lambda: None)
-    p = tmp_path / "plan.yaml"
-    p.write_text("schema_version: 1\n")
-    r = run(["simulate", str(p)])
-    assert r.exit_code == 2
-    (line,) = error_lines(r)
-    assert "plan loading" in line
 
 
 def test_simulate_reads_a_plan_file(tmp_path, monkeypatch):

@@ -6,7 +6,6 @@ The coverage tests read the shipped residuals (tests/data/confidence_residuals.y
 
 from __future__ import annotations
 
-import json
 import math
 from types import SimpleNamespace
 
@@ -15,6 +14,7 @@ import yaml
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jsondoc import result_of
 
 from planner import confidence as conf
 from planner.cli import cli
@@ -227,10 +227,10 @@ def test_bad_confidence_is_one_error_line(command, value):
 
 
 def test_estimate_json_carries_ranges_at_the_confidence_asked():
-    plain = json.loads(run(["estimate", "--replicas", "4xtp8", "--qps", "20", "--json"]).stdout)
+    plain = result_of(run(["estimate", "--replicas", "4xtp8", "--qps", "20", "--json"]).stdout)
     r = run(["estimate", "--replicas", "4xtp8", "--qps", "20", "--confidence", "0.95", "--json"])
     assert r.exit_code == 0, r.output
-    doc = json.loads(r.stdout)["plan"]
+    doc = result_of(r.stdout)["plan"]
     m, m0 = doc["metrics"], plain["plan"]["metrics"]
     assert m0["range"]["confidence"] == 0.8 and m["range"]["confidence"] == 0.95
     assert doc["inputs"]["confidence"] == 0.95 and "confidence" not in plain["plan"]["inputs"]
@@ -251,14 +251,14 @@ def test_estimate_table_shows_the_range():
 def test_recommend_margin_costs_gpus(tmp_path):
     """The acceptance call: the output says what the 90% margin costs in GPUs, the plan has at
     least the GPUs of the plain call, and its P90 range's upper ends are within the SLOs."""
-    plain = json.loads(run(["recommend", "--qps", "80", "--ttft-slo", "200ms", "--json"]).stdout)["plan"]
+    plain = result_of(run(["recommend", "--qps", "80", "--ttft-slo", "200ms", "--json"]).stdout)["plan"]
     r = run(["recommend", "--qps", "80", "--ttft-slo", "200ms", "--confidence", "0.9"])
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())
     assert "the 90% margin costs" in text and "GPUs" in text and "without" in text
     r = run(["recommend", "--qps", "80", "--ttft-slo", "200ms", "--confidence", "0.9", "--json",
              "-o", str(tmp_path / "plan.yaml")])
-    doc = json.loads(r.stdout)["plan"]
+    doc = result_of(r.stdout)["plan"]
     mg = doc["margin"]
     assert mg["gpus"] == doc["total_gpus"] >= mg["gpus_without"] == plain["total_gpus"]
     assert mg["extra_gpus"] == mg["gpus"] - mg["gpus_without"]
@@ -271,7 +271,7 @@ def test_recommend_margin_costs_gpus(tmp_path):
     assert saved["inputs"]["confidence"] == 0.9 and saved["margin"] == mg
     ev = run(["evaluate", str(tmp_path / "plan.yaml"), "--json"])
     assert ev.exit_code == 0, ev.output
-    assert json.loads(ev.stdout)["plan"]["metrics"]["range"] == rg
+    assert result_of(ev.stdout)["plan"]["metrics"]["range"] == rg
 
 
 def test_margin_is_free_where_the_plain_plan_already_holds():

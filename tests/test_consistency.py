@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jsondoc import result_of
 
 from planner import cli
 
@@ -40,7 +41,7 @@ def _check(s, tmp_path=None):
     assert r.exit_code in (0, 3), r.output
     if r.exit_code == 3:
         return
-    plan = json.loads(r.stdout)["plan"]
+    plan = result_of(r.stdout)["plan"]
     m = plan["metrics"]
     finite = all(v is not None and math.isfinite(v) for d in (m["ttft_ms"], m["tpot_ms"]) for v in d.values())
     assert finite == bool(m["stable"])
@@ -51,7 +52,7 @@ def _check(s, tmp_path=None):
         assert kv["used_tokens"] <= kv["capacity_tokens"]
     w = run(cli.cli, ["whatif", "--vary", f"qps={s['qps']}"] + _args(s)[2:])
     assert w.exit_code == 0, w.output
-    row = json.loads(w.stdout)["rows"][0]
+    row = result_of(w.stdout)["rows"][0]
     assert row["plan"] is not None and _key(row["plan"]) == _key(plan)
     assert row["plan"]["meets_slo"] == plan["meets_slo"]
 
@@ -74,10 +75,10 @@ def test_evaluate_reproduces_a_written_plan(tmp_path):
     r = CliRunner().invoke(cli.cli, ["recommend", "--qps", "23.7", "--isl", "900", "--osl", "200",
                                      "-o", str(out), "--json"])
     assert r.exit_code == 0, r.output
-    written = json.loads(r.stdout)["plan"]
+    written = result_of(r.stdout)["plan"]
     ev = CliRunner().invoke(cli.cli, ["evaluate", str(out), "--json"])
     assert ev.exit_code == 0, ev.output
-    again = json.loads(ev.stdout)["plan"]
+    again = result_of(ev.stdout)["plan"]
     for k in ("ttft_ms", "tpot_ms", "max_qps_within_slo", "decode_batch", "kv_cache"):
         assert again["metrics"][k] == written["metrics"][k], k
     assert again["meets_slo"] == written["meets_slo"]
@@ -104,7 +105,7 @@ def test_verified_plans_meet_their_percentile_in_simulation(case):
     assert r.exit_code in (0, 3), r.output
     if r.exit_code == 3:
         return
-    plan = json.loads(r.stdout)["plan"]
+    plan = result_of(r.stdout)["plan"]
     v = plan["verification"]
     target = 0.9
     se = math.sqrt(target * (1 - target) / v["requests"])

@@ -4,7 +4,6 @@ acceptance cases against the simulator."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from jsondoc import result_of
 
 from planner import api
 from planner.catalog import load_catalog, parse_engine
@@ -90,7 +90,7 @@ def test_a_user_engine_from_the_catalog_directory(tmp_path):
     r = run(["--catalog", str(tmp_path), "estimate", "--replicas", "1xtp8", "--qps", "1",
              "--engine", "my-vllm", "--json"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["plan"]["engine"]["id"] == "my-vllm"
+    assert result_of(r.stdout)["plan"]["engine"]["id"] == "my-vllm"
 
 
 # ---- memory and admission, by hand ----------------------------------------------------------
@@ -153,7 +153,7 @@ def test_unified_iteration_carries_decodes_and_whole_prompts():
 
 def test_timeline_chunk_4_decodes_every_iteration():
     r = run(["timeline", "--approach", "chunked", "--chunk-size", "4", "--json"])
-    doc = json.loads(r.stdout)
+    doc = result_of(r.stdout)
     # every iteration after the short request's prompt carries its decode until it finishes
     its = doc["iterations"]
     carrying = [it for it in its[1:] if it["prefill"]]
@@ -182,8 +182,8 @@ def test_acceptance_closed_loop_agrees_with_the_simulator():
     analytic and simulated within 10% at P50 (TTFT and TPOT) and in throughput."""
     args = ["--approach", "chunked", "--model", "qwen3-32b", "--gpu", "h100-sxm", "--replicas",
             "1xtp2", "--concurrency", "32", "--isl", "1024", "--osl", "128", "--json"]
-    est = json.loads(run(["estimate"] + args).stdout)["plan"]
-    sim = json.loads(run(["simulate", "--requests", "4000"] + args).stdout)
+    est = result_of(run(["estimate"] + args).stdout)["plan"]
+    sim = result_of(run(["simulate", "--requests", "4000"] + args).stdout)
     assert est["inputs"]["concurrency"] == 32
     s = sim["simulation"]
     for metric in ("ttft_ms", "tpot_ms"):
@@ -214,7 +214,7 @@ def test_closed_loop_plan_round_trip(tmp_path):
     assert "engines" in doc["catalog"]
     ev = run(["evaluate", str(out), "--json"])
     assert ev.exit_code == 0, ev.output
-    assert json.loads(ev.stdout)["plan"]["inputs"]["concurrency"] == 64
+    assert result_of(ev.stdout)["plan"]["inputs"]["concurrency"] == 64
 
 
 def test_simulator_refuses_closed_loop_disaggregated():

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from jsondoc import result_of
 
 from planner import __version__, api
 from planner.cli import cli
@@ -450,7 +451,7 @@ def test_cli_and_api_write_the_same(plans, tmp_path):
     a = api.export(plans["disagg"], "vllm", str(tmp_path / "a"))
     r = CliRunner().invoke(cli, ["export", plans["disagg"], "--target", "vllm", "-o", str(tmp_path / "b"), "--json"])
     assert r.exit_code == 0
-    got = json.loads(r.output)
+    got = result_of(r.output)
     assert got["target"] == "vllm" and [Path(p).name for p in got["files"]] == [Path(p).name for p in a]
     for x, y in zip(a, got["files"]):
         assert Path(x).read_text() == Path(y).read_text()  # deterministic

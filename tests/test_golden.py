@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from jsondoc import result_of
 
 from planner import api, render
 from planner.cli import cli
@@ -44,7 +45,7 @@ def test_golden_plan(name, tmp_path):
 def test_cli_equals_api():
     res = CliRunner().invoke(cli, ["recommend", "--qps", "20", "--ttft-slo", "500ms", "--json"])
     assert res.exit_code == 0
-    cli_doc = json.loads(res.stdout)
+    cli_doc = result_of(res.stdout)
     inp = api.default_inputs(qps=20, ttft_slo=0.5)
     inp.assumed = ["model llama-3.1-70b", "gpu h100-sxm", "isl 2048", "osl 256", "TPOT SLO 50 ms",
                    "P90", "dtype bf16", "KV bf16"]

@@ -24,6 +24,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jsondoc import result_of
 
 from planner import files
 from planner.cli import cli
@@ -350,12 +351,12 @@ def test_a_failed_run_leaves_nothing_behind(tmp_path, monkeypatch):
 
 
 def test_a_failed_plot_leaves_nothing_behind(tmp_path, monkeypatch):
-    import planner.plots
+    import planner.render.charts
 
     def broken(*a, **k):
         raise InvalidRequestError("--plot-file: cannot draw")
 
-    monkeypatch.setattr(planner.plots, "pareto_plot", broken)
+    monkeypatch.setattr(planner.render.charts, "pareto_plot", broken)
     one_error(run(REC + ["-o", tmp_path / "plan.yaml", "--plot-file", tmp_path / "p.png"]), "cannot draw")
     assert listing(tmp_path) == []
 
@@ -573,7 +574,7 @@ def test_a_plan_with_a_trace_evaluates_from_anywhere(tmp_path, monkeypatch):
     (work / "t.csv").write_text(TRACE)
     monkeypatch.chdir(work)
     args = ["recommend", "--qps", "4", "--max-gpus", "16", "--trace", "t.csv"]
-    written = json.loads(run(args + ["--json"]).stdout)["plan"]
+    written = result_of(run(args + ["--json"]).stdout)["plan"]
     assert run(args + ["-o", "plan.yaml"]).exit_code == 0
     doc = written["inputs"]["trace"]
     assert doc["file"] == "t.csv" and doc["requests"] == 4
@@ -582,7 +583,7 @@ def test_a_plan_with_a_trace_evaluates_from_anywhere(tmp_path, monkeypatch):
     monkeypatch.chdir(elsewhere)
     res = run(["evaluate", work / "plan.yaml", "--json"])
     assert res.exit_code == 0, res.output
-    ev = json.loads(res.stdout)["plan"]
+    ev = result_of(res.stdout)["plan"]
     assert ev["metrics"] == written["metrics"] and ev["inputs"]["trace"] == doc
     sim = run(["simulate", work / "plan.yaml", "--requests", "200", "--json"])
     assert sim.exit_code == 0, sim.output
@@ -665,11 +666,11 @@ def test_catalog_flag_and_environment_agree(tmp_path, monkeypatch):
 
 def test_only_the_plan_itself_carries_the_trace_rows(tmp_path):
     (tmp_path / "t.csv").write_text(TRACE)
-    doc = json.loads(run(["recommend", "--qps", "4", "--max-gpus", "16", "--trace", tmp_path / "t.csv",
+    doc = result_of(run(["recommend", "--qps", "4", "--max-gpus", "16", "--trace", tmp_path / "t.csv",
                           "--json"]).stdout)
     assert "lengths" in doc["plan"]["inputs"]["trace"]
     assert doc["alternatives"] and all("lengths" not in a["inputs"]["trace"] and a["inputs"]["trace"]["sha256"]
                                        == doc["plan"]["inputs"]["trace"]["sha256"] for a in doc["alternatives"])
-    rows = json.loads(run(["whatif", "--vary", "qps=2,4", "--max-gpus", "16", "--trace", tmp_path / "t.csv",
+    rows = result_of(run(["whatif", "--vary", "qps=2,4", "--max-gpus", "16", "--trace", tmp_path / "t.csv",
                            "--json"]).stdout)
     assert "lengths" not in json.dumps(rows)

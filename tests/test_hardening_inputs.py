@@ -14,6 +14,7 @@ import yaml
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jsondoc import result_of
 
 from planner import units
 from planner.cli import cli
@@ -50,7 +51,7 @@ def assert_bad(args, *needles, within_s: float = 10.0):
 def gpus(args) -> int | None:
     r = run(["recommend", "--json"] + args)
     assert r.exit_code in (0, 3), r.output[-500:]
-    doc = json.loads(r.stdout)
+    doc = result_of(r.stdout)
     return doc["plan"]["total_gpus"] if "plan" in doc else None
 
 
@@ -153,7 +154,7 @@ def test_tiny_length_cv_is_the_fixed_length(kind):
     fixed = gpus(["--qps", "20", "--isl", "300"])
     assert gpus(["--qps", "20", "--isl-dist", f"{kind}:mean=300,cv=1e-200"]) == fixed
     r = run(UNIFIED + ["--isl-dist", f"{kind}:mean=300,cv=1e-200", "--json"])
-    assert r.exit_code == 0 and json.loads(r.stdout)["plan"]["inputs"]["isl"] == f"{kind}:mean=300,cv=0"
+    assert r.exit_code == 0 and result_of(r.stdout)["plan"]["inputs"]["isl"] == f"{kind}:mean=300,cv=0"
 
 
 def _plan(tmp_path, *extra) -> tuple[str, dict]:
@@ -166,12 +167,12 @@ def _plan(tmp_path, *extra) -> tuple[str, dict]:
 def test_a_float_percentile_in_a_plan_is_read_as_the_integer(tmp_path):
     """``percentile: 90.0`` passed the check (90.0 == 90) and then looked up key 'p90.0'."""
     path, doc = _plan(tmp_path)
-    want = json.loads(run(["evaluate", path, "--json"]).stdout)["plan"]["metrics"]
+    want = result_of(run(["evaluate", path, "--json"]).stdout)["plan"]["metrics"]
     doc["inputs"]["percentile"] = 90.0
     (tmp_path / "float.yaml").write_text(yaml.safe_dump(doc))
     r = run(["evaluate", str(tmp_path / "float.yaml"), "--json"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["plan"]["metrics"] == want
+    assert result_of(r.stdout)["plan"]["metrics"] == want
     r = run(["simulate", str(tmp_path / "float.yaml"), "--requests", "200", "--json"])
     assert r.exit_code == 0, r.output
     for bad in (90.5, True, "90"):
@@ -190,7 +191,7 @@ def test_a_tiny_rate_is_refused_and_small_rates_survive_a_plan(tmp_path):
         assert doc["inputs"]["qps"] == float(rate)
         r = run(["evaluate", path, "--json"])
         assert r.exit_code == 0, r.output
-        assert json.loads(r.stdout)["plan"]["inputs"]["qps"] == float(rate)
+        assert result_of(r.stdout)["plan"]["inputs"]["qps"] == float(rate)
     path, doc = _plan(tmp_path, "--burstiness", "1e-9")
     assert doc["inputs"]["burstiness"] == units.MIN_BURSTINESS  # floored, never 0
     assert run(["evaluate", path]).exit_code == 0

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from jsondoc import result_of
 
 from planner.catalog import model_from_hf_config
 from planner.cli import cli
@@ -87,7 +88,7 @@ def test_gpt_oss_120b_fp4_experts_and_sliding_window_kv():
     res = CliRunner().invoke(cli, ["catalog", "show", str(CORPUS / "openai--gpt-oss-120b" / "config.json"),
                                    "--json"])
     assert res.exit_code == 0, res.output
-    s = json.loads(res.output)["summary"]
+    s = result_of(res.output)["summary"]
     assert s["dtype"]["experts"] == "mxfp4" and s["dtype"]["attention"] == "bf16"
     assert (s["kv_bytes_per_token_at_1k"], s["kv_bytes_per_token_at_32k"]) == (41_472, 37_008)
     assert s["sliding_window"] == {"layers": 18, "of_layers": 36, "window_tokens": 128}
@@ -168,7 +169,7 @@ def test_kv_command_is_sequence_length_aware():
     path = str(CORPUS / "openai--gpt-oss-120b" / "config.json")
     res = CliRunner().invoke(cli, ["kv", "--model", path, "--seq-len", "32k", "--json"])
     assert res.exit_code == 0, res.output
-    doc = json.loads(res.output)
+    doc = result_of(res.output)
     assert doc["bytes"] == 2 * 8 * 64 * 2 * (18 * 32768 + 18 * 128)
 
 

@@ -979,7 +979,7 @@ def test_non_utf8_trace_name_json_and_plan(tmp_path):
     try:
         res = CliRunner().invoke(cli, ["estimate", "--trace", name, "--replicas", "1xtp8", "--qps", "1", "--json"])
         assert res.exit_code == 0, res.output
-        assert _strict_json(res.stdout)["plan"]["inputs"]["trace"]["file"] == name
+        assert _strict_json(res.stdout)["result"]["plan"]["inputs"]["trace"]["file"] == name
         res = CliRunner().invoke(cli, ["recommend", "--trace", name, "--qps", "1", "--max-gpus", "16", "-o", "p.yaml"])
         assert res.exit_code == 0, res.output
         res = CliRunner().invoke(cli, ["evaluate", "p.yaml"])

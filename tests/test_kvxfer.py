@@ -13,6 +13,7 @@ import yaml
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jsondoc import result_of
 
 from planner import api
 from planner.catalog import TransferSpec, default_transfer, load_catalog, parse_transfer
@@ -244,11 +245,10 @@ def test_transfer_engine_only_for_disaggregated_deployments(cmd):
 
 
 def test_plans_record_the_transfer_engine_and_read_it_back(tmp_path):
-    import json
 
     r = CliRunner().invoke(cli, DISAGG + ["--kv-transfer", "mooncake-tcp", "--json"])
     assert r.exit_code == 0, r.output
-    kt = json.loads(r.output)["plan"]["kv_transfer"]
+    kt = result_of(r.output)["plan"]["kv_transfer"]
     assert kt["engine"] == "mooncake-tcp" and kt["efficiency"] == 0.36 and kt["setup_ms"] == 0.39
     assert kt["rate_bytes_per_s"] == 41_000_000_000  # 4 x 50 x 0.36 = 72 GB/s, capped at 41
     out = tmp_path / "plan.yaml"
@@ -260,7 +260,7 @@ def test_plans_record_the_transfer_engine_and_read_it_back(tmp_path):
     assert "mooncake-rdma" in doc["catalog"]["kv_transfer"]
     r = CliRunner().invoke(cli, ["evaluate", str(out), "--json"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["plan"]["kv_transfer"]["engine"] == "mooncake-rdma"
+    assert result_of(r.output)["plan"]["kv_transfer"]["engine"] == "mooncake-rdma"
     doc["kv_transfer"]["engine"] = "carrier-pigeon"
     del doc["catalog"]["kv_transfer"]
     out.write_text(yaml.safe_dump(doc))

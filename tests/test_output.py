@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
+from jsondoc import envelope_of, result_of
 
 from planner.cli import cli
 
@@ -67,7 +67,7 @@ def test_recommend_at_80_columns_keeps_approach_names_and_numbers_whole():
     """Cells fold rather than truncate, and the ones that must stay whole (approach names,
     GPU counts, latencies) are each on one line of the table at 80 columns."""
     r = run(["recommend", "--qps", "80", "--ttft-slo", "200ms", "--json"], columns=None)
-    doc = json.loads(r.stdout)
+    doc = result_of(r.stdout)
     t = run(["recommend", "--qps", "80", "--ttft-slo", "200ms"]).stdout
     table = t[t.index("best plan of each approach"):]
     for p in [doc["plan"], *doc["alternatives"]]:
@@ -83,7 +83,7 @@ def test_validate_at_80_columns_folds_long_ids_and_says_what_it_left_out():
     assert "batch and isl/osl columns from 100 columns up" in r.stdout
     wide = run(["validate"], columns=120).stdout
     assert ELLIPSIS not in wide and "isl/osl" in wide.splitlines()[1]
-    ids = [row["id"] for row in json.loads(run(["validate", "--json"]).stdout)["rows"]]
+    ids = [row["id"] for row in result_of(run(["validate", "--json"]).stdout)["rows"]]
     first_col = "".join(line.split(" ", 1)[0] for line in r.stdout.splitlines())
     for rid in ids:
         assert rid in first_col
@@ -97,7 +97,7 @@ def test_catalog_show_is_valid_yaml_at_any_width(name, columns):
     file and kernel-model lines are ``#`` comments)."""
     r = run(["catalog", "show", name], columns=columns)
     assert r.exit_code == 0, r.output
-    entry = json.loads(run(["catalog", "show", name, "--json"]).stdout)["entry"]
+    entry = result_of(run(["catalog", "show", name, "--json"]).stdout)["entry"]
     assert yaml.safe_load(r.stdout) == entry
     assert r.stdout.startswith("# ")
 
@@ -135,8 +135,9 @@ def test_format_json_and_yaml_are_the_json_document(args):
     """``--format json`` is ``--json``; ``--format yaml`` is the same document as YAML."""
     as_json = run([*args, "--json"], columns=None)
     assert as_json.exit_code == 0, as_json.output
-    doc = _timeless(json.loads(as_json.stdout))
-    assert _timeless(json.loads(run([*args, "--format", "json"], columns=None).stdout)) == doc
+    doc = _timeless(envelope_of(as_json.stdout))
+    assert doc["command"] == args[0] and doc["result"]
+    assert _timeless(envelope_of(run([*args, "--format", "json"], columns=None).stdout)) == doc
     as_yaml = run([*args, "--format", "yaml"], columns=None)
     assert as_yaml.exit_code == 0, as_yaml.output
     assert _timeless(yaml.safe_load(as_yaml.stdout)) == doc
@@ -148,7 +149,7 @@ def test_json_with_another_format_is_bad_input():
     r = run(["estimate", *UNIFIED, "--json", "--format", "yaml"], columns=None)
     assert r.exit_code == 2
     assert "Error: --json/--format: --json means --format json" in r.stderr
-    assert json.loads(r.stdout)["error"]["exit_code"] == 2
+    assert envelope_of(r.stdout)["error"]["exit_code"] == 2
     assert run(["estimate", *UNIFIED, "--json", "--format", "json"]).exit_code == 0
 
 
@@ -182,7 +183,8 @@ def test_errors_are_a_document_on_stdout_and_a_line_on_stderr(args, code, fmt):
     assert r.exit_code == code, r.output
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("Error: ")]
     assert len(lines) == 1
-    doc = yaml.safe_load(r.stdout) if fmt[-1].endswith("yaml") else json.loads(r.stdout)
+    doc = yaml.safe_load(r.stdout) if fmt[-1].endswith("yaml") else envelope_of(r.stdout)
+    assert doc["command"] == args[0] and "result" not in doc
     err = doc["error"]
     assert err["exit_code"] == code
     assert err["message"].splitlines()[0] == lines[0].removeprefix("Error: ")
@@ -200,7 +202,7 @@ def test_internal_errors_are_a_document_too(monkeypatch):
     monkeypatch.setattr(api, "estimate", boom)
     r = run(["estimate", *UNIFIED, "--json"], columns=None)
     assert r.exit_code == 1
-    assert json.loads(r.stdout)["error"]["message"].startswith("internal error: ZeroDivisionError")
+    assert envelope_of(r.stdout)["error"]["message"].startswith("internal error: ZeroDivisionError")
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,7 +214,7 @@ def test_recommend_o_dash_writes_the_plan_yaml_alone_on_stdout(tmp_path):
     r = run(["recommend", "--qps", "20", "-o", "-"], columns=None)
     assert r.exit_code == 0, r.output
     plan = yaml.safe_load(r.stdout)
-    ref = json.loads(run(["recommend", "--qps", "20", "--json"], columns=None).stdout)["plan"]
+    ref = result_of(run(["recommend", "--qps", "20", "--json"], columns=None).stdout)["plan"]
     assert plan == ref
     assert "assumed:" in r.stderr and not (tmp_path / "-").exists()
     bad = run(["recommend", "--qps", "20", "-o", "-", "--json"], columns=None)
@@ -224,9 +226,9 @@ def test_estimate_o_writes_a_plan_that_evaluate_reads(tmp_path):
     r = run(["estimate", *UNIFIED, "-o", str(out)], columns=None)
     assert r.exit_code == 0, r.output
     assert f"wrote {out}" in r.stdout
-    doc = json.loads(run(["estimate", *UNIFIED, "--json"], columns=None).stdout)["plan"]
+    doc = result_of(run(["estimate", *UNIFIED, "--json"], columns=None).stdout)["plan"]
     assert yaml.safe_load(out.read_text()) == doc
-    ev = json.loads(run(["evaluate", str(out), "--json"], columns=None).stdout)["plan"]
+    ev = result_of(run(["evaluate", str(out), "--json"], columns=None).stdout)["plan"]
     assert ev["metrics"] == doc["metrics"] and ev["total_gpus"] == doc["total_gpus"]
     again = run(["estimate", *UNIFIED, "-o", str(out)], columns=None)
     assert again.exit_code == 2 and "exists; pass --force" in again.stderr
@@ -280,8 +282,8 @@ def test_evaluate_check_exits_3_when_the_plan_misses(plan_file, qps):
     assert str(plan_file) in line and f"at {qps} QPS" in line
     assert "misses SLO" in r.stdout  # the table is still printed
     j = run(["evaluate", str(plan_file), "--qps", qps, "--check", "--json"], columns=None)
-    doc = json.loads(j.stdout)
-    assert j.exit_code == 3 and doc["plan"]["meets_slo"] is False
+    doc = envelope_of(j.stdout)
+    assert j.exit_code == 3 and doc["result"]["plan"]["meets_slo"] is False
     assert doc["error"] == {"message": line.removeprefix("Error: "), "exit_code": 3}
     assert run(["evaluate", str(plan_file), "--qps", qps], columns=None).exit_code == 0  # no --check
 

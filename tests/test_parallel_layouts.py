@@ -3,13 +3,12 @@ DeepEP all-to-all latencies, KV per rank, the search and bad input."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jsondoc import result_of
 
 from planner.catalog import load_catalog
 from planner.cli import cli
@@ -196,7 +195,7 @@ def test_estimate_reports_kv_per_rank_and_the_alltoall():
     r = run(["estimate", "--model", "deepseek-v3", "--gpu", "h200", "--approach", "chunked",
              "--replicas", "1xtp1dp8ep8", "--qps", "5", "--json"])
     assert r.exit_code == 0, r.output
-    plan = json.loads(r.output)["plan"]
+    plan = result_of(r.output)["plan"]
     kv = plan["metrics"]["kv_cache"]
     assert kv["attention_ranks"] == 8 and kv["replicated_across_tp"] is False
     assert kv["capacity_tokens_per_rank"] * 8 == pytest.approx(kv["capacity_tokens"], abs=8)
@@ -209,7 +208,7 @@ def test_multi_node_pools_state_their_nodes():
     r = run(["estimate", "--model", "deepseek-v3", "--gpu", "h200", "--approach", "disaggregated",
              "--prefill", "1xtp1dp8ep8", "--decode", "1xtp1dp32ep32", "--qps", "4", "--json"])
     assert r.exit_code == 0, r.output
-    pools = {p["role"]: p for p in json.loads(r.output)["plan"]["pools"]}
+    pools = {p["role"]: p for p in result_of(r.output)["plan"]["pools"]}
     assert pools["decode"]["nodes"] == 4 and pools["decode"]["gpus_per_node"] == 8
     assert pools["prefill"]["nodes"] == 1
 
@@ -218,7 +217,7 @@ def test_recommend_considers_data_parallel_attention_and_says_why():
     r = run(["recommend", "--model", "deepseek-v3", "--gpu", "h200", "--qps", "20", "--isl", "2000",
              "--osl", "1000", "--ttft-slo", "2s", "--tpot-slo", "50ms", "--json"])
     assert r.exit_code == 0, r.output
-    plan = json.loads(r.output)["plan"]
+    plan = result_of(r.output)["plan"]
     assert any(p.get("dp", 1) > 1 for p in plan["pools"])
     assert "data-parallel attention" in plan["reason"]
 
@@ -242,8 +241,8 @@ def test_step_takes_dp_and_ep():
     r = run(["step", "--model", "deepseek-v3", "--gpu", "h200", "--tp", "1", "--dp", "8",
              "--decode", "32", "--context", "3000", "--json"])
     assert r.exit_code == 0, r.output
-    doc = json.loads(r.output)
-    assert doc["dp"] == 8 and doc["ep"] == 8 and doc["breakdown"]["ep_alltoall"] > 0
+    doc = result_of(r.output)
+    assert doc["dp"] == 8 and doc["ep"] == 8 and doc["breakdown_ms"]["ep_alltoall"] > 0
     bad = CliRunner().invoke(cli, ["step", "--model", "llama-3.1-8b", "--dp", "2", "--decode", "1",
                                    "--context", "10"])
     assert bad.exit_code == 2 and "needs an MoE model" in bad.output

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import yaml
 from click.testing import CliRunner
+from jsondoc import result_of
 
 from planner.cli import cli
 
@@ -50,15 +49,15 @@ def test_recommend_output_is_deterministic(tmp_path, plan_file):
 
 
 def test_evaluate_reproduces_the_metrics(plan_file):
-    rec = json.loads(_run(*ARGS, "--json").stdout)["plan"]
-    ev = json.loads(_run("evaluate", str(plan_file), "--json").stdout)["plan"]
+    rec = result_of(_run(*ARGS, "--json").stdout)["plan"]
+    ev = result_of(_run("evaluate", str(plan_file), "--json").stdout)["plan"]
     assert ev["metrics"] == rec["metrics"]
     assert ev["meets_slo"] == rec["meets_slo"] and ev["pools"] == rec["pools"]
 
 
 def test_evaluate_at_more_load_reports_less_headroom(plan_file):
-    base = json.loads(_run("evaluate", str(plan_file), "--json").stdout)["plan"]
-    more = json.loads(_run("evaluate", str(plan_file), "--qps", "1000", "--json").stdout)["plan"]
+    base = result_of(_run("evaluate", str(plan_file), "--json").stdout)["plan"]
+    more = result_of(_run("evaluate", str(plan_file), "--qps", "1000", "--json").stdout)["plan"]
     assert more["meets_slo"] is False and more["metrics"]["ttft_ms"]["p90"] is None
     assert base["metrics"]["max_qps_within_slo"] == more["metrics"]["max_qps_within_slo"]
 
@@ -69,8 +68,8 @@ def test_plan_stands_alone_with_its_embedded_catalog(plan_file, tmp_path):
     doc["catalog"]["gpus"][gpu]["hbm_tb_per_s"] *= 2  # the embedded entry, not the built-in, counts
     edited = tmp_path / "faster.yaml"
     edited.write_text(yaml.safe_dump(doc, sort_keys=False))
-    a = json.loads(_run("evaluate", str(plan_file), "--json").stdout)["plan"]["metrics"]["tpot_ms"]["p50"]
-    b = json.loads(_run("evaluate", str(edited), "--json").stdout)["plan"]["metrics"]["tpot_ms"]["p50"]
+    a = result_of(_run("evaluate", str(plan_file), "--json").stdout)["plan"]["metrics"]["tpot_ms"]["p50"]
+    b = result_of(_run("evaluate", str(edited), "--json").stdout)["plan"]["metrics"]["tpot_ms"]["p50"]
     assert b < a
 
 

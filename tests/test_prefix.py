@@ -8,7 +8,6 @@ The simulator's twin is held to the reference scheduler in tests/test_simulate.p
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from jsondoc import result_of
 
 from planner import api
 from planner.cli import cli
@@ -233,9 +233,9 @@ def test_estimate_with_a_prefix_text_and_json():
     assert text.index("prefix cache") < text.index("estimate:")
     j = _run(EST + ["--prefix-tokens", "3k", "--prefix-hit-rate", "0.25", "--json"])
     assert j.exit_code == 0, j.output
-    doc = json.loads(j.output)["plan"]
+    doc = result_of(j.output)["plan"]
     assert doc["inputs"]["prefix_tokens"] == 3072 and doc["inputs"]["prefix_hit_rate"] == 0.25
-    none = json.loads(_run(EST + ["--json"]).output)["plan"]
+    none = result_of(_run(EST + ["--json"]).output)["plan"]
     assert "prefix_tokens" not in none["inputs"]
     # 40k prompt tokens/s overload two tp4 instances; with 3k of each 4k prompt cached they cope
     assert none["metrics"]["ttft_ms"]["p90"] is None and not none["meets_slo"]
@@ -255,7 +255,7 @@ def test_plan_records_and_reloads_the_prefix(tmp_path):
     assert doc["inputs"]["prefix_tokens"] == 3000
     ev = _run(["evaluate", str(out), "--json"])
     assert ev.exit_code == 0, ev.output
-    assert json.loads(ev.output)["plan"]["metrics"]["ttft_ms"] == doc["metrics"]["ttft_ms"]
+    assert result_of(ev.output)["plan"]["metrics"]["ttft_ms"] == doc["metrics"]["ttft_ms"]
     # a hand-edited plan whose prefix is longer than its prompt is refused, naming the key
     text = out.read_text().replace("prefix_tokens: 3000", "prefix_tokens: 5000")
     bad = tmp_path / "bad.yaml"
@@ -268,7 +268,7 @@ def test_whatif_over_the_prefix():
     r = _run(["whatif", "--qps", "10", "--isl", "4000", "--osl", "200", "--vary",
               "prefix-tokens=0,2000,3500", "--json"])
     assert r.exit_code == 0, r.output
-    rows = json.loads(r.output)["rows"]
+    rows = result_of(r.output)["rows"]
     gpus = [row["plan"]["total_gpus"] for row in rows]
     assert gpus == sorted(gpus, reverse=True) and gpus[-1] < gpus[0]
     assert rows[-1]["plan"]["inputs"]["prefix_tokens"] == 3500
@@ -318,7 +318,7 @@ def test_prefix_against_a_distribution_and_a_trace(tmp_path):
 def test_prefix_zero_changes_nothing():
     a = _run(EST + ["--json"])
     b = _run(EST + ["--prefix-tokens", "0", "--prefix-hit-rate", "0", "--json"])
-    assert json.loads(a.output)["plan"]["metrics"] == json.loads(b.output)["plan"]["metrics"]
+    assert result_of(a.output)["plan"]["metrics"] == result_of(b.output)["plan"]["metrics"]
 
 
 def test_prompts_shorter_than_the_prefix_are_its_first_tokens():

@@ -13,6 +13,7 @@ import yaml
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jsondoc import result_of
 from test_perf import IDEAL, LINK, TOY, toy  # (tests/ is on the path: its toy model and ideal GPU)
 
 from planner import api
@@ -208,7 +209,7 @@ def test_plans_record_and_reload_the_speculation(tmp_path):
                                  "--spec-tokens", "2", "--acceptance", "0.8,0.6",
                                  "--draft-model", "llama-3.1-8b", "--json"])
     assert r.exit_code == 0, r.output
-    doc = json.loads(r.stdout)["plan"]
+    doc = result_of(r.stdout)["plan"]
     spec = doc["inputs"]["speculative"]
     assert spec == {"tokens": 2, "acceptance": [0.8, 0.6], "draft": "llama-3.1-8b",
                     "mean_accepted": 1.28, "tokens_per_step": 2.28}
@@ -218,7 +219,7 @@ def test_plans_record_and_reload_the_speculation(tmp_path):
     path.write_text(yaml.safe_dump(doc))
     r2 = CliRunner().invoke(cli, ["evaluate", str(path), "--json"])
     assert r2.exit_code == 0, r2.output
-    again = json.loads(r2.stdout)["plan"]
+    again = result_of(r2.stdout)["plan"]
     assert again["inputs"]["speculative"] == spec
     assert again["metrics"]["tpot_ms"] == doc["metrics"]["tpot_ms"]
     doc["inputs"]["speculative"]["acceptance"] = [0.8, 1.6]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from click.testing import CliRunner
+from jsondoc import result_of
 
 from planner.catalog import load_catalog
 from planner.cli import cli
@@ -190,12 +189,14 @@ def test_cli_disaggregated_text_has_both_pools():
 def test_cli_json_shape():
     r = run(["timeline", "--approach", "chunked", "--chunk-size", "4", "--json"])
     assert r.exit_code == 0, r.output
-    doc = json.loads(r.stdout)
-    for key in ("approach", "mode", "unit", "chunk_size", "requests", "ticks", "rows", "stall",
-                "iterations", "assumed"):
+    doc = result_of(r.stdout)
+    for key in ("approach", "mode", "unit", "chunk_size", "requests", "column_starts_ticks", "rows",
+                "stall", "iterations", "assumed"):
         assert key in doc, key
     assert doc["approach"] == "chunked" and doc["mode"] == "abstract" and doc["chunk_size"] == 4
-    assert doc["ticks"] == list(range(21))
+    assert doc["column_starts_ticks"] == list(range(21))
+    assert doc["iterations"][0]["start_ticks"] == 0
+    assert [(r["prompt_tokens"], r["output_tokens"]) for r in doc["requests"]] == [(2, 12), (8, 4)]
     assert [row["cells"] for row in doc["rows"]] == CHUNK_4
     assert [row["request"] for row in doc["rows"]] == [0, 1]
     assert all(set(row) == {"request", "pool", "cells"} for row in doc["rows"])
@@ -206,8 +207,8 @@ def test_cli_json_shape():
 
 
 def test_cli_requests_as_given():
-    doc = json.loads(run(["timeline", "--request", "2", "--request", "6", "--json"]).stdout)
-    assert [r["prompt"] for r in doc["requests"]] == [2, 6]
+    doc = result_of(run(["timeline", "--request", "2", "--request", "6", "--json"]).stdout)
+    assert [r["prompt_tokens"] for r in doc["requests"]] == [2, 6]
     assert [row["cells"] for row in doc["rows"]] == ["PPxxxxxxDDDDDDD.", "--PPPPPP-DDDDDDD"]
     assert "assumed" not in doc
 
@@ -216,12 +217,14 @@ def test_cli_real_mode_reports_ms():
     r = run(["timeline", "--approach", "unified", "--model", "llama-3.1-8b", "--gpu", "h100-sxm",
              "--tp", "1", "--json"])
     assert r.exit_code == 0, r.output
-    doc = json.loads(r.stdout)
+    doc = result_of(r.stdout)
     assert doc["mode"] == "real" and doc["unit"] == "ms" and doc["tick_ms"] > 0
     assert doc["model"] == "llama-3.1-8b" and doc["gpu"] == "h100-sxm" and doc["tp"] == 1
     short = doc["stall"]["requests"][0]
     assert short["stalled_ms"] > 0 and short["worst_gap_ms"] > 0 and short["ttft_ms"] > 0
-    assert all(t >= 0 for t in doc["ticks"]) and doc["ticks"][1] == pytest.approx(doc["tick_ms"])
+    starts = doc["column_starts_ms"]
+    assert all(t >= 0 for t in starts) and starts[1] == pytest.approx(doc["tick_ms"])
+    assert doc["iterations"][0]["end_ms"] > doc["iterations"][0]["start_ms"] == 0
     text = run(["timeline", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--tp", "1"])
     assert text.exit_code == 0 and " ms" in text.output and "stalled" in text.output
 

@@ -11,19 +11,19 @@ evaluate many pool sizes at once; the result arrays have that shape.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast, overload
 
 import numpy as np
 
 from planner.perf import StepModel, build_step_model
 from planner.serving import REGISTRY  # noqa: E402
+from planner.types import PERCENTILES, Deployment, Metrics, Pool  # noqa: F401  (their home is planner.types)
 
 if TYPE_CHECKING:
     from planner.perf.speculative import SpecStepModel
 
 APPROACHES = tuple(REGISTRY)
-PERCENTILES = (50, 90, 95, 99)
 # The worst inter-token gap (``itl_max``) is the largest expected over this many requests (a
 # benchmark's length); Z_HORIZON is the standard normal quantile at 1 - 1/ITL_HORIZON.
 ITL_HORIZON = 10_000
@@ -128,96 +128,6 @@ def batch_cap(sm: StepModel, shape: LoadShape) -> tuple[float, str]:
 def cap_label(by: str) -> str:
     """The saturated resource named in results when the batch a load needs exceeds the cap."""
     return {"kv-memory": "kv-memory", "max-num-seqs": "max-num-seqs"}.get(by, "token-budget")
-
-
-@dataclass(frozen=True)
-class Pool:
-    """``instances`` replicas of ``tp * dp * pp`` GPUs each, all of type ``gpu``: ``dp`` attention
-    ranks of ``tp`` GPUs (data-parallel attention, MoE models), ``pp`` pipeline stages, experts
-    over ``ep`` GPUs."""
-
-    role: str  # unified | prefill | decode
-    gpu: str
-    instances: int
-    tp: int
-    pp: int = 1
-    ep: int = 1
-    dp: int = 1
-
-    @property
-    def gpus_per_instance(self) -> int:
-        return self.tp * self.dp * self.pp
-
-    @property
-    def gpus(self) -> int:
-        return self.instances * self.gpus_per_instance
-
-    @property
-    def lanes_per_instance(self) -> int:
-        """Lanes per instance: its pipeline micro-batches (data-parallel attention ranks step
-        together, so they share a lane; see planner.perf.roofline)."""
-        return self.pp
-
-    @property
-    def lanes(self) -> int:
-        return self.instances * self.lanes_per_instance
-
-    def spec(self) -> str:
-        s = f"{self.instances}xtp{self.tp}"
-        if self.dp > 1:
-            s += f"dp{self.dp}"
-        if self.pp > 1:
-            s += f"pp{self.pp}"
-        if self.ep > 1:
-            s += f"ep{self.ep}"
-        return f"{s}@{self.gpu}"
-
-    def nodes(self, gpus_per_node: int) -> int:
-        """Nodes the pool needs: an instance larger than a node spans whole nodes; smaller ones
-        pack into nodes."""
-        g = self.gpus_per_instance
-        if g > gpus_per_node:
-            return self.instances * -(-g // gpus_per_node)
-        return -(-self.instances // (gpus_per_node // g))
-
-
-@dataclass(frozen=True)
-class Deployment:
-    approach: str
-    pools: tuple
-    chunk_size: int | None = None
-    link: str | None = None  # KV-transfer link override (disaggregated)
-    kv_overlap: bool = True
-    kv_transfer_dtype: str | None = None
-
-    @property
-    def total_gpus(self) -> int:
-        return sum(p.gpus for p in self.pools)
-
-    def pool(self, role: str) -> Pool:
-        return next(p for p in self.pools if p.role == role)
-
-
-@dataclass
-class Metrics:
-    """What users see under a deployment at one traffic level (SI units; inf = overloaded)."""
-
-    ttft: dict  # 'mean', 'p50', 'p90', 'p95', 'p99' -> seconds
-    tpot: dict
-    itl_max_s: float
-    throughput_in_tok_s: float
-    throughput_out_tok_s: float
-    utilization: dict  # pool role -> fraction of capacity in use
-    decode_batch: float  # steady concurrent decodes per lane
-    kv_used_tokens: float  # per instance (decode or unified pool)
-    kv_capacity_tokens: float
-    stable: bool
-    saturated: str | None = None  # which pool saturates (None when stable)
-    breakdown: dict = field(default_factory=dict)
-    attainment: float = 0.0  # predicted share of requests within both SLOs
-    batch_cap: float = math.nan  # most sequences a lane keeps running (paged KV or the engine cap)
-    batch_cap_by: str = ""  # kv-memory | max-num-seqs | token budget
-    admission_wait_probability: float = 0.0  # a prompt waits for a place in the batch
 
 
 @dataclass

@@ -15,8 +15,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from planner.errors import InvalidRequestError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 APPROACH_ORDER = ("unified", "chunked", "disaggregated")
 LETTER = {"unified": "U", "chunked": "C", "disaggregated": "D"}
@@ -509,3 +513,9 @@ def pareto_plot(rec, path: str, force: bool | None = None, output=None) -> None:
 
 
 __all__ = ["terminal_lines", "whatif_plot", "pareto_plot", "check_plot_file", "plot_output", "MISSING_MATPLOTLIB"]
+
+
+def show_whatif_plot(console: Console, rows, axis: str) -> None:
+    """TTFT and TPOT at the percentile against the axis, one mark per approach, as text bars."""
+    for line in terminal_lines(rows, axis):
+        console.print(line, highlight=False, markup=False)
