@@ -13,7 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planner.cli import cli
-from planner.day.profile import diurnal_period_max, diurnal_rate, load_profile, profile_from_document
+from planner.day.profile import (
+    diurnal_period_max,
+    diurnal_rate,
+    load_profile,
+    profile_from_document,
+)
 from planner.errors import InvalidRequestError
 
 # ---- shapes ---------------------------------------------------------------------------------

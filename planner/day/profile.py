@@ -31,6 +31,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -372,14 +373,14 @@ class _Rows:
                     raise InvalidRequestError(f"{self.label}: row {reader.line_num}: column {dup!r} "
                                               "appears twice in the header")
                 self.columns = names
-                for row in reader:
-                    if not row or not any(c.strip() for c in row):
+                for cells in reader:
+                    if not cells or not any(c.strip() for c in cells):
                         continue
-                    if len(row) > len(names):
+                    if len(cells) > len(names):
                         raise InvalidRequestError(
-                            f"{self.label}: row {reader.line_num}: {len(row)} cells, the header names "
+                            f"{self.label}: row {reader.line_num}: {len(cells)} cells, the header names "
                             f"{len(names)} columns (a column without a name)")
-                    self.rows.append((reader.line_num, {nm: (row[j].strip() if j < len(row) else "")
+                    self.rows.append((reader.line_num, {nm: (cells[j].strip() if j < len(cells) else "")
                                                          for j, nm in enumerate(names)}))
             except StopIteration:
                 raise InvalidRequestError(f"{self.label} is empty") from None
@@ -392,7 +393,7 @@ class _Rows:
     def pick(self, names) -> str | None:
         return next((c for c in names if c in self.columns), None)
 
-    def fail(self, row: int, col: str, what: str):
+    def fail(self, row: int, col: str, what: str) -> NoReturn:
         raise InvalidRequestError(f"{self.label}: row {row}: {col}: {what}")
 
 
@@ -466,10 +467,10 @@ def _time_cell(rows: _Rows, r: int, col: str, v) -> tuple[float, bool]:
         return base.timestamp() + frac - offset, True
     m = _CLOCK.match(t)
     if m and scale == 1.0:
-        hh, mi, ss = int(m.group(1)), int(m.group(2)), float(m.group(3) or 0)
-        if hh > 47 or mi > 59 or ss >= 60:
+        ch, cm, cs = int(m.group(1)), int(m.group(2)), float(m.group(3) or 0)
+        if ch > 47 or cm > 59 or cs >= 60:
             rows.fail(r, col, f"not a clock time: {shown(v, 30)}")
-        return hh * 3600.0 + mi * 60.0 + ss, False
+        return ch * 3600.0 + cm * 60.0 + cs, False
     try:
         x = float(t)
     except ValueError:
@@ -670,7 +671,7 @@ def _trace_profile(rows: _Rows, period_s: float | None, sha: str) -> LoadProfile
 
 def profile_from_document(doc, where: str) -> LoadProfile:
     """The profile a plan recorded (:meth:`LoadProfile.document`), checked."""
-    def fail(key, what):
+    def fail(key, what) -> NoReturn:
         raise InvalidRequestError(f"{where}.{key}: {what}")
 
     if not isinstance(doc, dict):
