@@ -108,6 +108,8 @@ def test_min_and_max_instances(inp70):
     day = api.plan_day(inp70, prof, ["h100-sxm"], approaches=("disaggregated",),
                        scaling=Scaling(min_instances={"decode": 3}))
     assert all(counts_of(p.deployment)["decode"] >= 3 for p in day.periods)
+    assert counts_of(day.static["deployment"])["decode"] >= 3  # the static plan keeps the same limits
+    assert day.gpu_hours <= day.static["gpu_hours"]
     with pytest.raises(NoFeasiblePlanError, match="no schedule serves every period"):
         api.plan_day(inp70, prof, ["h100-sxm"], approaches=("disaggregated",),
                      scaling=Scaling(max_instances={"prefill": 2}))

@@ -392,7 +392,7 @@ def plan_day(inp: Inputs, profile: LoadProfile, gpu_ids, approaches=APPROACHES, 
     deps = [with_counts(order[path[k]].template, counts[k][path[k]]) for k in range(K)]
     specs = [order[path[k]].spec for k in range(K)]
     periods = evaluate_day(inp, profile, deps, scaling, specs=specs)
-    static = _static(inp, profile, order, per, max_gpus, objective)
+    static = _static(inp, profile, order, per, max_gpus, objective, scaling)
     best_each = _best_per_approach(inp, profile, order, counts, G, P, dur_h, objective, lag_h, scaling)
     day = DayPlan(inp, profile, scaling, objective, periods, static, best_each, evaluated, len(groups),
                   time.perf_counter() - wall0)
@@ -726,16 +726,19 @@ def max_lag(day: DayPlan) -> float | None:
 # --------------------------------------------------------------------------------------------
 
 
-def _static(inp: Inputs, profile: LoadProfile, order: list, per: list, max_gpus: int, objective: str) -> dict:
-    """The cheapest single deployment that meets every period: each pool at its largest need."""
+def _static(inp: Inputs, profile: LoadProfile, order: list, per: list, max_gpus: int, objective: str,
+            scaling: Scaling) -> dict:
+    """The cheapest single deployment that meets every period within the same limits (each pool
+    at its largest need, at least its minimum, at most its maximum)."""
     K = profile.periods
     best: tuple | None = None
     for sh in order:
         if any(sh.need[k] is None for k in range(K) if per[k] is not None):
             continue
-        c = {r: max(int(sh.need[k][r]) for k in range(K) if per[k] is not None) for r in sh.gpus_per_instance}
+        c = {r: max([int(sh.need[k][r]) for k in range(K) if per[k] is not None] + [scaling.low(r)])
+             for r in sh.gpus_per_instance}
         g, pr = _gpus(sh, c), _price(sh, c)
-        if g > max_gpus:
+        if g > max_gpus or any(n > scaling.high(r) for r, n in c.items()):
             continue
         key = (g, pr) if objective == "gpus" else (pr, g)
         if best is None or key < best[0]:
