@@ -5,6 +5,8 @@
 ``catalog_entry``), besides the building blocks ``evaluate`` (metrics of a fixed deployment,
 vectorised over request rates) and ``headroom``. :mod:`planner.inputs` turns option values into
 the :class:`Inputs` and :class:`Deployment` they take; the records live in :mod:`planner.types`.
+Plans for a day: ``load_profile``, ``plan_day``, ``evaluate_day``, ``simulate_day`` and
+``whatif_day`` (:mod:`planner.day`).
 
 The CLI calls these and renders what they return; nothing here prints. Results are plain
 dataclasses and dicts in SI units; :mod:`planner.render` turns them into tables, JSON and YAML.
@@ -350,9 +352,10 @@ def default_inputs(catalog_dir: str | None = None, **kw) -> Inputs:
 
 
 __all__ = ["Inputs", "SLO", "Plan", "Deployment", "Pool", "KVReport", "StepReport", "Simulation",
-           "calibrate", "catalog_entry", "default_inputs", "estimate", "evaluate", "evaluate_plan",
-           "export", "fit_overhead", "headroom", "kv_report", "parse_spec", "recommend", "simulate",
-           "step_report", "timeline", "validate", "whatif"]
+           "calibrate", "catalog_entry", "default_inputs", "estimate", "evaluate", "evaluate_day",
+           "evaluate_plan", "export", "fit_overhead", "headroom", "kv_report", "load_profile",
+           "parse_spec", "plan_day", "recommend", "simulate", "simulate_day", "step_report",
+           "timeline", "validate", "whatif", "whatif_day"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -752,3 +755,66 @@ def fit_constants(names: str | Sequence[str] | None) -> list[str] | None:
         shown = bad[0] if bad else (names if isinstance(names, str) else ",".join(names))
         raise InvalidRequestError(f"--fit: unknown constant {shown!r}; valid: {', '.join(valid)}")
     return picked
+
+
+# --------------------------------------------------------------------------------------------
+# A day: load profiles, schedules, the simulated day (planner.day)
+# --------------------------------------------------------------------------------------------
+
+
+def load_profile(text: str, period=None, flag: str = "--load-profile"):
+    """A :class:`planner.day.profile.LoadProfile` from a named shape
+    (``diurnal:peak=120,trough=30,peak_hour=14``), a table of periods (CSV/JSONL) or a request
+    trace binned into periods of ``period`` (seconds, or a span such as ``"15m"``)."""
+    from planner.day.profile import load_profile as _load
+
+    return _load(text, period, flag)
+
+
+def plan_day(inp: Inputs, profile, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
+             objective: str = "gpus", scaling=None, on_search=None):
+    """The day's schedule (:class:`planner.day.schedule.DayPlan`): per period the pools that
+    meet the SLO, under ``scaling`` (:class:`planner.day.schedule.Scaling`), with GPU-hours and
+    cost against static peak provisioning, attainment with the scale-up lag and the
+    autoscaling thresholds that reproduce it (:func:`planner.day.schedule.plan_day`)."""
+    from planner.day.schedule import plan_day as _plan
+
+    return _plan(inp, profile, gpu_ids, approaches, max_gpus, objective, scaling, on_search)
+
+
+def evaluate_day(inp: Inputs, profile, deployments: list, scaling=None, specs=None) -> list:
+    """The analytic day of a given schedule (one deployment per period): per period its
+    metrics, lag window and attainment (:func:`planner.day.schedule.evaluate_day`)."""
+    from planner.day.schedule import Scaling
+    from planner.day.schedule import evaluate_day as _eval
+
+    return _eval(inp, profile, deployments, scaling or Scaling(), specs)
+
+
+def simulate_day(inp: Inputs, profile, deployments: list, scaling=None, requests: int = 20000,
+                 seed: int = 0, specs=None, on_period=None):
+    """The schedule through the discrete-event simulator, instances added and removed with the
+    scale-up delay: attainment per period (:func:`planner.day.simulate.simulate_day`)."""
+    from planner.day.schedule import Scaling
+    from planner.day.simulate import simulate_day as _sim
+
+    return _sim(inp, profile, deployments, scaling or Scaling(), requests, seed, specs, on_period)
+
+
+def whatif_day(inp: Inputs, profile, peaks: list, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
+               objective: str = "gpus", scaling=None, on_cell=None) -> list:
+    """One day plan per peak rate (the profile scaled or re-shaped so its busiest period is at
+    it): rows ``{"values": {"peak": v}, "day", "error"}`` (``day`` None where none fits)."""
+    from planner.errors import NoFeasiblePlanError
+
+    rows = []
+    for i, (label, peak) in enumerate(peaks):
+        prof = profile.scaled(float(peak))
+        try:
+            rows.append({"values": {"peak": label}, "day": plan_day(inp, prof, gpu_ids, approaches, max_gpus,
+                                                                    objective, scaling), "error": None})
+        except NoFeasiblePlanError as exc:
+            rows.append({"values": {"peak": label}, "day": None, "error": str(exc).split("\n")[0]})
+        if on_cell:
+            on_cell(i + 1)
+    return rows

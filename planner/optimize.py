@@ -448,32 +448,34 @@ def _holds_upper(plan: Plan, slo) -> bool:
             and r.get("tpot_s", {}).get(k, [0, math.inf])[1] <= slo.tpot_s * (1 + 1e-9))
 
 
+def sizing_inputs(inp: Inputs, objective: str = "gpus") -> Inputs:
+    """The inputs the search sizes with for the question ``inp``: the engine's side of the SLO
+    (a calibration's per-request latency off the TTFT SLO; the plans are then estimated with the
+    question as asked) and, for closed-loop clients, the open-loop rate they generate at least.
+
+    N closed-loop clients generate at least lam = N / (Z + TTFT_SLO + E[OSL - 1] TPOT_SLO) on a
+    deployment that serves every request within the SLOs' sum (a faster one sees more, but its
+    clients then wait less: the closed-loop mean response stays within that sum). The search
+    sizes for that rate; the winners are evaluated with the clients themselves."""
+    side = api_engine_side(inp)
+    side.objective = objective
+    if not side.workload.closed:
+        return side
+    wl, slo = side.workload, side.slo
+    assert wl.concurrency is not None  # closed
+    resp = slo.ttft_s + max(wl.mean_osl - 1.0, 0.0) * slo.tpot_s
+    sizing = replace(side, workload=replace(wl, qps=wl.concurrency / (wl.think_s + resp), concurrency=None))
+    sizing.objective, sizing.util_cap = objective, _util_cap(side)
+    return sizing
+
+
 def _recommend(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
                objective: str = "gpus", headroom: bool = True) -> Recommendation:
     if objective not in ("gpus", "cost"):
         raise InvalidRequestError(f"--objective: unknown {objective!r}; valid: gpus, cost")
     inp.objective = objective
     full = inp
-    # The search sizes the engine for the TTFT it must reach itself (a calibration's per-request
-    # latency off the SLO); the plans are estimated with the question as asked.
-    inp = api_engine_side(inp)
-    inp.objective = objective
-    closed = inp.workload.closed
-    if closed:
-        # N closed-loop clients generate at least lam = N / (Z + TTFT_SLO + E[OSL - 1] TPOT_SLO)
-        # on a deployment that serves every request within the SLOs' sum (a faster one sees
-        # more, but its clients then wait less: the closed-loop mean response stays within that
-        # sum). Size for that rate, then evaluate the winners with the clients themselves.
-        wl, slo = inp.workload, inp.slo
-        assert wl.concurrency is not None  # closed
-        resp = slo.ttft_s + max(wl.mean_osl - 1.0, 0.0) * slo.tpot_s
-        sizing = replace(inp, workload=replace(wl, qps=wl.concurrency / (wl.think_s + resp),
-                                               concurrency=None))
-        sizing.objective = objective
-        sizing.util_cap = _util_cap(inp)
-        sr, both = search_speculation(sizing, gpu_ids, approaches, max_gpus)
-    else:
-        sr, both = search_speculation(inp, gpu_ids, approaches, max_gpus)
+    sr, both = search_speculation(sizing_inputs(inp, objective), gpu_ids, approaches, max_gpus)
     inp = full
     inp_off = _without_spec(inp)
 
@@ -799,7 +801,8 @@ def no_plan_message(inp: Inputs, sr: SearchResult, gpu_ids, max_gpus) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["recommend", "search", "Recommendation", "Candidate", "SearchResult"]
+__all__ = ["recommend", "search", "search_speculation", "sizing_inputs", "Recommendation", "Candidate",
+           "SearchResult"]
 
 
 # --------------------------------------------------------------------------------------------

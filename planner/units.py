@@ -155,6 +155,27 @@ def parse_duration(text, flag: str = "duration", minimum: float = MIN_DURATION_S
     return seconds
 
 
+_SPAN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s|sec|m|min|h|hr|d)\s*$", re.IGNORECASE)
+_SPAN_UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hr": 3600.0, "d": 86400.0}
+MAX_SPAN_S = 366 * 86400.0  # a load profile's period or a scale-up time: at most a year
+
+
+def parse_span(text, flag: str, lo: float = 0.0, hi: float = MAX_SPAN_S, lo_open: bool = True) -> float:
+    """Seconds from a span of wall-clock time with its unit: ``90s``, ``5m`` (or ``5min``),
+    ``1.5h``, ``1d``, ``500ms``. A bare number is refused (durations elsewhere read a bare number
+    as milliseconds, which for a scale-up time or a period would surprise)."""
+    t = _ascii(text)
+    m = _SPAN.match(t) if len(t) <= MAX_NUMBER_CHARS else None
+    if not m:
+        raise InvalidRequestError(
+            f"{flag}: cannot read {shown(text)} as a span of time; give it with a unit, e.g. 90s, 5m or 1h")
+    v = float(m.group(1)) * _SPAN_UNITS[m.group(2).lower()]
+    if not (v > lo if lo_open else v >= lo) or v > hi or v != v:
+        low = f"more than {lo:g} s" if lo_open else f"at least {lo:g} s"
+        raise InvalidRequestError(f"{flag}: must be {low} and at most {hi:g} s, got {shown(text)}")
+    return v
+
+
 def parse_size(text, flag: str = "size", maximum: int = MAX_TOKENS) -> int:
     """Whole tokens from ``2048``, ``2k`` (2048) or ``1m`` (1,048,576), from 1 to ``maximum``."""
     if isinstance(text, int) and not isinstance(text, bool):

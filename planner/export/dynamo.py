@@ -83,6 +83,27 @@ def service_name(src: Source, ps: PoolSettings) -> str:
     return f"{base}{ps.pool.role.capitalize()}Worker" if ps.kv_role else f"{base}Worker"
 
 
+def scalers(src: Source, name: str, doc: dict, day: dict) -> list[dict]:
+    """KEDA ScaledObjects for the worker services of a day plan: each on the service's scaling
+    adapter (a DynamoGraphDeploymentScalingAdapter named ``<graph>-<service, lower case>``, which
+    ``scalingAdapter.enabled`` asks the operator for; ai-dynamo/dynamo
+    docs/kubernetes/autoscaling.md, deploy/cloud/operator/api/v1alpha1)."""
+    from planner.day import autoscale
+
+    out = []
+    for ps in pool_settings(src):
+        pol = day.get("autoscaling", {}).get(ps.pool.role)
+        if not pol:
+            continue
+        svc = service_name(src, ps)
+        doc["spec"]["services"][svc]["scalingAdapter"] = {"enabled": True}
+        adapter = f"{name}-{svc.lower()}"
+        target = {"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeploymentScalingAdapter", "name": adapter}
+        out.append(autoscale.scaled_object(k8s_name(adapter, "scaler"), target, src.engine.id, ps.pool.role, pol,
+                                           autoscale.pod_selector(adapter), day))
+    return out
+
+
 def graph(src: Source, name: str) -> tuple[dict, list[dict]]:
     e = src.engine.id
     services: dict = {"Frontend": {"componentType": "frontend", "replicas": 1,
@@ -114,9 +135,13 @@ def graph(src: Source, name: str) -> tuple[dict, list[dict]]:
 
 
 def files(src: Source) -> list[tuple[str, str]]:
+    from planner.day import autoscale
+
     check(src)
     name = k8s_name(plan_stem(src), src.engine.id, "dynamo")
     doc, cms = graph(src, name)
+    day, day_notes = autoscale.for_source(src)
+    extra = scalers(src, name, doc, day) if day else []
     notes = [f"images {IMAGES[src.engine.id]} carry no tag: pin the Dynamo release whose runtime ships "
              f"{src.engine.id} {src.engine.version}",
              f"Secret {HF_SECRET} (HF_TOKEN) in the namespace, the Dynamo platform (operator, etcd, NATS) installed",
@@ -127,5 +152,8 @@ def files(src: Source) -> list[tuple[str, str]]:
         if src.approach == "unified":
             notes.append(f"{service_name(src, ps)}: token budget {ps.token_budget} >= the longest prompt "
                          f"({ps.longest_prompt} tokens), so prompts are not split (the plan is unified)")
-    head = header_lines(src, "DynamoGraphDeployment (frontend + workers); kubectl apply -f", notes)
-    return [("dynamo.yaml", yaml_file(head, *cms, doc))]
+    if extra:
+        notes.append("the worker services ask for scaling adapters (scalingAdapter.enabled), which the KEDA "
+                     "ScaledObjects scale: a Dynamo release whose operator has DynamoGraphDeploymentScalingAdapter")
+    head = header_lines(src, "DynamoGraphDeployment (frontend + workers); kubectl apply -f", notes + day_notes)
+    return [("dynamo.yaml", yaml_file(head, *cms, doc, *extra))]

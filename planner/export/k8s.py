@@ -150,7 +150,10 @@ def config_map(src: Source, ps: PoolSettings, name: str) -> dict:
 
 
 def files(src: Source) -> list[tuple[str, str]]:
+    from planner.day import autoscale
+
     check(src)
+    day, day_notes = autoscale.for_source(src)
     out = []
     for ps in pool_settings(src):
         name = k8s_name(plan_stem(src), src.engine.id, ps.name)
@@ -166,9 +169,17 @@ def files(src: Source) -> list[tuple[str, str]]:
                          f"pods of {ps.gpus_per_pod} GPUs per instance")
         head = header_lines(src, f"{kind} and Service for the {ps.pool.role} pool ({ps.pool.instances} "
                                  f"instances of {ps.gpus_per_instance} GPUs); kubectl apply -f",
-                            extra_checks(src) + notes)
+                            extra_checks(src) + notes
+                            + (autoscale.notes(day, src.engine.id, (ps.pool.role,)) if day else day_notes))
         docs = [workload(src, ps, name), service(src, ps, name)]
         if src.engine.id == "trtllm":
             docs.insert(0, config_map(src, ps, name))
+        pol = (day or {}).get("autoscaling", {}).get(ps.pool.role) if day else None
+        if pol:  # the day's schedule: a KEDA ScaledObject on the pool's workload
+            target = ({"apiVersion": LWS_API, "kind": "LeaderWorkerSet", "name": name} if ps.multi_node
+                      else {"apiVersion": "apps/v1", "kind": "Deployment", "name": name})
+            assert day is not None  # (pol comes from it)
+            docs.append(autoscale.scaled_object(k8s_name(name, "scaler"), target, src.engine.id, ps.pool.role, pol,
+                                                autoscale.pod_selector(name), day))
         out.append((f"{ps.name}.yaml", yaml_file(head, *docs)))
     return out

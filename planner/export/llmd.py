@@ -22,6 +22,8 @@ from planner.export.common import (
     Source,
     argv_from_options,
     header_lines,
+    k8s_name,
+    plan_stem,
     pool_settings,
     yaml_file,
 )
@@ -84,8 +86,33 @@ def values(src: Source) -> dict:
     return v
 
 
+def scalers(src: Source, name: str, day: dict) -> list[dict]:
+    """KEDA ScaledObjects on the chart's decode and prefill workloads (``<fullname>-decode``,
+    ``<fullname>-prefill``: templates/_helpers.tpl; a Deployment, or a LeaderWorkerSet with
+    ``multinode``); the chart itself makes no autoscaler."""
+    from planner.day import autoscale
+    from planner.export.k8s import LWS_API
+
+    out = []
+    multi = any(ps.multi_node for ps in pool_settings(src))
+    for ps in pool_settings(src):
+        pol = day.get("autoscaling", {}).get(ps.pool.role)
+        if not pol:
+            continue
+        role = "decode" if ps.pool.role in ("decode", "unified") else "prefill"
+        workload = f"{name}-{role}"
+        target = ({"apiVersion": LWS_API, "kind": "LeaderWorkerSet", "name": workload} if multi
+                  else {"apiVersion": "apps/v1", "kind": "Deployment", "name": workload})
+        out.append(autoscale.scaled_object(k8s_name(workload, "scaler"), target, src.engine.id, ps.pool.role, pol,
+                                           autoscale.pod_selector(workload), day))
+    return out
+
+
 def files(src: Source) -> list[tuple[str, str]]:
+    from planner.day import autoscale
+
     check(src)
+    day, day_notes = autoscale.for_source(src)
     notes = ["helm install NAME llm-d-modelservice/llm-d-modelservice -f llm-d-values.yaml, after llm-d-infra "
              "(gateway, inference scheduler) is installed",
              f"image {IMAGE}: llm-d publishes its own vLLM images (ghcr.io/llm-d/...); use one built on vLLM "
@@ -97,5 +124,19 @@ def files(src: Source) -> list[tuple[str, str]]:
              + ", ".join(sorted({p.gpu for p in src.deployment.pools}))]
     for ps in pool_settings(src):
         notes += vllm.notes(src, ps)
+    vals = values(src)
+    out = []
+    if day:
+        name = k8s_name(plan_stem(src), "llm-d")
+        vals = {"fullnameOverride": name, **vals}  # so that the ScaledObjects can name the workloads
+        docs = scalers(src, name, day)
+        if docs:
+            ahead = header_lines(src, "KEDA ScaledObjects for the llm-d-modelservice workloads (the plan's day "
+                                      "schedule); kubectl apply -f after helm install",
+                                 day_notes + [f"the values set fullnameOverride: {name}; keep it, the ScaledObjects "
+                                              f"name {name}-decode" + (f" and {name}-prefill" if len(docs) > 1 else "")])
+            out.append(("llm-d-autoscaling.yaml", yaml_file(ahead, *docs)))
+    elif day_notes:
+        notes += day_notes
     head = header_lines(src, "Helm values for llm-d-modelservice (decode and prefill pools)", notes)
-    return [("llm-d-values.yaml", yaml_file(head, values(src)))]
+    return [("llm-d-values.yaml", yaml_file(head, vals))] + out

@@ -118,4 +118,47 @@ def simulate(inp, dep: Deployment, requests: int = 20000, seed: int = 0,
     return res
 
 
-__all__ = ["POLICIES", "ROUTINGS", "SimResult", "simulate"]
+def simulate_arrivals(inp, dep: Deployment, arrival_s, isl, osl, cached=None, *, avail: dict | None = None,
+                      seed: int = 0, routing: str = "work") -> SimResult:
+    """Simulate the given requests (arrival times in seconds, sorted; their prompt and output
+    tokens; prompt tokens found in the prefix cache, or None) on ``dep``, with the pools'
+    instances taking new requests only within the spans of ``avail`` (pool role -> per
+    instance a sorted list of ``(up, down)`` seconds: a scaling schedule; None: all of them
+    always). An instance that goes down finishes what it holds. Open loop only; the run is never
+    cut short for its backlog (a schedule may overload a pool for a while), only past
+    ``TIME_LIMIT_SPANS`` arrival spans. The result keeps every request's TTFT and TPOT."""
+    wall0 = time.perf_counter()
+    if inp.workload.closed:
+        raise InvalidRequestError("simulating given arrivals is for open-loop traffic (a rate), not "
+                                  "closed-loop clients (--concurrency)")
+    if dep.approach not in POLICIES:
+        raise unknown_name("approach", dep.approach, POLICIES, "--approach")
+    arr = np.asarray(arrival_s, dtype=float)
+    n = int(arr.size)
+    if n < 1:
+        raise InvalidRequestError("simulating given arrivals needs at least one request")
+    if np.any(np.diff(arr) < 0):
+        raise InvalidRequestError("simulating given arrivals needs them sorted by time")
+    isl_a = np.asarray(isl, dtype=np.int64)
+    osl_a = np.asarray(osl, dtype=np.int64)
+    prefix = inp.workload.prefix.on or cached is not None
+    cached_a = (inp.workload.prefix.cached(isl_a, cached) if prefix else None)
+    span = float(arr[-1])
+    t_first = [math.nan] * n
+    job = Job(inp, dep, arr, isl_a, osl_a, isl_a.tolist(), osl_a.tolist(), t_first, span, math.inf,
+              TIME_LIMIT_SPANS * max(span, 1e-9), route_prompts=routing == "prompts",
+              route_work=routing == "work", seed=seed,
+              cached_a=np.asarray(cached_a, dtype=np.int64) if prefix else None,
+              shared_a=inp.workload.prefix.shared(isl_a) if prefix else None, avail=avail)
+    eng, stable, duration, arr = POLICIES[dep.approach].simulate(job)
+    req = request_latency(inp)
+    res = statistics(engine_side(inp), eng, arr, isl_a, osl_a, stable, duration, True)
+    if req > 0:
+        res.ttft = {k: v + req for k, v in res.ttft.items()}
+        assert res.per_request is not None  # kept above
+        res.per_request["ttft"] = np.asarray(res.per_request["ttft"]) + req
+    res.wall_s = time.perf_counter() - wall0
+    return res
+
+
+__all__ = ["POLICIES", "ROUTINGS", "SimResult", "simulate", "simulate_arrivals"]

@@ -31,6 +31,51 @@ PROMPT_WEIGHT = 1 << 32
 _PROMPT_WEIGHT = PROMPT_WEIGHT
 
 
+class LaneGate:
+    """Which lanes take new requests, as time goes: lanes come up and go down at given times
+    (instances a scaling schedule adds and removes; a lane that goes down finishes what it
+    holds). ``intervals[l]``: the sorted ``(up, down)`` spans of lane ``l``. Arrivals come in
+    time order, so the gate only moves forward."""
+
+    def __init__(self, intervals: list):
+        ev = sorted((t, kind, l) for l, spans in enumerate(intervals)
+                    for a, b in spans for t, kind in ((a, 1), (b, 0)))  # a down before an up at one time
+        self._t = [e[0] for e in ev]
+        self._up = [e[1] == 1 for e in ev]
+        self._lane = [e[2] for e in ev]
+        self._i = 0
+        self.on = [False] * len(intervals)
+
+    def advance(self, t: float) -> None:
+        """Apply the changes at or before ``t``."""
+        i, ts = self._i, self._t
+        while i < len(ts) and ts[i] <= t:
+            self.on[self._lane[i]] = self._up[i]
+            i += 1
+        self._i = i
+
+    def open_lanes(self, t: float) -> list:
+        self.advance(t)
+        lanes = [l for l, up in enumerate(self.on) if up]
+        if not lanes:
+            from planner.errors import InvalidRequestError
+
+            raise InvalidRequestError(f"the scaling schedule leaves a pool without instances at t={t:.3f} s")
+        return lanes
+
+
+def up_at(spans: list, t: float) -> float | None:
+    """The first time at or after ``t`` at which a lane with the sorted ``(up, down)`` spans
+    is up (``t`` itself when it is up then), or None when it never is again."""
+    from bisect import bisect_right
+
+    j = bisect_right([b for _, b in spans], t)  # the first span that ends after t
+    if j >= len(spans):
+        return None
+    a = spans[j][0]
+    return t if a <= t else a
+
+
 class LaneEngine:
     """Lanes of one pool driven by a global event heap keyed by each lane's next boundary.
 
@@ -151,6 +196,8 @@ class LaneEngine:
         self.overlap = bool(overlap)
         self.delayed: list = []
         self.bounds: list[list[float]] = [[] for _ in range(L)]  # a prompt step's boundaries, from its start
+        # Lanes that take new requests over time (a scaling schedule); None: every lane, always.
+        self.gate: LaneGate | None = None
 
     # ----------------------------------------------------------------------------------------
     def schedule(self, l: int, kind: int, t0: float, ev: float) -> None:
@@ -443,17 +490,20 @@ class LaneEngine:
 
     def _arrive(self, rid: int, ta: float) -> None:
         out = self.out
+        lanes = range(self.L) if self.gate is None else self.gate.open_lanes(ta)
         if self.route_work:
             # Ties (several lanes with no prompt work left) go to the fewest outstanding.
             pw = self.pwork
             best, bo, l = _INF, 0, 0
-            for j in range(self.L):
+            for j in lanes:
                 v = pw[j] if pw[j] > ta else ta
                 if v < best or (v == best and out[j] < bo):
                     best, bo, l = v, out[j], j
             pw[l] = best + self.policy.prompt_cost(self, l, rid)
-        else:
+        elif self.gate is None:
             l = out.index(min(out))
+        else:
+            l = min(lanes, key=out.__getitem__)
         out[l] += 1 + self.prompt_weight
         self.lane_of[rid] = l
         if self.overlap and self.kind[l] != _IDLE:
@@ -609,4 +659,4 @@ class LaneEngine:
         return best
 
 
-__all__ = ["IDLE", "MIXED", "PIECE", "LaneEngine"]
+__all__ = ["IDLE", "MIXED", "PIECE", "LaneEngine", "LaneGate", "up_at"]

@@ -45,7 +45,7 @@ from planner.serving.common import (
     step_model,
     transfer_of,
 )
-from planner.sim.engine import MIXED, LaneEngine
+from planner.sim.engine import MIXED, LaneEngine, LaneGate, up_at
 from planner.sim.links import ps_completions
 
 if TYPE_CHECKING:
@@ -78,6 +78,18 @@ class Job:
     cached_a: np.ndarray | None = None
     shared_a: np.ndarray | None = None
     seed: int = 0  # the run's seed (speculative decoding draws its accepted counts from it)
+    # A scaling schedule: pool role -> per instance the sorted (up, down) spans in which it takes
+    # new requests (None: every instance, always). See planner.sim.simulate_arrivals.
+    avail: dict | None = None
+
+    def lane_spans(self, role: str, pool, ranks: int = 1) -> list | None:
+        """Per lane of ``pool`` (instance-major: ``lanes_per_instance * ranks`` lanes each) the
+        spans of its instance, or None without a schedule."""
+        if self.avail is None or role not in self.avail:
+            return None
+        spans = self.avail[role]
+        per = pool.lanes_per_instance * ranks
+        return [list(spans[l // per]) for l in range(pool.instances * per)]
 
     @property
     def cached(self) -> list:
@@ -293,6 +305,9 @@ class InFlightBatching:
                          cached=job.cached, shared=job.shared,
                          overlap=sm.engine is not None and sm.engine.overlap_schedule)
         eng.draw = spec_draws(sm, job)
+        spans = job.lane_spans("unified", pool)
+        if spans is not None:
+            eng.gate = LaneGate(spans)
         arr = job.arr
         if inp.workload.closed:
             assert inp.workload.concurrency is not None  # what closed means
@@ -429,7 +444,11 @@ class Disaggregated:
         # Prefill lanes pull from one shared FIFO queue (Dynamo's global prefill queue): each prompt
         # starts on the lane that frees up first -- an M/G/c queue, as the analytic model assumes.
         Lp = pool_p.lanes * smp.dp
-        free = [(0.0, l) for l in range(Lp)]
+        pspans = job.lane_spans("prefill", pool_p, smp.dp)
+        if pspans is None:
+            free = [(0.0, l) for l in range(Lp)]
+        else:  # a scaling schedule: a lane joins when its instance first comes up
+            free = [(u, l) for l in range(Lp) if (u := up_at(pspans[l], 0.0)) is not None]
         heapq.heapify(free)
         Pl, tl = P.tolist(), arr.tolist()
         start = [0.0] * n
@@ -438,8 +457,19 @@ class Disaggregated:
         pop, push = heapq.heappop, heapq.heappush
         for i in range(n):
             ta = tl[i]
-            f, l = pop(free)
-            s = f if f > ta else ta
+            while True:
+                if not free:
+                    raise InvalidRequestError(
+                        f"the scaling schedule leaves the prefill pool without instances at t={ta:.3f} s")
+                f, l = pop(free)
+                s = f if f > ta else ta
+                if pspans is None:
+                    break
+                u = up_at(pspans[l], s)  # down now: back when its instance is up again
+                if u == s:
+                    break
+                if u is not None:
+                    push(free, (u, l))
             e = s + Pl[i]
             push(free, (e, l))
             start[i], pend[i], plane[i] = s, e, l
@@ -473,6 +503,9 @@ class Disaggregated:
                          shared=shared_a.tolist())
         eng.reserved = InflightReservation(begin, comp_a, isl_a - shared_a, Ld)
         eng.draw = spec_draws(smd, job)
+        dspans = job.lane_spans("decode", pool_d)
+        if dspans is not None:
+            eng.gate = LaneGate(dspans)
         one = osl_a <= 1
         for i in np.nonzero(one)[0].tolist():
             eng.t_last[i] = t_first[i]
