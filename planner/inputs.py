@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 DEFAULT_CHUNK = 2048  # chunked prefill's token budget without an engine profile
 WHATIF_AXES = ("qps", "concurrency", "isl", "osl", "ttft-slo", "tpot-slo", "gpu", "model", "engine",
-               "prefix-tokens", "prefix-hit-rate")
+               "prefix-tokens", "prefix-hit-rate", "peak")
 
 
 def _fail(message: str) -> NoReturn:

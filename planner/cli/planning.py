@@ -24,6 +24,7 @@ from planner.cli.options import (
     plan_output,
     search_options,
 )
+from planner.day.cli import day_options
 
 
 @click.command()
@@ -86,7 +87,9 @@ def estimate(ctx, as_json, output, **opts):
               help="Requests simulated by --verify.")
 @click.option("--seed", type=Whole(0, units.MAX_SEED), default=0, show_default=True, help="Seed for --verify.")
 @click.option("--plot-file", "plot_file", metavar="FILE.png|FILE.svg",
-              help="Draw the Pareto front of GPUs against TPOT (needs pip install '.[plot]').")
+              help="Draw the Pareto front of GPUs against TPOT, or with --load-profile the load and GPUs "
+                   "per pool over the day (needs pip install '.[plot]').")
+@day_options
 @click.pass_context
 def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify, requests, seed,
               plot_file, **opts):
@@ -99,8 +102,16 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
       pdplan recommend --qps 20 --gpu h100-sxm,h200 --objective cost -o plan.yaml
       pdplan recommend --qps 80 --ttft-slo 200ms --verify
       pdplan recommend --qps 80 --ttft-slo 200ms --confidence 0.9
+      pdplan recommend --load-profile diurnal:peak=120,trough=30,peak_hour=14 --ttft-slo 200ms
     """
     from planner import api, render
+    from planner.day import cli as day_cli
+
+    if opts.get("load_profile") is not None:
+        return day_cli.recommend(ctx, opts, as_json=as_json, approach=approach, max_gpus=max_gpus,
+                                 objective=objective, output=output, force=force, verify=verify,
+                                 plot_file=plot_file)
+    day_cli.reject_without_profile(opts)
     from planner.errors import NoFeasiblePlanError
     from planner.files import Outputs
     from planner.inputs import approaches_of, gpu_list, with_confidence

@@ -21,6 +21,7 @@ from planner.cli.options import (
     inputs_of,
     json_option,
 )
+from planner.day.cli import profile_options
 
 
 @click.command()
@@ -28,10 +29,11 @@ from planner.cli.options import (
 @common_options
 @deployment_options
 @click.option("--requests", type=Whole(1, units.MAX_SIM_REQUESTS), default=20000, show_default=True,
-              help="Requests to simulate.")
+              help="Requests to simulate (with --load-profile: counted over the day; lag windows whole).")
 @click.option("--seed", type=Whole(0, units.MAX_SEED), default=0, show_default=True,
               help="Random seed of the arrivals and lengths.")
 @PROFILE_FORCE
+@profile_options
 @click.pass_context
 def simulate(ctx, plan_file, as_json, requests, seed, **opts):
     """Discrete-event check of a deployment (a plan file or estimate's options): analytic and
@@ -41,10 +43,16 @@ def simulate(ctx, plan_file, as_json, requests, seed, **opts):
     Examples:
       pdplan simulate --approach unified --replicas 4xtp8 --qps 20
       pdplan simulate --prefill 6xtp4 --decode 2xtp8 --qps 20 --requests 5000
+      pdplan simulate plan.yaml --load-profile diurnal:peak=120,trough=30,peak_hour=14
     """
     from planner import api, render
+    from planner.day import cli as day_cli
     from planner.inputs import build_deployment, load_plan_file
     from planner.progress import Progress
+
+    if opts.get("load_profile") is not None:
+        return day_cli.simulate(ctx, plan_file, opts, as_json=as_json, requests=requests, seed=seed)
+    day_cli.reject_without_profile(opts)
 
     if plan_file is not None:
         inputs, dep = load_plan_file(plan_file, opts, catalog_dir_of(ctx))

@@ -12,6 +12,7 @@ from planner.cli.options import (
     search_options,
     warn_all,
 )
+from planner.day.cli import day_options
 
 
 @click.command()
@@ -26,6 +27,7 @@ from planner.cli.options import (
               help="Write the same plot as an image (needs pip install '.[plot]').")
 @click.option("--force", is_flag=True, help="Overwrite the --plot-file if it exists; apply a "
                                             "--profile fitted on another model or GPU.")
+@day_options
 @click.pass_context
 def whatif(ctx, as_json, approach, max_gpus, objective, vary, plot, plot_file, force, **opts):
     """How the recommendation moves with traffic, prompt length, SLOs, GPU or model.
@@ -34,12 +36,18 @@ def whatif(ctx, as_json, approach, max_gpus, objective, vary, plot, plot_file, f
     Examples:
       pdplan whatif --vary qps=10,20,40,80 --ttft-slo 500ms
       pdplan whatif --vary qps=5,20,80 --vary isl=512,2048,8192 --ttft-slo 1s
+      pdplan whatif --vary peak=60,120,240 --load-profile diurnal:peak=120,trough=30
     """
     from planner import api, render
+    from planner.day import cli as day_cli
     from planner.inputs import approaches_of, parse_vary, whatif_cells
     from planner.progress import Progress
 
     axes = parse_vary(vary)
+    if any(a == "peak" for a, _ in axes) or opts.get("load_profile") is not None:
+        return day_cli.whatif(ctx, axes, opts, as_json=as_json, approach=approach, max_gpus=max_gpus,
+                              objective=objective, plot=plot or bool(plot_file), force=force)
+    day_cli.reject_without_profile(opts)
     if plot_file:
         from planner.render.charts import plot_output
 

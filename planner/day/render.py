@@ -4,7 +4,7 @@ PNG/SVG), the simulated day beside the predicted one, and ``whatif --vary peak``
 
 Nothing here computes a model quantity; values come from :mod:`planner.day.schedule` and
 :mod:`planner.day.simulate` in SI units and are only rounded and laid out. matplotlib is
-imported inside :func:`day_plot` only (the optional ``plot`` extra), like planner.plots.
+imported inside :func:`day_plot` only (the optional ``plot`` extra), like planner.render.charts.
 """
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ def day_plot(day: DayPlan, path: str, output=None, sim=None, force: bool | None 
     """The load curve (left axis) and the GPUs of each pool, stacked (right axis), over the
     profile, the static peak provisioning dashed, lagging scale-ups shaded; with a simulation,
     its attainment per period beside the prediction in a second panel."""
-    from planner.plots import _figure, _format, _matplotlib, _save, plot_output
+    from planner.render.charts import _figure, _format, _matplotlib, _save, plot_output
 
     fmt, out = plot_output(path, force) if output is None else (_format(path), output)
     _matplotlib()
