@@ -420,3 +420,54 @@ def load_plan_file(path: str, opts: dict, catalog_dir: str | None = None) -> tup
               "(only --qps, --requests, --seed and --json apply)")
     loaded = load_plan(path, qps=opts.get("qps"), catalog_dir=catalog_dir)
     return loaded[0], loaded[1]
+
+
+# --------------------------------------------------------------------------------------------
+# Plans for a day (planner.day): the scaling options, and the schedule a simulated day replays
+# --------------------------------------------------------------------------------------------
+
+
+def day_scaling(day_opts: dict, assumed: list):
+    """:class:`planner.day.schedule.Scaling` from ``--scale-up-time`` (default 5 minutes, then
+    listed in ``assumed``), ``--min/--max-instances``, ``--allow-approach-change`` and
+    ``--scaling``."""
+    from planner.day.profile import fmt_span
+    from planner.day.schedule import DEFAULT_SCALE_UP_S, Scaling, parse_instances
+
+    text = day_opts.get("scale_up_time")
+    if text is None:
+        up = DEFAULT_SCALE_UP_S
+        assumed.append(f"scale-up time {fmt_span(DEFAULT_SCALE_UP_S)}")
+    else:
+        up = units.parse_span(text, "--scale-up-time", lo=0.0, lo_open=False)
+    return Scaling(up, parse_instances(day_opts.get("min_instances"), "--min-instances"),
+                   parse_instances(day_opts.get("max_instances"), "--max-instances"),
+                   bool(day_opts.get("allow_approach_change")), day_opts.get("scaling") or "reactive")
+
+
+def held_all_day(dep: Deployment, profile):
+    """(scaling, deployments, specs) of one deployment held through every period."""
+    from planner.day.schedule import Scaling
+
+    return Scaling(0.0), [dep] * profile.periods, None
+
+
+def day_schedule_of_plan(path: str, profile, catalog_dir: str | None = None):
+    """(inputs, scaling, deployments, specs) a simulated day replays from a plan file: its day
+    section's schedule (whose periods must be the profile's), or its one deployment held all
+    day (``inputs.assumed`` says so)."""
+    from planner.day.document import read_day
+    from planner.day.profile import fmt_span
+    from planner.plans import load_plan
+
+    inputs, dep, doc = load_plan(path, catalog_dir=catalog_dir)
+    if doc.get("day") is None:
+        inputs.assumed.append("the plan's deployment held all day (it has no schedule)")
+        return (inputs, *held_all_day(dep, profile))
+    planned, scaling, deps, specs = read_day(doc["day"], path, inputs, dep)
+    if planned.periods != profile.periods or abs(planned.period_s - profile.period_s) > 1e-6:
+        _fail(f"--load-profile: {profile.periods} periods of {fmt_span(profile.period_s)}; the plan's "
+              f"schedule has {planned.periods} of {fmt_span(planned.period_s)} (give a profile with "
+              "the same periods)")
+    return inputs, scaling, deps, specs
+

@@ -9,8 +9,8 @@ import pytest
 from rich.console import Console
 
 from planner import api
-from planner.day import render as day_render
 from planner.day.schedule import Scaling
+from planner.render import day as day_render
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

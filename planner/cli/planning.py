@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from planner import units
+from planner.cli.day import day_options
 from planner.cli.options import (
     FORMAT_KEY,
     PLAN_OUTPUT,
@@ -24,7 +25,6 @@ from planner.cli.options import (
     plan_output,
     search_options,
 )
-from planner.day.cli import day_options
 
 
 @click.command()
@@ -105,7 +105,7 @@ def recommend(ctx, as_json, approach, max_gpus, objective, output, force, verify
       pdplan recommend --load-profile diurnal:peak=120,trough=30,peak_hour=14 --ttft-slo 200ms
     """
     from planner import api, render
-    from planner.day import cli as day_cli
+    from planner.cli import day as day_cli
 
     if opts.get("load_profile") is not None:
         return day_cli.recommend(ctx, opts, as_json=as_json, approach=approach, max_gpus=max_gpus,

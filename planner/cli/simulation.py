@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from planner import units
+from planner.cli.day import profile_options
 from planner.cli.options import (
     APPROACHES,
     KV_DTYPES,
@@ -21,7 +22,6 @@ from planner.cli.options import (
     inputs_of,
     json_option,
 )
-from planner.day.cli import profile_options
 
 
 @click.command()
@@ -46,7 +46,7 @@ def simulate(ctx, plan_file, as_json, requests, seed, **opts):
       pdplan simulate plan.yaml --load-profile diurnal:peak=120,trough=30,peak_hour=14
     """
     from planner import api, render
-    from planner.day import cli as day_cli
+    from planner.cli import day as day_cli
     from planner.inputs import build_deployment, load_plan_file
     from planner.progress import Progress
 

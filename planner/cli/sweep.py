@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from planner.cli.day import day_options
 from planner.cli.options import (
     catalog_of,
     common_options,
@@ -12,7 +13,6 @@ from planner.cli.options import (
     search_options,
     warn_all,
 )
-from planner.day.cli import day_options
 
 
 @click.command()
@@ -39,7 +39,7 @@ def whatif(ctx, as_json, approach, max_gpus, objective, vary, plot, plot_file, f
       pdplan whatif --vary peak=60,120,240 --load-profile diurnal:peak=120,trough=30
     """
     from planner import api, render
-    from planner.day import cli as day_cli
+    from planner.cli import day as day_cli
     from planner.inputs import approaches_of, parse_vary, whatif_cells
     from planner.progress import Progress
 

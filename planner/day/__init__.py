@@ -10,7 +10,7 @@
 * :mod:`planner.day.simulate`: the day through the discrete-event simulator, instances added
   and removed as the schedule says;
 * :mod:`planner.day.document`: the plan document's ``day`` section, both ways;
-* :mod:`planner.day.render`: tables and charts; :mod:`planner.day.cli`: the commands' options.
+* tables and charts in :mod:`planner.render.day`; the commands' options in :mod:`planner.cli.day`.
 
 The facade is :mod:`planner.api` (``load_profile``, ``plan_day``, ``evaluate_day``,
 ``simulate_day``, ``whatif_day``). docs/day.md says what the model assumes.

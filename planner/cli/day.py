@@ -1,6 +1,6 @@
 """The day's part of the command line: the options ``recommend``, ``simulate`` and ``whatif``
 take for a load profile, and the bodies of those commands when one is given. Each body makes
-one call to :mod:`planner.api` and renders what it returns (:mod:`planner.day.render`);
+one call to :mod:`planner.api` and renders what it returns (:mod:`planner.render.day`);
 :mod:`planner.cli` (planning, simulation, sweep) calls them. Only click is imported at module level (``pdplan --help`` stays
 free of numpy).
 """
@@ -75,21 +75,6 @@ def _pop(opts: dict, keys) -> dict:
     return {k: opts.pop(k, None) for k in keys}
 
 
-def scaling_of(day_opts: dict, assumed: list):
-    from planner.day.schedule import DEFAULT_SCALE_UP_S, Scaling, parse_instances
-    from planner.units import parse_span
-
-    text = day_opts.get("scale_up_time")
-    if text is None:
-        up = DEFAULT_SCALE_UP_S
-        assumed.append(f"scale-up time {DEFAULT_SCALE_UP}")
-    else:
-        up = parse_span(text, "--scale-up-time", lo=0.0, lo_open=False)
-    return Scaling(up, parse_instances(day_opts.get("min_instances"), "--min-instances"),
-                   parse_instances(day_opts.get("max_instances"), "--max-instances"),
-                   bool(day_opts.get("allow_approach_change")), day_opts.get("scaling") or "reactive")
-
-
 def _profile_inputs(ctx, opts: dict, profile):
     """Inputs for a day: the command's model, GPU, engine, lengths and SLO; the rate is each
     period's (the busiest one's stands in the plan)."""
@@ -110,10 +95,10 @@ def _profile_inputs(ctx, opts: dict, profile):
 def plan_document_of(day) -> dict:
     """The busiest period's plan document with the day beside it (what -o writes)."""
     from planner import render
-    from planner.day.document import day_document
+    from planner.render import day as day_render
 
     doc = render.plan_document(day.peak.plan)
-    doc["day"] = day_document(day)
+    doc["day"] = day_render.day_document(day)
     return doc
 
 
@@ -122,10 +107,10 @@ def recommend(ctx, opts: dict, *, as_json: bool, approach: str, max_gpus: int, o
     """``pdplan recommend --load-profile ...``: the day's schedule."""
     from planner import api, render
     from planner.cli.options import catalog_of, emit_json, escape_markup, fail, plan_output
-    from planner.day import render as day_render
     from planner.files import Outputs
-    from planner.inputs import approaches_of, gpu_list, with_confidence
+    from planner.inputs import approaches_of, day_scaling, gpu_list, with_confidence
     from planner.progress import Progress
+    from planner.render import day as day_render
 
     if verify:
         fail("--verify: not with --load-profile; simulate the day with pdplan simulate PLAN --load-profile ...")
@@ -141,7 +126,7 @@ def recommend(ctx, opts: dict, *, as_json: bool, approach: str, max_gpus: int, o
     profile = api.load_profile(day_opts["load_profile"], day_opts.get("profile_period"))
     opts["force"] = force
     inputs = with_confidence(_profile_inputs(ctx, opts, profile), opts)
-    scaling = scaling_of(day_opts, inputs.assumed)
+    scaling = day_scaling(day_opts, inputs.assumed)
     with Progress("planning the day: searches", total=None) as progress:
         day = api.plan_day(inputs, profile, gpus or [inputs.gpu], approaches_of(approach), max_gpus, objective,
                            scaling, on_search=progress.update)
@@ -175,41 +160,26 @@ def simulate(ctx, plan_file, opts: dict, *, as_json: bool, requests: int, seed: 
     from rich.markup import escape
 
     from planner import api, render
-    from planner.cli.options import emit_json, fail
-    from planner.day import render as day_render
-    from planner.day.schedule import Scaling
-    from planner.inputs import build_deployment
+    from planner.cli.options import catalog_dir_of, emit_json
+    from planner.inputs import build_deployment, day_schedule_of_plan, held_all_day
     from planner.progress import Progress
+    from planner.render import day as day_render
 
     prof_opts = _pop(opts, list(PROFILE_KEYS))
     profile = api.load_profile(prof_opts["load_profile"], prof_opts.get("profile_period"))
     if plan_file is not None:
-        inputs, dep, doc = _plan(ctx, plan_file, opts)
-        if doc.get("day") is not None:
-            from planner.day.document import read_day
-
-            planned, scaling, deps, specs = read_day(doc["day"], plan_file, inputs, dep)
-            if planned.periods != profile.periods or abs(planned.period_s - profile.period_s) > 1e-6:
-                from planner.day.profile import fmt_span
-
-                fail(f"--load-profile: {profile.periods} periods of {fmt_span(profile.period_s)}; the plan's "
-                     f"schedule has {planned.periods} of {fmt_span(planned.period_s)} (give a profile with "
-                     "the same periods)")
-        else:
-            scaling, deps, specs = Scaling(0.0), [dep] * profile.periods, None
-            inputs.assumed.append("the plan's deployment held all day (it has no schedule)")
+        _no_options_beside(opts)
+        inputs, scaling, deps, specs = day_schedule_of_plan(plan_file, profile, catalog_dir_of(ctx))
     else:
         inputs = _profile_inputs(ctx, opts, profile)
         dep = build_deployment(inputs, opts)
-        scaling, deps, specs = Scaling(0.0), [dep] * profile.periods, None
+        scaling, deps, specs = held_all_day(dep, profile)
     periods = api.evaluate_day(inputs, profile, deps, scaling, specs)
     with Progress("simulating the day: periods", total=profile.periods) as progress:
         sim = api.simulate_day(inputs, profile, deps, scaling, requests, seed, specs,
                                on_period=lambda k: progress.update(k + 1))
     if as_json:
-        from planner.day.document import simulation_document
-
-        emit_json({"day_simulation": simulation_document(periods, sim)})
+        emit_json({"day_simulation": day_render.simulation_document(periods, sim)})
         return
     con = render.stdout_console()
     render.print_assumed(con, inputs.assumed)
@@ -218,18 +188,15 @@ def simulate(ctx, plan_file, opts: dict, *, as_json: bool, requests: int, seed: 
     day_render.show_day_simulation(con, periods, sim, profile)
 
 
-def _plan(ctx, path: str, opts: dict):
-    """(Inputs, Deployment, document) of a plan file; only the day's options apply beside it."""
+def _no_options_beside(opts: dict) -> None:
+    """Only the day's options apply beside a PLAN file."""
     from planner.cli.options import fail
-    from planner.plans import load_plan
 
     extra = sorted(k for k, v in opts.items() if v is not None and v is not False)
     if extra:
         flag = "--" + extra[0].replace("_spec", "").replace("_", "-")
         fail(f"{flag}: not with a PLAN file; the plan fixes the deployment and inputs (with --load-profile "
              "only --requests, --seed and --json apply)")
-    root = ctx.find_root().obj or {}
-    return load_plan(path, catalog_dir=root.get("catalog_dir"))
 
 
 def whatif(ctx, axes, opts: dict, *, as_json: bool, approach: str, max_gpus: int, objective: str,
@@ -239,9 +206,9 @@ def whatif(ctx, axes, opts: dict, *, as_json: bool, approach: str, max_gpus: int
 
     from planner import api, render
     from planner.cli.options import catalog_of, emit_json, fail
-    from planner.day import render as day_render
-    from planner.inputs import approaches_of, gpu_list
+    from planner.inputs import approaches_of, day_scaling, gpu_list
     from planner.progress import Progress
+    from planner.render import day as day_render
     from planner.units import MAX_QPS, MIN_QPS, parse_number
 
     if len(axes) != 1 or axes[0][0] != "peak":
@@ -257,7 +224,7 @@ def whatif(ctx, axes, opts: dict, *, as_json: bool, approach: str, max_gpus: int
     peaks = [(v, parse_number(v, "--vary: peak", MIN_QPS, hi, lo_open=False)) for v in axes[0][1]]
     gpus = gpu_list(catalog_of(ctx), opts)
     inputs = _profile_inputs(ctx, opts, profile)
-    scaling = scaling_of(day_opts, inputs.assumed)
+    scaling = day_scaling(day_opts, inputs.assumed)
     assumed = [a for a in inputs.assumed if not a.startswith("qps")]
     with Progress("what-if: day plans", total=len(peaks)) as progress:
         rows = api.whatif_day(inputs, profile, peaks, gpus or [inputs.gpu], approaches_of(approach), max_gpus,

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from planner.day.document import day_document, simulation_document
 from planner.day.profile import fmt_span
 
 if TYPE_CHECKING:
@@ -418,5 +419,5 @@ def whatif_day_document(rows: list) -> dict:
     return {"axes": ["peak"], "rows": out}
 
 
-__all__ = ["chart_lines", "day_plot", "show_day", "show_day_simulation", "show_whatif_day", "summary_lines",
+__all__ = ["day_document", "simulation_document", "chart_lines", "day_plot", "show_day", "show_day_simulation", "show_whatif_day", "summary_lines",
            "whatif_day_document"]
