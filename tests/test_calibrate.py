@@ -46,6 +46,7 @@ def synthetic(setup, cal, loads):
     return out
 
 
+@pytest.mark.slow
 def test_the_fit_recovers_constants_it_generated_the_data_with():
     """Measurements made by the model itself under known constants: the fit finds them again
     (within 3%), and the calibrated predictions match to a fraction of a percent."""
@@ -60,6 +61,7 @@ def test_the_fit_recovers_constants_it_generated_the_data_with():
     assert rep.uncalibrated["all"]["median_abs_error"] > 0.1
 
 
+@pytest.mark.slow
 def test_a_constant_the_data_cannot_pin_is_refused_with_what_would_pin_it():
     s = setup_8b()
     data = synthetic(s, Calibration(compute=0.9), [("qps", 2, 467), ("qps", 4, 467), ("qps", 8, 467)])
@@ -95,6 +97,7 @@ def test_too_few_statistics_is_an_error():
         fit(two, s, constants=["compute", "memory", "request_ms", "overhead_ms"])
 
 
+@pytest.mark.slow
 def test_calibrate_acceptance(tmp_path):
     """The issue's acceptance: the fit table, the profile file, estimate --profile using it and
     the plan's profile key naming it."""

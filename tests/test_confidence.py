@@ -248,6 +248,7 @@ def test_estimate_table_shows_the_range():
     assert r.exit_code == 0 and "P90 80% range" in r.output and "out 80% range" in r.output
 
 
+@pytest.mark.slow
 def test_recommend_margin_costs_gpus(tmp_path):
     """The acceptance call: the output says what the 90% margin costs in GPUs, the plan has at
     least the GPUs of the plain call, and its P90 range's upper ends are within the SLOs."""

@@ -57,7 +57,7 @@ def _check(s, tmp_path=None):
     assert row["plan"]["meets_slo"] == plan["meets_slo"]
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(s=SCENARIO)
 def test_plans_are_self_consistent(s):
     _check(s)

@@ -54,6 +54,7 @@ def test_json_is_one_document_and_the_api_agrees():
     assert doc["plan"]["total_gpus"] == ref.peak.gpus
 
 
+@pytest.mark.slow
 def test_plan_file_then_simulate_reports_every_period(tmp_path):
     plan = tmp_path / "day.yaml"
     r = run(["recommend", *SMALL, "--load-profile", SHORT, "--scale-up-time", "30s", "-o", str(plan)])
@@ -83,6 +84,7 @@ def test_simulate_a_deployment_over_a_profile():
     assert "00:00" in r.output and "00:02" in r.output
 
 
+@pytest.mark.slow
 def test_whatif_vary_peak():
     r = run(["whatif", *SMALL, "--vary", "peak=20,40", "--load-profile", "diurnal:peak=40,trough=10"])
     assert r.exit_code == 0, r.output

@@ -34,6 +34,7 @@ def test_short_day_agrees_within_two_points(short_day):
         assert (p.lag is not None) == any(x["part"] == "lag" for x in s.parts)
 
 
+@pytest.mark.slow
 def test_simulated_day_is_seeded(short_day):
     inp, prof, sc, day = short_day
     deps = [p.deployment for p in day.periods]

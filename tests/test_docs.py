@@ -41,7 +41,10 @@ def test_docs_show_commands():
     assert len(DOC_COMMANDS) >= 10
 
 
-@pytest.mark.parametrize("doc", sorted({d for d, _ in DOC_COMMANDS}))
+# (validation.md's commands rerun whole validation sets and day.md's simulate days: the slow
+# suite runs them)
+@pytest.mark.parametrize("doc", [pytest.param(d, marks=pytest.mark.slow) if d in ("validation.md", "day.md") else d
+                                 for d in sorted({d for d, _ in DOC_COMMANDS})])
 def test_every_command_in_the_docs_runs(doc, tmp_path):
     runner = CliRunner()
     cwd = os.getcwd()

@@ -140,6 +140,7 @@ def test_non_finite_values_are_bad_input(args, flag):
     assert_bad(args, flag)
 
 
+@pytest.mark.slow
 def test_tiny_burstiness_is_a_correct_answer_not_a_crash():
     """``--burstiness 1e-300`` divided by zero; now it is clockwork arrivals, as is 0."""
     base = gpus(["--qps", "80", "--ttft-slo", "200ms", "--burstiness", "1e-3"])
@@ -182,6 +183,7 @@ def test_a_float_percentile_in_a_plan_is_read_as_the_integer(tmp_path):
     assert_bad(UNIFIED + ["--percentile", "90.0"], "--percentile", "90")
 
 
+@pytest.mark.slow
 def test_a_tiny_rate_is_refused_and_small_rates_survive_a_plan(tmp_path):
     """``--qps 1e-7`` wrote ``qps: 0.0`` (six decimals) and the plan then failed to load."""
     assert_bad(UNIFIED[:-1] + ["1e-7"], "--qps", "1e-06")
@@ -252,6 +254,7 @@ def test_progress_only_on_a_terminal():
 # ---- continuity and monotonicity --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_recommend_is_monotone_and_continuous_in_burstiness():
     """The issue's --burstiness 1e-9 -> 3e-9 took the answer from 880 GPUs to 96 (the GI/M/1 root
     rounded to 1 for nearly regular arrivals); GPUs must not grow as burstiness falls, and no step
@@ -265,6 +268,7 @@ def test_recommend_is_monotone_and_continuous_in_burstiness():
     assert counts[0] == counts[values.index("1e-3")]  # flat below 1e-3: the deterministic limit
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["lognormal", "gamma"])
 def test_recommend_is_continuous_in_the_length_cv_near_zero(kind):
     cvs = ["0", "1e-200", "1e-4", "9e-4", "1e-3", "1.1e-3", "1e-2", "0.05"]

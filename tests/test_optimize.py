@@ -70,6 +70,7 @@ def test_more_gpu_headroom_never_worsens_a_feasible_answer(q):
         assert big == small
 
 
+@pytest.mark.slow
 def test_what_would_help_only_offers_what_gives_a_plan():
     """Each suggestion of an exit-3 message, applied alone, gives a plan (issue 14: "what would
     help" only suggests values that make a plan feasible)."""

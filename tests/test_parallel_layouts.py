@@ -213,6 +213,7 @@ def test_multi_node_pools_state_their_nodes():
     assert pools["prefill"]["nodes"] == 1
 
 
+@pytest.mark.slow
 def test_recommend_considers_data_parallel_attention_and_says_why():
     r = run(["recommend", "--model", "deepseek-v3", "--gpu", "h200", "--qps", "20", "--isl", "2000",
              "--osl", "1000", "--ttft-slo", "2s", "--tpot-slo", "50ms", "--json"])

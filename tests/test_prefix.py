@@ -144,6 +144,7 @@ def test_unified_budget_is_raised_to_the_computed_tokens_only():
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(isl=st.integers(256, 8192), osl=st.integers(16, 512), a=st.floats(0, 1), b=st.floats(0, 1),
        ha=st.floats(0, 1), hb=st.floats(0, 1), qps=st.floats(0.1, 6.0),

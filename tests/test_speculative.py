@@ -177,6 +177,7 @@ def test_speculation_lowers_tpot_of_a_memory_bound_decode():
 # ---- the search -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_recommend_turns_speculation_on_where_it_saves_gpus_and_off_where_it_costs():
     from planner.optimize import recommend
 
@@ -307,6 +308,7 @@ def test_mtp_layers_come_from_the_catalog_and_hugging_face_configs(tmp_path):
         parse_model(tmp_path / "m.yaml", data)
 
 
+@pytest.mark.slow
 def test_verify_simulates_the_plan_as_recommended():
     """recommend --verify: a plan the search left without speculation is simulated without it."""
     from planner.optimize import recommend, verify

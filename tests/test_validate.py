@@ -128,6 +128,7 @@ def test_serving_set_is_published_runs_with_sources():
                    for e in data)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,median", [("serving_throughput", 0.06), ("serving_tpot_mean", 0.22),
                                          ("serving_ttft_mean", 0.41)])
 def test_serving_errors_stay_at_what_was_measured(kind, median):
@@ -147,6 +148,7 @@ def test_serving_errors_stay_at_what_was_measured(kind, median):
     assert s["median_abs_error"] <= median, s["median_abs_error"]
 
 
+@pytest.mark.slow
 def test_serving_unstable_calls_are_counted():
     s = _serving().summary
     assert s["points"] >= 150 and s["points_predicted"] >= 80
@@ -188,6 +190,7 @@ def test_serving_rows_take_the_runs_engine_settings(tmp_path):
         v.load_serving_rows(path)
 
 
+@pytest.mark.slow
 def test_capacity_within_published_slo_stays_at_what_was_measured():
     """The planner's capacity answer against MLPerf v5.1 Server/Interactive runs: the largest
     rate at which pdplan keeps P99 TTFT and P99 TPOT within the run's constraints, against the
