@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import click
 
+from planner.cli.options import _stack
+
 PROFILE_HELP = ("Plan for a day: a table of periods (CSV/JSONL: a time and qps or concurrency, optionally "
                 "isl, osl, burstiness), a request trace with timestamps (e.g. the Azure LLM inference "
                 "trace's TIMESTAMP,ContextTokens,GeneratedTokens) binned into periods, or a shape: "
@@ -20,14 +22,6 @@ DAY_KEYS = {"scale_up_time": "--scale-up-time", "min_instances": "--min-instance
             "scaling": "--scaling"}
 PROFILE_KEYS = {"load_profile": "--load-profile", "profile_period": "--profile-period"}
 DEFAULT_SCALE_UP = "5m"
-
-
-def _stack(*decorators):
-    def apply(f):
-        for d in reversed(decorators):
-            f = d(f)
-        return f
-    return apply
 
 
 def profile_options(f):

@@ -12,13 +12,12 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from planner.day.document import day_document, simulation_document
 from planner.day.profile import fmt_span
+from planner.render.tables import _table
 
 if TYPE_CHECKING:
     from planner.day.schedule import DayPlan
@@ -26,16 +25,6 @@ if TYPE_CHECKING:
 LETTER = {"unified": "U", "prefill": "P", "decode": "D"}
 COLOUR = {"unified": "#1f77b4", "prefill": "#ff7f0e", "decode": "#2ca02c"}
 CHART_HEIGHT = 10
-
-
-def _table(*columns, title: str | None = None) -> Table:
-    t = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False, show_edge=False)
-    for col in columns:
-        name, kw = col if isinstance(col, tuple) else (col, {"justify": "right"})
-        kw = dict(kw)
-        kw.setdefault("overflow", "ellipsis" if kw.get("no_wrap") else "fold")
-        t.add_column(name, **kw)
-    return t
 
 
 def _pct(x, digits: int = 1) -> str:

@@ -160,6 +160,7 @@ class LaneEngine:
         # Per-lane state.
         L = lanes
         self.t0 = [0.0] * L  # start of the current step
+        self.end = [_INF] * L  # its end (inf while idle)
         self.ver = [0] * L
         self.kind = [_IDLE] * L
         self.nrun = [0] * L  # iterations of the current decode run
@@ -203,6 +204,7 @@ class LaneEngine:
     def schedule(self, l: int, kind: int, t0: float, ev: float) -> None:
         self.kind[l] = kind
         self.t0[l] = t0
+        self.end[l] = ev
         self.ver[l] += 1
         if ev < _INF:
             heapq.heappush(self.heap, (ev, l, self.ver[l]))
@@ -464,16 +466,8 @@ class LaneEngine:
             for b in self.bounds[l]:
                 if t0 + b >= ta:
                     return t0 + b
-        end = self.heap_end(l)
+        end = self.end[l]
         return end if end > ta else ta
-
-    def heap_end(self, l: int) -> float:
-        """When lane ``l``'s current step ends (its live heap entry)."""
-        v = self.ver[l]
-        for ev, lane, ver in self.heap:
-            if lane == l and ver == v:
-                return ev
-        return self.now
 
     def _deliver(self, rid: int, l: int, ta: float) -> None:
         """Hand ``rid`` (routed to lane ``l``) to the lane at ``ta``."""
