@@ -290,19 +290,25 @@ def _log_mgf(theta, vals, w):
     lm = np.empty(theta.shape)
     dlm = np.empty(theta.shape)
     ws = w * vals
+
+    def wsum(rows, weights):
+        # per-row sums by numpy's pairwise reduction, the same for a row alone as among many
+        # (a BLAS product may order them differently, and near rho = 1 the root amplifies that)
+        return (rows * weights).sum(axis=1)
+
     if np.any(small):
         t = theta[small, None] * vals
         e = np.exp(t)
-        lm[small] = np.log1p(np.expm1(t, out=t) @ w)
-        dlm[small] = (e @ ws) / (e @ w)
+        lm[small] = np.log1p(wsum(np.expm1(t, out=t), w))
+        dlm[small] = wsum(e, ws) / wsum(e, w)
     big = ~small
     if np.any(big):
         e = theta[big, None] * vals
         e -= tmax[big, None]
         np.exp(e, out=e)
-        m = e @ w
+        m = wsum(e, w)
         lm[big] = tmax[big] + np.log(m)
-        dlm[big] = (e @ ws) / m
+        dlm[big] = wsum(e, ws) / m
     return lm, dlm
 
 
