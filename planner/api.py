@@ -149,11 +149,13 @@ def headroom(inp: Inputs, dep: Deployment, at: float | None = None) -> float:
     grid so that the answer is never below it."""
     grid = _HEADROOM_GRID
     if at is not None and grid[0] < at < grid[-1]:
-        grid = np.unique(np.append(grid, float(at)))
+        # (the answer is the last rate that meets the SLO, at least ``at``: the grid below it
+        # cannot decide it and is not evaluated)
+        grid = np.concatenate([[float(at)], grid[grid > at]])
     # (only the attainment decides: no percentiles are computed on these grids)
     ok = np.asarray(meets_mask(evaluate(inp, dep, grid, percentiles=()), inp.slo))
     if not ok.any():
-        return 0.0
+        return headroom(inp, dep) if at is not None else 0.0
     last = len(ok) - 1 - int(np.argmax(ok[::-1]))
     if last == len(ok) - 1:
         return float(grid[-1])

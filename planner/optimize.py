@@ -23,7 +23,7 @@ from planner.api import Inputs, Plan, estimate
 from planner.api import engine_side as api_engine_side
 from planner.api import headroom as api_headroom
 from planner.errors import InvalidRequestError, NoFeasiblePlanError, PdplanError
-from planner.perf import build_step_model, kv_link_for, link_capacity
+from planner.perf import build_step_model, kv_link_for, link_capacity, shares_node
 from planner.serving import chunked, disaggregated, unified
 from planner.serving.common import (
     APPROACHES,
@@ -310,10 +310,11 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
                                                    Pool("prefill", smp.gpu.id, n, smp.tp, smp.pp, smp.ep, smp.dp), pd_, None)
                 groups[where] = (link, streams)
             for where, (link, streams) in groups.items():
-                sel = np.array([kv_link_for(inp.catalog, smp.gpu, smd.gpu,
-                                            Pool("prefill", smp.gpu.id, int(n), smp.tp, smp.pp, smp.ep, smp.dp), pd_,
-                                            None)[2] == where for n in sizes]) if len(groups) > 1 else \
-                    np.ones(len(sizes), dtype=bool)
+                if len(groups) > 1:  # the sizes that share a node with the decode pool, or not
+                    near = shares_node(smp.gpu, smd.gpu, sizes * smp.gpus, pd_.gpus)
+                    sel = near if where == "same-node" else ~near
+                else:
+                    sel = np.ones(len(sizes), dtype=bool)
                 prof = disaggregated.PrefillProfile(smp, shape, link, streams,
                                                     inp.model.kv_bytes_per_token(inp.kv_dtype), True,
                                                     xfer)

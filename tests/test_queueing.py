@@ -292,6 +292,27 @@ def test_erlang_c_hand_values():
     assert q.erlang_c(4, 4.0) == 1.0 and q.erlang_c(4, 9.0) == 1.0
 
 
+def test_erlang_c_many_servers_matches_the_recursion():
+    """Above 32 servers Erlang C comes from the Poisson pmf over its CDF (power series, Stirling
+    log-gamma); the Erlang B recursion, stable in floating point at any size, is the reference."""
+    def by_recursion(c, a):
+        b = 1.0
+        for i in range(1, c + 1):
+            b = a * b / (i + a * b)
+        return c * b / (c - a * (1.0 - b))
+
+    for c in (33, 40, 100, 500, 2000):
+        for a in (0.3 * c, 0.8 * c, 0.95 * c, 0.999 * c):
+            assert q.erlang_c(c, a) == pytest.approx(by_recursion(c, a), rel=1e-10)
+
+
+def test_log_gamma_matches_math_lgamma():
+    from planner.queueing.exact import _lgamma
+
+    x = np.concatenate([np.linspace(0.05, 12.0, 400), np.geomspace(10.0, 1e7, 400)])
+    np.testing.assert_allclose(_lgamma(x), [math.lgamma(v) for v in x], rtol=1e-13, atol=1e-13)
+
+
 def test_mgc_mean_wait_mmc_and_mg1_reductions():
     lam, es, c = 3.0, 1.0, 4
     mmc = q.erlang_c(c, lam * es) / (c / es - lam)

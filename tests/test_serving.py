@@ -164,3 +164,52 @@ def test_registry_holds_every_approach_and_returns_lane_results(inp):
                                       else {"unified"})
     with pytest.raises(InvalidRequestError, match="--approach: unknown approach 'unifed'.*did you mean 'unified'"):
         serving.model("unifed")
+
+
+def test_shares_node_mask_is_kv_link_for_per_size(inp):
+    """The search's vectorised node test gives, size by size, the link kv_link_for picks."""
+    from planner.perf import shares_node
+
+    cat = inp.catalog
+    for gp, gd in (("h100-sxm", "h100-sxm"), ("h100-sxm", "h200")):
+        for tp_p, tp_d, nd in ((1, 1, 1), (2, 4, 1), (4, 4, 1), (1, 2, 3)):
+            sizes = np.arange(1, 12)
+            pd_ = Pool("decode", gd, nd, tp_d)
+            mask = shares_node(cat.gpu(gp), cat.gpu(gd), sizes * tp_p, pd_.gpus)
+            each = [kv_link_for(cat, cat.gpu(gp), cat.gpu(gd), Pool("prefill", gp, int(n), tp_p), pd_, None)[2]
+                    for n in sizes]
+            assert [("same-node" if m else "inter-node") for m in mask] == each
+
+
+def test_iteration_curve_lookup_is_the_interpolations():
+    """IterationCurves.lookup (one gather for six curves) equals interp_curve (the first four,
+    extended beyond the grid) and np.interp (the last two, held at its end)."""
+    from planner.optimize import _configs, lane_budget
+    from planner.serving import chunked
+    from planner.serving.common import interp_curve, shape_of
+
+    q = default_inputs(qps=10.0)
+    shape = shape_of(q.workload, tail=False)
+    for sm in _configs(q, ["h100-sxm"]):
+        for budget in (512, 8192):
+            cv = chunked.ChunkCurves(sm, shape, lane_budget(sm, budget))
+            B = np.concatenate([cv.grid, np.linspace(0.0, 1.6 * cv.grid[-1], 301)])
+            one = cv._one if cv._one is not None else cv._full
+            want = [interp_curve(B, cv.grid, v) for v in (cv._empty, cv._full, cv.td, one)]
+            want += [np.interp(B, cv.grid, v) for v in (cv.s, cv.alone)]
+            for got, ref in zip(cv.lookup(B), want):
+                np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-15)
+            got2 = cv.lookup(B.reshape(-1, 1))  # candidates on leading axes keep their shape
+            assert got2[0].shape == (B.size, 1)
+
+
+def test_headroom_from_the_rate_asked_is_the_whole_grid_answer(inp):
+    """headroom(at=q) skips the grid below q, where the answer cannot be: the same rate as
+    the whole grid gives, and never below q."""
+    from planner.api import headroom
+
+    for dep in DEPS.values():
+        full = headroom(inp, dep)
+        assert full > 0
+        for q in (0.3 * full, 0.9 * full):
+            assert headroom(inp, dep, q) == full

@@ -12,6 +12,7 @@ from planner.perf.placement import (
            kv_transfer_bytes,
            kv_transfer_time,
            link_capacity,
+           shares_node,
            transfer_fixed_time,
            transfer_rate,
 )
@@ -20,4 +21,4 @@ from planner.perf.tables import FastTimes, fast_times
 
 __all__ = ["Calibration", "FastTimes", "fast_times", "StepCost", "StepModel", "build_step_model", "check_parallel",
            "kv_link_for", "kv_transfer_bytes", "kv_transfer_time", "link_capacity",
-           "transfer_fixed_time", "transfer_rate"]
+           "shares_node", "transfer_fixed_time", "transfer_rate"]

@@ -124,6 +124,13 @@ def link_capacity(link: LinkSpec, nics: int, xfer=None) -> float:
     return transfer_rate(link, nics, xfer)
 
 
+def shares_node(gpu_p: GPUSpec, gpu_d: GPUSpec, gpus_p, gpus_d):
+    """Whether a prefill pool of ``gpus_p`` GPUs (an array: one per pool size) and a decode
+    pool of ``gpus_d`` fit in one node together (same GPU type), so that their KV transfers
+    stay on NVLink (:func:`kv_link_for`)."""
+    return (gpu_p.id == gpu_d.id) & (np.asarray(gpus_p) + gpus_d <= gpu_p.gpus_per_node)
+
+
 def kv_link_for(catalog, gpu_p: GPUSpec, gpu_d: GPUSpec, pool_p, pool_d,
                 override: str | None) -> tuple[LinkSpec, int, str]:
     """The link a KV cache crosses between a prefill and a decode instance, the number of
@@ -135,8 +142,7 @@ def kv_link_for(catalog, gpu_p: GPUSpec, gpu_d: GPUSpec, pool_p, pool_d,
     streams = min(pool_p.tp * pool_p.pp, pool_d.tp * pool_d.pp)
     if override:
         return catalog.link(override, "--link"), streams, "override"
-    same_node = gpu_p.id == gpu_d.id and pool_p.gpus + pool_d.gpus <= gpu_p.gpus_per_node
-    if same_node:
+    if bool(shares_node(gpu_p, gpu_d, pool_p.gpus, pool_d.gpus)):
         return catalog.links[gpu_p.intra_node_link], streams, "same-node"
     bw = min(gpu_p.inter_node_bytes_per_s, gpu_d.inter_node_bytes_per_s)
     base = catalog.links[gpu_p.inter_node_link]

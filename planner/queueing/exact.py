@@ -528,11 +528,27 @@ def mg1_wait_cdf(x, lam, service_samples):
 
 
 _ERLANG_RECURSION_MAX = 32
+_SERIES_BLOCK = 16  # power-series terms summed per vectorised step
 _LGAMMA = np.frompyfunc(math.lgamma, 1, 1)
 
 
+_STIRLING = (1.0 / 12.0, -1.0 / 360.0, 1.0 / 1260.0, -1.0 / 1680.0)  # Bernoulli-number terms
+
+
 def _lgamma(x):
-    return np.asarray(_LGAMMA(np.asarray(x, dtype=float)), dtype=float)
+    """``log Gamma(x)`` elementwise: Stirling's series (four correction terms; the first one
+    left out is below 1e-12 for ``x >= 10``) where ``x >= 10``, :func:`math.lgamma` elsewhere."""
+    x = np.asarray(x, dtype=float)
+    big = x >= 10.0
+    if not big.all():
+        out = np.asarray(_LGAMMA(x), dtype=float)
+        if big.any():
+            out[big] = _lgamma(x[big])
+        return out
+    inv = 1.0 / x
+    inv2 = inv * inv
+    corr = inv * (_STIRLING[0] + inv2 * (_STIRLING[1] + inv2 * (_STIRLING[2] + inv2 * _STIRLING[3])))
+    return (x - 0.5) * np.log(x) - x + 0.5 * math.log(2.0 * math.pi) + corr
 
 
 def _poisson_cdf(c, a, max_terms: int = 2000):
@@ -552,13 +568,15 @@ def _poisson_cdf(c, a, max_terms: int = 2000):
             out[near] = _poisson_cdf(np.broadcast_to(c, out.shape)[near],
                                      np.broadcast_to(a, out.shape)[near], max_terms)
         return out
+    # The terms 1/s, x/(s(s+1)), ... in blocks of _SERIES_BLOCK (one cumulative product each).
     term = 1.0 / s
     total = term.copy()
-    ap = s.copy()
-    for _ in range(max_terms):
-        ap = ap + 1.0
-        term = term * x / ap
-        total = total + term
+    steps = np.arange(1.0, _SERIES_BLOCK + 1.0)
+    for start in range(0, max_terms, _SERIES_BLOCK):
+        ratios = x[..., None] / (s[..., None] + start + steps)
+        terms = term[..., None] * np.cumprod(ratios, axis=-1)
+        total = total + terms.sum(axis=-1)
+        term = terms[..., -1]
         if np.all(term <= total * 1e-16):
             break
     log_p = np.log(total) - x + s * np.log(x) - _lgamma(s)

@@ -254,13 +254,16 @@ def mgc_wait_cdf_fn(lam, servers, es, es2, arrival_cv: float = 1.0, pwait=None):
     pw = np.where(stable, np.clip(pw, 0.0, 1.0), 1.0)
     with np.errstate(all="ignore"):
         rate = np.where(stable & (ew > 0), pw / np.where(ew > 0, ew, 1.0), np.inf)
-    pw_b, r_b, st_b = pw[..., None], rate[..., None], stable[..., None]
+    # No waiting at all (ew == 0) is an infinite rate: the CDF is 1 from x = 0 on (no tail).
+    none = np.isinf(rate)
+    pw_b, r_b = np.where(none, 0.0, pw)[..., None], np.where(none, 0.0, rate)[..., None]
+    st_b = stable[..., None]
 
     def cdf(x):
-        # No waiting at all (ew == 0) is an infinite rate: the CDF is 1 from x = 0 on.
+        # (x held below 1e300: a zero rate times an infinite x would be nan)
         with np.errstate(all="ignore"):
-            tail = np.where(np.isinf(r_b), 0.0, pw_b * np.exp(-np.where(np.isinf(r_b), 0.0, r_b) * np.maximum(x, 0.0)))
-        return np.where((x < 0) | ~st_b, 0.0, 1.0 - np.nan_to_num(tail))
+            tail = pw_b * np.exp(-r_b * np.minimum(np.maximum(x, 0.0), 1e300))
+        return np.where((x < 0) | ~st_b, 0.0, 1.0 - tail)
 
     return cdf, np.where(np.isfinite(ew), ew, np.inf)
 

@@ -64,6 +64,12 @@ from planner.serving.common import (
 )
 
 MAX_TPOT_S = 600.0
+
+
+def _clip(x, lo, hi):
+    """``np.clip`` without its Python-level dispatch (the fixed point calls it thousands of
+    times on small arrays; the same values, NaN included)."""
+    return np.minimum(np.maximum(x, lo), hi)
 _CURVES: dict = {}  # (step model, chunk, split, lengths) -> IterationCurves
 
 
@@ -158,19 +164,24 @@ class IterationCurves:
         the first four interpolated and extended linearly beyond the grid (as
         :func:`interp_curve`), the last two held at the grid's ends (as ``np.interp``)."""
         tab = self._table
+        g = self.grid
         if tab is None:
             one = self._one if self._one is not None else self._full
-            tab = self._table = np.stack([self._empty, self._full, self.td, one, self.s, self.alone])
+            vals = np.stack([self._empty, self._full, self.td, one, self.s, self.alone], axis=1)
+            # Per grid segment (rows): its left values and their slopes, gathered by one index.
+            slope = np.diff(vals, axis=0) / np.diff(g)[:, None]
+            tab = self._table = (np.ascontiguousarray(vals[:-1]), np.ascontiguousarray(slope),
+                                 g[:-1].copy(), np.diff(g))
+        left, slope, g0s, width = tab
         B = np.asarray(B, dtype=float)
-        g = self.grid
-        j = np.clip(np.searchsorted(g, B, side="right"), 1, len(g) - 1)
-        g0 = g[j - 1]
-        w = (B - g0) / (g[j] - g0)
-        lo, hi = tab[:, j - 1], tab[:, j]
-        ext = lo[:4] + (hi[:4] - lo[:4]) * w
-        wc = np.clip(w, 0.0, 1.0)
-        held = lo[4:] + (hi[4:] - lo[4:]) * wc
-        return ext[0], ext[1], ext[2], ext[3], held[0], held[1]
+        j = np.searchsorted(g, B, side="right") - 1
+        j = np.minimum(np.maximum(j, 0), len(g) - 2)
+        d = B - g0s[j]
+        lo, sl = left[j], slope[j]  # (..., 6)
+        ext = lo[..., :4] + sl[..., :4] * d[..., None]
+        dc = np.minimum(np.maximum(d, 0.0), width[j])[..., None]
+        held = lo[..., 4:] + sl[..., 4:] * dc
+        return ext[..., 0], ext[..., 1], ext[..., 2], ext[..., 3], held[..., 0], held[..., 1]
 
     def busy_at(self, B, c, t0, tf, t1, s_whole):
         """:meth:`busy` from values :meth:`lookup` gave at ``B``."""
@@ -239,7 +250,7 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
             return smooth
         # Sakasegawa's approximation of Erlang C, rho^(sqrt(2 (c + 1)) - 1), divided by rho
         # (exact for one lane; this runs inside the fixed point, where Erlang C proper is slow).
-        u1 = np.clip(work * t1 / cv.mean_isl, 1e-9, 1.0 - 1e-9)
+        u1 = _clip(work * t1 / cv.mean_isl, 1e-9, 1.0 - 1e-9)
         return smooth * u1 ** (np.sqrt(2.0 * (lanes + 1.0)) - 2.0)
 
     def state(B):
@@ -248,7 +259,7 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
         if not cv.whole:
             u_full = work * tf / s
             # Busy iterations carry full chunks under a backlog, a lone prompt's pieces otherwise.
-            c_bar = np.clip(u_full * s + (1 - np.minimum(u_full, 1.0)) * c_alone, 1.0, s)
+            c_bar = _clip(u_full * s + (1 - np.minimum(u_full, 1.0)) * c_alone, 1.0, s)
         else:
             t1 = cv.busy_at(B, cv.mean_isl, t0, tf, t_one, s_whole)
             c_bar = cv.mean_isl * whole_prompts(lam * mates(t1), t0, t1 - t0, s / cv.mean_isl, td,
@@ -607,9 +618,9 @@ def whole_prompts(lam, t_empty, t_prompt, k_max, t_decode, iters: int = 6, ranks
 
     for _ in range(iters if ranks <= 1 else 4 * iters):
         m = np.maximum(lam * span(n), 1e-12)
-        n = np.clip(m + n1 * np.exp(-m), 1.0, kmax)
+        n = _clip(m + n1 * np.exp(-m), 1.0, kmax)
     m = np.maximum(lam * span(n), 1e-12)
-    later = np.clip(m / -np.expm1(-m), 1.0, kmax)
+    later = _clip(m / -np.expm1(-m), 1.0, kmax)
     return n, n1 * np.ones_like(n), later
 
 
