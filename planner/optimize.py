@@ -13,7 +13,6 @@ with the joint attainment the product of the two.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,6 +24,7 @@ from planner.api import headroom as api_headroom
 from planner.errors import InvalidRequestError, NoFeasiblePlanError, PdplanError
 from planner.perf import build_step_model, kv_link_for, link_capacity, shares_node
 from planner.serving import chunked, disaggregated, unified
+from planner.serving import lanes as lanes_model
 from planner.serving.common import (
     APPROACHES,
     Deployment,
@@ -35,6 +35,7 @@ from planner.serving.common import (
     transfer_of,
     with_spec,
 )
+from planner.serving.lanes import StackedCurves
 
 TP_CHOICES = (1, 2, 4, 8)
 PP_CHOICES = (1, 2, 4)
@@ -135,8 +136,14 @@ def _size_search(evaluate_n, n_max: int):
     candidates evaluated)."""
     sizes = np.arange(1, max(int(n_max), 1) + 1)
     ok, score = evaluate_n(sizes)
+    return _first_feasible(sizes, ok, score)
+
+
+def _first_feasible(sizes, ok, score):
+    """:func:`_size_search`'s answer from the evaluated ``sizes``: (the first feasible size or
+    None, its score, the size to report, candidates evaluated). The nearest miss when none is
+    feasible: the best score, or the largest size when none is even stable."""
     if not ok.any():
-        # The nearest miss: the best score, or the largest size when none is even stable.
         i = int(np.argmin(score)) if np.isfinite(score).any() else len(sizes) - 1
         return None, float(score[i]), int(sizes[i]), len(sizes)
     j = int(np.argmax(ok))
@@ -197,39 +204,52 @@ def search(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
         if n_max < 1:
             continue
         price = sm.gpu.price_per_hour * g
-        for approach in ("unified", "chunked"):
-            if approach not in approaches:
-                continue
-            for chunk in (chunks if approach == "chunked" else (None,)):
-                if approach == "chunked":
-                    # (chunk: the per-rank budget the engine flag takes; a lane's is dp times it)
-                    assert chunk is not None  # one of chunks
-                    lane_chunk = lane_budget(sm, chunk)
-                    curves = chunked.ChunkCurves(sm, shape, lane_chunk)
+        sizes = np.arange(1, n_max + 1)
 
-                    def ev_chunked(n, pcts=(), curves=curves, chunk=lane_chunk, sm=sm):
-                        return chunked.lane_metrics(sm, shape, qps / (n * sm.lanes), chunk, cv, curves,
-                                                    lanes=n * sm.lanes, percentiles=pcts, slo=pair)
-                    ev: Callable[..., Any] = ev_chunked
-                else:
-                    ucurves = unified.curves(sm, shape)
+        def take(approach, chunk, found, ev, sm=sm, g=g, price=price):
+            n, score, n_at, cnt = found
+            res.evaluated += cnt
+            n_use = n or n_at
+            dep = Deployment(approach, (Pool("unified", sm.gpu.id, n_use, sm.tp, sm.pp, sm.ep, sm.dp),),
+                             chunk_size=chunk)
 
-                    def ev_unified(n, pcts=(), sm=sm, ucurves=ucurves):
-                        return unified.lane_metrics(sm, shape, qps / (n * sm.lanes), cv,
-                                                    lanes=n * sm.lanes, percentiles=pcts, slo=pair,
-                                                    curves_=ucurves)
-                    ev = ev_unified
+            def pcts(ev=ev, n_use=n_use):
+                return _pct_score(ev(np.array([n_use]), pct), slo)[1:]
 
-                n, score, n_at, cnt = _size_search(lambda a, ev=ev: _score(ev(a), slo, cap), n_max)
-                res.evaluated += cnt
-                n_use = n or n_at
-                dep = Deployment(approach, (Pool("unified", sm.gpu.id, n_use, sm.tp, sm.pp, sm.ep, sm.dp),),
-                                 chunk_size=chunk)
+            consider(Candidate(approach, dep, n_use * g, n_use * price, n is not None, score, pcts))
 
-                def pcts(ev=ev, n_use=n_use):
-                    return _pct_score(ev(np.array([n_use]), pct), slo)[1:]
+        if "unified" in approaches:
+            ucurves = unified.curves(sm, shape)
 
-                consider(Candidate(approach, dep, n_use * g, n_use * price, n is not None, score, pcts))
+            def ev_unified(n, pcts=(), sm=sm, ucurves=ucurves):
+                return unified.lane_metrics(sm, shape, qps / (n * sm.lanes), cv,
+                                            lanes=n * sm.lanes, percentiles=pcts, slo=pair,
+                                            curves_=ucurves)
+            take("unified", None, _size_search(lambda a, ev=ev_unified: _score(ev(a), slo, cap), n_max),
+                 ev_unified)
+        if "chunked" in approaches:
+            # (chunk: the per-rank budget the engine flag takes; a lane's is dp times it)
+            budgets = {c: lane_budget(sm, c) for c in chunks}
+            curves = {c: chunked.ChunkCurves(sm, shape, b) for c, b in budgets.items()}
+            # Every budget's sizes in one call per way of batching prompts (StackedCurves).
+            groups: dict[bool, list] = {}
+            for c in chunks:
+                groups.setdefault(curves[c].whole, []).append(c)
+            found = {}
+            for group in groups.values():
+                stack = StackedCurves([curves[c] for c in group], [len(sizes)] * len(group))
+                n_all = np.tile(sizes, len(group))
+                r = lanes_model.lane_metrics(sm, shape, qps / (n_all * sm.lanes), 0, cv, stack,
+                                             lanes=n_all * sm.lanes, percentiles=(), slo=pair)
+                ok_all, score_all = _score(r, slo, cap)
+                for c, ok, score in zip(group, stack.split_rows(np.broadcast_to(ok_all, n_all.shape)),
+                                        stack.split_rows(score_all)):
+                    found[c] = _first_feasible(sizes, ok, score)
+            for c in chunks:
+                def ev_chunked(n, pcts=(), curves=curves[c], chunk=budgets[c], sm=sm):
+                    return chunked.lane_metrics(sm, shape, qps / (n * sm.lanes), chunk, cv, curves,
+                                                lanes=n * sm.lanes, percentiles=pcts, slo=pair)
+                take("chunked", c, found[c], ev_chunked)
 
     if "disaggregated" in approaches:
         _search_disaggregated(inp, configs, shape, max_gpus, res, consider)

@@ -213,3 +213,57 @@ def test_headroom_from_the_rate_asked_is_the_whole_grid_answer(inp):
         assert full > 0
         for q in (0.3 * full, 0.9 * full):
             assert headroom(inp, dep, q) == full
+
+
+def test_stacked_budgets_answer_as_each_budget_alone():
+    """The search evaluates every token budget of a step model in one call (StackedCurves): each
+    stacked row's stability, utilisation and attainment are what its own budget gives alone."""
+    from planner.optimize import CHUNK_CHOICES, _configs, lane_budget
+    from planner.serving import chunked
+    from planner.serving.common import shape_of
+    from planner.serving.lanes import StackedCurves, lane_metrics
+
+    q = default_inputs(qps=60.0, ttft_slo=0.2)
+    shape = shape_of(q.workload, tail=False)
+    sm = _configs(q, ["h100-sxm"])[0]
+    n = np.arange(1, 65)
+    curves = [chunked.ChunkCurves(sm, shape, lane_budget(sm, c)) for c in CHUNK_CHOICES]
+    groups: dict = {}
+    for c in curves:
+        groups.setdefault(c.whole, []).append(c)
+    assert len(groups) == 2  # (the default prompts split under small budgets, enter whole under large)
+    for group in groups.values():
+        stack = StackedCurves(group, [n.size] * len(group))
+        lam, lanes = np.tile(60.0 / (n * sm.lanes), len(group)), np.tile(n * sm.lanes, len(group))
+        r = lane_metrics(sm, shape, lam, 0, 1.0, stack, lanes=lanes, percentiles=(), slo=(0.2, 0.05))
+        for i, c in enumerate(group):
+            one = lane_metrics(sm, shape, 60.0 / (n * sm.lanes), c.chunk, 1.0, c, lanes=n * sm.lanes,
+                               percentiles=(), slo=(0.2, 0.05))
+            assert np.array_equal(stack.split_rows(np.asarray(r.stable))[i], one.stable)
+            np.testing.assert_allclose(stack.split_rows(np.asarray(r.attain))[i], one.attain, rtol=0, atol=1e-12)
+            np.testing.assert_allclose(stack.split_rows(r.utilization["unified"])[i], one.utilization["unified"],
+                                       rtol=1e-13)
+    with pytest.raises(ValueError, match="stacked"):
+        lane_metrics(sm, shape, lam, 0, 1.0, stack, lanes=lanes, percentiles=(90,))
+
+
+def test_a_candidate_near_its_batch_cap_answers_alone_as_in_a_batch(inp):
+    """The admission wait enters a candidate's TTFT mixture where it may wait for a place, and
+    not elsewhere, whatever the other rates evaluated with it: each rate's attainment is the
+    same alone as among many."""
+    from dataclasses import replace
+
+    from planner.workload import fixed
+
+    long = replace(inp, workload=replace(inp.workload, isl=fixed(8192), osl=fixed(1024)))
+    dep = Deployment("chunked", (Pool("unified", "h100-sxm", 1, 4),), chunk_size=1024)
+    rates = np.geomspace(0.05, 10.0, 40)
+    r = evaluate(long, dep, rates, percentiles=(90,))
+    assert np.any(np.asarray(r.admission_wait)[np.asarray(r.stable)] > 1e-4)  # (some wait for a place)
+    for i, x in enumerate(rates):
+        alone = evaluate(long, dep, [x], percentiles=(90,))
+        assert float(np.asarray(alone.attain)[0]) == pytest.approx(float(np.asarray(r.attain)[i]), abs=1e-12)
+        # (the percentile's bisection ends in a bracket of 2^-26 of its start: rounding-level
+        # differences in the mixture may pick either end)
+        assert float(np.asarray(alone.ttft["p90"])[0]) == pytest.approx(float(np.asarray(r.ttft["p90"])[i]),
+                                                                      rel=1e-7)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast, overload
+from typing import TYPE_CHECKING, Any, cast, overload
 
 import numpy as np
 
@@ -149,8 +149,8 @@ class LaneResult:
     batch: np.ndarray  # decoding sequences per lane (decode or unified pool)
     kv_used: np.ndarray  # KV tokens in use per instance
     kv_capacity: float  # KV tokens an instance holds
-    batch_cap: float  # most sequences a lane keeps running
-    batch_cap_by: str  # kv-memory | max-num-seqs
+    batch_cap: Any  # most sequences a lane keeps running (per candidate when the search stacks budgets)
+    batch_cap_by: Any  # kv-memory | max-num-seqs (likewise)
     breakdown: dict  # ttft_queue_s, ttft_compute_s, ttft_transfer_s, tpot_step_s, tpot_interference_s
     admission_wait: np.ndarray | float = 0.0  # probability a prompt waits for a place in the batch
     link: dict | None = None  # the KV-transfer link (disaggregated)

@@ -73,6 +73,26 @@ def _clip(x, lo, hi):
 _CURVES: dict = {}  # (step model, chunk, split, lengths) -> IterationCurves
 
 
+def _gather(table, j, B):
+    """:meth:`IterationCurves.lookup` from a segment table and each ``B``'s segment ``j``."""
+    left, slope, g0s, width = table
+    d = B - g0s[j]
+    lo, sl = left[j], slope[j]  # (..., 6)
+    ext = lo[..., :4] + sl[..., :4] * d[..., None]
+    held = lo[..., 4:] + sl[..., 4:] * np.minimum(np.maximum(d, 0.0), width[j])[..., None]
+    return ext[..., 0], ext[..., 1], ext[..., 2], ext[..., 3], held[..., 0], held[..., 1]
+
+
+def _busy_whole(mean_isl, c, t0, tf, t1, s_whole):
+    """A whole-prompt iteration of ``c`` prompt tokens: piecewise linear from the empty one
+    (``t0``) through one mean prompt (``t1``) to a full room (``tf`` at ``s_whole`` tokens)."""
+    s = np.maximum(s_whole, 1e-9)
+    c = np.asarray(c, dtype=float)
+    low = t0 + (t1 - t0) * c / mean_isl
+    high = t1 + (tf - t1) * (c - mean_isl) / np.maximum(s - mean_isl, 1e-9)
+    return np.where(c <= mean_isl, low, high)
+
+
 class IterationCurves:
     """Step-time curves of one lane for a token budget, on a grid of decode batch sizes;
     ``split`` says whether prompts are split into pieces (chunked) or enter whole (unified)."""
@@ -122,6 +142,7 @@ class IterationCurves:
         # mean prompt (the usual load), not a straight line to a full room.
         self._one = self._busy(np.full_like(self.grid, self.mean_isl)) if self.whole else None
         self._table = None  # lookup()'s stacked curves, built on first use
+        self.cap_name = cap_label(self.cap_by)  # what saturates when the batch passes its cap
 
     @classmethod
     def cached(cls, sm: StepModel, shape: LoadShape, chunk: int, split: bool = True) -> IterationCurves:
@@ -144,12 +165,8 @@ class IterationCurves:
         if not self.whole:
             s = np.maximum(np.maximum(self.chunk - np.asarray(B, dtype=float) * self.q, 1.0), 1e-9)
             return t0 + (tf - t0) * c / s
-        s = np.maximum(np.interp(B, self.grid, self.s), 1e-9)
-        t1 = interp_curve(B, self.grid, self._one)
-        c = np.asarray(c, dtype=float)
-        low = t0 + (t1 - t0) * c / self.mean_isl
-        high = t1 + (tf - t1) * (c - self.mean_isl) / np.maximum(s - self.mean_isl, 1e-9)
-        return np.where(c <= self.mean_isl, low, high)
+        return _busy_whole(self.mean_isl, c, t0, tf, interp_curve(B, self.grid, self._one),
+                           np.interp(B, self.grid, self.s))
 
     def _busy(self, c):
         b = self.grid if self.mixed else 0.0 * self.grid
@@ -159,40 +176,32 @@ class IterationCurves:
             prefill_pairs=c * self.pairs_per_token, prefill_kv=c * self.kv_per_token,
             prefill_seqs=np.maximum(c / self.mean_isl, 1.0)).time_s, dtype=float)
 
+    def table(self):
+        """Per grid segment (rows): the six curves' left values and slopes, the segment's start
+        and width (what :meth:`lookup` gathers from; built on first use)."""
+        if self._table is None:
+            g = self.grid
+            one = self._one if self._one is not None else self._full
+            vals = np.stack([self._empty, self._full, self.td, one, self.s, self.alone], axis=1)
+            slope = np.diff(vals, axis=0) / np.diff(g)[:, None]
+            self._table = (np.ascontiguousarray(vals[:-1]), np.ascontiguousarray(slope), g[:-1].copy(), np.diff(g))
+        return self._table
+
     def lookup(self, B):
         """(empty, full, decode, one-prompt, whole room, lone-prompt chunk) at ``B`` in one pass:
         the first four interpolated and extended linearly beyond the grid (as
         :func:`interp_curve`), the last two held at the grid's ends (as ``np.interp``)."""
-        tab = self._table
-        g = self.grid
-        if tab is None:
-            one = self._one if self._one is not None else self._full
-            vals = np.stack([self._empty, self._full, self.td, one, self.s, self.alone], axis=1)
-            # Per grid segment (rows): its left values and their slopes, gathered by one index.
-            slope = np.diff(vals, axis=0) / np.diff(g)[:, None]
-            tab = self._table = (np.ascontiguousarray(vals[:-1]), np.ascontiguousarray(slope),
-                                 g[:-1].copy(), np.diff(g))
-        left, slope, g0s, width = tab
         B = np.asarray(B, dtype=float)
+        g = self.grid
         j = np.searchsorted(g, B, side="right") - 1
-        j = np.minimum(np.maximum(j, 0), len(g) - 2)
-        d = B - g0s[j]
-        lo, sl = left[j], slope[j]  # (..., 6)
-        ext = lo[..., :4] + sl[..., :4] * d[..., None]
-        dc = np.minimum(np.maximum(d, 0.0), width[j])[..., None]
-        held = lo[..., 4:] + sl[..., 4:] * dc
-        return ext[..., 0], ext[..., 1], ext[..., 2], ext[..., 3], held[..., 0], held[..., 1]
+        return _gather(self.table(), np.minimum(np.maximum(j, 0), len(g) - 2), B)
 
     def busy_at(self, B, c, t0, tf, t1, s_whole):
         """:meth:`busy` from values :meth:`lookup` gave at ``B``."""
         if not self.whole:
             s = np.maximum(np.maximum(self.chunk - np.asarray(B, dtype=float) * self.q, 1.0), 1e-9)
             return t0 + (tf - t0) * c / s
-        s = np.maximum(s_whole, 1e-9)
-        c = np.asarray(c, dtype=float)
-        low = t0 + (t1 - t0) * c / self.mean_isl
-        high = t1 + (tf - t1) * (c - self.mean_isl) / np.maximum(s - self.mean_isl, 1e-9)
-        return np.where(c <= self.mean_isl, low, high)
+        return _busy_whole(self.mean_isl, c, t0, tf, t1, s_whole)
 
     def full(self, B):
         return interp_curve(B, self.grid, self._full)
@@ -205,6 +214,73 @@ class IterationCurves:
 
     def room(self, B):
         return np.maximum(self.chunk - np.asarray(B, dtype=float) * self.q, 0.0)
+
+
+class StackedCurves:
+    """Several :class:`IterationCurves` of one step model (token budgets of a search) evaluated
+    in one :func:`lane_metrics` call: the candidates are stacked, ``rows[i]`` of them on
+    ``curves[i]``, each row on its own curves. They must agree in how prompts batch (``whole``,
+    ``split``, ``mixed``, the mean prompt); what differs per row (budget, batch cap, the
+    curves themselves) comes back per row, so the stack gives each row what its own curves give.
+    (The per-call cost of the model is mostly fixed: one call over the stack instead of one per
+    budget is what makes the search fast.)"""
+
+    def __init__(self, curves: list, rows: list):
+        c0 = curves[0]
+        for c in curves[1:]:
+            if (c.whole, c.split, c.mixed, c.mean_isl, c.q) != (c0.whole, c0.split, c0.mixed, c0.mean_isl, c0.q):
+                raise ValueError("stacked curves must batch prompts the same way")
+        self.parts = list(curves)
+        self.rows = [int(r) for r in rows]
+        self.whole, self.split, self.mixed, self.mean_isl, self.q = c0.whole, c0.split, c0.mixed, c0.mean_isl, c0.q
+        self.td = c0.td  # (its first points: one sequence's step, the same on every grid)
+        self.bounds = np.cumsum([0] + self.rows)
+        self.chunk = np.repeat([float(c.chunk) for c in curves], self.rows)
+        self.bcap = np.repeat([c.bcap for c in curves], self.rows)
+        self.cap_by = np.repeat(np.array([c.cap_by for c in curves], dtype=object), self.rows)
+        self.cap_name = np.repeat(np.array([c.cap_name for c in curves], dtype=object), self.rows)
+        tabs = [c.table() for c in curves]
+        self.offsets = np.cumsum([0] + [len(t[2]) for t in tabs])[:-1]
+        self.tab = tuple(np.concatenate([t[i] for t in tabs]) for i in range(4))
+
+    def _per_row(self, values, like):
+        """Per-row ``values`` shaped to broadcast against ``like`` (rows on its first axis)."""
+        return values.reshape((-1,) + (1,) * (np.ndim(like) - 1))
+
+    def lookup(self, B):
+        """:meth:`IterationCurves.lookup`, each row on its own curves (one gather)."""
+        B = np.asarray(B, dtype=float)
+        j = np.empty(B.shape, dtype=np.intp)
+        for c, a, b, off in zip(self.parts, self.bounds[:-1], self.bounds[1:], self.offsets):
+            jj = np.searchsorted(c.grid, B[a:b], side="right") - 1
+            j[a:b] = np.minimum(np.maximum(jj, 0), len(c.grid) - 2) + off
+        return _gather(self.tab, j, B)
+
+    def room(self, B):
+        return np.maximum(self._per_row(self.chunk, B) - np.asarray(B, dtype=float) * self.q, 0.0)
+
+    def busy_at(self, B, c, t0, tf, t1, s_whole):
+        if not self.whole:
+            s = np.maximum(np.maximum(self._per_row(self.chunk, B) - np.asarray(B, dtype=float) * self.q, 1.0), 1e-9)
+            return t0 + (tf - t0) * c / s
+        return _busy_whole(self.mean_isl, c, t0, tf, t1, s_whole)
+
+    def busy(self, B, c):
+        t0, tf, _, t1, s_whole, _ = self.lookup(B)
+        return self.busy_at(B, c, t0, tf, t1, s_whole)
+
+    def decode(self, B):
+        return self.lookup(B)[2]
+
+    def empty(self, B):
+        return self.lookup(B)[0]
+
+    def full(self, B):
+        return self.lookup(B)[1]
+
+    def split_rows(self, values):
+        """``values`` (rows on the first axis) cut back into one piece per curves."""
+        return [values[a:b] for a, b in zip(self.bounds[:-1], self.bounds[1:])]
 
 
 def overlap_lag(sm: StepModel, B, u, tc, tpot, gain: float):
@@ -223,7 +299,7 @@ def overlap_lag(sm: StepModel, B, u, tc, tpot, gain: float):
 
 
 def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: float = 1.0,
-                 curves: IterationCurves | None = None, lanes=1,
+                 curves: IterationCurves | StackedCurves | None = None, lanes=1,
                  percentiles=PERCENTILES, slo=None, split: bool = True,
                  at_boundary: bool = False) -> LaneResult:
     """Metrics of in-flight-batching lanes at per-lane rates ``lam``; ``lanes`` lanes share the
@@ -233,6 +309,8 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
     lam = np.asarray(lam, dtype=float)
     lanes = np.broadcast_to(np.asarray(lanes, dtype=float), lam.shape)
     cv = curves or IterationCurves(sm, shape, chunk, split)
+    if isinstance(cv, StackedCurves) and (len(percentiles) or lam.shape != (int(cv.bounds[-1]),)):
+        raise ValueError("stacked curves answer the search: one rate per stacked row, no percentiles")
     m_o = shape.mean_decode_tokens
     gain = float(sm.tokens_per_step)
     work = lam * shape.mean_computed  # prompt tokens computed per second
@@ -371,13 +449,19 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
     elastic = B * (cv.decode(B + 1.0) - td_b) / td_b
     kv_pts, kv_mean, kv_pwait = admission_wait(lam, B, cv.bcap, shape, 4, elastic)
     weights = None
-    if np.any(kv_pwait > 1e-4):  # (candidates far from their cap skip this)
-        # No wait with probability 1 - p, else one of 4 conditional quantiles of the wait.
-        ys = np.sort(ys, axis=-1)[..., _pick(ys.shape[-1], 24)]
-        kv = np.concatenate([np.zeros(lam.shape + (1,)), kv_pts], axis=-1)
-        wk = np.concatenate([(1.0 - kv_pwait)[..., None], np.repeat((kv_pwait / 4.0)[..., None], 4, -1)], -1)
-        ys = (ys[..., :, None] + kv[..., None, :]).reshape(lam.shape + (-1,))
-        weights = np.broadcast_to(wk[..., None, :] / ys.shape[-1] * 5, lam.shape + (24, 5)).reshape(ys.shape)
+    # (candidates far from their cap, waiting with probability 1e-4 or less, skip this: their
+    # mixture is the one without the admission wait, whatever other candidates need)
+    p_kv = np.where(kv_pwait > 1e-4, kv_pwait, 0.0)
+    if np.any(p_kv > 0):
+        # No wait with probability 1 - p (the samples above), else one of 4 conditional
+        # quantiles of the wait on top of 24 of them.
+        k = ys.shape[-1]
+        picked = np.sort(ys, axis=-1)[..., _pick(k, 24)]
+        waited = (picked[..., :, None] + kv_pts[..., None, :]).reshape(lam.shape + (-1,))
+        m = waited.shape[-1]
+        weights = np.concatenate([np.broadcast_to(((1.0 - p_kv) / k)[..., None], lam.shape + (k,)),
+                                  np.broadcast_to((p_kv / m)[..., None], lam.shape + (m,))], axis=-1)
+        ys = np.concatenate([ys, waited], axis=-1)
     es = np.mean(service, axis=-1)
     es2 = np.mean(np.asarray(service) ** 2, axis=-1)
     if lam.ndim == 0:
@@ -446,11 +530,11 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
         ttft={k: np.where(stable, v, inf) for k, v in tt.items()},
         tpot={k: np.where(stable, v, inf) for k, v in tq.items()},
         itl_max=np.where(stable, worst_gap(sm, cv, shape, lam * mates(cv.busy(B, cv.mean_isl)), B, td)
-                         if len(percentiles) else
+                         if len(percentiles) and isinstance(cv, IterationCurves) else
                          (tf if cv.mixed else tf + td), inf),
         stable=stable,
         attain=attain,
-        saturated=np.where(stable, "", np.where(B > cv.bcap, cap_label(cv.cap_by), over)),
+        saturated=np.where(stable, "", np.where(B > cv.bcap, cv.cap_name, over)),
         utilization={"unified": util},
         batch=np.where(stable, B, inf),
         kv_used=np.where(stable, kv_in_use(B, shape, sm), inf),
@@ -569,7 +653,7 @@ def admission_wait(lam, batch, cap, shape: LoadShape, k: int = 4, elasticity=0.0
     probability of waiting."""
     lam = np.asarray(lam, dtype=float)
     a = np.nan_to_num(np.asarray(batch, dtype=float), nan=0.0, posinf=0.0)
-    c = float(max(math.floor(cap), 1))
+    c = np.maximum(np.floor(np.asarray(cap, dtype=float)), 1.0)  # (per candidate when stacked)
     o = shape.decode_tokens
     cs2 = float(np.var(o) / max(np.mean(o) ** 2, 1e-12)) if o.size else 0.0
     ok = (a > 0) & (a < c) & (lam > 0)
@@ -675,4 +759,4 @@ def pool_args(inp, dep, qps):
     return sm, lanes, qps / lanes, shape_of(inp.workload), (inp.slo.ttft_s, inp.slo.tpot_s)
 
 
-__all__ = ["IterationCurves", "decode_equilibrium", "lane_metrics", "pool_args", "whole_prompts"]
+__all__ = ["IterationCurves", "StackedCurves", "decode_equilibrium", "lane_metrics", "pool_args", "whole_prompts"]
