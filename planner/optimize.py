@@ -218,38 +218,34 @@ def search(inp: Inputs, gpu_ids, approaches=APPROACHES, max_gpus: int = 1024,
 
             consider(Candidate(approach, dep, n_use * g, n_use * price, n is not None, score, pcts))
 
-        if "unified" in approaches:
-            ucurves = unified.curves(sm, shape)
-
-            def ev_unified(n, pcts=(), sm=sm, ucurves=ucurves):
-                return unified.lane_metrics(sm, shape, qps / (n * sm.lanes), cv,
-                                            lanes=n * sm.lanes, percentiles=pcts, slo=pair,
-                                            curves_=ucurves)
-            take("unified", None, _size_search(lambda a, ev=ev_unified: _score(ev(a), slo, cap), n_max),
-                 ev_unified)
-        if "chunked" in approaches:
-            # (chunk: the per-rank budget the engine flag takes; a lane's is dp times it)
-            budgets = {c: lane_budget(sm, c) for c in chunks}
-            curves = {c: chunked.ChunkCurves(sm, shape, b) for c, b in budgets.items()}
-            # Every budget's sizes in one call per way of batching prompts (StackedCurves).
-            groups: dict[bool, list] = {}
-            for c in chunks:
-                groups.setdefault(curves[c].whole, []).append(c)
-            found = {}
-            for group in groups.values():
-                stack = StackedCurves([curves[c] for c in group], [len(sizes)] * len(group))
-                n_all = np.tile(sizes, len(group))
-                r = lanes_model.lane_metrics(sm, shape, qps / (n_all * sm.lanes), 0, cv, stack,
-                                             lanes=n_all * sm.lanes, percentiles=(), slo=pair)
-                ok_all, score_all = _score(r, slo, cap)
-                for c, ok, score in zip(group, stack.split_rows(np.broadcast_to(ok_all, n_all.shape)),
-                                        stack.split_rows(score_all)):
-                    found[c] = _first_feasible(sizes, ok, score)
-            for c in chunks:
-                def ev_chunked(n, pcts=(), curves=curves[c], chunk=budgets[c], sm=sm):
-                    return chunked.lane_metrics(sm, shape, qps / (n * sm.lanes), chunk, cv, curves,
+        # Every (approach, budget) of this layout: its curves, evaluated over all pool sizes in
+        # one call per way of batching prompts (StackedCurves; unified lanes batch as chunked
+        # ones whose prompts all enter whole).
+        # (chunk: the per-rank budget the engine flag takes; a lane's is dp times it)
+        keys: list = [("unified", None)] if "unified" in approaches else []
+        keys += [("chunked", c) for c in chunks] if "chunked" in approaches else []
+        budgets = {k: lane_budget(sm, k[1]) for k in keys if k[0] == "chunked"}
+        curves = {k: (unified.curves(sm, shape) if k[0] == "unified" else chunked.ChunkCurves(sm, shape, budgets[k]))
+                  for k in keys}
+        groups: dict[bool, list] = {}
+        for k in keys:
+            groups.setdefault(curves[k].whole, []).append(k)
+        found = {}
+        for group in groups.values():
+            stack = StackedCurves([curves[k] for k in group], [len(sizes)] * len(group))
+            n_all = np.tile(sizes, len(group))
+            r = lanes_model.lane_metrics(sm, shape, qps / (n_all * sm.lanes), 0, cv, stack,
+                                         lanes=n_all * sm.lanes, percentiles=(), slo=pair)
+            ok_all, score_all = _score(r, slo, cap)
+            for k, ok, score in zip(group, stack.split_rows(np.broadcast_to(ok_all, n_all.shape)),
+                                    stack.split_rows(score_all)):
+                found[k] = _first_feasible(sizes, ok, score)
+        for k in keys:
+            def ev(n, pcts=(), sm=sm, curves_k=curves[k]):
+                """The candidate's metrics at pool sizes ``n`` (its percentiles, once chosen)."""
+                return lanes_model.lane_metrics(sm, shape, qps / (n * sm.lanes), curves_k.chunk, cv, curves_k,
                                                 lanes=n * sm.lanes, percentiles=pcts, slo=pair)
-                take("chunked", c, found[c], ev_chunked)
+            take(k[0], k[1], found[k], ev)
 
     if "disaggregated" in approaches:
         _search_disaggregated(inp, configs, shape, max_gpus, res, consider)
@@ -313,6 +309,7 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
         best_kind = next((d for d in feasible_d if (d[0].dp > 1) == kind), None)
         if best_kind is not None and best_kind not in chosen:
             chosen.append(best_kind)
+    prefill_profiles: dict = {}
     for smd, nd, f_p, d_ok in chosen:
         for smp in configs:
             g = smp.gpus
@@ -335,9 +332,11 @@ def _search_disaggregated(inp, configs, shape, max_gpus, res, consider):
                     sel = near if where == "same-node" else ~near
                 else:
                     sel = np.ones(len(sizes), dtype=bool)
-                prof = disaggregated.PrefillProfile(smp, shape, link, streams,
-                                                    inp.model.kv_bytes_per_token(inp.kv_dtype), True,
-                                                    xfer)
+                pkey = (id(smp), link, streams)  # (the same prefill layout pairs with several decode pools)
+                if pkey not in prefill_profiles:
+                    prefill_profiles[pkey] = disaggregated.PrefillProfile(
+                        smp, shape, link, streams, inp.model.kv_bytes_per_token(inp.kv_dtype), True, xfer)
+                prof = prefill_profiles[pkey]
                 dlink = (nd, link_capacity(link, smd.gpus, xfer))
                 r = disaggregated.prefill_pool(prof, qps, sizes[sel], cv, percentiles=(),
                                                ttft_slo=slo.ttft_s, decode_link=dlink)

@@ -201,7 +201,7 @@ def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances, percentil
     kv_eff = kv_cap * np.clip(1.0 - res / max(cap_tok, 1e-300), 0.0, 1.0)
     seqs = float(max_num_seqs(sm))
     cap_eff = np.minimum(kv_eff, seqs)
-    by_eff = np.where(kv_eff < seqs, "kv-memory", "max-num-seqs")
+    by_eff = np.where(kv_eff < seqs, cap_label("kv-memory"), cap_label("max-num-seqs"))
     stable = np.isfinite(tpot) & (B <= cap_eff)
     Bf = np.where(np.isfinite(B), B, 0.0)
     # Per output token (speculative decoding: the iteration over its 1 + E[a] tokens).
@@ -221,7 +221,7 @@ def decode_pool(sm: StepModel, shape: LoadShape, lam_total, instances, percentil
         "stable": stable,
         "utilization": np.where(np.isfinite(B), np.maximum(B / np.maximum(cap_eff, 1e-300),
                                                            slope * lam * shape.mean_decode_tokens), np.inf),
-        "saturated": np.where(stable, "", np.where(B > cap_eff, np.vectorize(cap_label)(by_eff), "decode")),
+        "saturated": np.where(stable, "", np.where(B > cap_eff, by_eff, "decode")),
         "batch": B,
         "step": td,
         "iteration": td_it,

@@ -74,12 +74,12 @@ _CURVES: dict = {}  # (step model, chunk, split, lengths) -> IterationCurves
 
 
 def _gather(table, j, B):
-    """:meth:`IterationCurves.lookup` from a segment table and each ``B``'s segment ``j``."""
-    left, slope, g0s, width = table
-    d = B - g0s[j]
-    lo, sl = left[j], slope[j]  # (..., 6)
-    ext = lo[..., :4] + sl[..., :4] * d[..., None]
-    held = lo[..., 4:] + sl[..., 4:] * np.minimum(np.maximum(d, 0.0), width[j])[..., None]
+    """:meth:`IterationCurves.lookup` from a segment table (per segment: six left values, six
+    slopes, its start and width) and each ``B``'s segment ``j``: one gather."""
+    row = table[j]  # (..., 14)
+    d = B - row[..., 12]
+    ext = row[..., :4] + row[..., 6:10] * d[..., None]
+    held = row[..., 4:6] + row[..., 10:12] * np.minimum(np.maximum(d, 0.0), row[..., 13])[..., None]
     return ext[..., 0], ext[..., 1], ext[..., 2], ext[..., 3], held[..., 0], held[..., 1]
 
 
@@ -184,7 +184,8 @@ class IterationCurves:
             one = self._one if self._one is not None else self._full
             vals = np.stack([self._empty, self._full, self.td, one, self.s, self.alone], axis=1)
             slope = np.diff(vals, axis=0) / np.diff(g)[:, None]
-            self._table = (np.ascontiguousarray(vals[:-1]), np.ascontiguousarray(slope), g[:-1].copy(), np.diff(g))
+            self._table = np.ascontiguousarray(np.concatenate(
+                [vals[:-1], slope, g[:-1, None], np.diff(g)[:, None]], axis=1))
         return self._table
 
     def lookup(self, B):
@@ -228,11 +229,15 @@ class StackedCurves:
     def __init__(self, curves: list, rows: list):
         c0 = curves[0]
         for c in curves[1:]:
-            if (c.whole, c.split, c.mixed, c.mean_isl, c.q) != (c0.whole, c0.split, c0.mixed, c0.mean_isl, c0.q):
+            # (unified and chunked lanes whose prompts all enter whole batch alike: only the
+            # name of what saturates differs, which comes back per row)
+            if (c.whole, c.mixed, c.mean_isl, c.q) != (c0.whole, c0.mixed, c0.mean_isl, c0.q) \
+                    or (not c.whole and not c.split):
                 raise ValueError("stacked curves must batch prompts the same way")
         self.parts = list(curves)
         self.rows = [int(r) for r in rows]
-        self.whole, self.split, self.mixed, self.mean_isl, self.q = c0.whole, c0.split, c0.mixed, c0.mean_isl, c0.q
+        self.whole, self.mixed, self.mean_isl, self.q = c0.whole, c0.mixed, c0.mean_isl, c0.q
+        self.split = np.repeat([c.split for c in curves], self.rows)
         self.td = c0.td  # (its first points: one sequence's step, the same on every grid)
         self.bounds = np.cumsum([0] + self.rows)
         self.chunk = np.repeat([float(c.chunk) for c in curves], self.rows)
@@ -240,8 +245,8 @@ class StackedCurves:
         self.cap_by = np.repeat(np.array([c.cap_by for c in curves], dtype=object), self.rows)
         self.cap_name = np.repeat(np.array([c.cap_name for c in curves], dtype=object), self.rows)
         tabs = [c.table() for c in curves]
-        self.offsets = np.cumsum([0] + [len(t[2]) for t in tabs])[:-1]
-        self.tab = tuple(np.concatenate([t[i] for t in tabs]) for i in range(4))
+        self.offsets = np.cumsum([0] + [len(t) for t in tabs])[:-1]
+        self.tab = np.concatenate(tabs)
 
     def _per_row(self, values, like):
         """Per-row ``values`` shaped to broadcast against ``like`` (rows on its first axis)."""
@@ -517,7 +522,7 @@ def lane_metrics(sm: StepModel, shape: LoadShape, lam, chunk: int, arrival_cv: f
                         clump=arrival_cv**2 / np.maximum(1.0 - np.clip(u, 0, 1), 1e-3) ** 2 / lanes)
     tq["mean"] = tpot
     inf = np.inf
-    over = "unified" if not cv.split else "chunked"
+    over = np.where(cv.split, "chunked", "unified")
     attain = None
     if slo is not None:
         f_t = wait_plus_cdf(cdf, ys, slo[0], shape=lam.shape, weights=weights)
