@@ -15,6 +15,21 @@ import sys
 import time
 
 
+def compile_package() -> None:
+    """Byte-compile the package as ``pip install .`` does, so that the CLI timings measure what
+    an installed copy runs, not the compiling of sources whose bytecode is stale or was never
+    written (an editable install under PYTHONDONTWRITEBYTECODE compiles every module on every
+    start: about 0.1 s)."""
+    import os
+    from pathlib import Path
+
+    import planner
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(planner.__file__).parent)],
+                   check=True, stdout=subprocess.DEVNULL, env=env)
+
+
 def cli_wall(runs: int) -> list[float]:
     exe = shutil.which("pdplan")
     cmd = [exe] if exe else [sys.executable, "-m", "planner"]
@@ -65,11 +80,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     a = ap.parse_args()
+    compile_package()
     t = cli_wall(a.runs)
     print(f"pdplan recommend --qps 80 --ttft-slo 200ms: median {statistics.median(t):.3f} s, "
-          f"min {min(t):.3f} s over {a.runs} runs (target < 1 s)")
+          f"min {min(t):.3f} s over {a.runs} runs (target <= 0.5 s)")
     dt, n, rate = search_rate(a.runs)
-    print(f"search over 3 GPU types: {n} candidates in {dt:.3f} s = {rate:,.0f} candidates/s")
+    print(f"search over 3 GPU types: {n} candidates in {dt:.3f} s = {rate:,.0f} candidates/s (target >= 200,000)")
     print(f"whatif 10 x 7 grid: {whatif_wall(None):.2f} s (all CPUs), {whatif_wall('1'):.2f} s "
           "(PDPLAN_WORKERS=1) (target <= 5 s on 2 cores)")
 
